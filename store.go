@@ -1,0 +1,14 @@
+package sealpost
+
+import "context"
+
+// Store is everything sealpost keeps. The SQLite and PostgreSQL packages
+// implement it and pass one shared test suite (package storetest).
+type Store interface {
+	AccountService
+	APIKeyService
+	EnforcedTLSService
+	// Ping reports whether the database answers, for /readyz.
+	Ping(ctx context.Context) error
+	Close() error
+}
