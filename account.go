@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -62,7 +63,7 @@ func ValidateUsername(field, username string) *FieldError {
 	if username == "" {
 		return &FieldError{Field: field, Message: field + " is required"}
 	}
-	if len(username) > 64 || !utf8.ValidString(username) {
+	if len(username) > 64 {
 		return &FieldError{Field: field, Message: field + " must be at most 64 characters"}
 	}
 	for _, r := range username {
@@ -85,7 +86,7 @@ func ValidateEmail(field, email string) *FieldError {
 	if email == "" {
 		return &FieldError{Field: field, Message: field + " is required"}
 	}
-	if len(email) > 254 || at <= 0 || at == len(email)-1 || strings.ContainsFunc(email, func(r rune) bool { return r <= ' ' || r == 0x7f }) || !utf8.ValidString(email) {
+	if len(email) > 254 || at <= 0 || at == len(email)-1 || strings.ContainsFunc(email, func(r rune) bool { return r <= ' ' || unicode.IsControl(r) }) || !utf8.ValidString(email) {
 		return &FieldError{Field: field, Message: field + " must be a valid email address"}
 	}
 	return nil

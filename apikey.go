@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // APIKey is a stored API key. The secret half of the token is never stored:
@@ -86,7 +87,9 @@ func ValidateKeyName(field, name string) *FieldError {
 	if len(name) > 100 {
 		return &FieldError{Field: field, Message: field + " must be at most 100 characters"}
 	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\uFFFD' }) {
+	// unicode.IsControl covers C0, DEL and C1; U+FFFD is what invalid
+	// UTF-8 decodes to.
+	if strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == '\uFFFD' }) {
 		return &FieldError{Field: field, Message: field + " must not contain control characters or invalid UTF-8"}
 	}
 	return nil

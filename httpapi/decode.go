@@ -1,0 +1,215 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/sealpost/sealpost"
+)
+
+func readAll(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength <= 0 {
+		return io.ReadAll(r)
+	}
+	// Sized from Content-Length (already checked against the limit) so a
+	// normal body is read without regrowing; +1 lets ReadAll see EOF.
+	buf := bytes.NewBuffer(make([]byte, 0, contentLength+1))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+// object is a JSON object body being type-checked field by field. Every
+// problem is collected so the client hears about all of them at once.
+type object struct {
+	prefix   string // "profile." for a nested object
+	fields   map[string]json.RawMessage
+	problems *[]sealpost.FieldError
+}
+
+// parseObject decodes body, which must be a single JSON object.
+func parseObject(body []byte) (*object, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if len(trimmed) > 0 && json.Valid(trimmed) {
+			return nil, sealpost.Invalid(sealpost.FieldError{Message: "request body must be a JSON object"})
+		}
+		return nil, sealpost.Invalid(sealpost.FieldError{Message: "request body is not valid JSON"})
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return nil, sealpost.Invalid(sealpost.FieldError{Message: "request body is not valid JSON"})
+	}
+	return &object{fields: fields, problems: new([]sealpost.FieldError)}, nil
+}
+
+func (o *object) problem(name, msg string) {
+	field := o.prefix + name
+	*o.problems = append(*o.problems, sealpost.FieldError{Field: field, Message: field + " " + msg})
+}
+
+// add records a problem found by a validator outside this file.
+func (o *object) add(fe *sealpost.FieldError) {
+	if fe != nil {
+		*o.problems = append(*o.problems, *fe)
+	}
+}
+
+// err returns every problem found so far, or nil.
+func (o *object) err() error {
+	if len(*o.problems) == 0 {
+		return nil
+	}
+	return sealpost.Invalid(*o.problems...)
+}
+
+// field names a member for validators: "profile.email" in a nested object.
+func (o *object) field(name string) string { return o.prefix + name }
+
+// str returns a string member. A member that is present but not a string
+// (null included) or not valid UTF-8 is recorded as a problem.
+func (o *object) str(name string) (v string, present bool) {
+	raw, ok := o.fields[name]
+	if !ok {
+		return "", false
+	}
+	v, res := decodeString(raw)
+	switch res {
+	case notString:
+		o.problem(name, "must be a string")
+	case badUTF8:
+		o.problem(name, "must be valid UTF-8")
+	}
+	return v, true
+}
+
+type stringResult int
+
+const (
+	stringOK stringResult = iota
+	notString
+	badUTF8
+)
+
+// decodeString decodes a JSON string, refusing the invalid UTF-8 that
+// encoding/json would otherwise silently replace with U+FFFD.
+func decodeString(raw json.RawMessage) (string, stringResult) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", notString
+	}
+	if !utf8.Valid(raw) {
+		return "", badUTF8
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", notString
+	}
+	return s, stringOK
+}
+
+// checkedStr reads a string member and runs validate on it (with an empty
+// value when required and absent). A member of the wrong type is reported
+// once, not also by validate.
+func (o *object) checkedStr(name string, required bool, validate func(field, v string) *sealpost.FieldError) (v string, present bool) {
+	before := len(*o.problems)
+	v, present = o.str(name)
+	if len(*o.problems) > before || (!present && !required) {
+		return v, present
+	}
+	o.add(validate(o.field(name), v))
+	return v, present
+}
+
+// boolean returns a boolean member, nil when absent or not a boolean.
+func (o *object) boolean(name string) (v *bool, present bool) {
+	raw, ok := o.fields[name]
+	if !ok {
+		return nil, false
+	}
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case bytes.Equal(raw, []byte("true")):
+		b := true
+		return &b, true
+	case bytes.Equal(raw, []byte("false")):
+		b := false
+		return &b, true
+	}
+	o.problem(name, "must be a boolean")
+	return nil, true
+}
+
+// strs returns an array-of-strings member; nil and a recorded problem when
+// it is anything else. A present empty array is non-nil.
+func (o *object) strs(name string) (v []string, present bool) {
+	raw, ok := o.fields[name]
+	if !ok {
+		return nil, false
+	}
+	var elems []json.RawMessage
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+		o.problem(name, "must be an array of strings")
+		return nil, true
+	}
+	out := make([]string, 0, len(elems))
+	for _, e := range elems {
+		s, res := decodeString(e)
+		switch res {
+		case notString:
+			o.problem(name, "must be an array of strings")
+			return nil, true
+		case badUTF8:
+			o.problem(name, "must contain only valid UTF-8")
+			return nil, true
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+// obj returns a nested object member whose problems are reported with
+// dotted field names and collected with this object's.
+func (o *object) obj(name string) (v *object, present bool) {
+	raw, ok := o.fields[name]
+	if !ok {
+		return nil, false
+	}
+	return o.nested(name, raw), true
+}
+
+// nested parses raw, the value of the member called name, as an object; nil
+// and a recorded problem when it is anything else.
+func (o *object) nested(name string, raw json.RawMessage) *object {
+	raw = bytes.TrimSpace(raw)
+	var fields map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+		o.problem(name, "must be an object")
+		return nil
+	}
+	return &object{prefix: o.prefix + name + ".", fields: fields, problems: o.problems}
+}
+
+// array returns the raw elements of an array member.
+func (o *object) array(name string) (v []json.RawMessage, present bool) {
+	raw, ok := o.fields[name]
+	if !ok {
+		return nil, false
+	}
+	raw = bytes.TrimSpace(raw)
+	var elems []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+		o.problem(name, "must be an array")
+		return nil, true
+	}
+	return elems, true
+}

@@ -1,0 +1,351 @@
+// Package httpapi serves sealpost's SendGrid v3 HTTP surface. Official
+// SendGrid clients work against it by changing only their base URL, so
+// statuses, headers and error bodies follow SendGrid byte for byte.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sealpost/sealpost"
+)
+
+// Config is what a Server needs.
+type Config struct {
+	Store       sealpost.Store
+	RateLimiter sealpost.RateLimiter // nil: no rate limiting
+	Logger      *slog.Logger         // nil: discard
+	Registry    *prometheus.Registry // nil: a new one; /metrics serves it
+	Now         func() time.Time     // nil: time.Now
+}
+
+// maxBodyBytes bounds every request body these routes accept: the largest
+// legitimate one (a key with every scope) is well under 2 KiB.
+const maxBodyBytes = 64 << 10
+
+// readyTimeout bounds /readyz so a hung database fails the probe instead of
+// hanging it.
+const readyTimeout = 2 * time.Second
+
+// Server is the HTTP API. It is safe for concurrent use.
+type Server struct {
+	store   sealpost.Store
+	limiter sealpost.RateLimiter
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	mux     *http.ServeMux
+
+	// jsonCT is shared by every response's Content-Type header so that
+	// setting it costs no allocation; net/http never modifies header values.
+	jsonCT []string
+}
+
+// handler serves one endpoint once routing, authentication, rate limiting,
+// scope, on-behalf-of and body reading are done. It returns the status and
+// JSON body to send (nil body: none), or an error for writeError to map.
+type handler func(ctx context.Context, r *http.Request, c *call) (int, []byte, error)
+
+// call is what the pipeline learned about a request before its handler runs.
+type call struct {
+	principal *sealpost.Principal // nil on unauthenticated endpoints
+	acting    *sealpost.Account   // the caller's account or the on-behalf-of one
+	body      []byte
+}
+
+// endpoint is one method of one route.
+type endpoint struct {
+	method string
+	scope  string // "" needs no scope
+	public bool   // no authentication, rate limiting or on-behalf-of
+	body   bool   // read the request body before calling fn
+	// userOnly endpoints manage child accounts, which only a top-level
+	// account may own.
+	userOnly bool
+	fn       handler
+	// raw serves endpoints whose body another package writes (/metrics).
+	raw http.Handler
+}
+
+// route is one registered path pattern with its endpoints.
+type route struct {
+	s         *Server
+	pattern   string
+	allow     string
+	endpoints []endpoint
+	metrics   *routeMetrics
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	s := &Server{
+		store:   cfg.Store,
+		limiter: cfg.RateLimiter,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		mux:     http.NewServeMux(),
+		jsonCT:  []string{"application/json"},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg)
+
+	s.handle("/v3/user/settings/enforced_tls",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.getEnforcedTLS},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEnforcedTLSUpdate, body: true, fn: s.patchEnforcedTLS},
+	)
+	s.handle("/v3/scopes",
+		endpoint{method: http.MethodGet, fn: s.getScopes},
+	)
+	s.handle("/v3/api_keys",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeAPIKeysRead, fn: s.listAPIKeys},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeAPIKeysCreate, body: true, fn: s.createAPIKey},
+	)
+	s.handle("/v3/api_keys/{api_key_id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeAPIKeysRead, fn: s.getAPIKey},
+		endpoint{method: http.MethodPut, scope: sealpost.ScopeAPIKeysUpdate, body: true, fn: s.putAPIKey},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeAPIKeysUpdate, body: true, fn: s.patchAPIKey},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeAPIKeysDelete, fn: s.deleteAPIKey},
+	)
+	s.handle("/v3/subusers",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeSubusersRead, userOnly: true, fn: s.listSubusers},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeSubusersCreate, userOnly: true, body: true, fn: s.createSubuser},
+	)
+	s.handle("/v3/subusers/{subuser_name}",
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeSubusersUpdate, userOnly: true, body: true, fn: s.patchSubuser},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeSubusersDelete, userOnly: true, fn: s.deleteSubuser},
+	)
+	s.handle("/v3/partners/accounts",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, fn: s.listPartnerAccounts},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
+	)
+	s.handle("/healthz", endpoint{method: http.MethodGet, public: true, fn: s.healthz})
+	s.handle("/readyz", endpoint{method: http.MethodGet, public: true, fn: s.readyz})
+	s.handle("/metrics", endpoint{method: http.MethodGet, public: true, raw: s.metrics.handler(reg, s.log)})
+
+	// Patterns carry no method so that ServeMux never answers 405 itself
+	// (its bodies are plain text); routes answer 405 in SendGrid's form.
+	// "/" catches every other path for the same reason.
+	s.mux.Handle("/", &route{s: s, pattern: unmatchedRoute, metrics: s.metrics.route(unmatchedRoute)})
+	return s
+}
+
+func (s *Server) handle(pattern string, eps ...endpoint) {
+	rt := &route{s: s, pattern: pattern, endpoints: eps, metrics: s.metrics.route(pattern)}
+	for i, ep := range eps {
+		if i > 0 {
+			rt.allow += ", "
+		}
+		rt.allow += ep.method
+	}
+	s.mux.Handle(pattern, rt)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var ep *endpoint
+	for i := range rt.endpoints {
+		if rt.endpoints[i].method == r.Method {
+			ep = &rt.endpoints[i]
+			break
+		}
+	}
+	var c call
+	status := rt.s.serve(w, r, rt, ep, &c)
+	elapsed := time.Since(start)
+	rt.metrics.observe(r.Method, status, elapsed)
+	if rt.s.log.Enabled(r.Context(), slog.LevelDebug) {
+		rt.s.logRequest(r, rt.pattern, status, elapsed, &c)
+	}
+}
+
+// serve runs the pipeline in the order the contract fixes: route, method,
+// authentication, rate limit, the caller key's scope, on-behalf-of, body.
+// It returns the status written.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *endpoint, c *call) (status int) {
+	if rt.pattern == unmatchedRoute {
+		return s.writeFixed(w, http.StatusNotFound, bodyNotFound)
+	}
+	if ep == nil {
+		w.Header().Set("Allow", rt.allow)
+		return s.writeFixed(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			status = s.writeError(w, r, rt.pattern, c, fmt.Errorf("panic serving %s %s: %v", r.Method, rt.pattern, v))
+		}
+	}()
+	if ep.raw != nil {
+		sw := statusWriter{ResponseWriter: w, status: http.StatusOK}
+		ep.raw.ServeHTTP(&sw, r)
+		return sw.status
+	}
+	ctx := r.Context()
+	if !ep.public {
+		p, err := sealpost.Authenticate(ctx, s.store, r.Header.Get("Authorization"))
+		if err != nil {
+			return s.writeError(w, r, rt.pattern, c, err)
+		}
+		c.principal = p
+		c.acting = p.Account
+		if s.limiter != nil {
+			rl := s.limiter.Take(p.Key.ID, s.now())
+			setRateLimitHeaders(w.Header(), rl)
+			if !rl.Allowed {
+				return s.writeError(w, r, rt.pattern, c, errRateLimited)
+			}
+		}
+		if ep.scope != "" && !p.Key.HasScope(ep.scope) {
+			return s.writeError(w, r, rt.pattern, c, errForbidden)
+		}
+		acting, err := s.resolveOnBehalfOf(ctx, r, p)
+		if err != nil {
+			return s.writeError(w, r, rt.pattern, c, err)
+		}
+		c.acting = acting
+		if ep.userOnly && acting.Kind != sealpost.KindUser {
+			return s.writeError(w, r, rt.pattern, c, errForbidden)
+		}
+	}
+	if ep.body {
+		body, err := readBody(w, r)
+		if err != nil {
+			return s.writeError(w, r, rt.pattern, c, err)
+		}
+		c.body = body
+	}
+	code, body, err := ep.fn(ctx, r, c)
+	if err != nil {
+		return s.writeError(w, r, rt.pattern, c, err)
+	}
+	return s.write(w, code, body)
+}
+
+// resolveOnBehalfOf returns the account the request acts as.
+func (s *Server) resolveOnBehalfOf(ctx context.Context, r *http.Request, p *sealpost.Principal) (*sealpost.Account, error) {
+	// Incoming header names are canonicalised, whatever case the client used.
+	values := r.Header["On-Behalf-Of"]
+	switch len(values) {
+	case 0:
+		return p.Account, nil
+	case 1:
+		return sealpost.ResolveOnBehalfOf(ctx, s.store, p, values[0])
+	}
+	// Two values would make the target ambiguous; a key that may not use
+	// the header at all still learns only that.
+	if p.Account.Kind != sealpost.KindUser {
+		return nil, errForbidden
+	}
+	return nil, sealpost.Invalid(sealpost.FieldError{Field: "on-behalf-of", Message: "on-behalf-of must be sent once"})
+}
+
+// readBody reads the whole body, so that nothing is acted on before the
+// request is known to be complete and within its limit.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > maxBodyBytes {
+		return nil, errTooLarge
+	}
+	body, err := readAll(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
+	if err != nil {
+		if isMaxBytes(err) {
+			return nil, errTooLarge
+		}
+		return nil, sealpost.Invalid(sealpost.FieldError{Message: "request body could not be read"})
+	}
+	return body, nil
+}
+
+func setRateLimitHeaders(h http.Header, rl sealpost.RateLimit) {
+	reset := rl.Reset.Unix()
+	// Round up: a client sleeping until a truncated reset would wake inside
+	// the exhausted window and be refused again.
+	if rl.Reset.Nanosecond() != 0 {
+		reset++
+	}
+	remaining := max(rl.Remaining, 0)
+	// One allocation for the three values; keys are already canonical.
+	v := [3]string{strconv.Itoa(rl.Limit), strconv.Itoa(remaining), strconv.FormatInt(reset, 10)}
+	vals := v[:]
+	h["X-Ratelimit-Limit"] = vals[0:1:1]
+	h["X-Ratelimit-Remaining"] = vals[1:2:2]
+	h["X-Ratelimit-Reset"] = vals[2:3:3]
+}
+
+// write sends status and body; a nil body sends none and no Content-Type.
+func (s *Server) write(w http.ResponseWriter, status int, body []byte) int {
+	if body != nil {
+		w.Header()["Content-Type"] = s.jsonCT
+	}
+	w.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = w.Write(body)
+	}
+	return status
+}
+
+func (s *Server) writeFixed(w http.ResponseWriter, status int, body []byte) int {
+	return s.write(w, status, body)
+}
+
+func (s *Server) logRequest(r *http.Request, pattern string, status int, elapsed time.Duration, c *call) {
+	attrs := []slog.Attr{
+		slog.String("route", pattern),
+		slog.String("method", r.Method),
+		slog.Int("status", status),
+		slog.Duration("duration", elapsed),
+	}
+	if c.principal != nil {
+		attrs = append(attrs,
+			slog.Int64("account_id", c.principal.Account.ID),
+			slog.String("key_id", c.principal.Key.ID))
+		if c.acting != nil && c.acting.ID != c.principal.Account.ID {
+			attrs = append(attrs, slog.Int64("acting_account_id", c.acting.ID))
+		}
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelDebug, "request", attrs...)
+}
+
+// statusWriter records the status of a response written by another
+// package's handler, for metrics and logs.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status = code
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
