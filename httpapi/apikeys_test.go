@@ -335,4 +335,3 @@ func TestDisabledSubuserKeys(t *testing.T) {
 		e.do(request{method: http.MethodGet, path: pathTLS, token: tok}).want(t, "deleted subuser's key", http.StatusUnauthorized, wantUnauthorized)
 	})
 }
-
