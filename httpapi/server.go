@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"time"
 
@@ -41,6 +42,8 @@ type Server struct {
 	now     func() time.Time
 	metrics *metrics
 	mux     *http.ServeMux
+	// unmatched answers every path no route serves.
+	unmatched *route
 
 	// jsonCT is shared by every response's Content-Type header so that
 	// setting it costs no allocation; net/http never modifies header values.
@@ -140,7 +143,8 @@ func New(cfg Config) *Server {
 	// Patterns carry no method so that ServeMux never answers 405 itself
 	// (its bodies are plain text); routes answer 405 in SendGrid's form.
 	// "/" catches every other path for the same reason.
-	s.mux.Handle("/", &route{s: s, pattern: unmatchedRoute, metrics: s.metrics.route(unmatchedRoute)})
+	s.unmatched = &route{s: s, pattern: unmatchedRoute, metrics: s.metrics.route(unmatchedRoute)}
+	s.mux.Handle("/", s.unmatched)
 	return s
 }
 
@@ -157,6 +161,13 @@ func (s *Server) handle(pattern string, eps ...endpoint) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// ServeMux answers paths like /v3//scopes with an HTML redirect; no
+	// SendGrid client sends them, and a JSON API should not redirect, so
+	// they are unknown routes like any other.
+	if p := r.URL.Path; p == "" || p[0] != '/' || (path.Clean(p) != p && path.Clean(p)+"/" != p) {
+		s.unmatched.ServeHTTP(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -284,10 +295,17 @@ func setRateLimitHeaders(h http.Header, rl sealpost.RateLimit) {
 	if rl.Reset.Nanosecond() != 0 {
 		reset++
 	}
-	remaining := max(rl.Remaining, 0)
-	// One allocation for the three values; keys are already canonical.
-	v := [3]string{strconv.Itoa(rl.Limit), strconv.Itoa(remaining), strconv.FormatInt(reset, 10)}
-	vals := v[:]
+	// The three values share one string and one backing array: two
+	// allocations on a path every authenticated request takes. Keys are
+	// already in canonical form.
+	var buf [3 * 20]byte
+	b := strconv.AppendInt(buf[:0], int64(rl.Limit), 10)
+	i := len(b)
+	b = strconv.AppendInt(b, int64(max(rl.Remaining, 0)), 10)
+	j := len(b)
+	b = strconv.AppendInt(b, reset, 10)
+	all := string(b)
+	vals := &[3]string{all[:i], all[i:j], all[j:]}
 	h["X-Ratelimit-Limit"] = vals[0:1:1]
 	h["X-Ratelimit-Remaining"] = vals[1:2:2]
 	h["X-Ratelimit-Reset"] = vals[2:3:3]

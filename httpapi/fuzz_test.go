@@ -1,0 +1,188 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sealpost/sealpost"
+)
+
+// serveRaw sends one request built by the caller's header function, for
+// fuzzers that need headers do() does not make.
+func (e *env) serveRaw(method, path, body string, header func(http.Header)) (int, string) {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, r)
+	header(req.Header)
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// noRateLimit keeps long fuzzing runs clear of the test limiter.
+func noRateLimit(c *Config) { c.RateLimiter = nil }
+
+func FuzzEnforcedTLSPatch(f *testing.F) {
+	for _, seed := range []string{
+		`{"require_tls":false,"require_valid_cert":false,"version":1.1}`,
+		`{"require_tls":true,"require_valid_cert":true,"version":1.3}`,
+		`{"require_tls":true,"require_valid_cert":false}`,
+		`{"require_valid_cert":true}`,
+		`{"version":1.2}`,
+		`{}`,
+		`{"version":"1.2"}`,
+		`{"require_tls":"yes"}`,
+		`{"require_tls":null}`,
+		`{"version":null}`,
+		`{"version":1.0}`,
+		`{"version":1.4}`,
+		`{"version":2}`,
+		`{"version":1.10}`,
+		`{"version":11e-1}`,
+		`[]`, `"x"`, `1`, `null`, ``, `not json`, `{"require_tls":true`,
+		`{"require_tls":true,"require_tls":"no"}`,
+		`{"unknown":{"deep":[1,2,{"x":null}]}}`,
+		"{\"version\":1.2,\"x\":\"\xff\"}",
+	} {
+		f.Add(seed)
+	}
+	e := newEnv(f, openSQLite, noRateLimit)
+	acct := e.user("fuzz")
+	token := e.key(acct)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, body string) {
+		before, err := e.store.EnforcedTLS(ctx, acct.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, got := e.serveRaw(http.MethodPatch, pathTLS, body, func(h http.Header) {
+			h.Set("Authorization", "Bearer "+token)
+		})
+		after, err := e.store.EnforcedTLS(ctx, acct.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch status {
+		case http.StatusOK:
+			// The response is the stored setting, and it is what the
+			// domain parser says the patch makes of the previous one.
+			if got != settingJSON(after) {
+				t.Fatalf("200 body %s, stored %+v", got, after)
+			}
+			patch, err := sealpost.ParseEnforcedTLSPatch([]byte(body))
+			if err != nil {
+				t.Fatalf("200 for a body the parser rejects (%v): %q", err, body)
+			}
+			if want := patch.Apply(before); after != want {
+				t.Fatalf("stored %+v, want %+v for %q", after, want, body)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			if after != before {
+				t.Fatalf("%d changed the setting from %+v to %+v for %q", status, before, after, body)
+			}
+			if !strings.HasPrefix(got, `{"errors":[{`) {
+				t.Fatalf("%d body %s", status, got)
+			}
+		default:
+			t.Fatalf("status %d (%s) for %q", status, got, body)
+		}
+	})
+}
+
+func FuzzOnBehalfOf(f *testing.F) {
+	e := newEnv(f, openSQLite, noRateLimit)
+	p := e.user("parent")
+	child := e.subuser(p, "child")
+	cust := e.customer(p)
+	other := e.user("other")
+	e.subuser(other, "stranger")
+	e.customer(other)
+	parentKey := e.key(p)
+	childKey := e.key(child)
+	ctx := context.Background()
+	if _, err := e.store.UpdateEnforcedTLS(ctx, child.ID, sealpost.EnforcedTLSPatch{RequireTLS: new(true)}); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := e.store.UpdateEnforcedTLS(ctx, cust.ID, sealpost.EnforcedTLSPatch{Version: new(sealpost.TLS13)}); err != nil {
+		f.Fatal(err)
+	}
+	childBody := settingJSON(e.setting(child))
+	custBody := settingJSON(e.setting(cust))
+	for _, seed := range []string{
+		"", "child", "stranger", "parent", "other", "account-id " + cust.PublicID, "ACCOUNT-ID\t" + cust.PublicID,
+		"account-id", "account-id ", "account-idx", "account-id stranger", cust.PublicID, " child ", "child\x00",
+		strings.Repeat("a", 300), "\xff\xfe", "account-id sg000000000000000000000000",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		status, body := e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+			h.Set("Authorization", "Bearer "+parentKey)
+			h["On-Behalf-Of"] = []string{value}
+		})
+		switch status {
+		case http.StatusOK:
+			// Only the parent's own children, or no header at all.
+			if body != childBody && body != custBody && !(value == "" && body == wantDefaultTLS) {
+				t.Fatalf("200 %s for on-behalf-of %q", body, value)
+			}
+		case http.StatusBadRequest:
+			if !strings.Contains(body, `"field":"on-behalf-of"`) {
+				t.Fatalf("400 %s for on-behalf-of %q", body, value)
+			}
+		case http.StatusNotFound:
+			if body != wantOBONotFound {
+				t.Fatalf("404 %s for on-behalf-of %q", body, value)
+			}
+		default:
+			t.Fatalf("status %d (%s) for on-behalf-of %q", status, body, value)
+		}
+
+		status, body = e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+			h.Set("Authorization", "Bearer "+childKey)
+			h["On-Behalf-Of"] = []string{value}
+		})
+		wantStatus, wantBody := http.StatusForbidden, wantForbidden
+		if value == "" {
+			wantStatus, wantBody = http.StatusOK, childBody
+		}
+		if status != wantStatus || body != wantBody {
+			t.Fatalf("subuser key, on-behalf-of %q: %d %s, want %d %s", value, status, body, wantStatus, wantBody)
+		}
+	})
+}
+
+func FuzzAuthorization(f *testing.F) {
+	e := newEnv(f, openSQLite, noRateLimit)
+	acct := e.user("owner")
+	token := e.key(acct)
+	id, secret, _ := sealpost.ParseToken(token)
+	for _, seed := range []string{
+		"", "Bearer " + token, "bearer " + token, "Bearer  " + token + " ", "Basic " + token, token,
+		"Bearer SG." + id + "." + secret + "x", "Bearer SG." + id + ".", "Bearer SG.." + secret, "Bearer SG",
+		"Bearer SG." + id + "." + secret + ".x", "Bearer " + strings.Repeat("SG.", 100), "Bearer\t" + token, "\x00",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, auth string) {
+		status, body := e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+			h["Authorization"] = []string{auth}
+		})
+		switch {
+		case status == http.StatusOK && body == wantDefaultTLS:
+			// Only a header that carries the real secret may get in.
+			if !strings.Contains(auth, secret) || !strings.Contains(auth, id) {
+				t.Fatalf("200 for Authorization %q", auth)
+			}
+		case status == http.StatusUnauthorized && body == wantUnauthorized:
+		default:
+			t.Fatalf("Authorization %q: %d %s", auth, status, body)
+		}
+	})
+}
