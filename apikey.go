@@ -63,10 +63,27 @@ func ParseToken(token string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	id, secret, found = strings.Cut(rest, ".")
-	if !found || id == "" || secret == "" || len(id) > 64 || len(secret) > 128 || strings.Contains(secret, ".") {
+	if !found || id == "" || secret == "" || len(id) > 64 || len(secret) > 128 || strings.Contains(secret, ".") || !isIdentifier(id, 64) {
 		return "", "", false
 	}
 	return id, secret, true
+}
+
+// isIdentifier reports whether s is 1 to max characters of the base64url
+// alphabet, which every id sealpost makes is written in. Checking before a
+// lookup keeps NUL bytes and invalid UTF-8, which PostgreSQL refuses as
+// text, from turning a lookup of a name that cannot exist into an error.
+func isIdentifier(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Matches reports, in constant time, whether secret is this key's secret.

@@ -75,6 +75,11 @@ func ResolveOnBehalfOf(ctx context.Context, accounts AccountService, caller *Pri
 	if err != nil {
 		return nil, err
 	}
+	// A name no account can have is not looked up: it is simply not found,
+	// and a store never sees bytes (NUL, invalid UTF-8) it may refuse.
+	if obo.AccountID != "" && !isIdentifier(obo.AccountID, 64) || obo.Username != "" && ValidateUsername("on-behalf-of", obo.Username) != nil {
+		return nil, oboNotFound()
+	}
 	var target *Account
 	var want AccountKind
 	if obo.AccountID != "" {
@@ -88,7 +93,11 @@ func ResolveOnBehalfOf(ctx context.Context, accounts AccountService, caller *Pri
 		return nil, err
 	}
 	if err != nil || target.Kind != want || !caller.Account.IsParentOf(target) {
-		return nil, &Error{Code: ENOTFOUND, Fields: []FieldError{{Field: "on-behalf-of", Message: "on-behalf-of names no account of yours"}}}
+		return nil, oboNotFound()
 	}
 	return target, nil
+}
+
+func oboNotFound() *Error {
+	return &Error{Code: ENOTFOUND, Fields: []FieldError{{Field: "on-behalf-of", Message: "on-behalf-of names no account of yours"}}}
 }

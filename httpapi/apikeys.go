@@ -80,7 +80,11 @@ func (s *Server) listAPIKeys(ctx context.Context, _ *http.Request, c *call) (int
 }
 
 func (s *Server) getAPIKey(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
-	key, err := s.store.APIKey(ctx, c.acting.ID, r.PathValue("api_key_id"))
+	id, err := keyID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	key, err := s.store.APIKey(ctx, c.acting.ID, id)
 	if err != nil {
 		return 0, nil, keyError(err, c)
 	}
@@ -109,7 +113,11 @@ func (s *Server) putAPIKey(ctx context.Context, r *http.Request, c *call) (int, 
 	if err := o.err(); err != nil {
 		return 0, nil, err
 	}
-	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, r.PathValue("api_key_id"), upd)
+	id, err := keyID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, id, upd)
 	if err != nil {
 		return 0, nil, keyError(err, c)
 	}
@@ -129,7 +137,11 @@ func (s *Server) patchAPIKey(ctx context.Context, r *http.Request, c *call) (int
 	if err := o.err(); err != nil {
 		return 0, nil, err
 	}
-	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, r.PathValue("api_key_id"), sealpost.APIKeyUpdate{Name: &name})
+	id, err := keyID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, id, sealpost.APIKeyUpdate{Name: &name})
 	if err != nil {
 		return 0, nil, keyError(err, c)
 	}
@@ -140,10 +152,31 @@ func (s *Server) patchAPIKey(ctx context.Context, r *http.Request, c *call) (int
 }
 
 func (s *Server) deleteAPIKey(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
-	if err := s.store.DeleteAPIKey(ctx, c.acting.ID, r.PathValue("api_key_id")); err != nil {
+	id, err := keyID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.store.DeleteAPIKey(ctx, c.acting.ID, id); err != nil {
 		return 0, nil, keyError(err, c)
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// keyID returns the path's key id, or errNotFound when it cannot be one:
+// such an id is not looked up (a store may refuse its bytes, PostgreSQL
+// does NUL and invalid UTF-8) but is simply not found.
+func keyID(r *http.Request) (string, error) {
+	id := r.PathValue("api_key_id")
+	if len(id) > 64 {
+		return "", errNotFound
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "", errNotFound
+		}
+	}
+	return id, nil
 }
 
 // keyError keeps a store's not-found as the fixed 404 (another account's

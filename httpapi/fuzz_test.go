@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
 // serveRaw sends one request built by the caller's header function, for
@@ -23,6 +25,15 @@ func (e *env) serveRaw(method, path, body string, header func(http.Header)) (int
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String()
+}
+
+// fuzzStore is PostgreSQL when the environment offers it, since it is the
+// stricter of the two about the bytes it accepts, and SQLite otherwise.
+func fuzzStore() func(testing.TB) sealpost.Store {
+	if os.Getenv(pgtest.EnvVar) != "" {
+		return openPostgres
+	}
+	return openSQLite
 }
 
 // noRateLimit keeps long fuzzing runs clear of the test limiter.
@@ -52,7 +63,7 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newEnv(f, openSQLite, noRateLimit)
+	e := newEnv(f, fuzzStore(), noRateLimit)
 	acct := e.user("fuzz")
 	token := e.key(acct)
 	ctx := context.Background()
@@ -96,7 +107,7 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 }
 
 func FuzzOnBehalfOf(f *testing.F) {
-	e := newEnv(f, openSQLite, noRateLimit)
+	e := newEnv(f, fuzzStore(), noRateLimit)
 	p := e.user("parent")
 	child := e.subuser(p, "child")
 	cust := e.customer(p)
@@ -159,7 +170,7 @@ func FuzzOnBehalfOf(f *testing.F) {
 }
 
 func FuzzAuthorization(f *testing.F) {
-	e := newEnv(f, openSQLite, noRateLimit)
+	e := newEnv(f, fuzzStore(), noRateLimit)
 	acct := e.user("owner")
 	token := e.key(acct)
 	id, secret, _ := sealpost.ParseToken(token)

@@ -468,3 +468,31 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("/metrics of the default registry:\n%s", res.body)
 	}
 }
+
+// TestHostileIdentifiers sends names no account or key can have, with bytes
+// (NUL, invalid UTF-8) a store may refuse outright: each must be an
+// ordinary not-found or 401, never a 500.
+func TestHostileIdentifiers(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		p := e.user("parent")
+		token := e.key(p)
+		for _, bad := range []string{"a\x00b", "a\xffb", "\xc3", strings.Repeat("x", 65), "a b", "a\nb"} {
+			esc := strings.NewReplacer("\x00", "%00", "\xff", "%FF", "\xc3", "%C3", " ", "%20", "\n", "%0A").Replace(bad)
+			what := strconv.Quote(bad)
+			e.do(request{method: http.MethodGet, path: "/v3/api_keys/" + esc, token: token}).want(t, "GET key "+what, http.StatusNotFound, wantNotFound)
+			e.do(request{method: http.MethodDelete, path: "/v3/api_keys/" + esc, token: token}).want(t, "DELETE key "+what, http.StatusNotFound, wantNotFound)
+			e.do(request{method: http.MethodPatch, path: "/v3/api_keys/" + esc, token: token, body: `{"name":"x"}`}).
+				want(t, "PATCH key "+what, http.StatusNotFound, wantNotFound)
+			e.do(request{method: http.MethodPatch, path: "/v3/subusers/" + esc, token: token, body: `{"disabled":true}`}).
+				want(t, "PATCH subuser "+what, http.StatusNotFound, wantNotFound)
+			for _, obo := range []string{bad, "account-id " + bad} {
+				e.do(request{method: http.MethodGet, path: pathTLS, token: token, header: http.Header{headerOnBehalfOf: {obo}}}).
+					want(t, "on-behalf-of "+strconv.Quote(obo), http.StatusNotFound, wantOBONotFound)
+			}
+			e.do(request{method: http.MethodGet, path: pathTLS, header: http.Header{"Authorization": {"Bearer SG." + bad + ".secret"}}}).
+				want(t, "key id "+what, http.StatusUnauthorized, wantUnauthorized)
+		}
+	})
+}
