@@ -52,7 +52,9 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	return c
 }
 
-func (m *metrics) handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+// metricsHandler serves reg; a failing collector costs its own metrics, not
+// the whole scrape.
+func metricsHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,

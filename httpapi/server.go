@@ -1,6 +1,3 @@
-// Package httpapi serves sealpost's SendGrid v3 HTTP surface. Official
-// SendGrid clients work against it by changing only their base URL, so
-// statuses, headers and error bodies follow SendGrid byte for byte.
 package httpapi
 
 import (
@@ -138,7 +135,7 @@ func New(cfg Config) *Server {
 	)
 	s.handle("/healthz", endpoint{method: http.MethodGet, public: true, fn: s.healthz})
 	s.handle("/readyz", endpoint{method: http.MethodGet, public: true, fn: s.readyz})
-	s.handle("/metrics", endpoint{method: http.MethodGet, public: true, raw: s.metrics.handler(reg, s.log)})
+	s.handle("/metrics", endpoint{method: http.MethodGet, public: true, raw: metricsHandler(reg, s.log)})
 
 	// Patterns carry no method so that ServeMux never answers 405 itself
 	// (its bodies are plain text); routes answer 405 in SendGrid's form.
@@ -194,11 +191,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // It returns the status written.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *endpoint, c *call) (status int) {
 	if rt.pattern == unmatchedRoute {
-		return s.writeFixed(w, http.StatusNotFound, bodyNotFound)
+		return s.write(w, http.StatusNotFound, bodyNotFound)
 	}
 	if ep == nil {
 		w.Header().Set("Allow", rt.allow)
-		return s.writeFixed(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+		return s.write(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -321,10 +318,6 @@ func (s *Server) write(w http.ResponseWriter, status int, body []byte) int {
 		_, _ = w.Write(body)
 	}
 	return status
-}
-
-func (s *Server) writeFixed(w http.ResponseWriter, status int, body []byte) int {
-	return s.write(w, status, body)
 }
 
 func (s *Server) logRequest(r *http.Request, pattern string, status int, elapsed time.Duration, c *call) {

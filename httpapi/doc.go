@@ -1,0 +1,47 @@
+// Package httpapi serves sealpost's SendGrid v3 HTTP surface. Official
+// SendGrid clients work against it by changing only their base URL, so
+// statuses, headers and error bodies follow SendGrid byte for byte.
+//
+// Routes:
+//
+//	GET, PATCH         /v3/user/settings/enforced_tls
+//	GET                /v3/scopes
+//	GET, POST          /v3/api_keys
+//	GET, PUT, PATCH,
+//	DELETE             /v3/api_keys/{api_key_id}
+//	GET, POST          /v3/subusers
+//	PATCH, DELETE      /v3/subusers/{subuser_name}
+//	GET, POST          /v3/partners/accounts
+//	GET                /healthz, /readyz, /metrics (no authentication)
+//
+// Every request goes through the same steps, in this order, and stops at
+// the first that fails: route (404), method (405, with Allow), the
+// Authorization header (401), the key's rate limit (429), the scope the
+// route needs on the calling key (403), the on-behalf-of header (403 for a
+// key of a subuser or customer account, 404 naming the field for any name
+// that is not the caller's own subuser or customer account, 400 when it is
+// malformed), the body (413 over 64 KiB, read whole before anything is
+// done), and then the handler (400 listing every problem). Errors carrying
+// a sealpost error code become a status and body in one place,
+// errorResponse.
+//
+// Choices SendGrid does not document, made here:
+//
+//   - A PATCH of the Enforced TLS setting is a merge: fields present replace,
+//     absent fields keep their value, unknown fields are ignored, and any
+//     problem leaves the setting unchanged. null is a wrong type, not "unset".
+//   - GET /v3/scopes returns the calling key's scopes, also under
+//     on-behalf-of: they decide what the call may do.
+//   - A key created without scopes gets every scope the acting account's
+//     kind may hold that the calling key also holds. PUT without scopes
+//     keeps the key's scopes.
+//   - Subusers and customer accounts are only owned by top-level accounts;
+//     a request acting as anything else gets 403 on those routes.
+//   - POST /v3/subusers takes password and ips only to type-check them. A
+//     duplicate username is a 400 on username. GET /v3/subusers lists every
+//     subuser unless limit (1 or more) is given.
+//   - Paths that are not clean (/v3//scopes) are unknown routes, not
+//     redirects.
+//   - Metrics label the route with its pattern, "unmatched" for unknown
+//     paths, and the method with its name or "other".
+package httpapi
