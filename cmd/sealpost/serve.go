@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/httpapi"
+	"github.com/sealpost/sealpost/ratelimit"
+)
+
+// Main is a running sealpost service: what "sealpost serve" starts, and what
+// end-to-end tests start on port 0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	// Stdout receives the bootstrap API key, and nothing else.
+	Stdout io.Writer
+
+	store    sealpost.Store
+	listener net.Listener
+	server   *http.Server
+	done     chan error
+}
+
+// Open opens the store, bootstraps an empty database, and starts serving.
+func (m *Main) Open(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.Stdout == nil {
+		m.Stdout = io.Discard
+	}
+	store, kind, err := openStore(ctx, m.Config.Database, true)
+	if err != nil {
+		return err
+	}
+	m.store = store
+	if err := m.bootstrap(ctx); err != nil {
+		store.Close()
+		return err
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := httpapi.New(httpapi.Config{
+		Store:       store,
+		RateLimiter: ratelimit.New(m.Config.RateLimit, m.Config.RateLimitWindow),
+		Logger:      m.Logger,
+		Registry:    registry,
+	})
+
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
+	}
+	m.listener = ln
+	m.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	m.done = make(chan error, 1)
+	go func() { m.done <- m.server.Serve(ln) }()
+	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind)
+	return nil
+}
+
+// bootstrap creates the first account of an empty database and prints its
+// key, so that a fresh "sealpost serve" is usable without a second command.
+func (m *Main) bootstrap(ctx context.Context) error {
+	if m.Config.BootstrapUsername == "" {
+		return nil
+	}
+	n, err := m.store.CountAccounts(ctx)
+	if err != nil {
+		return fmt.Errorf("counting accounts: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	account, token, err := createAccount(ctx, m.store, m.Config.BootstrapUsername, "")
+	if sealpost.ErrorCode(err) == sealpost.ECONFLICT {
+		return nil // another node bootstrapped the same database first
+	} else if err != nil {
+		return fmt.Errorf("creating the first account: %w", err)
+	}
+	m.Logger.Info("created the first account; its API key is printed once on stdout", "username", account.Username, "account_id", account.ID)
+	fmt.Fprintln(m.Stdout, token)
+	return nil
+}
+
+// Addr is the address the API listens on.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// URL is the API's base URL.
+func (m *Main) URL() string { return "http://" + m.Addr() }
+
+// Store is the open store, for tests that need to look behind the API.
+func (m *Main) Store() sealpost.Store { return m.store }
+
+// Close stops accepting requests, waits up to the shutdown timeout for those
+// in flight, and closes the store.
+func (m *Main) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if m.server != nil {
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutting down HTTP: %w", err))
+		}
+		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Wait blocks until the server stops by itself (a failed listener).
+func (m *Main) Wait() <-chan error { return m.done }
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg := DefaultConfig()
+	fs := newFlagSet("sealpost serve", getenv, stderr)
+	cfg.register(fs)
+	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
+		return 2
+	}
+	logger := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	m := &Main{Config: cfg, Logger: logger, Stdout: stdout}
+	if err := m.Open(ctx); err != nil {
+		logger.Error("starting sealpost", "err", err)
+		return 1
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case serveErr = <-m.done:
+		m.done <- serveErr // Close reads it again
+		logger.Error("HTTP server stopped", "err", serveErr)
+	}
+	if err := m.Close(); err != nil {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return 1
+	}
+	return 0
+}
