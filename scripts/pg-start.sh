@@ -20,7 +20,8 @@ if [ ! -f "$datadir/PG_VERSION" ]; then
 fi
 if ! as_pg "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
   as_pg "$bindir/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w \
-    -o "-h 127.0.0.1 -p $port -k /tmp -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null
+    -o "-h 127.0.0.1 -p $port -k /tmp -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null ||
+    { echo "pg-start: PostgreSQL did not start (is port $port taken?):" >&2; tail -n 20 "$datadir/server.log" >&2; exit 1; }
 fi
 as_pg "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='sealpost_test'" | grep -q 1 ||
   as_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres sealpost_test

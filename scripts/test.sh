@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${SEALPOST_TEST_POSTGRES:-}" ]; then
   if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ "$(id -un)" = postgres ]; }; then
-    SEALPOST_TEST_POSTGRES=$(scripts/pg-start.sh "${SEALPOST_TEST_PGDATA:-/tmp/sealpost-test-pg}" "${SEALPOST_TEST_PGPORT:-55432}")
+    SEALPOST_TEST_POSTGRES=$(scripts/pg-start.sh "${SEALPOST_TEST_PGDATA:-/tmp/sealpost-pg}" "${SEALPOST_TEST_PGPORT:-55432}")
     export SEALPOST_TEST_POSTGRES
     echo "test.sh: PostgreSQL tests run against a local throwaway cluster ($SEALPOST_TEST_POSTGRES)"
   else
