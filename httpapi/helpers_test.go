@@ -243,3 +243,12 @@ func (e *env) setting(a *sealpost.Account) sealpost.EnforcedTLS {
 	}
 	return s
 }
+
+// exactHeader reads a header by its exact spelling, which checks that the
+// rate-limit headers go out as SendGrid spells them.
+func exactHeader(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -146,7 +146,7 @@ func TestIsolation(t *testing.T) {
 					if wantStatus == http.StatusBadRequest && !containsField(res.body, "on-behalf-of") {
 						t.Errorf("%s: 400 body %s does not name on-behalf-of", what, res.body)
 					}
-					if res.header.Get(headerRateLimit) == "" {
+					if exactHeader(res.header, headerRateLimit) == "" {
 						t.Errorf("%s: no rate-limit headers on an authenticated response", what)
 					}
 					if method == http.MethodPatch {

@@ -293,8 +293,10 @@ func setRateLimitHeaders(h http.Header, rl sealpost.RateLimit) {
 		reset++
 	}
 	// The three values share one string and one backing array: two
-	// allocations on a path every authenticated request takes. Keys are
-	// already in canonical form.
+	// allocations on a path every authenticated request takes. The keys
+	// are set directly, not through Set, to keep SendGrid's spelling on the
+	// wire (Go would write X-Ratelimit-*); HTTP header names are
+	// case-insensitive, so readers that canonicalize still find them.
 	var buf [3 * 20]byte
 	b := strconv.AppendInt(buf[:0], int64(rl.Limit), 10)
 	i := len(b)
@@ -303,9 +305,9 @@ func setRateLimitHeaders(h http.Header, rl sealpost.RateLimit) {
 	b = strconv.AppendInt(b, reset, 10)
 	all := string(b)
 	vals := &[3]string{all[:i], all[i:j], all[j:]}
-	h["X-Ratelimit-Limit"] = vals[0:1:1]
-	h["X-Ratelimit-Remaining"] = vals[1:2:2]
-	h["X-Ratelimit-Reset"] = vals[2:3:3]
+	h["X-RateLimit-Limit"] = vals[0:1:1]
+	h["X-RateLimit-Remaining"] = vals[1:2:2]
+	h["X-RateLimit-Reset"] = vals[2:3:3]
 }
 
 // write sends status and body; a nil body sends none and no Content-Type.

@@ -150,7 +150,7 @@ func TestRateLimit(t *testing.T) {
 		t.Helper()
 		res.want(t, what, status, body)
 		for h, want := range map[string]string{headerRateLimit: "3", headerRateRemain: remaining, headerRateReset: reset} {
-			if got := res.header.Get(h); got != want {
+			if got := exactHeader(res.header, h); got != want {
 				t.Errorf("%s: %s = %q, want %q", what, h, got, want)
 			}
 		}
@@ -175,14 +175,14 @@ func TestRateLimit(t *testing.T) {
 	// No headers on unauthenticated responses.
 	res := e.do(request{method: http.MethodGet, path: pathTLS, token: "SG.bad.key"})
 	res.want(t, "bad key", http.StatusUnauthorized, wantUnauthorized)
-	if res.header.Get(headerRateLimit) != "" {
+	if exactHeader(res.header, headerRateLimit) != "" {
 		t.Error("rate-limit headers on a 401")
 	}
 
 	clk.advance(time.Minute)
 	res = e.do(request{method: http.MethodGet, path: pathTLS, token: token})
 	res.want(t, "next window", http.StatusOK, wantDefaultTLS)
-	if got := res.header.Get(headerRateReset); got != "1700000100" {
+	if got := exactHeader(res.header, headerRateReset); got != "1700000100" {
 		t.Errorf("next window: reset %q", got)
 	}
 }
@@ -191,11 +191,11 @@ func TestRateLimitResetRoundsUp(t *testing.T) {
 	t.Parallel()
 	h := http.Header{}
 	setRateLimitHeaders(h, sealpost.RateLimit{Limit: 5, Remaining: -1, Reset: time.Unix(100, 1)})
-	if h.Get(headerRateReset) != "101" || h.Get(headerRateRemain) != "0" || h.Get(headerRateLimit) != "5" {
+	if exactHeader(h, headerRateReset) != "101" || exactHeader(h, headerRateRemain) != "0" || exactHeader(h, headerRateLimit) != "5" {
 		t.Errorf("headers %v", h)
 	}
 	setRateLimitHeaders(h, sealpost.RateLimit{Limit: 5, Remaining: 2, Reset: time.Unix(100, 0)})
-	if h.Get(headerRateReset) != "100" || h.Get(headerRateRemain) != "2" {
+	if exactHeader(h, headerRateReset) != "100" || exactHeader(h, headerRateRemain) != "2" {
 		t.Errorf("headers %v", h)
 	}
 }
@@ -207,7 +207,7 @@ func TestNoRateLimiter(t *testing.T) {
 	for range 5 {
 		res := e.do(request{method: http.MethodGet, path: pathTLS, token: token})
 		res.want(t, "GET", http.StatusOK, wantDefaultTLS)
-		if res.header.Get(headerRateLimit) != "" {
+		if exactHeader(res.header, headerRateLimit) != "" {
 			t.Error("rate-limit headers without a limiter")
 		}
 	}
@@ -289,7 +289,7 @@ func TestStoreFailures(t *testing.T) {
 			if tc.wantStatus == http.StatusServiceUnavailable && res.header.Get("Retry-After") != "1" {
 				t.Errorf("Retry-After %q", res.header.Get("Retry-After"))
 			}
-			if res.header.Get(headerRateLimit) == "" {
+			if exactHeader(res.header, headerRateLimit) == "" {
 				t.Error("no rate-limit headers on an authenticated failure")
 			}
 			out := logs.String()
