@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,9 +44,14 @@ func (s *syncBuffer) String() string {
 func startMain(t *testing.T, database string) (*Main, string, *syncBuffer) {
 	t.Helper()
 	cfg := DefaultConfig()
+	cfg.RateLimit = 100000
+	return startMainWith(t, database, cfg)
+}
+
+func startMainWith(t *testing.T, database string, cfg Config) (*Main, string, *syncBuffer) {
+	t.Helper()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Database = database
-	cfg.RateLimit = 100000
 	logs := &syncBuffer{}
 	var stdout bytes.Buffer
 	m := &Main{
@@ -342,5 +348,38 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("serve %v env %v: exit %d, stderr %q; want 2 and %q", tt.args, tt.env, code, stderr.String(), tt.want)
 		}
+	}
+}
+
+// TestGoClientRetriesThroughRateLimit: the Go client's MakeRequestRetry gets
+// through a 429 by waiting for the next window.
+func TestGoClientRetriesThroughRateLimit(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.RateLimit = 2
+	cfg.RateLimitWindow = time.Second
+	m, key, _ := startMainWith(t, "sqlite:"+filepath.Join(t.TempDir(), "sealpost.db"), cfg)
+	limited := 0
+	for i := 0; i < 6; i++ {
+		req := sendgrid.GetRequest(key, settings, m.URL())
+		req.Method = "GET"
+		if r, err := sendgrid.API(req); err == nil && r.StatusCode == 429 {
+			limited++
+			if http.Header(r.Headers).Get("X-RateLimit-Reset") == "" {
+				t.Fatal("a 429 without X-RateLimit-Reset")
+			}
+		}
+	}
+	if limited == 0 {
+		t.Fatal("six requests against a limit of two per second were never limited")
+	}
+	for i := 0; i < 3; i++ {
+		req := sendgrid.GetRequest(key, settings, m.URL())
+		req.Method = "GET"
+		resp, err := sendgrid.MakeRequestRetry(req)
+		if err != nil {
+			t.Fatalf("MakeRequestRetry: %v", err)
+		}
+		expect(t, resp, 200, defaultBody)
 	}
 }

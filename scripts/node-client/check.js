@@ -1,0 +1,38 @@
+// Drives a running sealpost with SendGrid's official Node client, exactly as
+// the README shows: setApiKey first, then the base URL.
+//   SENDGRID_API_KEY=SG... SEALPOST_URL=http://127.0.0.1:8080/ node check.js
+const assert = require('node:assert/strict');
+const client = require('@sendgrid/client');
+
+client.setApiKey(process.env.SENDGRID_API_KEY);
+client.setDefaultRequest('baseUrl', process.env.SEALPOST_URL);
+
+(async () => {
+  const url = '/v3/user/settings/enforced_tls';
+  let [res, body] = await client.request({ url, method: 'GET' });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(body, { require_tls: false, require_valid_cert: false, version: 1.1 });
+
+  [res, body] = await client.request({ url, method: 'PATCH', body: { require_valid_cert: true, version: 1.3 } });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(body, { require_tls: false, require_valid_cert: true, version: 1.3 });
+  assert.match(res.headers['x-ratelimit-reset'], /^\d+$/);
+
+  [res] = await client.request({
+    url: '/v3/subusers', method: 'POST',
+    body: { username: 'node-team', email: 'node@example.com', password: 'n0de-Pass', ips: [] },
+  });
+  assert.equal(res.statusCode, 200);
+  [res, body] = await client.request({ url, method: 'PATCH', headers: { 'on-behalf-of': 'node-team' }, body: { require_tls: true } });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(body, { require_tls: true, require_valid_cert: false, version: 1.1 });
+  [, body] = await client.request({ url, method: 'GET' });
+  assert.deepEqual(body, { require_tls: false, require_valid_cert: true, version: 1.3 }, 'the parent must be unchanged');
+
+  await assert.rejects(client.request({ url, method: 'PATCH', body: { version: 1.4 } }), (err) => {
+    assert.equal(err.code, 400);
+    assert.deepEqual(err.response.body, { errors: [{ field: 'version', message: 'version must be one of 1.1, 1.2, 1.3' }] });
+    return true;
+  });
+  console.log('node client: 5 checks passed');
+})().catch((err) => { console.error(err); process.exit(1); });
