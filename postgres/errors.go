@@ -40,6 +40,11 @@ func storeErr(err error, what string) error {
 			return &sealpost.Error{Code: sealpost.ECONFLICT, Message: conflictMessage(pgErr.ConstraintName, what), Err: err}
 		case pgErr.Code == "23503": // foreign_key_violation: the account referred to is gone
 			return &sealpost.Error{Code: sealpost.ENOTFOUND, Message: missingMessage(pgErr.ConstraintName), Err: err}
+		case pgErr.Code == "22021" || pgErr.Code == "22P05":
+			// character_not_in_repertoire, untranslatable_character: a NUL
+			// or invalid UTF-8 in text that the layers above let through.
+			// The input is bad, not the database.
+			return &sealpost.Error{Code: sealpost.EINVALID, Fields: []sealpost.FieldError{{Message: what + " contains characters that cannot be stored"}}, Err: err}
 		case serverUnavailable(pgErr.Code):
 			return unavailable(err)
 		}

@@ -30,6 +30,7 @@ func TestStoreErr(t *testing.T) {
 		{"wrapped no rows", fmt.Errorf("reading: %w", pgx.ErrNoRows), sealpost.ENOTFOUND},
 		{"unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "accounts_username_key"}, sealpost.ECONFLICT},
 		{"foreign key violation", &pgconn.PgError{Code: "23503", ConstraintName: "api_keys_account_id_fkey"}, sealpost.ENOTFOUND},
+		{"NUL or invalid UTF-8 in text", &pgconn.PgError{Code: "22021"}, sealpost.EINVALID},
 		{"connection failure", &pgconn.PgError{Code: "08006"}, sealpost.EUNAVAILABLE},
 		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, sealpost.EUNAVAILABLE},
 		{"crash shutdown", &pgconn.PgError{Code: "57P02"}, sealpost.EUNAVAILABLE},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -606,4 +607,17 @@ func (p *proxy) stop() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// TestUnstorableText: PostgreSQL refuses NUL and invalid UTF-8 in text. Such
+// input is the caller's fault, so it must be EINVALID, never an internal error.
+func TestUnstorableText(t *testing.T) {
+	t.Parallel()
+	db := openURL(t, pgtest.URL(t))
+	for _, name := range []string{"nul\x00byte", "bad\xffutf8"} {
+		_, err := db.AccountByUsername(t.Context(), name)
+		wantCode(t, err, sealpost.EINVALID, "AccountByUsername("+strconv.Quote(name)+")")
+		err = db.CreateAccount(t.Context(), &sealpost.Account{Kind: sealpost.KindUser, Username: name, Email: "x@example.com"})
+		wantCode(t, err, sealpost.EINVALID, "CreateAccount("+strconv.Quote(name)+")")
+	}
 }
