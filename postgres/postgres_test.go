@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"strconv"
@@ -619,5 +620,37 @@ func TestUnstorableText(t *testing.T) {
 		wantCode(t, err, sealpost.EINVALID, "AccountByUsername("+strconv.Quote(name)+")")
 		err = db.CreateAccount(t.Context(), &sealpost.Account{Kind: sealpost.KindUser, Username: name, Email: "x@example.com"})
 		wantCode(t, err, sealpost.EINVALID, "CreateAccount("+strconv.Quote(name)+")")
+	}
+}
+
+// TestAddRequestCounts: counts reported by several nodes add up per key and
+// window, and reporting a new window forgets the ended ones.
+func TestAddRequestCounts(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	a, b := openURL(t, u), openURL(t, u)
+	w1 := time.Unix(1_700_000_040, 0)
+	w2 := w1.Add(time.Minute)
+	steps := []struct {
+		db     *postgres.DB
+		window time.Time
+		deltas map[string]int64
+		want   map[string]int64
+	}{
+		{a, w1, map[string]int64{"k1": 3, "k2": 1}, map[string]int64{"k1": 3, "k2": 1}},
+		{b, w1, map[string]int64{"k1": 2}, map[string]int64{"k1": 5}},
+		{b, w1, map[string]int64{"k1": 0, "k2": 0, "k3": 4}, map[string]int64{"k1": 5, "k2": 1, "k3": 4}},
+		{a, w2, map[string]int64{"k1": 1}, map[string]int64{"k1": 1}},
+		{b, w1, map[string]int64{"k2": 0}, map[string]int64{"k2": 0}}, // w1 was forgotten when w2 was reported
+		{a, w2, map[string]int64{}, map[string]int64{}},
+	}
+	for i, s := range steps {
+		got, err := s.db.AddRequestCounts(t.Context(), s.window, s.deltas)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if !maps.Equal(got, s.want) {
+			t.Fatalf("step %d: totals %v, want %v", i, got, s.want)
+		}
 	}
 }

@@ -11,19 +11,26 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// Limiter is a lock-free fixed-window counter per key. Each key's state is a
+// Limiter is a lock-free fixed-window counter per key. Each count is a
 // single atomic word (window number in the high half, count in the low half),
 // so requests of different keys never contend and requests of one key only
 // retry a compare-and-swap.
 //
-// The counts live in this process: with several nodes on one database each
-// node applies the limit on its own.
+// On its own a Limiter counts this process's requests. Share makes it count
+// every node's: see share.go.
 type Limiter struct {
 	limit  int
 	window time.Duration
 	// Only keys that authenticated reach Take, so this grows with the number
 	// of live API keys, not with what clients send.
-	counters sync.Map // key id -> *atomic.Uint64
+	keys sync.Map // key id -> *keyState
+}
+
+// keyState is one key's counts, each a window-tagged word.
+type keyState struct {
+	local   atomic.Uint64 // requests this node allowed
+	flushed atomic.Uint64 // of those, how many were reported to the other nodes
+	others  atomic.Uint64 // requests the other nodes allowed, as last heard
 }
 
 var _ sealpost.RateLimiter = (*Limiter)(nil)
@@ -42,26 +49,42 @@ func New(limit int, window time.Duration) *Limiter {
 	return &Limiter{limit: limit, window: window}
 }
 
+const countMask = 0xffffffff
+
+// tag is the window-number half of a word for window idx.
+func tag(idx int64) uint64 { return uint64(uint32(idx)) << 32 }
+
+// countIn returns the count a word holds for the window tagged t, which is
+// zero when the word belongs to another window.
+func countIn(word, t uint64) uint64 {
+	if word&^countMask != t {
+		return 0
+	}
+	return word & countMask
+}
+
+func (l *Limiter) state(keyID string) *keyState {
+	s, ok := l.keys.Load(keyID)
+	if !ok {
+		s, _ = l.keys.LoadOrStore(keyID, new(keyState))
+	}
+	return s.(*keyState)
+}
+
 // Take counts one request of keyID at now.
 func (l *Limiter) Take(keyID string, now time.Time) sealpost.RateLimit {
 	idx := now.UnixNano() / int64(l.window)
 	reset := time.Unix(0, (idx+1)*int64(l.window))
-	c, ok := l.counters.Load(keyID)
-	if !ok {
-		c, _ = l.counters.LoadOrStore(keyID, new(atomic.Uint64))
-	}
-	counter := c.(*atomic.Uint64)
-	win := uint64(uint32(idx)) << 32
+	s := l.state(keyID)
+	t := tag(idx)
+	others := countIn(s.others.Load(), t)
 	for {
-		old := counter.Load()
-		var used uint64
-		if old&^0xffffffff == win {
-			used = old & 0xffffffff
-		}
+		old := s.local.Load()
+		used := countIn(old, t) + others
 		if used >= uint64(l.limit) {
 			return sealpost.RateLimit{Limit: l.limit, Remaining: 0, Reset: reset, Allowed: false}
 		}
-		if counter.CompareAndSwap(old, win|(used+1)) {
+		if s.local.CompareAndSwap(old, t|(countIn(old, t)+1)) {
 			return sealpost.RateLimit{Limit: l.limit, Remaining: l.limit - int(used+1), Reset: reset, Allowed: true}
 		}
 	}

@@ -20,6 +20,7 @@ type Config struct {
 	Database          string
 	RateLimit         int
 	RateLimitWindow   time.Duration
+	RateLimitSync     time.Duration
 	LogLevel          slog.Level
 	LogFormat         string
 	BootstrapUsername string
@@ -33,6 +34,7 @@ func DefaultConfig() Config {
 		Database:          DefaultDatabase,
 		RateLimit:         600,
 		RateLimitWindow:   time.Minute,
+		RateLimitSync:     250 * time.Millisecond,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "json",
 		BootstrapUsername: "admin",
@@ -120,6 +122,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.String(&c.Database, "database", "sqlite:PATH, a file path, or a postgres:// URL")
 	fs.Int(&c.RateLimit, "rate-limit", "requests allowed per API key per window on non-mail endpoints")
 	fs.Duration(&c.RateLimitWindow, "rate-limit-window", "rate limit window")
+	fs.Duration(&c.RateLimitSync, "rate-limit-sync", "on PostgreSQL, how often nodes share their rate limit counts")
 	fs.Level(&c.LogLevel, "log-level", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "json or text")
 	fs.String(&c.BootstrapUsername, "bootstrap-username", "on an empty database, create this account and print its key (empty: don't)")
@@ -133,6 +136,9 @@ func (c Config) validate() error {
 	}
 	if c.RateLimitWindow < time.Second {
 		problems = append(problems, "--rate-limit-window must be at least 1s")
+	}
+	if c.RateLimitSync < 10*time.Millisecond {
+		problems = append(problems, "--rate-limit-sync must be at least 10ms")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		problems = append(problems, "--log-format must be json or text")

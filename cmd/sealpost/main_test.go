@@ -383,3 +383,43 @@ func TestGoClientRetriesThroughRateLimit(t *testing.T) {
 		expect(t, resp, 200, defaultBody)
 	}
 }
+
+// TestRateLimitSharedAcrossNodes: on PostgreSQL, a key's limit holds across
+// nodes, not per node.
+func TestRateLimitSharedAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := DefaultConfig()
+	cfg.RateLimit = 6
+	cfg.RateLimitWindow = time.Hour // no window boundary within the test
+	cfg.RateLimitSync = 20 * time.Millisecond
+	a, key, _ := startMainWith(t, url, cfg)
+	b, _, _ := startMainWith(t, url, cfg)
+
+	for i := 0; i < 4; i++ {
+		expect(t, call(t, a, key, "GET", settings, "", ""), 200, defaultBody)
+	}
+	// b learns of a's four within a few syncs, so it allows at most the two
+	// left (plus what it serves before it hears), never six of its own.
+	bAllowed := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := call(t, b, key, "GET", settings, "", "")
+		if resp.StatusCode == 429 {
+			break
+		}
+		expect(t, resp, 200, defaultBody)
+		bAllowed++
+		if time.Now().After(deadline) {
+			t.Fatal("node b never refused")
+		}
+		time.Sleep(30 * time.Millisecond) // longer than a sync
+	}
+	if bAllowed >= cfg.RateLimit {
+		t.Fatalf("node b allowed %d requests of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.RateLimit)
+	}
+	// Once node a has heard from b, its very next request is refused,
+	// though it allowed only four itself.
+	time.Sleep(200 * time.Millisecond)
+	expect(t, call(t, a, key, "GET", settings, "", ""), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+}

@@ -28,6 +28,8 @@ type Main struct {
 	Stdout io.Writer
 
 	store    sealpost.Store
+	stop     context.CancelFunc // ends background work
+	shared   chan struct{}      // closed when rate limit sharing has stopped
 	listener net.Listener
 	server   *http.Server
 	done     chan error
@@ -51,17 +53,30 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
+	limiter := ratelimit.New(m.Config.RateLimit, m.Config.RateLimitWindow)
+	var background context.Context
+	background, m.stop = context.WithCancel(context.WithoutCancel(ctx))
+	if counter, ok := store.(sealpost.RateCounter); ok {
+		// Several nodes on one database apply one limit per key.
+		m.shared = make(chan struct{})
+		go func() {
+			defer close(m.shared)
+			limiter.Share(background, counter, m.Config.RateLimitSync, m.Logger)
+		}()
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler := httpapi.New(httpapi.Config{
 		Store:       store,
-		RateLimiter: ratelimit.New(m.Config.RateLimit, m.Config.RateLimitWindow),
+		RateLimiter: limiter,
 		Logger:      m.Logger,
 		Registry:    registry,
 	})
 
 	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
+		m.stopBackground()
 		store.Close()
 		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
 	}
@@ -128,12 +143,24 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	m.stopBackground()
 	if m.store != nil {
 		if err := m.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing store: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stopBackground ends the rate limit sharing and waits for it, so that it
+// never uses a closed store.
+func (m *Main) stopBackground() {
+	if m.stop != nil {
+		m.stop()
+	}
+	if m.shared != nil {
+		<-m.shared
+	}
 }
 
 // Wait blocks until the server stops by itself (a failed listener).
