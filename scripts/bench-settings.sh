@@ -62,11 +62,11 @@ done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 s_rps=$(awk '{print $1}' "$work/rounds" | median); s_p99=$(awk '{print $2}' "$work/rounds" | median)
 b_rps=$(awk '{print $3}' "$work/rounds" | median); b_p99=$(awk '{print $4}' "$work/rounds" | median)
-ratio=$(awk -v s="$s_rps" -v b="$b_rps" 'BEGIN {printf "%.1f", 100*s/b}')
+ratio=$(awk '{printf "%.1f\n", 100*$1/$3}' "$work/rounds" | median)
 echo
 echo "median of $rounds rounds, ${secs}s each, $conns connections, wrk on CPU $load_cpu, servers on CPU $server_cpu:"
 echo "| server | requests/s | p99 latency (ms) |"
 echo "| --- | ---: | ---: |"
 echo "| sealpost, SQLite, authenticated GET | $s_rps | $s_p99 |"
 echo "| bare net/http, constant JSON | $b_rps | $b_p99 |"
-echo "| ratio (sealpost / bare) | $ratio % | |"
+echo "| ratio (sealpost / bare, median of the rounds' ratios) | $ratio % | |"
