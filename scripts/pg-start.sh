@@ -3,6 +3,8 @@
 # prints the URL to use as SEALPOST_TEST_POSTGRES. Run as root (it switches to
 # the postgres user) or as the postgres user itself.
 #   usage: scripts/pg-start.sh [DATADIR] [PORT]
+# With SEALPOST_PG_FRESH=1 an existing cluster in DATADIR is stopped and
+# removed first, so every run starts from nothing.
 set -euo pipefail
 datadir=${1:-/tmp/sealpost-pg}
 port=${2:-55432}
@@ -13,6 +15,10 @@ as_pg() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
 
+if [ "${SEALPOST_PG_FRESH:-}" = 1 ] && [ -d "$datadir" ]; then
+  as_pg "$bindir/pg_ctl" -D "$datadir" stop -m immediate >/dev/null 2>&1 || true
+  rm -rf "$datadir"
+fi
 mkdir -p "$datadir"
 chown postgres: "$datadir" 2>/dev/null || true
 if [ ! -f "$datadir/PG_VERSION" ]; then
