@@ -423,3 +423,26 @@ func TestRateLimitSharedAcrossNodes(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	expect(t, call(t, a, key, "GET", settings, "", ""), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
 }
+
+// TestPortInUseKeepsTheBootstrap: a serve that cannot listen must not
+// create the first account, or its key would be shown to nobody.
+func TestPortInUseKeepsTheBootstrap(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "sealpost.db")
+	taken, _, _ := startMain(t, "sqlite:"+filepath.Join(t.TempDir(), "other.db"))
+	cfg := DefaultConfig()
+	cfg.Database = db
+	cfg.HTTPAddr = taken.Addr()
+	var stdout bytes.Buffer
+	blocked := &Main{Config: cfg, Stdout: &stdout}
+	if err := blocked.Open(context.Background()); err == nil {
+		blocked.Close()
+		t.Fatal("serve started on a port in use")
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("a serve that could not listen printed %q", stdout.String())
+	}
+	if _, key, _ := startMain(t, db); !strings.HasPrefix(key, "SG.") {
+		t.Fatalf("the next serve did not bootstrap: %q", key)
+	}
+}

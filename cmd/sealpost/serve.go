@@ -35,7 +35,9 @@ type Main struct {
 	done     chan error
 }
 
-// Open opens the store, bootstraps an empty database, and starts serving.
+// Open opens the store, takes the listening address, bootstraps an empty
+// database, and starts serving. The address is taken before the bootstrap
+// so that a port already in use cannot cost the one showing of the first key.
 func (m *Main) Open(ctx context.Context) error {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.DiscardHandler)
@@ -48,7 +50,14 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.store = store
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
+	}
+	m.listener = ln
 	if err := m.bootstrap(ctx); err != nil {
+		ln.Close()
 		store.Close()
 		return err
 	}
@@ -74,13 +83,6 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:    registry,
 	})
 
-	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
-	if err != nil {
-		m.stopBackground()
-		store.Close()
-		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
-	}
-	m.listener = ln
 	m.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
