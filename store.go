@@ -8,6 +8,9 @@ type Store interface {
 	AccountService
 	APIKeyService
 	EnforcedTLSService
+	EventWebhookService
+	QueueService
+	OutboxService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

@@ -1,0 +1,104 @@
+package sealpost
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one personalization of an accepted mail send, rendered to the
+// RFC 5322 bytes that go over SMTP. A mail send with three personalizations
+// becomes three Messages sharing one XMessageID.
+type Message struct {
+	ID        int64 // assigned by the store
+	AccountID int64
+	// XMessageID is the X-Message-Id header the mail send answered with.
+	XMessageID string
+	// SMTPID is the Message-ID header, angle brackets included; events carry
+	// it as smtp-id.
+	SMTPID string
+	// From is the envelope sender (MAIL FROM).
+	From string
+	// Data is the complete message: header, blank line, body, CRLF line ends.
+	Data       []byte
+	Categories []string
+	// CustomArgs are the request's custom_args merged with the
+	// personalization's (the personalization wins); events carry them.
+	CustomArgs map[string]string
+	Recipients []Recipient
+	CreatedAt  time.Time
+}
+
+// Recipient is one envelope recipient (to, cc or bcc) of a Message.
+type Recipient struct {
+	ID     int64 // assigned by the store
+	Email  string
+	Domain string // lower case, the part after the last @
+	// SGMessageID is <XMessageID>.<suffix>, unique per recipient; every
+	// event about this recipient carries it as sg_message_id.
+	SGMessageID string
+	State       RecipientState
+}
+
+// RecipientState is where one recipient's delivery stands.
+type RecipientState string
+
+const (
+	StateQueued    RecipientState = "queued"    // waiting for a (next) attempt
+	StateDelivered RecipientState = "delivered" // the MX accepted it
+	StateBounced   RecipientState = "bounced"   // permanent failure, or retries ran out
+	StateBlocked   RecipientState = "blocked"   // no MX met the Enforced TLS policy
+)
+
+// Final reports whether no further attempt will be made.
+func (s RecipientState) Final() bool { return s != StateQueued }
+
+// Delivery is the unit of work a delivery worker claims: the still-queued
+// recipients of one message at one domain, delivered in one SMTP
+// transaction.
+type Delivery struct {
+	ID         int64
+	Message    *Message // Recipients holds only this delivery's queued recipients
+	Domain     string
+	Attempts   int // attempts already made before this one
+	CreatedAt  time.Time
+	LeaseOwner string
+	LeaseUntil time.Time
+}
+
+// RecipientUpdate is the new state of one recipient after an attempt.
+type RecipientUpdate struct {
+	RecipientID int64
+	State       RecipientState
+}
+
+// DeliveryCompletion is what a worker records after an attempt, atomically:
+// the recipients' new states, the events they caused, and when to try the
+// still-queued ones again.
+type DeliveryCompletion struct {
+	DeliveryID int64
+	Recipients []RecipientUpdate
+	Events     []Event
+	// NextAttemptAt applies when some recipient is still queued.
+	NextAttemptAt time.Time
+}
+
+// QueueService is the durable delivery queue. On PostgreSQL several nodes
+// share it: a claimed delivery is leased to one owner, and a lease that runs
+// out (its node crashed) makes the delivery claimable again.
+type QueueService interface {
+	// EnqueueMessages stores msgs and their recipients (one delivery per
+	// message and domain, due now) together with events (processed), in one
+	// transaction: when it returns nil, all of it is durable. It sets the
+	// IDs in msgs.
+	EnqueueMessages(ctx context.Context, msgs []*Message, events []Event) error
+	// ClaimDeliveries leases up to limit due deliveries (next attempt at or
+	// before now, no live lease) to owner until now+lease, oldest due first.
+	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*Delivery, error)
+	// CompleteDelivery records an attempt of a delivery leased to owner and
+	// releases the lease. It fails with ECONFLICT, changing nothing, when the
+	// lease is no longer owner's.
+	CompleteDelivery(ctx context.Context, owner string, c DeliveryCompletion) error
+	// RecipientStates returns every recipient of the messages with the given
+	// X-Message-Id that belong to accountID, in enqueue order.
+	RecipientStates(ctx context.Context, accountID int64, xMessageID string) ([]Recipient, error)
+}

@@ -1,0 +1,191 @@
+package sealpost
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"time"
+)
+
+// EventWebhookSettings is an account's one Event Webhook, exactly the object
+// GET /v3/user/webhooks/event/settings returns (SendGrid's classic API).
+type EventWebhookSettings struct {
+	Enabled          bool   `json:"enabled"`
+	URL              string `json:"url"`
+	GroupResubscribe bool   `json:"group_resubscribe"`
+	Delivered        bool   `json:"delivered"`
+	GroupUnsubscribe bool   `json:"group_unsubscribe"`
+	SpamReport       bool   `json:"spam_report"`
+	Bounce           bool   `json:"bounce"`
+	Deferred         bool   `json:"deferred"`
+	Unsubscribe      bool   `json:"unsubscribe"`
+	Processed        bool   `json:"processed"`
+	Open             bool   `json:"open"`
+	Click            bool   `json:"click"`
+	Dropped          bool   `json:"dropped"`
+}
+
+// Wants reports whether events of kind are posted under s.
+func (s EventWebhookSettings) Wants(kind EventKind) bool {
+	if !s.Enabled || s.URL == "" {
+		return false
+	}
+	switch kind {
+	case EventProcessed:
+		return s.Processed
+	case EventDelivered:
+		return s.Delivered
+	case EventDeferred:
+		return s.Deferred
+	case EventBounce:
+		return s.Bounce
+	case EventDropped:
+		return s.Dropped
+	}
+	return false
+}
+
+// eventWebhookBoolFields are the settings' boolean members, in SendGrid's order.
+var eventWebhookBoolFields = []string{
+	"enabled", "group_resubscribe", "delivered", "group_unsubscribe", "spam_report",
+	"bounce", "deferred", "unsubscribe", "processed", "open", "click", "dropped",
+}
+
+// EventWebhookPatch is a merge update of EventWebhookSettings: absent
+// members keep their stored value.
+type EventWebhookPatch struct {
+	Bools map[string]bool // keyed by JSON member name
+	URL   *string
+}
+
+// Apply returns s with the patch's present members replaced.
+func (p EventWebhookPatch) Apply(s EventWebhookSettings) EventWebhookSettings {
+	set := map[string]*bool{
+		"enabled": &s.Enabled, "group_resubscribe": &s.GroupResubscribe, "delivered": &s.Delivered,
+		"group_unsubscribe": &s.GroupUnsubscribe, "spam_report": &s.SpamReport, "bounce": &s.Bounce,
+		"deferred": &s.Deferred, "unsubscribe": &s.Unsubscribe, "processed": &s.Processed,
+		"open": &s.Open, "click": &s.Click, "dropped": &s.Dropped,
+	}
+	for k, v := range p.Bools {
+		if ptr, ok := set[k]; ok {
+			*ptr = v
+		}
+	}
+	if p.URL != nil {
+		s.URL = *p.URL
+	}
+	return s
+}
+
+// ParseEventWebhookPatch parses a PATCH body, reporting every problem with
+// its field. current is the stored setting, needed to check that an enabled
+// webhook has a URL.
+func ParseEventWebhookPatch(body []byte, current EventWebhookSettings) (EventWebhookPatch, error) {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return EventWebhookPatch{}, err
+	}
+	p := EventWebhookPatch{Bools: map[string]bool{}}
+	var problems []FieldError
+	for _, name := range eventWebhookBoolFields {
+		raw, ok := fields[name]
+		if !ok {
+			continue
+		}
+		var b bool
+		if !isJSONBool(raw) || json.Unmarshal(raw, &b) != nil {
+			problems = append(problems, FieldError{Field: name, Message: name + " must be a boolean"})
+			continue
+		}
+		p.Bools[name] = b
+	}
+	if raw, ok := fields["url"]; ok {
+		var u string
+		if err := json.Unmarshal(raw, &u); err != nil {
+			problems = append(problems, FieldError{Field: "url", Message: "url must be a string"})
+		} else if msg := validateWebhookURL(u); msg != "" {
+			problems = append(problems, FieldError{Field: "url", Message: msg})
+		} else {
+			p.URL = &u
+		}
+	}
+	if len(problems) == 0 {
+		if next := p.Apply(current); next.Enabled && next.URL == "" {
+			problems = append(problems, FieldError{Field: "url", Message: "url is required when the webhook is enabled"})
+		}
+	}
+	if len(problems) > 0 {
+		return EventWebhookPatch{}, Invalid(problems...)
+	}
+	return p, nil
+}
+
+// ValidateWebhookURL reports a problem with a webhook URL, or nil. An
+// empty URL is allowed in settings (a disabled webhook needs none).
+func validateWebhookURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	if len(u) > 2048 {
+		return "url must be at most 2048 characters"
+	}
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		return "url must be an absolute http or https URL"
+	}
+	return ""
+}
+
+// ValidateWebhookURL reports a problem with a URL that must be present, such
+// as the one of POST /v3/user/webhooks/event/test.
+func ValidateWebhookURL(field, u string) *FieldError {
+	if u == "" {
+		return &FieldError{Field: field, Message: field + " is required"}
+	}
+	if msg := validateWebhookURL(u); msg != "" {
+		return &FieldError{Field: field, Message: msg}
+	}
+	return nil
+}
+
+// EventWebhookService keeps accounts' Event Webhook settings and signing
+// keys. A new account's webhook is disabled with every kind off.
+type EventWebhookService interface {
+	EventWebhookSettings(ctx context.Context, accountID int64) (EventWebhookSettings, error)
+	UpdateEventWebhookSettings(ctx context.Context, accountID int64, patch EventWebhookPatch) (EventWebhookSettings, error)
+	// EventWebhookSigningKey returns the account's ECDSA P-256 private key
+	// as PKCS#8 DER, or nil when signing is off.
+	EventWebhookSigningKey(ctx context.Context, accountID int64) ([]byte, error)
+	// SetEventWebhookSigningKey stores key (PKCS#8 DER) and turns signing
+	// on, or turns it off when key is nil.
+	SetEventWebhookSigningKey(ctx context.Context, accountID int64, key []byte) error
+}
+
+// EventBatch is the oldest waiting events of one account, leased to one
+// poster so that an account's events are posted in order, one batch at a
+// time, by one node.
+type EventBatch struct {
+	AccountID int64
+	Events    []StoredEvent
+	// Attempts is how many posts of the account's head events have failed
+	// in a row; FailingSince is when the first of them failed (zero when
+	// none has).
+	Attempts     int
+	FailingSince time.Time
+	LeaseOwner   string
+}
+
+// OutboxService is the durable outbox of events waiting to be posted.
+type OutboxService interface {
+	// ClaimEventBatch leases the oldest waiting events (at most max) of one
+	// account whose outbox is due (no live lease, next attempt at or before
+	// now) to owner until now+lease. It returns nil when none is due.
+	ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*EventBatch, error)
+	// AckEventBatch deletes the batch's events (posted, or given up on),
+	// clears the failure count and releases the lease. ECONFLICT when the
+	// lease is no longer owner's.
+	AckEventBatch(ctx context.Context, b *EventBatch) error
+	// RetryEventBatch keeps the events, counts a failure (setting
+	// FailingSince on the first) and makes the account due again at next.
+	RetryEventBatch(ctx context.Context, b *EventBatch, next time.Time) error
+}
