@@ -1,0 +1,262 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// Deliverer makes one delivery attempt under a policy; *Client is one.
+type Deliverer interface {
+	Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env Envelope) Result
+}
+
+// Queue is what the runner needs of the store: the queue, and the accounts'
+// Enforced TLS settings, read afresh for every attempt.
+type Queue interface {
+	sealpost.QueueService
+	sealpost.EnforcedTLSService
+}
+
+// Runner works the durable queue: it claims due deliveries, delivers each
+// under its account's current policy, and records the outcome with its
+// events. Several runners (one per node) may share one PostgreSQL queue.
+type Runner struct {
+	Queue     Queue
+	Deliverer Deliverer
+	// Owner names this node in leases; it must differ between nodes.
+	Owner string
+	// Workers is how many deliveries are attempted at once; 0: 16.
+	Workers int
+	// Lease is how long a claimed delivery stays this node's; an attempt
+	// is cut off well before it runs out. 0: 10 minutes.
+	Lease time.Duration
+	// Poll is how long to wait before looking again when nothing is due;
+	// 0: 200ms.
+	Poll time.Duration
+	// MaxAge is how long deferred mail is retried, counted from when it
+	// was accepted; 0: 72 hours, as SendGrid does.
+	MaxAge time.Duration
+	// Backoff is the wait before attempt n+1 after n attempts; nil:
+	// DefaultBackoff.
+	Backoff func(attempts int) time.Duration
+	// Grace is how long attempts in flight may go on once Run's context
+	// is done (a shutdown) before they are cut off; 0: 10 seconds.
+	Grace  time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// DefaultBackoff waits 1 minute after the first attempt, doubling up to 1
+// hour, with up to 10% jitter so that mail deferred together spreads out.
+func DefaultBackoff(attempts int) time.Duration {
+	d := time.Minute
+	for i := 1; i < attempts && d < time.Hour; i++ {
+		d *= 2
+	}
+	d = min(d, time.Hour)
+	return d + time.Duration(rand.Int64N(int64(d/10)+1))
+}
+
+func (r *Runner) defaults() {
+	if r.Workers <= 0 {
+		r.Workers = 16
+	}
+	if r.Lease <= 0 {
+		r.Lease = 10 * time.Minute
+	}
+	if r.Poll <= 0 {
+		r.Poll = 200 * time.Millisecond
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = 72 * time.Hour
+	}
+	if r.Backoff == nil {
+		r.Backoff = DefaultBackoff
+	}
+	if r.Grace <= 0 {
+		r.Grace = 10 * time.Second
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+}
+
+// Run works the queue until ctx is done, then waits for the attempts in
+// flight to be recorded. It returns nil when ctx ends it.
+func (r *Runner) Run(ctx context.Context) error {
+	r.defaults()
+	slots := make(chan struct{}, r.Workers)
+	// Attempts outlive ctx by Grace: a shutdown lets them finish and be
+	// recorded, so it repeats no delivery it can avoid repeating.
+	hard, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(r.Grace, cut) })
+	defer stopGrace()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		// Claim only as many as there are free workers, so that nothing
+		// sits leased while waiting for one.
+		free := r.Workers - len(slots)
+		var claimed []*sealpost.Delivery
+		if free > 0 {
+			var err error
+			claimed, err = r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, free)
+			if err != nil && ctx.Err() == nil {
+				r.Logger.Warn("claiming deliveries", "err", err)
+			}
+		}
+		for _, d := range claimed {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				r.attempt(hard, d)
+			}()
+		}
+		if len(claimed) > 0 && len(claimed) == free {
+			// Possibly more due: wait only for a free worker.
+			select {
+			case <-ctx.Done():
+				return nil
+			case slots <- struct{}{}:
+				<-slots
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.Poll):
+		}
+	}
+}
+
+// Drain attempts every delivery due now, one claim after another, and
+// returns when none is left due. Tests and benchmarks use it.
+func (r *Runner) Drain(ctx context.Context) error {
+	r.defaults()
+	for {
+		claimed, err := r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, r.Workers)
+		if err != nil {
+			return err
+		}
+		if len(claimed) == 0 {
+			return nil
+		}
+		var wg sync.WaitGroup
+		for _, d := range claimed {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.attempt(ctx, d)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// attempt delivers d once and records the outcome.
+func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
+	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain, "attempt", d.Attempts+1)
+	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
+	if err != nil {
+		// Without the policy nothing may be sent; try again later.
+		log.Warn("reading the account's Enforced TLS policy", "err", err)
+		r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now().Add(r.Backoff(d.Attempts + 1))})
+		return
+	}
+	// Cut the attempt off well inside the lease so that no other node can
+	// start the same delivery while this one still talks to the MX.
+	actx, cancel := context.WithTimeout(ctx, r.Lease*9/10)
+	defer cancel()
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: d.Message.Data}
+	for _, rc := range d.Message.Recipients {
+		env.Recipients = append(env.Recipients, rc.Email)
+	}
+	res := r.Deliverer.Deliver(actx, policy, env)
+	c, err := r.outcome(d, res)
+	if err != nil {
+		log.Error("building events", "err", err)
+		return
+	}
+	log.Debug("attempted", "policy_mandatory", policy.Mandatory(), "tls", res.TLS.TLS, "mx", res.TLS.MXHost)
+	r.complete(ctx, log, c)
+}
+
+func (r *Runner) complete(ctx context.Context, log *slog.Logger, c sealpost.DeliveryCompletion) {
+	// An attempt that was cut off is still recorded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := r.Queue.CompleteDelivery(ctx, r.Owner, c)
+	switch {
+	case err == nil:
+	case sealpost.ErrorCode(err) == sealpost.ECONFLICT:
+		// The lease ran out and another node took the delivery over; its
+		// attempt is the one that counts.
+		log.Warn("lease lost before the attempt was recorded", "err", err)
+	case errors.Is(err, context.Canceled):
+	default:
+		log.Error("recording an attempt", "err", err)
+	}
+}
+
+// outcome turns an attempt's result into recipient states and events.
+func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCompletion, error) {
+	now := r.Now()
+	c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+	next := now.Add(r.Backoff(d.Attempts + 1))
+	expired := next.Sub(d.Message.CreatedAt) > r.MaxAge
+	facts := res.TLS
+	for i, rc := range d.Message.Recipients {
+		var rr RecipientResult
+		if i < len(res.Recipients) {
+			rr = res.Recipients[i]
+		} else {
+			rr = RecipientResult{Status: Deferred, Response: "no result for this recipient", EnhancedStatus: "4.0.0"}
+		}
+		var (
+			state sealpost.RecipientState
+			kind  sealpost.EventKind
+			det   = sealpost.EventDetails{TLS: &facts}
+		)
+		switch rr.Status {
+		case Delivered:
+			state, kind = sealpost.StateDelivered, sealpost.EventDelivered
+			det.Response = rr.Response
+		case Bounced:
+			state, kind = sealpost.StateBounced, sealpost.EventBounce
+			det.Reason, det.Status, det.Type = rr.Response, rr.EnhancedStatus, "bounce"
+		case Blocked:
+			state, kind = sealpost.StateBlocked, sealpost.EventBounce
+			det.Reason, det.Status, det.Type = sealpost.BlockedReason, sealpost.BlockedStatus, "blocked"
+		default:
+			if expired {
+				state, kind = sealpost.StateBounced, sealpost.EventBounce
+				det.Reason = "delivery time expired after " + r.MaxAge.String() + "; last response: " + rr.Response
+				det.Status, det.Type = "5.4.7", "bounce"
+			} else {
+				state, kind = sealpost.StateQueued, sealpost.EventDeferred
+				det.Response, det.Attempt = rr.Response, d.Attempts+1
+				c.NextAttemptAt = next
+			}
+		}
+		ev, err := sealpost.NewEvent(kind, d.Message, rc, now, det)
+		if err != nil {
+			return c, err
+		}
+		c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: state})
+		c.Events = append(c.Events, ev)
+	}
+	return c, nil
+}
