@@ -1,0 +1,409 @@
+// Package webhook posts the events waiting in the durable outbox to each
+// account's Event Webhook, batched and signed the way SendGrid does it.
+//
+// Delivery is at least once: a batch is acknowledged only after its post got
+// a 2xx answer, so a crash or a lost lease between the answer and the
+// acknowledgement makes another poster post it again. Receivers de-duplicate
+// on sg_event_id, as they must with SendGrid.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// Store is what a Poster needs from the database.
+type Store interface {
+	sealpost.OutboxService
+	sealpost.EventWebhookService
+}
+
+// MaxBodyBytes is the largest body a post carries unless a single event is
+// larger: SendGrid posts at 768 KB, and receivers size their limits for it.
+const MaxBodyBytes = 768 << 10
+
+const (
+	userAgent       = "sealpost-event-webhook"
+	defaultLease    = time.Minute
+	defaultMaxBatch = 1000
+	defaultInterval = 200 * time.Millisecond
+	defaultWorkers  = 4
+	defaultMaxAge   = 24 * time.Hour
+	defaultTimeout  = 10 * time.Second
+	firstBackoff    = 5 * time.Second
+	maxBackoff      = 10 * time.Minute
+	ackTimeout      = 5 * time.Second
+)
+
+// Poster claims batches of events from the outbox and posts them. The zero
+// value of every field but Store and Owner is a usable default.
+type Poster struct {
+	Store Store
+	// Client posts the batches. nil: a client with a 10 s timeout. Redirects
+	// are never followed, whatever the client says: a 3xx is a failure.
+	Client *http.Client
+	// Owner names this node in leases.
+	Owner string
+	// Lease is how long a claimed batch stays this poster's; 0: 1 minute.
+	// A post is cut off at half the lease so that its acknowledgement
+	// normally comes while the lease still holds.
+	Lease time.Duration
+	// MaxBatch is the most events claimed, and so posted, at once; 0: 1000.
+	// Bodies are also kept to MaxBodyBytes.
+	MaxBatch int
+	// Interval is how long a worker waits when nothing is due; 0: 200 ms.
+	Interval time.Duration
+	// Workers is how many account batches are posted concurrently; 0: 4.
+	Workers int
+	// MaxAge is how long events are retried: a batch is given up on (acked
+	// unposted) when its posts have failed for MaxAge, or when its oldest
+	// event has waited MaxAge and its post fails; 0: 24 hours.
+	MaxAge time.Duration
+	// Backoff is the wait before the attempt-th retry (1 for the first);
+	// nil: DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	stats counters
+}
+
+// Stats are a Poster's counters since it was made.
+type Stats struct {
+	Posts         int64 // posts answered 2xx
+	FailedPosts   int64 // posts that failed (non-2xx, 3xx, network, timeout)
+	EventsPosted  int64
+	EventsSkipped int64 // acked unposted: kind not wanted, webhook off, account gone
+	EventsGivenUp int64 // acked unposted after failing for MaxAge
+	LeasesLost    int64 // acks and retries refused because the lease had moved on
+}
+
+type counters struct {
+	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost atomic.Int64
+}
+
+// Stats returns the counters; safe to call while Run runs.
+func (p *Poster) Stats() Stats {
+	return Stats{
+		Posts:         p.stats.posts.Load(),
+		FailedPosts:   p.stats.failedPosts.Load(),
+		EventsPosted:  p.stats.eventsPosted.Load(),
+		EventsSkipped: p.stats.eventsSkipped.Load(),
+		EventsGivenUp: p.stats.eventsGivenUp.Load(),
+		LeasesLost:    p.stats.leasesLost.Load(),
+	}
+}
+
+// DefaultBackoff doubles from 5 s up to 10 minutes, taking up to a fifth
+// off at random so that accounts failing together spread out.
+func DefaultBackoff(attempt int) time.Duration {
+	d := firstBackoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	return d - rand.N(d/5)
+}
+
+// NewClient returns the client a Poster uses when given none: a 10 s
+// timeout and no redirects.
+func NewClient() *http.Client {
+	return &http.Client{Timeout: defaultTimeout, CheckRedirect: refuseRedirect}
+}
+
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// noRedirects returns c, or a copy of it that does not follow redirects: a
+// webhook URL that redirects must not make sealpost post events, signed or
+// not, to a place the account never configured.
+func noRedirects(c *http.Client) *http.Client {
+	if c == nil {
+		return NewClient()
+	}
+	cc := *c
+	cc.CheckRedirect = refuseRedirect
+	return &cc
+}
+
+// run is a Poster's configuration with the defaults filled in, so that the
+// Poster itself is never written to while workers read it.
+type run struct {
+	p        *Poster
+	client   *http.Client
+	lease    time.Duration
+	maxBatch int
+	interval time.Duration
+	workers  int
+	maxAge   time.Duration
+	backoff  func(int) time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+func (p *Poster) resolve() (*run, error) {
+	if p.Store == nil {
+		return nil, errors.New("webhook poster: no store")
+	}
+	if p.Owner == "" {
+		return nil, errors.New("webhook poster: no owner")
+	}
+	r := &run{
+		p: p, client: noRedirects(p.Client), lease: p.Lease, maxBatch: p.MaxBatch,
+		interval: p.Interval, workers: p.Workers, maxAge: p.MaxAge, backoff: p.Backoff,
+		log: p.Logger, now: p.Now,
+	}
+	if r.lease <= 0 {
+		r.lease = defaultLease
+	}
+	if r.maxBatch <= 0 {
+		r.maxBatch = defaultMaxBatch
+	}
+	if r.interval <= 0 {
+		r.interval = defaultInterval
+	}
+	if r.workers <= 0 {
+		r.workers = defaultWorkers
+	}
+	if r.maxAge <= 0 {
+		r.maxAge = defaultMaxAge
+	}
+	if r.backoff == nil {
+		r.backoff = DefaultBackoff
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r, nil
+}
+
+// Run claims and posts batches with Workers workers until ctx is done, and
+// then returns nil. Store errors are logged and retried after Interval.
+func (p *Poster) Run(ctx context.Context) error {
+	r, err := p.resolve()
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for range r.workers {
+		wg.Go(func() { r.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *run) work(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		claimed, err := r.once(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.log.ErrorContext(ctx, "event webhook", "error", err)
+		}
+		if claimed && err == nil {
+			timer.Reset(0)
+		} else {
+			timer.Reset(r.interval)
+		}
+	}
+}
+
+// Flush claims and posts until nothing is due, with Workers workers, and
+// returns the store errors it met. A failed post is not an error: its batch
+// is retried later (or given up on) as in Run.
+func (p *Poster) Flush(ctx context.Context) error {
+	r, err := p.resolve()
+	if err != nil {
+		return err
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for range r.workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				claimed, err := r.once(ctx)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				if !claimed {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// once claims one batch and handles it, reporting whether there was one.
+func (r *run) once(ctx context.Context) (bool, error) {
+	b, err := r.p.Store.ClaimEventBatch(ctx, r.p.Owner, r.now(), r.lease, r.maxBatch)
+	if err != nil {
+		return false, fmt.Errorf("claiming an event batch: %w", err)
+	}
+	if b == nil {
+		return false, nil
+	}
+	if len(b.Events) == 0 {
+		return true, r.ack(ctx, r.log, b)
+	}
+	return true, r.handle(ctx, b)
+}
+
+// handle posts the wanted events at the head of b and settles the batch.
+// A store error leaves the batch alone: its lease runs out and it is
+// claimed again, so that a database hiccup is not counted as a failure of
+// the account's endpoint.
+func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
+	log := r.log.With("account_id", b.AccountID)
+	settings, err := r.p.Store.EventWebhookSettings(ctx, b.AccountID)
+	if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
+		// The account is gone: nobody is left to post to.
+		r.p.stats.eventsSkipped.Add(int64(len(b.Events)))
+		return r.ack(ctx, log, b)
+	}
+	if err != nil {
+		return fmt.Errorf("reading event webhook settings of account %d: %w", b.AccountID, err)
+	}
+	wanted := make([]sealpost.StoredEvent, 0, len(b.Events))
+	for _, e := range b.Events {
+		if settings.Wants(e.Kind) {
+			wanted = append(wanted, e)
+		}
+	}
+	if len(wanted) == 0 {
+		r.p.stats.eventsSkipped.Add(int64(len(b.Events)))
+		return r.ack(ctx, log, b)
+	}
+	chunk, body := firstChunk(wanted, MaxBodyBytes)
+	// The acknowledged part is a prefix of the batch, up to the last event
+	// posted: the skipped events in it go with it, and the rest of the
+	// batch is claimed again at once, in order.
+	last := chunk[len(chunk)-1].ID
+	cut := 0
+	for cut < len(b.Events) && b.Events[cut].ID <= last {
+		cut++
+	}
+	done := b
+	if cut < len(b.Events) {
+		head := *b
+		head.Events = b.Events[:cut]
+		done = &head
+	}
+
+	key, err := r.p.Store.EventWebhookSigningKey(ctx, b.AccountID)
+	if err != nil {
+		return fmt.Errorf("reading event webhook signing key of account %d: %w", b.AccountID, err)
+	}
+	start := time.Now()
+	postErr := r.post(ctx, settings.URL, key, body)
+	log = log.With("host", hostOf(settings.URL), "events", len(chunk), "bytes", len(body))
+	if postErr == nil {
+		r.p.stats.posts.Add(1)
+		r.p.stats.eventsPosted.Add(int64(len(chunk)))
+		r.p.stats.eventsSkipped.Add(int64(cut - len(chunk)))
+		log.DebugContext(ctx, "event webhook posted", "duration", time.Since(start))
+		// The receiver has the events: record it even when shutting down,
+		// so that they are not posted twice.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		defer cancel()
+		return r.ack(actx, log, done)
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the post was cut off here, not failed by the
+		// endpoint; the lease runs out and another poster takes the batch.
+		return nil
+	}
+	r.p.stats.failedPosts.Add(1)
+	now := r.now()
+	if r.expired(b, now) {
+		r.p.stats.eventsGivenUp.Add(int64(len(b.Events)))
+		log.WarnContext(ctx, "event webhook: giving up on events", "error", postErr,
+			"attempts", b.Attempts+1, "failing_since", b.FailingSince, "given_up", len(b.Events))
+		return r.ack(ctx, log, b)
+	}
+	wait := r.backoff(b.Attempts + 1)
+	log.InfoContext(ctx, "event webhook post failed", "error", postErr,
+		"attempts", b.Attempts+1, "retry_in", wait)
+	err = r.p.Store.RetryEventBatch(ctx, b, now.Add(wait))
+	return r.settled(ctx, log, err, "retrying")
+}
+
+// expired reports whether b's events have been retried long enough: its
+// posts have failed for maxAge, or its oldest event has waited that long.
+func (r *run) expired(b *sealpost.EventBatch, now time.Time) bool {
+	if !b.FailingSince.IsZero() && now.Sub(b.FailingSince) >= r.maxAge {
+		return true
+	}
+	head := b.Events[0].CreatedAt
+	return !head.IsZero() && now.Sub(head) >= r.maxAge
+}
+
+func (r *run) ack(ctx context.Context, log *slog.Logger, b *sealpost.EventBatch) error {
+	return r.settled(ctx, log, r.p.Store.AckEventBatch(ctx, b), "acknowledging")
+}
+
+// settled treats a lost lease as normal: another poster has the batch and
+// posts it again, which at-least-once delivery allows.
+func (r *run) settled(ctx context.Context, log *slog.Logger, err error, what string) error {
+	if sealpost.ErrorCode(err) == sealpost.ECONFLICT {
+		r.p.stats.leasesLost.Add(1)
+		log.WarnContext(ctx, "event webhook: lease lost before "+what+" the batch", "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s an event batch: %w", what, err)
+	}
+	return nil
+}
+
+// firstChunk returns the longest prefix of events whose JSON array stays
+// within limit bytes (at least one event), and that array. Payloads are
+// copied byte for byte: they are what was stored, and re-encoding could
+// change what a receiver sees.
+func firstChunk(events []sealpost.StoredEvent, limit int) ([]sealpost.StoredEvent, []byte) {
+	size, n := 1, 0
+	for n < len(events) {
+		next := size + len(events[n].Payload) + 1 // payload and ',' or ']'
+		if n > 0 && next > limit {
+			break
+		}
+		size = next
+		n++
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '[')
+	for i, e := range events[:n] {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, e.Payload...)
+	}
+	body = append(body, ']')
+	return events[:n], body
+}
