@@ -51,6 +51,32 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"EnforcedTLSFreshness", testEnforcedTLSFreshness},
 		{"EnforcedTLSConcurrentPatches", testEnforcedTLSConcurrentPatches},
 		{"EnforcedTLSConcurrentPartialPatches", testEnforcedTLSConcurrentPartialPatches},
+
+		{"EventWebhookDefault", testEventWebhookDefault},
+		{"EventWebhookPatch", testEventWebhookPatch},
+		{"EventWebhookIsolated", testEventWebhookIsolated},
+		{"EventWebhookNotFound", testEventWebhookNotFound},
+		{"EventWebhookSigningKey", testEventWebhookSigningKey},
+		{"EventWebhookConcurrentPatches", testEventWebhookConcurrentPatches},
+
+		{"EnqueueRecipientStates", testEnqueueRecipientStates},
+		{"EnqueueUnknownAccount", testEnqueueUnknownAccount},
+		{"ClaimGroupsByDomain", testClaimGroupsByDomain},
+		{"ClaimDueOldestFirst", testClaimDueOldestFirst},
+		{"ClaimLease", testClaimLease},
+		{"CompleteAfterLeaseExpired", testCompleteAfterLeaseExpired},
+		{"CompletePartial", testCompletePartial},
+		{"CompleteKeepsOtherDeliveries", testCompleteKeepsOtherDeliveries},
+		{"ClaimConcurrent", testClaimConcurrent},
+
+		{"OutboxEmpty", testOutboxEmpty},
+		{"OutboxOrder", testOutboxOrder},
+		{"OutboxLease", testOutboxLease},
+		{"OutboxAck", testOutboxAck},
+		{"OutboxRetry", testOutboxRetry},
+		{"OutboxAccounts", testOutboxAccounts},
+		{"OutboxMax", testOutboxMax},
+		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,348 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+func claimBatch(t *testing.T, s sealpost.Store, owner string, now time.Time, lease time.Duration, max int) *sealpost.EventBatch {
+	t.Helper()
+	b, err := s.ClaimEventBatch(t.Context(), owner, now, lease, max)
+	if err != nil {
+		t.Fatalf("ClaimEventBatch(%s): %v", owner, err)
+	}
+	return b
+}
+
+// eventNames returns the name each newEvent payload carries.
+func eventNames(t *testing.T, b *sealpost.EventBatch) []string {
+	t.Helper()
+	if b == nil {
+		return nil
+	}
+	out := make([]string, len(b.Events))
+	for i, e := range b.Events {
+		var p struct{ Name string }
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			t.Errorf("event %d: payload %q is not JSON: %v", e.ID, e.Payload, err)
+		}
+		out[i] = p.Name
+	}
+	return out
+}
+
+func wantEventNames(t *testing.T, b *sealpost.EventBatch, want []string, what string) {
+	t.Helper()
+	if got := eventNames(t, b); !slices.Equal(got, want) {
+		t.Errorf("%s: events %q, want %q", what, got, want)
+	}
+}
+
+// storeEvents puts events into the outbox the way delivery does: with an
+// enqueue of a message of the same account.
+func storeEvents(t *testing.T, s sealpost.Store, accountID int64, events ...sealpost.Event) {
+	t.Helper()
+	enqueue(t, s, []*sealpost.Message{newMessage(accountID, "carrier", baseTime(), "r@x.test")}, events...)
+}
+
+func testOutboxEmpty(t *testing.T, s sealpost.Store) {
+	createUser(t, s, "alice")
+	if b := claimBatch(t, s, "p", time.Now(), time.Minute, 10); b != nil {
+		t.Errorf("ClaimEventBatch on an empty outbox = %+v, want nil", b)
+	}
+}
+
+func testOutboxOrder(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	t0 := baseTime()
+	m := newMessage(a.ID, "xid", t0, "a@x.test")
+	want := []sealpost.Event{
+		newEvent(a.ID, sealpost.EventProcessed, "e1"),
+		newEvent(a.ID, sealpost.EventDropped, "e2"),
+	}
+	enqueue(t, s, []*sealpost.Message{m}, want...)
+	ds := claim(t, s, "w", t0, time.Minute, 10)
+	if len(ds) != 1 {
+		t.Fatalf("claim: %d deliveries, want 1", len(ds))
+	}
+	more := []sealpost.Event{
+		newEvent(a.ID, sealpost.EventDeferred, "e3"),
+		newEvent(a.ID, sealpost.EventDelivered, "e4"),
+	}
+	complete(t, s, "w", sealpost.DeliveryCompletion{
+		DeliveryID:    ds[0].ID,
+		Recipients:    []sealpost.RecipientUpdate{{RecipientID: m.Recipients[0].ID, State: sealpost.StateDelivered}},
+		Events:        more,
+		NextAttemptAt: t0.Add(time.Minute),
+	})
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e5"))
+	want = append(want, more...)
+	want = append(want, newEvent(a.ID, sealpost.EventProcessed, "e5"))
+
+	b := claimBatch(t, s, "p", time.Now(), time.Minute, 100)
+	if b == nil {
+		t.Fatal("ClaimEventBatch = nil, want a batch")
+	}
+	if b.AccountID != a.ID || b.LeaseOwner != "p" || b.Attempts != 0 || !b.FailingSince.IsZero() {
+		t.Errorf("batch = {AccountID %d, LeaseOwner %q, Attempts %d, FailingSince %v}, want {%d, p, 0, zero}",
+			b.AccountID, b.LeaseOwner, b.Attempts, b.FailingSince, a.ID)
+	}
+	if len(b.Events) != len(want) {
+		t.Fatalf("batch has %d events %q, want %d", len(b.Events), eventNames(t, b), len(want))
+	}
+	for i, e := range b.Events {
+		// Payloads are posted as stored and signed over: byte for byte.
+		if e.Kind != want[i].Kind || string(e.Payload) != string(want[i].Payload) {
+			t.Errorf("event %d = {%s %s}, want {%s %s}", i, e.Kind, e.Payload, want[i].Kind, want[i].Payload)
+		}
+		if i > 0 && e.ID <= b.Events[i-1].ID {
+			t.Errorf("event %d: ID %d not above the previous %d", i, e.ID, b.Events[i-1].ID)
+		}
+		recent(t, e.CreatedAt, fmt.Sprintf("event %d", i))
+	}
+}
+
+func testOutboxLease(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"))
+	now := time.Now()
+	lease := time.Minute
+	b := claimBatch(t, s, "p1", now, lease, 10)
+	if b == nil {
+		t.Fatal("first claim = nil")
+	}
+	for _, at := range []time.Time{now, now.Add(lease - time.Nanosecond)} {
+		if got := claimBatch(t, s, "p2", at, lease, 10); got != nil {
+			t.Errorf("claim at +%v while leased = %q, want nil", at.Sub(now), eventNames(t, got))
+		}
+	}
+	// New events of a leased account wait too.
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e2"))
+	if got := claimBatch(t, s, "p2", now, lease, 10); got != nil {
+		t.Errorf("claim after more events while leased = %q, want nil", eventNames(t, got))
+	}
+	b2 := claimBatch(t, s, "p2", now.Add(lease), lease, 10)
+	if b2 == nil {
+		t.Fatal("claim after the lease ran out = nil, want the batch")
+	}
+	wantEventNames(t, b2, []string{"e1", "e2"}, "claim after the lease ran out")
+	if b2.LeaseOwner != "p2" {
+		t.Errorf("LeaseOwner = %q, want p2", b2.LeaseOwner)
+	}
+	wantCode(t, s.AckEventBatch(t.Context(), b), sealpost.ECONFLICT, "AckEventBatch by the owner of a lost lease")
+	wantCode(t, s.RetryEventBatch(t.Context(), b, now), sealpost.ECONFLICT, "RetryEventBatch by the owner of a lost lease")
+	// The refused calls changed nothing: p2 still holds the lease.
+	if got := claimBatch(t, s, "p3", now.Add(lease), lease, 10); got != nil {
+		t.Errorf("claim during p2's lease = %q, want nil", eventNames(t, got))
+	}
+	if err := s.AckEventBatch(t.Context(), b2); err != nil {
+		t.Fatalf("AckEventBatch by p2: %v", err)
+	}
+	wantCode(t, s.AckEventBatch(t.Context(), b2), sealpost.ECONFLICT, "AckEventBatch twice")
+}
+
+func testOutboxAck(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	storeEvents(t, s, a.ID,
+		newEvent(a.ID, sealpost.EventProcessed, "e1"),
+		newEvent(a.ID, sealpost.EventProcessed, "e2"),
+		newEvent(a.ID, sealpost.EventProcessed, "e3"))
+	now := time.Now()
+	b := claimBatch(t, s, "p", now, time.Minute, 2)
+	wantEventNames(t, b, []string{"e1", "e2"}, "first batch (max 2)")
+	if b == nil {
+		t.FailNow()
+	}
+	// Stored while the batch was out: must survive its ack.
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventDelivered, "e4"))
+	if err := s.AckEventBatch(t.Context(), b); err != nil {
+		t.Fatalf("AckEventBatch: %v", err)
+	}
+	// The lease is released by the ack: the account is due at once.
+	b = claimBatch(t, s, "p", now, time.Minute, 10)
+	wantEventNames(t, b, []string{"e3", "e4"}, "batch after the ack")
+	if b == nil {
+		t.FailNow()
+	}
+	if err := s.AckEventBatch(t.Context(), b); err != nil {
+		t.Fatalf("AckEventBatch: %v", err)
+	}
+	if b := claimBatch(t, s, "p", now.Add(time.Hour), time.Minute, 10); b != nil {
+		t.Errorf("claim after every event was acked = %q, want nil", eventNames(t, b))
+	}
+}
+
+func testOutboxRetry(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"), newEvent(a.ID, sealpost.EventProcessed, "e2"))
+	now := time.Now()
+	b := claimBatch(t, s, "p", now, time.Minute, 10)
+	if b == nil {
+		t.Fatal("claim = nil")
+	}
+	next := now.Add(30 * time.Second)
+	if err := s.RetryEventBatch(ctx, b, next); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	// Released, but not due before next, for anyone.
+	for _, owner := range []string{"p", "q"} {
+		if got := claimBatch(t, s, owner, next.Add(-time.Nanosecond), time.Minute, 10); got != nil {
+			t.Errorf("claim by %s before next = %q, want nil", owner, eventNames(t, got))
+		}
+	}
+	b = claimBatch(t, s, "q", next, time.Minute, 10)
+	if b == nil {
+		t.Fatal("claim at next = nil")
+	}
+	wantEventNames(t, b, []string{"e1", "e2"}, "claim after a retry")
+	if b.Attempts != 1 {
+		t.Errorf("Attempts after one failure = %d, want 1", b.Attempts)
+	}
+	recent(t, b.FailingSince, "FailingSince after one failure")
+	firstFailure := b.FailingSince
+
+	next2 := next.Add(time.Minute)
+	if err := s.RetryEventBatch(ctx, b, next2); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	b = claimBatch(t, s, "q", next2, time.Minute, 10)
+	if b == nil {
+		t.Fatal("claim at next2 = nil")
+	}
+	if b.Attempts != 2 || !b.FailingSince.Equal(firstFailure) {
+		t.Errorf("after two failures: Attempts %d, FailingSince %v; want 2, %v (the first failure)", b.Attempts, b.FailingSince, firstFailure)
+	}
+	wantCode(t, s.RetryEventBatch(ctx, &sealpost.EventBatch{AccountID: a.ID, Events: b.Events, LeaseOwner: "other"}, next2), sealpost.ECONFLICT, "RetryEventBatch by another owner")
+
+	// A success clears the failure count and the due time.
+	if err := s.AckEventBatch(ctx, b); err != nil {
+		t.Fatalf("AckEventBatch: %v", err)
+	}
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e3"))
+	b = claimBatch(t, s, "q", now, time.Minute, 10)
+	if b == nil {
+		t.Fatal("claim after the ack = nil, want due at once")
+	}
+	wantEventNames(t, b, []string{"e3"}, "claim after the ack")
+	if b.Attempts != 0 || !b.FailingSince.IsZero() {
+		t.Errorf("after a success: Attempts %d, FailingSince %v; want 0, zero", b.Attempts, b.FailingSince)
+	}
+}
+
+func testOutboxAccounts(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	b := createUser(t, s, "bob")
+	c := createUser(t, s, "carol")
+	storeEvents(t, s, b.ID, newEvent(b.ID, sealpost.EventProcessed, "b1"))
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "a1"))
+	storeEvents(t, s, b.ID, newEvent(b.ID, sealpost.EventProcessed, "b2"))
+	storeEvents(t, s, c.ID, newEvent(c.ID, sealpost.EventProcessed, "c1"))
+	now := time.Now()
+
+	// The account whose head event waited longest goes first; one batch
+	// never mixes accounts.
+	first := claimBatch(t, s, "p1", now, time.Minute, 10)
+	if first == nil || first.AccountID != b.ID {
+		t.Fatalf("first claim = %+v, want bob's batch (oldest event)", first)
+	}
+	wantEventNames(t, first, []string{"b1", "b2"}, "bob's batch")
+	second := claimBatch(t, s, "p2", now, time.Minute, 10)
+	if second == nil || second.AccountID != a.ID {
+		t.Fatalf("second claim = %+v, want alice's batch", second)
+	}
+	wantEventNames(t, second, []string{"a1"}, "alice's batch")
+	// A failing account does not hold up the others.
+	if err := s.RetryEventBatch(ctx, second, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	third := claimBatch(t, s, "p3", now, time.Minute, 10)
+	if third == nil || third.AccountID != c.ID {
+		t.Fatalf("third claim = %+v, want carol's batch", third)
+	}
+	if got := claimBatch(t, s, "p4", now, time.Minute, 10); got != nil {
+		t.Errorf("fourth claim = account %d, want nil (every account leased or deferred)", got.AccountID)
+	}
+	for _, batch := range []*sealpost.EventBatch{first, third} {
+		if err := s.AckEventBatch(ctx, batch); err != nil {
+			t.Errorf("AckEventBatch(%d): %v", batch.AccountID, err)
+		}
+	}
+
+	// Deleting an account takes its waiting events with it.
+	if err := s.DeleteAccount(ctx, a.ID); err != nil {
+		t.Fatalf("DeleteAccount: %v", err)
+	}
+	if got := claimBatch(t, s, "p5", now.Add(2*time.Hour), time.Minute, 10); got != nil {
+		t.Errorf("claim after deleting the account = account %d %q, want nil", got.AccountID, eventNames(t, got))
+	}
+}
+
+func testOutboxMax(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	var events []sealpost.Event
+	var names []string
+	for i := range 7 {
+		name := fmt.Sprintf("e%d", i)
+		events = append(events, newEvent(a.ID, sealpost.EventProcessed, name))
+		names = append(names, name)
+	}
+	storeEvents(t, s, a.ID, events...)
+	now := time.Now()
+	for start := 0; start < len(names); start += 3 {
+		b := claimBatch(t, s, "p", now, time.Minute, 3)
+		wantEventNames(t, b, names[start:min(start+3, len(names))], fmt.Sprintf("batch from %d", start))
+		if b == nil {
+			t.FailNow()
+		}
+		if err := s.AckEventBatch(t.Context(), b); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+}
+
+// testOutboxConcurrentClaims checks that concurrent posters each get a
+// different account and never the same one twice while leased.
+func testOutboxConcurrentClaims(t *testing.T, s sealpost.Store) {
+	const accounts = 12
+	for i := range accounts {
+		a := createUser(t, s, fmt.Sprintf("user%d", i))
+		storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, fmt.Sprintf("a%d", i)))
+	}
+	now := time.Now()
+	var mu sync.Mutex
+	owners := map[int64]string{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				owner := fmt.Sprintf("p%d-%d", w, i)
+				b, err := s.ClaimEventBatch(t.Context(), owner, now, time.Hour, 10)
+				if err != nil {
+					t.Errorf("ClaimEventBatch(%s): %v", owner, err)
+					return
+				}
+				if b == nil {
+					return
+				}
+				mu.Lock()
+				if prev, ok := owners[b.AccountID]; ok {
+					t.Errorf("account %d's batch claimed by %s and by %s", b.AccountID, prev, owner)
+				}
+				owners[b.AccountID] = owner
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(owners) != accounts {
+		t.Errorf("concurrent posters got %d accounts, want %d", len(owners), accounts)
+	}
+}
