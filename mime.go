@@ -1,0 +1,336 @@
+package sealpost
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"mime/quotedprintable"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Header lines are folded to foldWidth where whitespace allows; no line of
+// a rendered message ever exceeds RFC 5322's hard limit of 998 octets.
+const (
+	foldWidth = 78
+	// maxPlainWord is the longest run of non-space characters written into
+	// a header as is; anything longer is RFC 2047 encoded, whose words are
+	// short, so that no header line can reach 998 octets.
+	maxPlainWord = 200
+	// encodedChunk is the number of UTF-8 octets per "B" encoded word:
+	// 45 octets make 60 base64 characters, 72 with the delimiters (RFC 2047
+	// allows 75).
+	encodedChunk = 45
+)
+
+// Messages renders one Message per personalization, ready to enqueue:
+// Data is the complete RFC 5322 message with CRLF line ends, Recipients are
+// to, cc and bcc (bcc only in the envelope), and recipient n of the whole
+// request (from 0) gets SGMessageID xMessageID.n.
+func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, hostname string) ([]*Message, error) {
+	if !validMessageIDPart(xMessageID) {
+		return nil, Errorf(EINTERNAL, "rendering mail: unusable X-Message-Id %q", xMessageID)
+	}
+	if !validHostname(hostname) {
+		return nil, Errorf(EINTERNAL, "rendering mail: unusable host name %q", hostname)
+	}
+	contentHeader, body, err := renderBody(m.Content)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]*Message, 0, len(m.Personalizations))
+	ordinal := 0
+	for i, pz := range m.Personalizations {
+		from := m.From
+		if pz.From != nil {
+			from = *pz.From
+		}
+		subject := pz.Subject
+		if subject == "" {
+			subject = m.Subject
+		}
+		smtpID := "<" + xMessageID + "." + strconv.Itoa(i) + "@" + hostname + ">"
+
+		var h headerBuilder
+		h.field("Date", now.Format(time.RFC1123Z))
+		h.field("From", formatAddress(from))
+		if len(pz.To) > 0 {
+			h.field("To", formatAddressList(pz.To))
+		}
+		if len(pz.Cc) > 0 {
+			h.field("Cc", formatAddressList(pz.Cc))
+		}
+		switch {
+		case m.ReplyTo != nil:
+			h.field("Reply-To", formatAddress(*m.ReplyTo))
+		case len(m.ReplyToList) > 0:
+			h.field("Reply-To", formatAddressList(m.ReplyToList))
+		}
+		h.field("Subject", unstructured(subject))
+		h.field("Message-ID", smtpID)
+		h.field("MIME-Version", "1.0")
+		custom := mergeStrings(m.Headers, pz.Headers, true)
+		names := make([]string, 0, len(custom))
+		for name := range custom {
+			names = append(names, name)
+		}
+		slices.SortFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+		for _, name := range names {
+			if !validHeaderName(name) || reservedHeaders[strings.ToLower(name)] {
+				h.err = Errorf(EINVALID, "header %q may not be set", name)
+				break
+			}
+			h.field(name, unstructured(custom[name]))
+		}
+		if h.err != nil {
+			return nil, h.err
+		}
+		data := make([]byte, 0, h.buf.Len()+len(contentHeader)+2+len(body))
+		data = append(data, h.buf.Bytes()...)
+		data = append(data, contentHeader...)
+		data = append(data, "\r\n"...)
+		data = append(data, body...)
+
+		msg := &Message{
+			AccountID:  accountID,
+			XMessageID: xMessageID,
+			SMTPID:     smtpID,
+			From:       from.Email,
+			Data:       data,
+			Categories: slices.Clone(m.Categories),
+			CustomArgs: mergeStrings(m.CustomArgs, pz.CustomArgs, false),
+			CreatedAt:  now,
+		}
+		for _, list := range [][]Address{pz.To, pz.Cc, pz.Bcc} {
+			for _, a := range list {
+				msg.Recipients = append(msg.Recipients, Recipient{
+					Email:       a.Email,
+					Domain:      strings.ToLower(a.Email[strings.LastIndexByte(a.Email, '@')+1:]),
+					SGMessageID: xMessageID + "." + strconv.Itoa(ordinal),
+					State:       StateQueued,
+				})
+				ordinal++
+			}
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+// validMessageIDPart reports whether id can go into a Message-ID and an
+// sg_message_id as is: URL-safe base64 characters only.
+func validMessageIDPart(id string) bool {
+	if id == "" || len(id) > 100 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// headerBuilder writes folded header fields and refuses any value that
+// would break out of its field.
+type headerBuilder struct {
+	buf bytes.Buffer
+	err error
+}
+
+// field writes "name: value" folded at whitespace. value must already be
+// 7-bit (encoded where needed); a CR or LF in it is an error, never output.
+func (h *headerBuilder) field(name, value string) {
+	if h.err != nil {
+		return
+	}
+	if strings.ContainsAny(name, "\r\n:") || strings.ContainsAny(value, "\r\n") {
+		h.err = Errorf(EINTERNAL, "rendering mail: line break in header %q", name)
+		return
+	}
+	line := len(name) + 1
+	h.buf.WriteString(name)
+	h.buf.WriteByte(':')
+	// Each segment is a whitespace run and the word after it; a fold goes
+	// before a segment, so every continuation line starts with whitespace
+	// and none holds whitespace only.
+	rest := " " + value
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] == ' ' || rest[i] == '\t') {
+			i++
+		}
+		for i < len(rest) && rest[i] != ' ' && rest[i] != '\t' {
+			i++
+		}
+		seg := rest[:i]
+		rest = rest[i:]
+		wordless := strings.Trim(seg, " \t") == ""
+		if line+len(seg) > foldWidth && line > len(name)+1 && !wordless {
+			h.buf.WriteString("\r\n")
+			line = 0
+		}
+		h.buf.WriteString(seg)
+		line += len(seg)
+	}
+	h.buf.WriteString("\r\n")
+}
+
+// unstructured returns s as the body of an unstructured header field
+// (Subject, custom headers): as is when it is short-worded printable ASCII,
+// otherwise as RFC 2047 encoded words. Text that merely looks like an
+// encoded word is encoded too, so that readers show it as it was given.
+func unstructured(s string) string {
+	if plainHeaderText(s) {
+		return s
+	}
+	return encodeWords(s)
+}
+
+func plainHeaderText(s string) bool {
+	if strings.Contains(s, "=?") {
+		return false
+	}
+	word := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			word = 0
+		case c < ' ' || c > '~':
+			return false
+		default:
+			word++
+			if word > maxPlainWord {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// encodeWords encodes s as space-separated RFC 2047 "B" encoded words in
+// UTF-8, each cut on a character boundary so that each decodes on its own.
+func encodeWords(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		n := min(len(s), encodedChunk)
+		for n < len(s) && n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		if n == 0 { // not valid UTF-8; cannot happen for parsed input
+			n = min(len(s), encodedChunk)
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("=?utf-8?b?")
+		b.WriteString(base64.StdEncoding.EncodeToString([]byte(s[:n])))
+		b.WriteString("?=")
+		s = s[n:]
+	}
+	return b.String()
+}
+
+// formatAddress renders a mailbox. net/mail quotes or Q-encodes the display
+// name; names it would leave as one long quoted word, or that hold text
+// looking like an encoded word, are B-encoded instead.
+func formatAddress(a Address) string {
+	if a.Name == "" {
+		return "<" + a.Email + ">"
+	}
+	if strings.Contains(a.Name, "=?") || isASCII(a.Name) && !plainHeaderText(a.Name) {
+		return encodeWords(a.Name) + " <" + a.Email + ">"
+	}
+	return (&mail.Address{Name: a.Name, Address: a.Email}).String()
+}
+
+func formatAddressList(as []Address) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = formatAddress(a)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// renderBody encodes the content once for all personalizations: the
+// Content-Type and Content-Transfer-Encoding header lines, and the body.
+// One content block is a single part; several are a multipart/alternative
+// in the order given.
+func renderBody(contents []Content) (header, body []byte, err error) {
+	if len(contents) == 0 {
+		return nil, nil, Errorf(EINVALID, "a message needs content")
+	}
+	parts := make([][]byte, len(contents))
+	for i, c := range contents {
+		var buf bytes.Buffer
+		w := quotedprintable.NewWriter(&buf)
+		if _, err := w.Write([]byte(c.Value)); err != nil {
+			return nil, nil, Errorf(EINTERNAL, "encoding content: %v", err)
+		}
+		if err := w.Close(); err != nil {
+			return nil, nil, Errorf(EINTERNAL, "encoding content: %v", err)
+		}
+		parts[i] = buf.Bytes()
+	}
+	if len(contents) == 1 {
+		header = []byte(partHeader(contents[0].Type))
+		body = parts[0]
+		if !bytes.HasSuffix(body, []byte("\r\n")) {
+			body = append(body, "\r\n"...)
+		}
+		return header, body, nil
+	}
+	boundary, err := newBoundary(parts)
+	if err != nil {
+		return nil, nil, err
+	}
+	header = []byte("Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n")
+	var b bytes.Buffer
+	for i, c := range contents {
+		b.WriteString("--" + boundary + "\r\n")
+		b.WriteString(partHeader(c.Type))
+		b.WriteString("\r\n")
+		b.Write(parts[i])
+		b.WriteString("\r\n")
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	return header, b.Bytes(), nil
+}
+
+func partHeader(mediaType string) string {
+	ct := mediaType
+	if strings.HasPrefix(mediaType, "text/") {
+		ct += "; charset=utf-8"
+	}
+	return "Content-Type: " + ct + "\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+}
+
+// newBoundary returns a random multipart boundary that occurs in none of
+// the encoded parts.
+func newBoundary(parts [][]byte) (string, error) {
+	for range 8 {
+		var r [16]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return "", Errorf(EINTERNAL, "generating boundary: %v", err)
+		}
+		boundary := "sealpost-" + hex.EncodeToString(r[:])
+		clash := false
+		for _, p := range parts {
+			if bytes.Contains(p, []byte(boundary)) {
+				clash = true
+				break
+			}
+		}
+		if !clash {
+			return boundary, nil
+		}
+	}
+	return "", Errorf(EINTERNAL, "no multipart boundary avoids the content")
+}
