@@ -34,6 +34,8 @@ type DB struct {
 	// Prepared once because they run on every authenticated request.
 	lookupStmt   *sql.Stmt
 	settingsStmt *sql.Stmt
+	// On the write connection, for the mail send path.
+	stmts *writeStmts
 
 	cache cache
 
@@ -102,6 +104,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if db.lookupStmt, err = db.read.PrepareContext(ctx, lookupAPIKeySQL); err == nil {
 		db.settingsStmt, err = db.read.PrepareContext(ctx, enforcedTLSSQL)
 	}
+	if err == nil {
+		db.stmts, err = prepareWriteStmts(ctx, db.write)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: preparing statements: %w", err)
@@ -160,6 +165,7 @@ func (db *DB) Close() error {
 				errs = append(errs, st.Close())
 			}
 		}
+		errs = append(errs, db.stmts.close())
 		if db.read != nil {
 			errs = append(errs, db.read.Close())
 		}

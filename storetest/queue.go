@@ -290,25 +290,26 @@ func testClaimDueOldestFirst(t *testing.T, s sealpost.Store) {
 	m1 := newMessage(a.ID, "m1", t0.Add(time.Second), "a@x.test")
 	enqueue(t, s, []*sealpost.Message{m2, m0})
 	enqueue(t, s, []*sealpost.Message{m3, m1})
+	const lease = 1000 * time.Hour // outlives every claim below
 
-	if ds := claim(t, s, "w", t0.Add(-time.Nanosecond), time.Minute, 10); len(ds) != 0 {
+	if ds := claim(t, s, "w", t0.Add(-time.Nanosecond), lease, 10); len(ds) != 0 {
 		t.Errorf("ClaimDeliveries before anything is due = %d deliveries, want 0", len(ds))
 	}
-	if ds := claim(t, s, "w", t0, time.Minute, 10); len(ds) != 1 || ds[0].Message.ID != m0.ID {
+	if ds := claim(t, s, "w", t0, lease, 10); len(ds) != 1 || ds[0].Message.ID != m0.ID {
 		t.Errorf("ClaimDeliveries at the first due time: want exactly m0, got %d deliveries", len(ds))
 	}
-	ds := claim(t, s, "w", t0.Add(time.Hour), time.Minute, 2)
+	ds := claim(t, s, "w", t0.Add(time.Hour), lease, 2)
 	if len(ds) != 2 {
 		t.Fatalf("ClaimDeliveries(limit 2) = %d deliveries, want 2", len(ds))
 	}
 	if ds[0].Message.ID != m1.ID || ds[1].Message.ID != m2.ID {
 		t.Errorf("ClaimDeliveries(limit 2) = messages %s, %s; want m1, m2 (oldest due first)", ds[0].Message.XMessageID, ds[1].Message.XMessageID)
 	}
-	ds = claim(t, s, "w", t0.Add(time.Hour), time.Minute, 10)
+	ds = claim(t, s, "w", t0.Add(time.Hour), lease, 10)
 	if len(ds) != 1 || ds[0].Message.ID != m3.ID {
 		t.Errorf("ClaimDeliveries after that = %d deliveries, want m3 only", len(ds))
 	}
-	if ds := claim(t, s, "w", t0.Add(time.Hour), time.Minute, 0); len(ds) != 0 {
+	if ds := claim(t, s, "w", t0.Add(time.Hour), lease, 0); len(ds) != 0 {
 		t.Errorf("ClaimDeliveries(limit 0) = %d deliveries, want 0", len(ds))
 	}
 }

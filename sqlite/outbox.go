@@ -1,0 +1,130 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// ClaimEventBatch serves the due account whose oldest waiting event is
+// oldest, so that no account's events wait behind a busier one's for long.
+// max <= 0 claims nothing.
+func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	var out *sealpost.EventBatch
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		b := &sealpost.EventBatch{LeaseOwner: owner}
+		var failingSince int64
+		err := tx.QueryRowContext(ctx,
+			`SELECT account_id, attempts, failing_since FROM (
+				SELECT s.account_id, s.attempts, s.failing_since,
+					(SELECT min(e.id) FROM events e WHERE e.account_id = s.account_id) AS head
+				FROM outbox_state s
+				WHERE s.lease_until <= ? AND s.next_attempt_at <= ?)
+			 WHERE head IS NOT NULL ORDER BY head LIMIT 1`,
+			now.UnixNano(), now.UnixNano()).Scan(&b.AccountID, &b.Attempts, &failingSince)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if failingSince != 0 {
+			b.FailingSince = fromUnixNano(failingSince)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox_state SET lease_owner = ?, lease_until = ? WHERE account_id = ?`,
+			owner, now.Add(lease).UnixNano(), b.AccountID); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, kind, payload, created_at FROM events
+			WHERE account_id = ? ORDER BY id LIMIT ?`, b.AccountID, max)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e sealpost.StoredEvent
+			var kind string
+			var payload []byte
+			var created int64
+			if err := rows.Scan(&e.ID, &kind, &payload, &created); err != nil {
+				return err
+			}
+			e.Kind, e.Payload, e.CreatedAt = sealpost.EventKind(kind), payload, fromUnixNano(created)
+			b.Events = append(b.Events, e)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		out = b
+		return nil
+	})
+	if err != nil {
+		return nil, mapError("claiming events", err, "account not found", "")
+	}
+	return out, nil
+}
+
+// AckEventBatch deletes the batch's events by ID: events stored while the
+// batch was out stay for the next one.
+func (db *DB) AckEventBatch(ctx context.Context, b *sealpost.EventBatch) error {
+	ids := make([]int64, len(b.Events))
+	for i, e := range b.Events {
+		ids[i] = e.ID
+	}
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return internal("encoding event ids", err)
+	}
+	return db.updateLeasedOutbox(ctx, b, "acknowledging events", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE account_id = ? AND id IN (SELECT value FROM json_each(?))`,
+			b.AccountID, string(idList)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox_state SET lease_owner = NULL, lease_until = 0, next_attempt_at = 0,
+			attempts = 0, failing_since = 0 WHERE account_id = ?`, b.AccountID)
+		return err
+	})
+}
+
+// RetryEventBatch takes FailingSince from this process's clock when a run
+// of failures starts: the batch does not carry the time it was claimed.
+func (db *DB) RetryEventBatch(ctx context.Context, b *sealpost.EventBatch, next time.Time) error {
+	failed := now().UnixNano()
+	return db.updateLeasedOutbox(ctx, b, "deferring events", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE outbox_state SET lease_owner = NULL, lease_until = 0, next_attempt_at = ?,
+			attempts = attempts + 1, failing_since = CASE WHEN failing_since = 0 THEN ? ELSE failing_since END
+			WHERE account_id = ?`, next.UnixNano(), failed, b.AccountID)
+		return err
+	})
+}
+
+// updateLeasedOutbox runs fn in a write transaction if b's account's outbox
+// is still leased to b.LeaseOwner, and fails with ECONFLICT otherwise.
+func (db *DB) updateLeasedOutbox(ctx context.Context, b *sealpost.EventBatch, op string, fn func(tx *sql.Tx) error) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var owner sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT lease_owner FROM outbox_state WHERE account_id = ?`, b.AccountID).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && (!owner.Valid || owner.String != b.LeaseOwner)) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+	if errors.Is(err, errLeaseLost) {
+		return sealpost.Errorf(sealpost.ECONFLICT, "events of account %d are not leased to %s", b.AccountID, b.LeaseOwner)
+	}
+	if err != nil {
+		return mapError(op, err, "account not found", "")
+	}
+	return nil
+}

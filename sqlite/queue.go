@@ -1,0 +1,438 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// writeStmts are prepared once on the write connection because they run on
+// the mail send path, several per accepted message; a transaction reuses
+// them through Tx.StmtContext without preparing again.
+type writeStmts struct {
+	insertMessage   *sql.Stmt
+	insertDelivery  *sql.Stmt
+	insertRecipient *sql.Stmt
+	insertEvent     *sql.Stmt
+	ensureOutbox    *sql.Stmt
+}
+
+func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
+	s := &writeStmts{}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at)
+			VALUES (?, ?, ?, ?) RETURNING id`},
+		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
+			VALUES (?, ?, ?, ?, ?, ?, 'queued') RETURNING id`},
+		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, created_at) VALUES (?, ?, ?, ?, ?)`},
+		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
+	} {
+		st, err := w.PrepareContext(ctx, p.sql)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		*p.dst = st
+	}
+	return s, nil
+}
+
+func (s *writeStmts) close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EnqueueMessages stores everything in one transaction. A message whose
+// CreatedAt is zero is stamped with the current time. Recipients are stored
+// queued whatever State they carry.
+func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, events []sealpost.Event) error {
+	if len(msgs) == 0 && len(events) == 0 {
+		return nil
+	}
+	stamp := now()
+	type assigned struct {
+		msgID   int64
+		rcptIDs []int64
+	}
+	ids := make([]assigned, len(msgs))
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		insMsg := tx.StmtContext(ctx, db.stmts.insertMessage)
+		insDelivery := tx.StmtContext(ctx, db.stmts.insertDelivery)
+		insRcpt := tx.StmtContext(ctx, db.stmts.insertRecipient)
+		type domainDelivery struct {
+			domain string
+			id     int64
+		}
+		var byDomain []domainDelivery // few domains per message: a scan beats a map
+		for i, m := range msgs {
+			created := m.CreatedAt
+			if created.IsZero() {
+				created = stamp
+			}
+			categories, custom, err := encodeMessageMeta(m)
+			if err != nil {
+				return err
+			}
+			var msgID int64
+			if err := insMsg.QueryRowContext(ctx, m.AccountID, m.XMessageID, m.SMTPID, m.From, blob(m.Data),
+				categories, custom, created.UnixNano()).Scan(&msgID); err != nil {
+				return err
+			}
+			byDomain = byDomain[:0]
+			rcptIDs := make([]int64, len(m.Recipients))
+			for j, r := range m.Recipients {
+				domain := recipientDomain(r)
+				k := slices.IndexFunc(byDomain, func(d domainDelivery) bool { return d.domain == domain })
+				if k < 0 {
+					var id int64
+					if err := insDelivery.QueryRowContext(ctx, msgID, domain, created.UnixNano(), created.UnixNano()).Scan(&id); err != nil {
+						return err
+					}
+					byDomain = append(byDomain, domainDelivery{domain, id})
+					k = len(byDomain) - 1
+				}
+				if err := insRcpt.QueryRowContext(ctx, msgID, byDomain[k].id, j, r.Email, domain, r.SGMessageID).Scan(&rcptIDs[j]); err != nil {
+					return err
+				}
+			}
+			ids[i] = assigned{msgID, rcptIDs}
+		}
+		return db.insertEvents(ctx, tx, events, stamp)
+	})
+	if err != nil {
+		return mapError("enqueueing messages", err, "account not found", "")
+	}
+	// Only once durable: a failed call leaves the caller's values as given.
+	for i, m := range msgs {
+		m.ID = ids[i].msgID
+		if m.CreatedAt.IsZero() {
+			m.CreatedAt = stamp
+		}
+		for j := range m.Recipients {
+			m.Recipients[j].ID = ids[i].rcptIDs[j]
+			m.Recipients[j].Domain = recipientDomain(m.Recipients[j])
+			m.Recipients[j].State = sealpost.StateQueued
+		}
+	}
+	return nil
+}
+
+// insertEvents appends events to their accounts' outboxes.
+func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Event, created time.Time) error {
+	if len(events) == 0 {
+		return nil
+	}
+	insEvent := tx.StmtContext(ctx, db.stmts.insertEvent)
+	ensure := tx.StmtContext(ctx, db.stmts.ensureOutbox)
+	var last int64 // events come grouped by account: skip repeat upserts
+	for i, e := range events {
+		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), created.UnixNano()); err != nil {
+			return err
+		}
+		if i == 0 || e.AccountID != last {
+			if _, err := ensure.ExecContext(ctx, e.AccountID); err != nil {
+				return err
+			}
+			last = e.AccountID
+		}
+	}
+	return nil
+}
+
+// blob keeps an empty or nil byte slice from binding as NULL into a NOT
+// NULL column, or as text.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func encodeMessageMeta(m *sealpost.Message) (categories, customArgs string, err error) {
+	cats := m.Categories
+	if cats == nil {
+		cats = []string{}
+	}
+	args := m.CustomArgs
+	if args == nil {
+		args = map[string]string{}
+	}
+	c, err := json.Marshal(cats)
+	if err != nil {
+		return "", "", sealpost.Errorf(sealpost.EINTERNAL, "encoding categories: %v", err)
+	}
+	a, err := json.Marshal(args)
+	if err != nil {
+		return "", "", sealpost.Errorf(sealpost.EINTERNAL, "encoding custom args: %v", err)
+	}
+	return string(c), string(a), nil
+}
+
+// recipientDomain is r.Domain, or the lower-cased part after the last @
+// when the caller left it empty.
+func recipientDomain(r sealpost.Recipient) string {
+	if r.Domain != "" {
+		return r.Domain
+	}
+	return strings.ToLower(r.Email[strings.LastIndexByte(r.Email, '@')+1:])
+}
+
+// ClaimDeliveries leases and loads in one write transaction: the single
+// writer is what keeps two claimers from taking the same delivery.
+func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*sealpost.Delivery, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	leaseUntil := now.Add(lease)
+	var out []*sealpost.Delivery
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx,
+			`UPDATE deliveries SET lease_owner = ?, lease_until = ?
+			 WHERE id IN (
+				SELECT id FROM deliveries
+				WHERE done = 0 AND next_attempt_at <= ? AND lease_until <= ?
+				ORDER BY next_attempt_at, id LIMIT ?)
+			 RETURNING id, message_id, domain, attempts, next_attempt_at, created_at`,
+			owner, leaseUntil.UnixNano(), now.UnixNano(), now.UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		type claimed struct {
+			d         *sealpost.Delivery
+			messageID int64
+			due       int64
+		}
+		var cs []claimed
+		for rows.Next() {
+			var c claimed
+			var created int64
+			c.d = &sealpost.Delivery{LeaseOwner: owner, LeaseUntil: fromUnixNano(leaseUntil.UnixNano())}
+			if err := rows.Scan(&c.d.ID, &c.messageID, &c.d.Domain, &c.d.Attempts, &c.due, &created); err != nil {
+				rows.Close()
+				return err
+			}
+			c.d.CreatedAt = fromUnixNano(created)
+			cs = append(cs, c)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			return nil
+		}
+		// RETURNING comes in no promised order.
+		slices.SortFunc(cs, func(a, b claimed) int {
+			if a.due != b.due {
+				return cmpInt64(a.due, b.due)
+			}
+			return cmpInt64(a.d.ID, b.d.ID)
+		})
+		msgStmt, err := tx.PrepareContext(ctx, `SELECT account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at
+			FROM messages WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer msgStmt.Close()
+		rcptStmt, err := tx.PrepareContext(ctx, `SELECT id, email, domain, sg_message_id, state FROM recipients
+			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`)
+		if err != nil {
+			return err
+		}
+		defer rcptStmt.Close()
+		for _, c := range cs {
+			m, err := loadMessage(ctx, msgStmt, c.messageID)
+			if err != nil {
+				return err
+			}
+			if m.Recipients, err = loadRecipients(ctx, rcptStmt, c.d.ID); err != nil {
+				return err
+			}
+			c.d.Message = m
+			out = append(out, c.d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapError("claiming deliveries", err, "delivery not found", "")
+	}
+	return out, nil
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func loadMessage(ctx context.Context, st *sql.Stmt, id int64) (*sealpost.Message, error) {
+	m := &sealpost.Message{ID: id}
+	var categories, customArgs string
+	var created int64
+	if err := st.QueryRowContext(ctx, id).Scan(&m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &m.Data,
+		&categories, &customArgs, &created); err != nil {
+		return nil, fmt.Errorf("loading message %d: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(categories), &m.Categories); err != nil {
+		return nil, fmt.Errorf("decoding categories of message %d: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(customArgs), &m.CustomArgs); err != nil {
+		return nil, fmt.Errorf("decoding custom args of message %d: %w", id, err)
+	}
+	m.CreatedAt = fromUnixNano(created)
+	return m, nil
+}
+
+func loadRecipients(ctx context.Context, st *sql.Stmt, args ...any) ([]sealpost.Recipient, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []sealpost.Recipient{}
+	for rows.Next() {
+		var r sealpost.Recipient
+		var state string
+		if err := rows.Scan(&r.ID, &r.Email, &r.Domain, &r.SGMessageID, &state); err != nil {
+			return nil, err
+		}
+		r.State = sealpost.RecipientState(state)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// errLeaseLost aborts a completion whose lease is gone.
+var errLeaseLost = errors.New("lease lost")
+
+// CompleteDelivery checks the lease owner but not the clock: an owner
+// whose lease ran out may record its attempt as long as nobody claimed the
+// delivery since. A zero NextAttemptAt with recipients still queued makes
+// the delivery due at once.
+func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
+	for _, u := range c.Recipients {
+		switch u.State {
+		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
+		default:
+			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: fmt.Sprintf("unknown recipient state %q", u.State)})
+		}
+	}
+	stamp := now()
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var messageID int64
+		var leaseOwner sql.NullString
+		var done bool
+		err := tx.QueryRowContext(ctx, `SELECT message_id, lease_owner, done FROM deliveries WHERE id = ?`, c.DeliveryID).
+			Scan(&messageID, &leaseOwner, &done)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && (done || !leaseOwner.Valid || leaseOwner.String != owner)) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		if len(c.Recipients) > 0 {
+			upd, err := tx.PrepareContext(ctx, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`)
+			if err != nil {
+				return err
+			}
+			defer upd.Close()
+			for _, u := range c.Recipients {
+				res, err := upd.ExecContext(ctx, string(u.State), u.RecipientID, c.DeliveryID)
+				if err != nil {
+					return err
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n == 0 {
+					return sealpost.Invalid(sealpost.FieldError{Field: "recipient", Message: fmt.Sprintf("recipient %d is not in delivery %d", u.RecipientID, c.DeliveryID)})
+				}
+			}
+		}
+		if err := db.insertEvents(ctx, tx, c.Events, stamp); err != nil {
+			return err
+		}
+		var queued bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ? AND state = 'queued')`,
+			c.DeliveryID).Scan(&queued); err != nil {
+			return err
+		}
+		if queued {
+			_, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,
+				lease_owner = NULL, lease_until = 0 WHERE id = ?`, c.NextAttemptAt.UnixNano(), c.DeliveryID)
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, done = 1,
+			lease_owner = NULL, lease_until = 0 WHERE id = ?`, c.DeliveryID); err != nil {
+			return err
+		}
+		// The body is what makes the queue big; the rows stay for
+		// RecipientStates.
+		_, err = tx.ExecContext(ctx, `UPDATE messages SET data = NULL WHERE id = ?
+			AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ? AND done = 0)`, messageID, messageID)
+		return err
+	})
+	if errors.Is(err, errLeaseLost) {
+		return sealpost.Errorf(sealpost.ECONFLICT, "delivery %d is not leased to %s", c.DeliveryID, owner)
+	}
+	var se *sealpost.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if err != nil {
+		return mapError("completing delivery", err, "delivery not found", "")
+	}
+	return nil
+}
+
+func (db *DB) RecipientStates(ctx context.Context, accountID int64, xMessageID string) ([]sealpost.Recipient, error) {
+	rows, err := db.read.QueryContext(ctx,
+		`SELECT r.id, r.email, r.domain, r.sg_message_id, r.state
+		 FROM messages m JOIN recipients r ON r.message_id = m.id
+		 WHERE m.account_id = ? AND m.x_message_id = ?
+		 ORDER BY r.id`, accountID, xMessageID)
+	if err != nil {
+		return nil, internal("reading recipient states", err)
+	}
+	defer rows.Close()
+	out := []sealpost.Recipient{}
+	for rows.Next() {
+		var r sealpost.Recipient
+		var state string
+		if err := rows.Scan(&r.ID, &r.Email, &r.Domain, &r.SGMessageID, &state); err != nil {
+			return nil, internal("reading recipient states", err)
+		}
+		r.State = sealpost.RecipientState(state)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal("reading recipient states", err)
+	}
+	return out, nil
+}
