@@ -1,0 +1,365 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testCA is a certificate authority made up for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "sealpost test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// leaf issues a server certificate for names valid from notBefore to
+// notAfter.
+func (ca *testCA) leaf(t testing.TB, notBefore, notAfter time.Time, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func (ca *testCA) validLeaf(t testing.TB, names ...string) tls.Certificate {
+	return ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), names...)
+}
+
+// mxBehaviour scripts a fake MX server.
+type mxBehaviour struct {
+	Greeting string      // default "220 <name> ESMTP"
+	TLS      *tls.Config // nil: STARTTLS not advertised
+	// EHLOReply replaces the EHLO answer (e.g. "502 5.5.1 no").
+	EHLOReply     string
+	Size          bool   // advertise SIZE
+	STARTTLSReply string // default "220 2.0.0 ready"
+	// BreakHandshake answers the client's ClientHello with garbage.
+	BreakHandshake bool
+	MailReply      string
+	RcptReplies    map[string]string // by address; default 250
+	DataReply      string            // default "354 go ahead"
+	EndReply       string            // default "250 2.0.0 Ok: queued as X"
+	// DropBeforeEnd closes the connection after the message instead of
+	// answering it.
+	DropBeforeEnd bool
+}
+
+// transcript is what one connection to a fake MX saw.
+type transcript struct {
+	Commands []string // client lines, plus "<TLS 1.x>" where TLS started
+	Data     string   // the DATA section as received, dot-stuffing included
+}
+
+func (tr transcript) has(prefix string) bool {
+	for _, c := range tr.Commands {
+		if strings.HasPrefix(c, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+type fakeMX struct {
+	name string
+	ln   net.Listener
+	b    mxBehaviour
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions []*transcript
+}
+
+// listenAll listens on every ip at one common port, as MX hosts all serve
+// one port (Client.Port).
+func listenAll(t testing.TB, ips ...string) (int, []net.Listener) {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := first.Addr().(*net.TCPAddr).Port
+		lns := []net.Listener{first}
+		for _, ip := range ips[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) == len(ips) {
+			return port, lns
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	t.Fatal("no common free port")
+	return 0, nil
+}
+
+func startMX(t testing.TB, name string, ln net.Listener, b mxBehaviour) *fakeMX {
+	m := &fakeMX{name: name, ln: ln, b: b}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tr := &transcript{}
+			m.mu.Lock()
+			m.sessions = append(m.sessions, tr)
+			m.mu.Unlock()
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.serve(conn, tr)
+			}()
+		}
+	}()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop closes the listener and waits for every session to end.
+func (m *fakeMX) stop() {
+	m.ln.Close()
+	m.wg.Wait()
+}
+
+// transcripts stops the server and returns what each connection saw.
+func (m *fakeMX) transcripts() []transcript {
+	m.stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]transcript, len(m.sessions))
+	for i, s := range m.sessions {
+		out[i] = *s
+	}
+	return out
+}
+
+func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
+	defer func() { conn.Close() }()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	add := func(s string) {
+		m.mu.Lock()
+		tr.Commands = append(tr.Commands, s)
+		m.mu.Unlock()
+	}
+	say := func(def, override string) {
+		s := def
+		if override != "" {
+			s = override
+		}
+		io.WriteString(conn, s+"\r\n")
+	}
+	say("220 "+m.name+" ESMTP", m.b.Greeting)
+	secure := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		add(line)
+		verb, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(verb) {
+		case "EHLO":
+			if m.b.EHLOReply != "" {
+				say(m.b.EHLOReply, "")
+				continue
+			}
+			lines := []string{m.name + " greets " + arg, "PIPELINING", "ENHANCEDSTATUSCODES"}
+			if m.b.Size {
+				lines = append(lines, "SIZE 10240000")
+			}
+			if m.b.TLS != nil && !secure {
+				lines = append(lines, "STARTTLS")
+			}
+			lines = append(lines, "8BITMIME")
+			for i, l := range lines {
+				sep := "-"
+				if i == len(lines)-1 {
+					sep = " "
+				}
+				io.WriteString(conn, "250"+sep+l+"\r\n")
+			}
+		case "HELO":
+			say("250 "+m.name, "")
+		case "STARTTLS":
+			if m.b.TLS == nil || secure {
+				say("502 5.5.1 not here", "")
+				continue
+			}
+			say("220 2.0.0 ready", m.b.STARTTLSReply)
+			if m.b.STARTTLSReply != "" && !strings.HasPrefix(m.b.STARTTLSReply, "220") {
+				continue
+			}
+			if m.b.BreakHandshake {
+				buf := make([]byte, 512)
+				conn.Read(buf)
+				io.WriteString(conn, "this is not TLS\r\n")
+				add("<broken handshake>")
+				return
+			}
+			tc := tls.Server(conn, m.b.TLS)
+			if err := tc.Handshake(); err != nil {
+				add("<handshake failed: " + err.Error() + ">")
+				return
+			}
+			conn = tc
+			r = bufio.NewReader(tc)
+			secure = true
+			add("<TLS " + versionName(tc.ConnectionState().Version) + ">")
+		case "MAIL":
+			say("250 2.1.0 ok", m.b.MailReply)
+		case "RCPT":
+			addr := strings.TrimSuffix(strings.TrimPrefix(arg, "TO:<"), ">")
+			say("250 2.1.5 ok", m.b.RcptReplies[addr])
+		case "DATA":
+			say("354 go ahead", m.b.DataReply)
+			if m.b.DataReply != "" && !strings.HasPrefix(m.b.DataReply, "354") {
+				continue
+			}
+			var data strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				data.WriteString(l)
+			}
+			m.mu.Lock()
+			tr.Data = data.String()
+			m.mu.Unlock()
+			if m.b.DropBeforeEnd {
+				return
+			}
+			say("250 2.0.0 Ok: queued as X", m.b.EndReply)
+		case "RSET":
+			say("250 2.0.0 ok", "")
+		case "QUIT":
+			say("221 2.0.0 bye", "")
+			return
+		default:
+			say("502 5.5.2 what?", "")
+		}
+	}
+}
+
+// fakeResolver answers from maps; hosts absent from both are NXDOMAIN.
+type fakeResolver struct {
+	mu      sync.Mutex
+	mx      map[string][]*net.MX
+	mxErr   map[string]error
+	addrs   map[string][]string
+	addrErr map[string]error
+	calls   int
+}
+
+func (f *fakeResolver) LookupMX(_ context.Context, domain string) ([]*net.MX, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if err := f.mxErr[domain]; err != nil {
+		return nil, err
+	}
+	var out []*net.MX
+	for _, mx := range f.mx[domain] {
+		c := *mx
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
+func (f *fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if err := f.addrErr[host]; err != nil {
+		return nil, err
+	}
+	ips, ok := f.addrs[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out []net.IPAddr
+	for _, ip := range ips {
+		out = append(out, net.IPAddr{IP: net.ParseIP(ip)})
+	}
+	return out, nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func errServFail(name string) error {
+	return &net.DNSError{Err: "server answered SERVFAIL", Name: name, IsTemporary: true}
+}

@@ -1,0 +1,417 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// errPlaintextRefused is returned by the command writer when a mandatory
+// policy's session would send anything but the TLS negotiation itself
+// without a TLS session that meets the policy.
+var errPlaintextRefused = errors.New("refusing to send mail commands outside TLS that meets the Enforced TLS policy")
+
+// session is one SMTP connection to one MX address.
+type session struct {
+	c      *Client
+	ctx    context.Context
+	log    *slog.Logger
+	policy sealpost.EnforcedTLS
+	host   string
+
+	raw  net.Conn // the TCP connection, closed when ctx is done
+	conn net.Conn // raw, or the TLS connection on top of it
+	r    *bufio.Reader
+	w    *textproto.Writer
+
+	tls   *tls.ConnectionState // nil until a handshake completed
+	check certCheck
+	ext   map[string]string // EHLO keywords (upper case) and their parameters
+
+	facts sealpost.TLSFacts
+}
+
+// preTLSVerbs are the only commands a mandatory policy lets through before
+// TLS meets it: none of them carries mail.
+var preTLSVerbs = map[string]bool{"EHLO": true, "HELO": true, "STARTTLS": true, "QUIT": true}
+
+// session runs one SMTP session on conn and closes it. retryPlain asks the
+// caller to reconnect and run a session without STARTTLS: opportunistic TLS
+// failed in a way that leaves this connection unusable.
+func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, policy sealpost.EnforcedTLS, host string, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
+	s := &session{
+		c: c, ctx: ctx, log: log, policy: policy, host: host,
+		raw: conn, conn: conn,
+		r:     bufio.NewReader(conn),
+		w:     textproto.NewWriter(bufio.NewWriter(conn)),
+		facts: facts,
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() {
+		stop()
+		s.conn.Close()
+	}()
+
+	greeting, err := s.read(c.timeout())
+	if err != nil {
+		return s.transient("reading the greeting", err), false
+	}
+	if greeting.Class() != 2 {
+		s.quit()
+		return s.transientReply(greeting), false
+	}
+
+	mandatory := policy.Mandatory()
+	rep, err := s.cmd(c.timeout(), "EHLO "+c.helo())
+	switch {
+	case err != nil:
+		return s.transient("EHLO", err), false
+	case rep.Class() == 2:
+		s.ext = parseEHLO(rep)
+	case rep.Class() == 5 && mandatory:
+		// No ESMTP means no STARTTLS.
+		s.quit()
+		return s.policyFailure(sealpost.ResultSTARTTLSNotSupported, "server refused EHLO: "+rep.String()), false
+	case rep.Class() == 5:
+		rep, err = s.cmd(c.timeout(), "HELO "+c.helo())
+		if err != nil {
+			return s.transient("HELO", err), false
+		}
+		if rep.Class() != 2 {
+			s.quit()
+			return s.transientReply(rep), false
+		}
+		s.ext = map[string]string{}
+	default:
+		s.quit()
+		return s.transientReply(rep), false
+	}
+
+	_, offered := s.ext["STARTTLS"]
+	switch {
+	case offered && allowTLS:
+		if out, failed, retry := s.startTLS(); failed {
+			return out, retry
+		}
+	case mandatory:
+		s.quit()
+		return s.policyFailure(sealpost.ResultSTARTTLSNotSupported, "server does not offer STARTTLS"), false
+	}
+
+	if !meetsPolicy(policy, s.tls, s.verified()) {
+		// startTLS returns a failure for every way of missing the policy;
+		// reaching here would be a bug, and the mail must not go.
+		s.quit()
+		return s.policyFailure(sealpost.ResultValidationFailure, "TLS session does not meet the policy"), false
+	}
+	return s.transaction(env, pending), false
+}
+
+// startTLS negotiates TLS and greets the server again. failed reports an
+// outcome that ends the session; retry asks for a plaintext reconnect.
+func (s *session) startTLS() (out outcome, failed, retry bool) {
+	mandatory := s.policy.Mandatory()
+	rep, err := s.cmd(s.c.timeout(), "STARTTLS")
+	if err != nil {
+		return s.transient("STARTTLS", err), true, false
+	}
+	if rep.Code != 220 {
+		if mandatory {
+			s.quit()
+			return s.policyFailure(sealpost.ResultValidationFailure, "server refused STARTTLS: "+rep.String()), true, false
+		}
+		// RFC 3207: a client may go on without TLS after a refusal; the
+		// session is still in its pre-STARTTLS state.
+		s.log.Info("server refused STARTTLS; continuing in plaintext", slog.String("response", rep.String()))
+		return outcome{}, false, false
+	}
+	if s.r.Buffered() > 0 {
+		// Bytes after the 220 arrived in plaintext but would be read as if
+		// they came over TLS: an injection (CVE-2011-0411 class).
+		if mandatory {
+			return s.policyFailure(sealpost.ResultValidationFailure, "plaintext data after the STARTTLS reply"), true, false
+		}
+		return s.transient("STARTTLS", errors.New("plaintext data after the STARTTLS reply")), true, true
+	}
+
+	cfg := tlsConfig(s.policy, s.host, s.c.RootCAs, s.c.now, &s.check)
+	tc := tls.Client(s.raw, cfg)
+	s.setDeadline(s.c.timeout())
+	if err := tc.HandshakeContext(s.ctx); err != nil {
+		s.recordCert()
+		if mandatory {
+			rt := sealpost.ResultValidationFailure
+			if s.check.err != nil && s.policy.RequireValidCert {
+				rt = s.check.resultType
+			}
+			return s.policyFailure(rt, "TLS handshake failed: "+err.Error()), true, false
+		}
+		return s.transient("TLS handshake", err), true, true
+	}
+	cs := tc.ConnectionState()
+	s.tls = &cs
+	s.conn = tc
+	s.r = bufio.NewReader(tc)
+	s.w = textproto.NewWriter(bufio.NewWriter(tc))
+	s.facts.TLS = true
+	s.facts.Version = versionName(cs.Version)
+	s.facts.Cipher = tls.CipherSuiteName(cs.CipherSuite)
+	s.recordCert()
+	s.log.Debug("TLS established", slog.String("tls_version", s.facts.Version), slog.String("tls_cipher", s.facts.Cipher),
+		slog.Bool("cert_verified", s.facts.Verified), slog.String("cert_error", s.facts.VerifyError))
+
+	if mandatory && cs.Version < uint16(s.policy.Version) {
+		s.quit()
+		return s.policyFailure(sealpost.ResultValidationFailure, "negotiated TLS "+s.facts.Version+" is below the policy's "+s.policy.Version.String()), true, false
+	}
+	if s.policy.RequireValidCert && !s.verified() {
+		s.quit()
+		rt := s.check.resultType
+		if rt == "" {
+			rt = sealpost.ResultValidationFailure
+		}
+		return s.policyFailure(rt, "certificate not valid: "+s.facts.VerifyError), true, false
+	}
+
+	// RFC 3207 4.2: forget everything learnt before TLS and ask again.
+	s.ext = nil
+	rep, err = s.cmd(s.c.timeout(), "EHLO "+s.c.helo())
+	if err != nil {
+		return s.transient("EHLO after STARTTLS", err), true, false
+	}
+	if rep.Class() != 2 {
+		s.quit()
+		return s.transientReply(rep), true, false
+	}
+	s.ext = parseEHLO(rep)
+	return outcome{}, false, false
+}
+
+func (s *session) verified() bool { return s.check.done && s.check.err == nil }
+
+func (s *session) recordCert() {
+	if !s.check.done {
+		return
+	}
+	s.facts.Verified = s.check.err == nil
+	if s.check.err != nil {
+		s.facts.VerifyError = s.check.err.Error()
+	}
+}
+
+// secure reports whether mail may be sent on this session under its policy.
+func (s *session) secure() bool { return meetsPolicy(s.policy, s.tls, s.verified()) }
+
+// transaction sends the message to the pending recipients in one MAIL,
+// RCPT..., DATA transaction. Whatever happens from MAIL on is final for
+// this attempt: recipients the server has not accepted are deferred.
+func (s *session) transaction(env Envelope, pending []int) outcome {
+	results := make(map[int]RecipientResult, len(pending))
+	done := func() outcome {
+		for _, i := range pending {
+			if _, ok := results[i]; !ok {
+				results[i] = RecipientResult{Status: Deferred, Response: "no reply from " + s.host, EnhancedStatus: "4.4.2"}
+			}
+		}
+		return outcome{kind: outcomeDone, perRecipient: results, facts: s.facts}
+	}
+	lost := func(step string, err error) outcome {
+		rr := RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: "4.4.2"}
+		for _, i := range pending {
+			if _, ok := results[i]; !ok {
+				results[i] = rr
+			}
+		}
+		return done()
+	}
+	setFrom := func(idx []int, rep reply) {
+		rr := replyResult(rep)
+		for _, i := range idx {
+			results[i] = rr
+		}
+	}
+
+	mail := "MAIL FROM:<" + env.From + ">"
+	if _, ok := s.ext["SIZE"]; ok {
+		mail += " SIZE=" + strconv.Itoa(len(env.Data))
+	}
+	rep, err := s.cmd(s.c.timeout(), mail)
+	if err != nil {
+		return lost("MAIL FROM", err)
+	}
+	if rep.Class() != 2 {
+		setFrom(pending, rep)
+		s.quit()
+		return done()
+	}
+
+	var accepted []int
+	for _, i := range pending {
+		rep, err := s.cmd(s.c.timeout(), "RCPT TO:<"+env.Recipients[i]+">")
+		if err != nil {
+			return lost("RCPT TO", err)
+		}
+		if rep.Class() == 2 {
+			accepted = append(accepted, i)
+			continue
+		}
+		setFrom([]int{i}, rep)
+	}
+	if len(accepted) == 0 {
+		s.quit()
+		return done()
+	}
+
+	rep, err = s.cmd(s.c.timeout(), "DATA")
+	if err != nil {
+		return lost("DATA", err)
+	}
+	if rep.Code != 354 {
+		setFrom(accepted, rep)
+		s.quit()
+		return done()
+	}
+	if err := s.writeData(env.Data); err != nil {
+		return lost("sending the message", err)
+	}
+	rep, err = s.read(s.c.dataEndTimeout())
+	if err != nil {
+		// Without the final reply nobody knows whether the server took the
+		// message; deferring risks a duplicate, delivering risks a loss.
+		return lost("waiting for the reply to the message", err)
+	}
+	setFrom(accepted, rep)
+	s.quit()
+	return done()
+}
+
+// replyResult maps a reply to a transaction command onto a recipient's
+// result. Replies outside 2xx/4xx/5xx (a 3xx where none belongs) count as
+// transient.
+func replyResult(rep reply) RecipientResult {
+	rr := RecipientResult{Response: rep.String(), EnhancedStatus: rep.EnhancedOrDerived()}
+	switch rep.Class() {
+	case 2:
+		rr.Status = Delivered
+	case 5:
+		rr.Status = Bounced
+	default:
+		rr.Status = Deferred
+		if rep.Class() != 4 {
+			rr.EnhancedStatus = "4.5.0"
+		}
+	}
+	return rr
+}
+
+// cmd sends one command line and reads the reply. It is the only way
+// commands reach the wire, and it enforces that under a mandatory policy
+// nothing but the TLS negotiation goes out before TLS meets the policy.
+func (s *session) cmd(timeout time.Duration, line string) (reply, error) {
+	if strings.ContainsAny(line, "\r\n") {
+		return reply{}, fmt.Errorf("command contains a line break: %q", line)
+	}
+	verb, _, _ := strings.Cut(line, " ")
+	if s.policy.Mandatory() && !s.secure() && !preTLSVerbs[strings.ToUpper(verb)] {
+		return reply{}, errPlaintextRefused
+	}
+	s.setDeadline(timeout)
+	if err := s.w.PrintfLine("%s", line); err != nil {
+		return reply{}, err
+	}
+	return s.read(timeout)
+}
+
+// writeData sends the message, dot-stuffed, and the final dot.
+func (s *session) writeData(data []byte) error {
+	if s.policy.Mandatory() && !s.secure() {
+		return errPlaintextRefused
+	}
+	dw := s.w.DotWriter()
+	// Refresh the deadline per chunk: a large message may take longer than
+	// one Timeout as a whole, but no chunk may stall for longer.
+	const chunk = 64 << 10
+	for len(data) > 0 {
+		n := min(chunk, len(data))
+		s.setDeadline(s.c.timeout())
+		if _, err := dw.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	s.setDeadline(s.c.timeout())
+	return dw.Close()
+}
+
+func (s *session) read(timeout time.Duration) (reply, error) {
+	s.setDeadline(timeout)
+	return readReply(s.r)
+}
+
+// setDeadline bounds the next reads and writes by timeout and by ctx.
+func (s *session) setDeadline(timeout time.Duration) {
+	d := time.Now().Add(timeout)
+	if cd, ok := s.ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	s.conn.SetDeadline(d)
+}
+
+// quit ends the session politely; the reply does not matter.
+func (s *session) quit() {
+	if _, err := s.cmd(min(s.c.timeout(), 5*time.Second), "QUIT"); err != nil && !errors.Is(err, io.EOF) {
+		s.log.Debug("QUIT failed", slog.Any("err", err))
+	}
+}
+
+func (s *session) describe(step string, err error) string {
+	if ctxErr := s.ctx.Err(); ctxErr != nil {
+		err = fmt.Errorf("%w (%v)", ctxErr, err)
+	}
+	return fmt.Sprintf("%s [%s]: %s: %v", s.host, s.facts.MXIP, step, err)
+}
+
+func (s *session) transient(step string, err error) outcome {
+	return outcome{kind: outcomeTransient, facts: s.facts, result: RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: "4.4.2"}}
+}
+
+// transientReply is a host-level failure with a server reply (a 4xx or 5xx
+// greeting or EHLO): the host is skipped for this attempt, and mail is
+// deferred rather than bounced since another host or a later try may work.
+func (s *session) transientReply(rep reply) outcome {
+	es := rep.EnhancedOrDerived()
+	if rep.Class() != 4 {
+		es = "4" + strings.TrimLeft(es, "0123456789")
+	}
+	return outcome{kind: outcomeTransient, facts: s.facts, result: RecipientResult{Status: Deferred, Response: rep.String(), EnhancedStatus: es}}
+}
+
+func (s *session) policyFailure(resultType, detail string) outcome {
+	f := s.facts
+	f.ResultType = resultType
+	return outcome{kind: outcomePolicy, facts: f, result: RecipientResult{Status: Blocked, Response: s.host + ": " + detail, EnhancedStatus: sealpost.BlockedStatus}}
+}
+
+// parseEHLO returns the extensions of an EHLO reply, keyed by upper-case
+// keyword. The first line is the server's greeting, not an extension.
+func parseEHLO(rep reply) map[string]string {
+	ext := make(map[string]string, len(rep.Lines))
+	for _, l := range rep.Lines[1:] {
+		kw, param, _ := strings.Cut(l, " ")
+		if kw != "" {
+			ext[strings.ToUpper(kw)] = param
+		}
+	}
+	return ext
+}
