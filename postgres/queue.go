@@ -1,0 +1,485 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sealpost/sealpost"
+)
+
+// Ordering of one message's events in the outbox. Outbox ids come from a
+// sequence, and sequence values are not handed out in commit order: a
+// transaction holding a smaller id can commit after one holding a larger id,
+// and a poster that claimed in between posts the larger one first. That
+// cannot put two events of one recipient out of order, because every event
+// about a recipient is written by a transaction that could only start after
+// the one that wrote its previous event had committed: the processed event
+// by EnqueueMessages, whose commit is what makes the delivery claimable, and
+// each later event by CompleteDelivery under the delivery's lease, which a
+// node gets only from a claim that sees the previous completion committed
+// (the delivery row lock orders them). Events of recipients at different
+// domains are written by independent leases and may interleave either way,
+// as the attempts themselves do.
+
+// queueEvents adds to b the statements that store events in the outbox, in
+// the order given, and give each of their accounts an outbox state row.
+func queueEvents(b *pgx.Batch, events []sealpost.Event) {
+	if len(events) == 0 {
+		return
+	}
+	accounts := make([]int64, len(events))
+	kinds := make([]string, len(events))
+	ids := make([]string, len(events))
+	payloads := make([][]byte, len(events))
+	for i, e := range events {
+		accounts[i] = e.AccountID
+		kinds[i] = string(e.Kind)
+		ids[i] = e.SGEventID
+		payloads[i] = []byte(e.Payload)
+		if payloads[i] == nil {
+			payloads[i] = []byte{}
+		}
+	}
+	// The ORDER BY makes the sequence hand out ids in the events' order.
+	b.Queue(`
+		INSERT INTO outbox_events (account_id, kind, sg_event_id, payload)
+		SELECT a, k, s, p
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS e(a, k, s, p, n)
+		ORDER BY n`,
+		accounts, kinds, ids, payloads)
+	// DO NOTHING takes no lock on an existing row, so storing events never
+	// waits for a poster holding its account's state row.
+	b.Queue(`
+		INSERT INTO outbox_accounts (account_id)
+		SELECT DISTINCT a FROM unnest($1::bigint[]) AS a ORDER BY a
+		ON CONFLICT (account_id) DO NOTHING`,
+		accounts)
+}
+
+// sendBatch runs b and reports its first error. The statements of one batch
+// go to the server in one round trip and run in one implicit transaction:
+// either all of them take effect or none does.
+func sendBatch(ctx context.Context, q interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, b *pgx.Batch) error {
+	br := q.SendBatch(ctx, b)
+	for range b.Len() {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// Bounds of the times that int64 Unix nanoseconds can hold.
+var (
+	minUnixNanos = time.Unix(0, math.MinInt64)
+	maxUnixNanos = time.Unix(0, math.MaxInt64)
+)
+
+// unixNanos is how the queue and outbox store the callers' times (see the
+// migration). The zero time, and anything before 1678, is the smallest
+// value: due at any time.
+func unixNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero() || !t.After(minUnixNanos):
+		return math.MinInt64
+	case !t.Before(maxUnixNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNanos(n int64) time.Time {
+	if n == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func recipientDomain(email string) string {
+	return strings.ToLower(email[strings.LastIndexByte(email, '@')+1:])
+}
+
+// EnqueueMessages stores everything in two round trips: one takes ids from
+// the sequences, so that the rows can refer to each other and the caller
+// learns them without relying on the order of RETURNING, and one batch
+// writes every row.
+func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, events []sealpost.Event) error {
+	b := &pgx.Batch{}
+	if len(msgs) > 0 {
+		// A delivery per message and domain, in the order the domains first
+		// appear among the message's recipients.
+		domains := make([][]string, len(msgs))
+		var nDeliveries, nRecipients int
+		for i, m := range msgs {
+			for j := range m.Recipients {
+				r := &m.Recipients[j]
+				if r.Domain == "" {
+					r.Domain = recipientDomain(r.Email)
+				}
+				if !slices.Contains(domains[i], r.Domain) {
+					domains[i] = append(domains[i], r.Domain)
+				}
+			}
+			nDeliveries += len(domains[i])
+			nRecipients += len(m.Recipients)
+		}
+		var msgIDs, deliveryIDs, recipientIDs []int64
+		err := db.pool.QueryRow(ctx, `
+			SELECT
+				ARRAY(SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)),
+				ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $2)),
+				ARRAY(SELECT nextval(pg_get_serial_sequence('recipients', 'id')) FROM generate_series(1, $3))`,
+			len(msgs), nDeliveries, nRecipients).Scan(&msgIDs, &deliveryIDs, &recipientIDs)
+		if err != nil {
+			return storeErr(err, "message")
+		}
+		// Ascending, so that ids follow enqueue order.
+		slices.Sort(msgIDs)
+		slices.Sort(deliveryIDs)
+		slices.Sort(recipientIDs)
+
+		var mr messageRows
+		var dr deliveryRows
+		var rr recipientRows
+		now := time.Now().UTC()
+		for i, m := range msgs {
+			if m.CreatedAt.IsZero() {
+				m.CreatedAt = now
+			}
+			if err := mr.add(msgIDs[i], m); err != nil {
+				return err
+			}
+			byDomain := make(map[string]int64, len(domains[i]))
+			for _, d := range domains[i] {
+				id := deliveryIDs[len(dr.ids)]
+				byDomain[d] = id
+				dr.add(id, msgIDs[i], d, unixNanos(m.CreatedAt))
+			}
+			for j := range m.Recipients {
+				r := &m.Recipients[j]
+				rr.add(recipientIDs[len(rr.ids)], msgIDs[i], byDomain[r.Domain], j, r)
+			}
+		}
+		mr.queue(b)
+		dr.queue(b)
+		rr.queue(b)
+		queueEvents(b, events)
+		if err := sendBatch(ctx, db.pool, b); err != nil {
+			return storeErr(err, "message")
+		}
+		// Only stored messages get their ids.
+		k := 0
+		for i, m := range msgs {
+			m.ID = msgIDs[i]
+			for j := range m.Recipients {
+				m.Recipients[j].ID = recipientIDs[k]
+				m.Recipients[j].State = sealpost.StateQueued
+				k++
+			}
+		}
+		return nil
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	queueEvents(b, events)
+	return storeErr(sendBatch(ctx, db.pool, b), "event")
+}
+
+// messageRows, deliveryRows and recipientRows collect rows column by column
+// for one multi-row INSERT each.
+type messageRows struct {
+	ids, accounts                        []int64
+	xids, smtpIDs, froms, cats, argsJSON []string
+	data                                 [][]byte
+	created                              []int64
+}
+
+func (r *messageRows) add(id int64, m *sealpost.Message) error {
+	cats := m.Categories
+	if cats == nil {
+		cats = []string{}
+	}
+	c, err := json.Marshal(cats)
+	if err != nil {
+		return fmt.Errorf("postgres: encoding categories: %w", err)
+	}
+	args := m.CustomArgs
+	if args == nil {
+		args = map[string]string{}
+	}
+	a, err := json.Marshal(args)
+	if err != nil {
+		return fmt.Errorf("postgres: encoding custom args: %w", err)
+	}
+	data := m.Data
+	switch {
+	case len(m.Recipients) == 0:
+		// No delivery will ever send it or drop it when done.
+		data = nil
+	case data == nil:
+		data = []byte{} // NULL would read as already delivered
+	}
+	r.ids = append(r.ids, id)
+	r.accounts = append(r.accounts, m.AccountID)
+	r.xids = append(r.xids, m.XMessageID)
+	r.smtpIDs = append(r.smtpIDs, m.SMTPID)
+	r.froms = append(r.froms, m.From)
+	r.data = append(r.data, data)
+	r.cats = append(r.cats, string(c))
+	r.argsJSON = append(r.argsJSON, string(a))
+	r.created = append(r.created, unixNanos(m.CreatedAt))
+	return nil
+}
+
+func (r *messageRows) queue(b *pgx.Batch) {
+	b.Queue(`
+		INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at)
+		SELECT id, a, x, s, f, d, c::jsonb, ca::jsonb, t
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::bigint[])
+			AS m(id, a, x, s, f, d, c, ca, t)`,
+		r.ids, r.accounts, r.xids, r.smtpIDs, r.froms, r.data, r.cats, r.argsJSON, r.created)
+}
+
+type deliveryRows struct {
+	ids, messages []int64
+	domains       []string
+	due           []int64
+}
+
+func (r *deliveryRows) add(id, messageID int64, domain string, due int64) {
+	r.ids = append(r.ids, id)
+	r.messages = append(r.messages, messageID)
+	r.domains = append(r.domains, domain)
+	r.due = append(r.due, due)
+}
+
+func (r *deliveryRows) queue(b *pgx.Batch) {
+	if len(r.ids) == 0 {
+		return
+	}
+	b.Queue(`
+		INSERT INTO deliveries (id, message_id, domain, next_attempt_at, created_at)
+		SELECT id, m, dom, t, t
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[]) AS d(id, m, dom, t)`,
+		r.ids, r.messages, r.domains, r.due)
+}
+
+type recipientRows struct {
+	ids, messages, deliveries []int64
+	ordinals                  []int32
+	emails, domains, sgIDs    []string
+}
+
+func (r *recipientRows) add(id, messageID, deliveryID int64, ordinal int, rcpt *sealpost.Recipient) {
+	r.ids = append(r.ids, id)
+	r.messages = append(r.messages, messageID)
+	r.deliveries = append(r.deliveries, deliveryID)
+	r.ordinals = append(r.ordinals, int32(ordinal))
+	r.emails = append(r.emails, rcpt.Email)
+	r.domains = append(r.domains, rcpt.Domain)
+	r.sgIDs = append(r.sgIDs, rcpt.SGMessageID)
+}
+
+func (r *recipientRows) queue(b *pgx.Batch) {
+	if len(r.ids) == 0 {
+		return
+	}
+	b.Queue(`
+		INSERT INTO recipients (id, message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
+		SELECT id, m, d, o, e, dom, sg, 'queued'
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[])
+			AS r(id, m, d, o, e, dom, sg)`,
+		r.ids, r.messages, r.deliveries, r.ordinals, r.emails, r.domains, r.sgIDs)
+}
+
+// ClaimDeliveries leases due deliveries in one statement. FOR UPDATE SKIP
+// LOCKED lets nodes claiming at the same moment pass over each other's rows
+// instead of waiting for them, and a row another node leased and committed
+// in the meantime is checked again against its new lease, so two live
+// leases on one delivery cannot both be granted.
+func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*sealpost.Delivery, error) {
+	if limit <= 0 {
+		return []*sealpost.Delivery{}, nil
+	}
+	until := now.Add(lease)
+	rows, err := db.pool.Query(ctx, `
+		WITH claimed AS (
+			UPDATE deliveries d SET lease_owner = $1, lease_until = $3
+			WHERE d.id IN (
+				SELECT id FROM deliveries
+				WHERE NOT done AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2)
+				ORDER BY next_attempt_at, id
+				LIMIT $4
+				FOR UPDATE SKIP LOCKED)
+			RETURNING d.id, d.message_id, d.domain, d.attempts, d.created_at, d.lease_until, d.next_attempt_at
+		)
+		SELECT c.id, c.domain, c.attempts, c.created_at, c.lease_until,
+			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.data, m.categories, m.custom_args, m.created_at,
+			r.ids, r.emails, r.domains, r.sg_ids
+		FROM claimed c
+		JOIN messages m ON m.id = c.message_id
+		CROSS JOIN LATERAL (
+			SELECT COALESCE(array_agg(id ORDER BY ordinal), '{}') AS ids,
+				COALESCE(array_agg(email ORDER BY ordinal), '{}') AS emails,
+				COALESCE(array_agg(domain ORDER BY ordinal), '{}') AS domains,
+				COALESCE(array_agg(sg_message_id ORDER BY ordinal), '{}') AS sg_ids
+			FROM recipients WHERE delivery_id = c.id AND state = 'queued'
+		) r
+		ORDER BY c.next_attempt_at, c.id`,
+		owner, unixNanos(now), unixNanos(until), limit)
+	if err != nil {
+		return nil, storeErr(err, "delivery")
+	}
+	deliveries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*sealpost.Delivery, error) {
+		d := &sealpost.Delivery{Message: &sealpost.Message{}, LeaseOwner: owner}
+		m := d.Message
+		var (
+			attempts               int32
+			createdAt, leaseUntil  int64
+			msgCreatedAt           int64
+			ids                    []int64
+			emails, domains, sgIDs []string
+			categories             []string
+			customArgs             map[string]string
+		)
+		if err := row.Scan(&d.ID, &d.Domain, &attempts, &createdAt, &leaseUntil,
+			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &m.Data, &categories, &customArgs, &msgCreatedAt,
+			&ids, &emails, &domains, &sgIDs); err != nil {
+			return nil, err
+		}
+		d.Attempts = int(attempts)
+		d.CreatedAt = fromUnixNanos(createdAt)
+		d.LeaseUntil = fromUnixNanos(leaseUntil)
+		m.CreatedAt = fromUnixNanos(msgCreatedAt)
+		if len(categories) > 0 {
+			m.Categories = categories
+		}
+		if len(customArgs) > 0 {
+			m.CustomArgs = customArgs
+		}
+		m.Recipients = make([]sealpost.Recipient, len(ids))
+		for i := range ids {
+			m.Recipients[i] = sealpost.Recipient{ID: ids[i], Email: emails[i], Domain: domains[i], SGMessageID: sgIDs[i], State: sealpost.StateQueued}
+		}
+		return d, nil
+	})
+	if err != nil {
+		return nil, storeErr(err, "delivery")
+	}
+	return deliveries, nil
+}
+
+func errLeaseLost() error {
+	return sealpost.Errorf(sealpost.ECONFLICT, "delivery is not leased to this owner")
+}
+
+// CompleteDelivery records an attempt in one transaction. The message row
+// is locked first: it makes completions of one message's deliveries (one
+// per domain, possibly on different nodes) take turns, so that the last one
+// to finish sees the others done and drops the body, and it takes locks in
+// the same order as deleting the account does (message, then deliveries).
+func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
+	ids := make([]int64, len(c.Recipients))
+	states := make([]string, len(c.Recipients))
+	for i, u := range c.Recipients {
+		switch u.State {
+		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
+		default:
+			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: "unknown recipient state " + string(u.State)})
+		}
+		ids[i] = u.RecipientID
+		states[i] = string(u.State)
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var messageID int64
+		err := tx.QueryRow(ctx, `
+			SELECT m.id FROM messages m
+			WHERE m.id = (SELECT message_id FROM deliveries WHERE id = $1)
+			FOR UPDATE`, c.DeliveryID).Scan(&messageID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Gone with its account, or never there: not owner's either way.
+			return errLeaseLost()
+		}
+		if err != nil {
+			return err
+		}
+		var leaseOwner *string
+		err = tx.QueryRow(ctx, `SELECT lease_owner FROM deliveries WHERE id = $1 FOR UPDATE`, c.DeliveryID).Scan(&leaseOwner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errLeaseLost()
+		}
+		if err != nil {
+			return err
+		}
+		// An expired lease still counts as owner's as long as nobody else
+		// has claimed the delivery since: the attempt happened, and nobody
+		// else made one.
+		if leaseOwner == nil || *leaseOwner != owner {
+			return errLeaseLost()
+		}
+		b := &pgx.Batch{}
+		if len(ids) > 0 {
+			b.Queue(`
+				UPDATE recipients r SET state = u.state
+				FROM unnest($2::bigint[], $3::text[]) AS u(id, state)
+				WHERE r.id = u.id AND r.delivery_id = $1`,
+				c.DeliveryID, ids, states)
+		}
+		queueEvents(b, c.Events)
+		b.Queue(`
+			UPDATE deliveries SET
+				attempts = attempts + 1,
+				lease_owner = NULL,
+				lease_until = NULL,
+				done = NOT q.waiting,
+				next_attempt_at = CASE WHEN q.waiting THEN $2 ELSE next_attempt_at END
+			FROM (SELECT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = $1 AND state = 'queued') AS waiting) q
+			WHERE id = $1`,
+			c.DeliveryID, unixNanos(c.NextAttemptAt))
+		b.Queue(`
+			UPDATE messages SET data = NULL
+			WHERE id = $1 AND data IS NOT NULL
+				AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = $1 AND NOT done)`,
+			messageID)
+		return sendBatch(ctx, tx, b)
+	})
+	return storeErr(err, "delivery")
+}
+
+func (db *DB) RecipientStates(ctx context.Context, accountID int64, xMessageID string) ([]sealpost.Recipient, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT r.id, r.email, r.domain, r.sg_message_id, r.state
+		FROM messages m JOIN recipients r ON r.message_id = m.id
+		WHERE m.account_id = $1 AND m.x_message_id = $2
+		ORDER BY m.id, r.ordinal`, accountID, xMessageID)
+	if err != nil {
+		return nil, storeErr(err, "message")
+	}
+	recipients := []sealpost.Recipient{}
+	for rows.Next() {
+		var r sealpost.Recipient
+		var state string
+		if err := rows.Scan(&r.ID, &r.Email, &r.Domain, &r.SGMessageID, &state); err != nil {
+			rows.Close()
+			return nil, storeErr(err, "message")
+		}
+		r.State = sealpost.RecipientState(state)
+		recipients = append(recipients, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeErr(err, "message")
+	}
+	return recipients, nil
+}
