@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/postgres/pgtest"
@@ -194,6 +195,71 @@ func FuzzAuthorization(f *testing.F) {
 		case status == http.StatusUnauthorized && body == wantUnauthorized:
 		default:
 			t.Fatalf("Authorization %q: %d %s", auth, status, body)
+		}
+	})
+}
+
+func FuzzMailSend(f *testing.F) {
+	for _, seed := range []string{
+		// SendGrid's documented examples.
+		`{"personalizations":[{"to":[{"email":"john.doe@example.com","name":"John Doe"}],"subject":"Hello, World!"}],"content":[{"type":"text/plain","value":"Heya!"}],"from":{"email":"sam.smith@example.com","name":"Sam Smith"},"reply_to":{"email":"sam.smith@example.com","name":"Sam Smith"}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}],"cc":[{"email":"c@example.com"}],"bcc":[{"email":"b@example.com"}],"custom_args":{"k":"p"}}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"x"},{"type":"text/html","value":"<p>x</p>"}],"categories":["one","two"],"custom_args":{"k":"v","n":"1"}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]},{"to":[{"email":"b@example.net"}],"subject":"own"}],"from":{"email":"s@example.com"},"subject":"top","content":[{"type":"text/plain","value":"x"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}],"dynamic_template_data":{"x":1}}],"from":{"email":"s@example.com"},"template_id":"d-0123456789abcdef0123456789abcdef"}`,
+		mailTwoPersonalizations,
+		// Refusals.
+		`{}`, `[]`, `null`, ``, `{"personalizations":`, `{"personalizations":[]}`, `{"personalizations":[{}]}`,
+		`{"personalizations":[{"to":[]}],"from":{"email":"x"},"content":[]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/html","value":"h"},{"type":"text/plain","value":"p"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"categories":["1","2","3","4","5","6","7","8","9","10","11"]}`,
+		`{"personalizations":"x","from":"y","subject":1,"content":{}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com\r\nBcc: evil@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s\r\nX-Evil: 1","content":[{"type":"text/plain","value":"p"}]}`,
+		"{\"personalizations\":[{\"to\":[{\"email\":\"a@example.com\"}]}],\"from\":{\"email\":\"s@example.com\"},\"subject\":\"\xff\",\"content\":[{\"type\":\"text/plain\",\"value\":\"\x00\"}]}",
+	} {
+		f.Add(seed)
+	}
+	const maxFuzzMail = 1 << 20
+	e := newEnv(f, fuzzStore(), noRateLimit, func(c *Config) { c.MaxMailBytes = maxFuzzMail })
+	acct := e.user("fuzz")
+	token := e.key(acct, sealpost.ScopeMailSend)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/v3/mail/send", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		e.srv.ServeHTTP(rec, req)
+		// The domain decides what is acceptable: the parser, then the
+		// rendering of each personalization.
+		ms, rejected := sealpost.ParseMailSend([]byte(body))
+		if rejected == nil {
+			_, rejected = ms.Messages(acct.ID, "fuzzfuzzfuzzfuzzfuzzfu", time.Now(), "localhost")
+		}
+		id := rec.Header().Get("X-Message-Id")
+		switch rec.Code {
+		case http.StatusAccepted:
+			if rejected != nil {
+				t.Fatalf("202 for a body the domain rejects (%v): %q", rejected, body)
+			}
+			if rec.Body.Len() != 0 || len(id) != 22 {
+				t.Fatalf("202 with body %q, X-Message-Id %q", rec.Body, id)
+			}
+			rs, err := e.store.RecipientStates(ctx, acct.ID, id)
+			if err != nil || len(rs) == 0 {
+				t.Fatalf("202 %s but stored %v, %v for %q", id, rs, err, body)
+			}
+		case http.StatusBadRequest:
+			if rejected == nil {
+				t.Fatalf("400 %s for a body the domain accepts: %q", rec.Body, body)
+			}
+			if id != "" || !strings.HasPrefix(rec.Body.String(), `{"errors":[{`) {
+				t.Fatalf("400 with X-Message-Id %q, body %s", id, rec.Body)
+			}
+		case http.StatusRequestEntityTooLarge:
+			if len(body) <= maxFuzzMail {
+				t.Fatalf("413 for %d bytes", len(body))
+			}
+		default:
+			t.Fatalf("status %d (%s) for %q", rec.Code, rec.Body, body)
 		}
 	})
 }

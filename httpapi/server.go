@@ -21,11 +21,35 @@ type Config struct {
 	Logger      *slog.Logger         // nil: discard
 	Registry    *prometheus.Registry // nil: a new one; /metrics serves it
 	Now         func() time.Time     // nil: time.Now
+	// Webhooks generates Event Webhook signing keys and sends test posts;
+	// nil makes the signed-webhook and test endpoints answer 500.
+	Webhooks WebhookSigner
+	// Hostname is the domain part of the Message-ID of sent mail; "" is
+	// "localhost".
+	Hostname string
+	// MaxMailBytes bounds a mail send body; 0 is SendGrid's 30 MB.
+	MaxMailBytes int64
 }
 
-// maxBodyBytes bounds every request body these routes accept: the largest
+// WebhookSigner is what the Event Webhook endpoints need from the code that
+// signs and posts events.
+type WebhookSigner interface {
+	// GenerateKey returns a new ECDSA P-256 key as PKCS#8 DER and its
+	// public key as base64 DER SubjectPublicKeyInfo.
+	GenerateKey() (privatePKCS8 []byte, publicKeyBase64 string, err error)
+	// PublicKey returns the base64 DER SubjectPublicKeyInfo of a stored key.
+	PublicKey(privatePKCS8 []byte) (string, error)
+	// SendTest posts a sample event to url, signed with key unless key is
+	// nil, and fails unless the receiver answers 2xx.
+	SendTest(ctx context.Context, url string, key []byte) error
+}
+
+// maxBodyBytes bounds every request body but mail send's: the largest
 // legitimate one (a key with every scope) is well under 2 KiB.
 const maxBodyBytes = 64 << 10
+
+// defaultMaxMailBytes is SendGrid's limit on a mail send body.
+const defaultMaxMailBytes = 30 << 20
 
 // readyTimeout bounds /readyz so a hung database fails the probe instead of
 // hanging it.
@@ -33,12 +57,14 @@ const readyTimeout = 2 * time.Second
 
 // Server is the HTTP API. It is safe for concurrent use.
 type Server struct {
-	store   sealpost.Store
-	limiter sealpost.RateLimiter
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *metrics
-	mux     *http.ServeMux
+	store    sealpost.Store
+	limiter  sealpost.RateLimiter
+	webhooks WebhookSigner
+	hostname string
+	log      *slog.Logger
+	now      func() time.Time
+	metrics  *metrics
+	mux      *http.ServeMux
 	// unmatched answers every path no route serves.
 	unmatched *route
 
@@ -57,6 +83,9 @@ type call struct {
 	principal *sealpost.Principal // nil on unauthenticated endpoints
 	acting    *sealpost.Account   // the caller's account or the on-behalf-of one
 	body      []byte
+	// header is the response's, for handlers that answer with headers of
+	// their own (X-Message-Id); set only once nothing can fail.
+	header http.Header
 }
 
 // endpoint is one method of one route.
@@ -65,6 +94,11 @@ type endpoint struct {
 	scope  string // "" needs no scope
 	public bool   // no authentication, rate limiting or on-behalf-of
 	body   bool   // read the request body before calling fn
+	// maxBody bounds the body; 0 is maxBodyBytes.
+	maxBody int64
+	// unlimited endpoints are not rate limited and carry no X-RateLimit-*
+	// headers: SendGrid sends none on mail send.
+	unlimited bool
 	// userOnly endpoints manage child accounts, which only a top-level
 	// account may own.
 	userOnly bool
@@ -85,18 +119,27 @@ type route struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:   cfg.Store,
-		limiter: cfg.RateLimiter,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		mux:     http.NewServeMux(),
-		jsonCT:  []string{"application/json"},
+		store:    cfg.Store,
+		limiter:  cfg.RateLimiter,
+		webhooks: cfg.Webhooks,
+		hostname: cfg.Hostname,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		mux:      http.NewServeMux(),
+		jsonCT:   []string{"application/json"},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.hostname == "" {
+		s.hostname = "localhost"
+	}
+	maxMail := cfg.MaxMailBytes
+	if maxMail <= 0 {
+		maxMail = defaultMaxMailBytes
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -132,6 +175,20 @@ func New(cfg Config) *Server {
 	s.handle("/v3/partners/accounts",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, fn: s.listPartnerAccounts},
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
+	)
+	s.handle("/v3/mail/send",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, fn: s.sendMail},
+	)
+	s.handle("/v3/user/webhooks/event/settings",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEventWebhookUpdate, body: true, fn: s.patchEventWebhook},
+	)
+	s.handle("/v3/user/webhooks/event/settings/signed",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getSignedWebhook},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEventWebhookUpdate, body: true, fn: s.patchSignedWebhook},
+	)
+	s.handle("/v3/user/webhooks/event/test",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeEventWebhookTest, body: true, fn: s.testEventWebhook},
 	)
 	s.handle("/healthz", endpoint{method: http.MethodGet, public: true, fn: s.healthz})
 	s.handle("/readyz", endpoint{method: http.MethodGet, public: true, fn: s.readyz})
@@ -218,7 +275,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		}
 		c.principal = p
 		c.acting = p.Account
-		if s.limiter != nil {
+		if s.limiter != nil && !ep.unlimited {
 			rl := s.limiter.Take(p.Key.ID, s.now())
 			setRateLimitHeaders(w.Header(), rl)
 			if !rl.Allowed {
@@ -238,12 +295,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		}
 	}
 	if ep.body {
-		body, err := readBody(w, r)
+		limit := ep.maxBody
+		if limit == 0 {
+			limit = maxBodyBytes
+		}
+		body, err := readBody(w, r, limit)
 		if err != nil {
 			return s.writeError(w, r, rt.pattern, c, err)
 		}
 		c.body = body
 	}
+	c.header = w.Header()
 	code, body, err := ep.fn(ctx, r, c)
 	if err != nil {
 		return s.writeError(w, r, rt.pattern, c, err)
@@ -271,11 +333,11 @@ func (s *Server) resolveOnBehalfOf(ctx context.Context, r *http.Request, p *seal
 
 // readBody reads the whole body, so that nothing is acted on before the
 // request is known to be complete and within its limit.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > maxBodyBytes {
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
 		return nil, errTooLarge
 	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, maxBodyBytes), r.ContentLength)
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	if err != nil {
 		if isMaxBytes(err) {
 			return nil, errTooLarge

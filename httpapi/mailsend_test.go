@@ -1,0 +1,349 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sendgrid/sendgrid-go"
+	"github.com/sendgrid/sendgrid-go/helpers/mail"
+
+	"github.com/sealpost/sealpost"
+)
+
+const (
+	pathMailSend    = "/v3/mail/send"
+	headerMessageID = "X-Message-Id"
+	// mailTwoPersonalizations has four recipients in two messages.
+	mailTwoPersonalizations = `{"personalizations":[` +
+		`{"to":[{"email":"alice@example.com","name":"Alice"}],"cc":[{"email":"carol@example.org"}]},` +
+		`{"to":[{"email":"bob@example.net"}],"bcc":[{"email":"dave@example.com"}],"custom_args":{"n":"2"}}],` +
+		`"from":{"email":"sender@example.com","name":"Sender"},"subject":"Hello",` +
+		`"content":[{"type":"text/plain","value":"Hi"},{"type":"text/html","value":"<p>Hi</p>"}],` +
+		`"categories":["cat facts"],"custom_args":{"k":"v"}}`
+)
+
+var mailTwoPersonalizationsRcpts = []string{"alice@example.com", "bob@example.net", "carol@example.org", "dave@example.com"}
+
+var xMessageIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
+
+func simpleMail(to string) string {
+	return `{"personalizations":[{"to":[{"email":"` + to + `"}]}],"from":{"email":"sender@example.com"},` +
+		`"subject":"s","content":[{"type":"text/plain","value":"body"}]}`
+}
+
+// accepted checks a 202 as SendGrid sends it and returns its X-Message-Id.
+func accepted(t *testing.T, what string, res response) string {
+	t.Helper()
+	if res.status != http.StatusAccepted || res.body != "" {
+		t.Fatalf("%s: %d %q, want 202 and no body", what, res.status, res.body)
+	}
+	if ct := res.header.Get(headerContentType); ct != "" {
+		t.Errorf("%s: Content-Type %q on an empty 202", what, ct)
+	}
+	id := exactHeader(res.header, headerMessageID)
+	if !xMessageIDPattern.MatchString(id) {
+		t.Fatalf("%s: X-Message-Id %q", what, id)
+	}
+	return id
+}
+
+// recipientsOf lists the stored recipients of a mail send, failing unless
+// every one is queued under the mail send's id.
+func (e *env) recipientsOf(t *testing.T, accountID int64, xMessageID string) []string {
+	t.Helper()
+	rs, err := e.store.RecipientStates(t.Context(), accountID, xMessageID)
+	if err != nil {
+		t.Fatalf("RecipientStates(%d, %s): %v", accountID, xMessageID, err)
+	}
+	var emails []string
+	for _, r := range rs {
+		if r.State != sealpost.StateQueued || !strings.HasPrefix(r.SGMessageID, xMessageID+".") {
+			t.Errorf("recipient %+v of %s", r, xMessageID)
+		}
+		emails = append(emails, r.Email)
+	}
+	slices.Sort(emails)
+	return emails
+}
+
+// nothingQueued fails when the store holds any delivery.
+func (e *env) nothingQueued(t *testing.T) {
+	t.Helper()
+	ds, err := e.store.ClaimDeliveries(t.Context(), "test", time.Now().Add(time.Hour), time.Minute, 10)
+	if err != nil {
+		t.Fatalf("ClaimDeliveries: %v", err)
+	}
+	if len(ds) != 0 {
+		t.Errorf("%d deliveries stored, want none", len(ds))
+	}
+}
+
+func TestMailSend(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		a := e.user("sender")
+		token := e.key(a, sealpost.ScopeMailSend)
+
+		res := e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: mailTwoPersonalizations})
+		id := accepted(t, "two personalizations", res)
+		for _, h := range []string{headerRateLimit, headerRateRemain, headerRateReset} {
+			if v, ok := res.header[h]; ok {
+				t.Errorf("mail send carries %s: %q", h, v)
+			}
+		}
+		if got := e.recipientsOf(t, a.ID, id); !slices.Equal(got, mailTwoPersonalizationsRcpts) {
+			t.Errorf("stored recipients %q, want %q", got, mailTwoPersonalizationsRcpts)
+		}
+
+		again := accepted(t, "same body again", e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: mailTwoPersonalizations}))
+		if again == id {
+			t.Errorf("two mail sends share X-Message-Id %s", id)
+		}
+		if got := e.recipientsOf(t, a.ID, again); len(got) != len(mailTwoPersonalizationsRcpts) {
+			t.Errorf("second send stored %q", got)
+		}
+		if got := e.recipientsOf(t, e.user("stranger").ID, id); len(got) != 0 {
+			t.Errorf("another account sees recipients %q", got)
+		}
+	})
+}
+
+func TestMailSendRefused(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open, func(c *Config) { c.MaxMailBytes = 2048 })
+		a := e.user("sender")
+		token := e.key(a)
+		noMailScope := e.key(a, sealpost.ScopeEnforcedTLSRead, sealpost.ScopeEventWebhookRead)
+		big := simpleMail("x@example.com")
+		big = strings.Replace(big, `"value":"body"`, `"value":"`+strings.Repeat("a", 2048)+`"`, 1)
+		atLimit := simpleMail("x@example.com") + strings.Repeat(" ", 2048-len(simpleMail("x@example.com")))
+
+		for _, tc := range []struct {
+			what   string
+			token  string
+			body   string
+			status int
+			want   string
+		}{
+			{"no key", "", simpleMail("x@example.com"), http.StatusUnauthorized, wantUnauthorized},
+			{"bad key", "SG.nope.nope", simpleMail("x@example.com"), http.StatusUnauthorized, wantUnauthorized},
+			{"key without mail.send", noMailScope, simpleMail("x@example.com"), http.StatusForbidden, wantForbidden},
+			{"over MaxMailBytes", token, big, http.StatusRequestEntityTooLarge, wantTooLarge},
+			{"not JSON", token, `{"personalizations":`, http.StatusBadRequest, wantMailNotJSON},
+			{"empty body", token, ``, http.StatusBadRequest, wantMailNotJSON},
+			{"not an object", token, `[]`, http.StatusBadRequest, `{"errors":[{"field":null,"message":"Invalid type. Expected: object, given: array."}]}`},
+		} {
+			res := e.do(request{method: http.MethodPost, path: pathMailSend, token: tc.token, body: tc.body})
+			res.want(t, tc.what, tc.status, tc.want)
+			if id, ok := res.header[headerMessageID]; ok {
+				t.Errorf("%s: X-Message-Id %q on a refusal", tc.what, id)
+			}
+			if tc.status == http.StatusBadRequest && !strings.HasPrefix(res.body, `{"errors":[{`) {
+				t.Errorf("%s: body %s", tc.what, res.body)
+			}
+		}
+		e.nothingQueued(t)
+
+		// The limit is the whole body, exactly: at the limit it is read.
+		accepted(t, "body at MaxMailBytes", e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: atLimit}))
+
+		// Without Content-Length the limit is found while reading.
+		req := httptest.NewRequest(http.MethodPost, pathMailSend, io.MultiReader(strings.NewReader(big)))
+		req.ContentLength = -1
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		e.srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusRequestEntityTooLarge || rec.Body.String() != wantTooLarge || rec.Header().Get(headerMessageID) != "" {
+			t.Errorf("chunked body over the limit: %d %s %v", rec.Code, rec.Body, rec.Header())
+		}
+	})
+}
+
+// TestMailSendLimitIsItsOwn: mail send takes bodies far over the 64 KiB the
+// other routes allow, and they keep that limit.
+func TestMailSendLimitIsItsOwn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, openSQLite)
+	a := e.user("sender")
+	token := e.key(a)
+	body := strings.Replace(simpleMail("x@example.com"), `"value":"body"`, `"value":"`+strings.Repeat("a", 200<<10)+`"`, 1)
+	id := accepted(t, "200 KiB mail", e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: body}))
+	if got := e.recipientsOf(t, a.ID, id); !slices.Equal(got, []string{"x@example.com"}) {
+		t.Errorf("stored %q", got)
+	}
+	e.do(request{method: http.MethodPatch, path: pathTLS, token: token, body: `{"x":"` + strings.Repeat("a", 200<<10) + `"}`}).
+		want(t, "200 KiB settings patch", http.StatusRequestEntityTooLarge, wantTooLarge)
+}
+
+// mailErrorFields returns the fields of a 400 body's entries, in order.
+func mailErrorFields(t *testing.T, body string) []string {
+	t.Helper()
+	var out struct {
+		Errors []struct {
+			Field   *string `json:"field"`
+			Message string  `json:"message"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatalf("400 body %s: %v", body, err)
+	}
+	var fields []string
+	for _, e := range out.Errors {
+		if e.Message == "" {
+			t.Errorf("entry without message in %s", body)
+		}
+		f := "<null>"
+		if e.Field != nil {
+			f = *e.Field
+		}
+		fields = append(fields, f)
+	}
+	return fields
+}
+
+func TestMailSendValidation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		token := e.key(e.user("sender"))
+		send := func(body string) response {
+			return e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: body})
+		}
+
+		send(`{}`).want(t, "{}", http.StatusBadRequest, wantMailEmpty)
+
+		for _, tc := range []struct {
+			what   string
+			body   string
+			fields []string
+		}{
+			{"{} lists from.email, personalizations, content", `{}`, []string{"from.email", "personalizations", "content"}},
+			{"bad from and no content", `{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"not an address"},"subject":"s"}`,
+				[]string{"from.email", "content"}},
+			{"empty to and no subject", `{"personalizations":[{"to":[]}],"from":{"email":"s@example.com"},"content":[{"type":"text/plain","value":"x"}]}`,
+				[]string{"personalizations.0.to", "subject"}},
+			{"every member of the wrong type", `{"personalizations":"x","from":"y","subject":1,"content":{}}`,
+				[]string{"from", "personalizations", "subject", "content"}},
+			{"html before plain and eleven categories", `{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s",` +
+				`"content":[{"type":"text/html","value":"h"},{"type":"text/plain","value":"p"}],"categories":["1","2","3","4","5","6","7","8","9","10","11"]}`,
+				[]string{"content.1.type", "categories"}},
+			{"not an object", `[]`, []string{"<null>"}},
+			{"not JSON", `{"personalizations":`, []string{"<null>"}},
+		} {
+			res := send(tc.body)
+			if res.status != http.StatusBadRequest {
+				t.Errorf("%s: %d %s", tc.what, res.status, res.body)
+				continue
+			}
+			if got := mailErrorFields(t, res.body); !slices.Equal(got, tc.fields) {
+				t.Errorf("%s: fields %q, want %q (%s)", tc.what, got, tc.fields, res.body)
+			}
+		}
+		e.nothingQueued(t)
+	})
+}
+
+func TestMailSendOnBehalfOf(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		p := e.user("parent")
+		child := e.subuser(p, "child")
+		cust := e.customer(p)
+		parentKey := e.key(p, sealpost.ScopeMailSend)
+		childKey := e.key(child, sealpost.ScopeMailSend)
+
+		id := accepted(t, "as the subuser", e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "child", body: simpleMail("r@example.com")}))
+		if got := e.recipientsOf(t, child.ID, id); !slices.Equal(got, []string{"r@example.com"}) {
+			t.Errorf("subuser's recipients %q", got)
+		}
+		if got := e.recipientsOf(t, p.ID, id); len(got) != 0 {
+			t.Errorf("parent holds the subuser's mail: %q", got)
+		}
+		id = accepted(t, "as the customer", e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "account-id " + cust.PublicID, body: simpleMail("r@example.com")}))
+		if got := e.recipientsOf(t, cust.ID, id); len(got) != 1 {
+			t.Errorf("customer's recipients %q", got)
+		}
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "nobody", body: simpleMail("r@example.com")}).
+			want(t, "unknown subuser", http.StatusNotFound, wantOBONotFound)
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: childKey, obo: "child", body: simpleMail("r@example.com")}).
+			want(t, "subuser key with on-behalf-of", http.StatusForbidden, wantForbidden)
+	})
+}
+
+// enqueueFailing is a real store whose EnqueueMessages fails.
+type enqueueFailing struct {
+	sealpost.Store
+	err error
+}
+
+func (s enqueueFailing) EnqueueMessages(context.Context, []*sealpost.Message, []sealpost.Event) error {
+	return s.err
+}
+
+func TestMailSendStoreFailure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		what   string
+		err    error
+		status int
+		want   string
+	}{
+		{"internal", errors.New("disk on fire"), http.StatusInternalServerError, wantInternal},
+		{"unavailable", sealpost.Errorf(sealpost.EUNAVAILABLE, "database down"), http.StatusServiceUnavailable, wantUnavailable},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, openSQLite)
+			e.srv = New(Config{Store: enqueueFailing{Store: e.store, err: tc.err}})
+			token := e.key(e.user("sender"))
+			res := e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: simpleMail("r@example.com")})
+			res.want(t, tc.what, tc.status, tc.want)
+			if id, ok := res.header[headerMessageID]; ok {
+				t.Errorf("X-Message-Id %q on a failed send", id)
+			}
+		})
+	}
+}
+
+// TestMailSendOfficialClient sends with SendGrid's own Go client and mail
+// helper, changing nothing but the URL.
+func TestMailSendOfficialClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, openSQLite)
+	a := e.user("sender")
+	key := e.key(a, sealpost.ScopeMailSend)
+	ts := httptest.NewServer(e.srv)
+	defer ts.Close()
+
+	client := sendgrid.NewSendClient(key)
+	client.Request.BaseURL = ts.URL + pathMailSend
+	msg := mail.NewSingleEmail(mail.NewEmail("Sender", "sender@example.com"), "Hello",
+		mail.NewEmail("Recipient", "rcpt@example.com"), "plain body", "<p>html body</p>")
+	res, err := client.SendWithContext(t.Context(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusAccepted || res.Body != "" {
+		t.Fatalf("%d %q", res.StatusCode, res.Body)
+	}
+	id := http.Header(res.Headers).Get(headerMessageID)
+	if !xMessageIDPattern.MatchString(id) {
+		t.Fatalf("X-Message-Id %q", id)
+	}
+	if got := e.recipientsOf(t, a.ID, id); !slices.Equal(got, []string{"rcpt@example.com"}) {
+		t.Errorf("stored %q", got)
+	}
+}
+
+const wantMailNotJSON = `{"errors":[{"field":null,"message":"The request body is not valid JSON."}]}`
+
+// wantMailEmpty is the 400 for {}: SendGrid's three problems, in its order.
+const wantMailEmpty = `{"errors":[{"field":"from.email","message":"The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.  e.g. {\"email\" : \"example@example.com\"}  or {\"email\" : \"example@example.com\", \"name\" : \"Example Recipient\"}."},{"field":"personalizations","message":"The personalizations field is required and must have at least one personalization."},{"field":"content","message":"Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required."}]}`

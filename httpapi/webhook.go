@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// testPostTimeout bounds the test post, so a receiver that never answers
+// does not hold the request open.
+const testPostTimeout = 10 * time.Second
+
+// errNoWebhookSigner is what the signing and test endpoints fail with on a
+// server configured without a WebhookSigner.
+var errNoWebhookSigner = errors.New("no webhook signer configured")
+
+func (s *Server) getEventWebhook(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
+	settings, err := s.store.EventWebhookSettings(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading event webhook settings of account %d: %w", c.acting.ID, err)
+	}
+	return eventWebhookResponse(settings)
+}
+
+func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
+	current, err := s.store.EventWebhookSettings(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading event webhook settings of account %d: %w", c.acting.ID, err)
+	}
+	patch, err := sealpost.ParseEventWebhookPatch(c.body, current)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(patch.Bools) == 0 && patch.URL == nil {
+		// A no-op patch ({} or only unknown fields) needs no write.
+		return eventWebhookResponse(current)
+	}
+	updated, err := s.store.UpdateEventWebhookSettings(ctx, c.acting.ID, patch)
+	if err != nil {
+		return 0, nil, fmt.Errorf("updating event webhook settings of account %d: %w", c.acting.ID, err)
+	}
+	return eventWebhookResponse(updated)
+}
+
+func eventWebhookResponse(settings sealpost.EventWebhookSettings) (int, []byte, error) {
+	body, err := json.Marshal(settings)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encoding event webhook settings: %w", err)
+	}
+	return http.StatusOK, body, nil
+}
+
+type signedWebhookBody struct {
+	PublicKey string `json:"public_key"`
+}
+
+func signedWebhookResponse(publicKey string) (int, []byte, error) {
+	body, err := json.Marshal(signedWebhookBody{PublicKey: publicKey})
+	if err != nil {
+		return 0, nil, fmt.Errorf("encoding public key: %w", err)
+	}
+	return http.StatusOK, body, nil
+}
+
+func (s *Server) getSignedWebhook(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
+	key, err := s.store.EventWebhookSigningKey(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading event webhook signing key of account %d: %w", c.acting.ID, err)
+	}
+	if key == nil {
+		return signedWebhookResponse("")
+	}
+	if s.webhooks == nil {
+		return 0, nil, errNoWebhookSigner
+	}
+	pub, err := s.webhooks.PublicKey(key)
+	if err != nil {
+		return 0, nil, fmt.Errorf("public key of account %d's event webhook signing key: %w", c.acting.ID, err)
+	}
+	return signedWebhookResponse(pub)
+}
+
+// patchSignedWebhook turns signing on or off. Turning it on keeps a key
+// already stored, so receivers configured with its public key keep
+// verifying posts.
+func (s *Server) patchSignedWebhook(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
+	o, err := parseObject(c.body)
+	if err != nil {
+		return 0, nil, err
+	}
+	enabled, present := o.boolean("enabled")
+	if !present {
+		o.problem("enabled", "is required")
+	}
+	if err := o.err(); err != nil {
+		return 0, nil, err
+	}
+	if !*enabled {
+		if err := s.store.SetEventWebhookSigningKey(ctx, c.acting.ID, nil); err != nil {
+			return 0, nil, fmt.Errorf("turning off event webhook signing of account %d: %w", c.acting.ID, err)
+		}
+		return signedWebhookResponse("")
+	}
+	if s.webhooks == nil {
+		return 0, nil, errNoWebhookSigner
+	}
+	key, err := s.store.EventWebhookSigningKey(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading event webhook signing key of account %d: %w", c.acting.ID, err)
+	}
+	if key != nil {
+		pub, err := s.webhooks.PublicKey(key)
+		if err != nil {
+			return 0, nil, fmt.Errorf("public key of account %d's event webhook signing key: %w", c.acting.ID, err)
+		}
+		return signedWebhookResponse(pub)
+	}
+	key, pub, err := s.webhooks.GenerateKey()
+	if err != nil {
+		return 0, nil, fmt.Errorf("generating event webhook signing key: %w", err)
+	}
+	if err := s.store.SetEventWebhookSigningKey(ctx, c.acting.ID, key); err != nil {
+		return 0, nil, fmt.Errorf("storing event webhook signing key of account %d: %w", c.acting.ID, err)
+	}
+	return signedWebhookResponse(pub)
+}
+
+// testEventWebhook posts a sample event to the given URL, signed as the
+// account's real posts are.
+func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
+	o, err := parseObject(c.body)
+	if err != nil {
+		return 0, nil, err
+	}
+	target, _ := o.checkedStr("url", true, sealpost.ValidateWebhookURL)
+	if err := o.err(); err != nil {
+		return 0, nil, err
+	}
+	if s.webhooks == nil {
+		return 0, nil, errNoWebhookSigner
+	}
+	key, err := s.store.EventWebhookSigningKey(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading event webhook signing key of account %d: %w", c.acting.ID, err)
+	}
+	postCtx, cancel := context.WithTimeout(ctx, testPostTimeout)
+	defer cancel()
+	if err := s.webhooks.SendTest(postCtx, target, key); err != nil {
+		// The receiver's answer or network error stays in the log: the
+		// server's view of the network is not the client's business.
+		s.log.LogAttrs(ctx, slog.LevelInfo, "event webhook test post failed",
+			slog.Int64("account_id", c.acting.ID), slog.String("error", err.Error()))
+		return 0, nil, sealpost.Invalid(sealpost.FieldError{Field: "url", Message: "the test post to url failed"})
+	}
+	return http.StatusNoContent, nil, nil
+}
