@@ -150,7 +150,9 @@ func TestPolicyDecision(t *testing.T) {
 	tls12max := &tls.Config{Certificates: []tls.Certificate{valid}, MaxVersion: tls.VersionTLS12}
 
 	opp := sealpost.DefaultEnforcedTLS()
-	reqTLS := func(v sealpost.TLSVersion) sealpost.EnforcedTLS { return sealpost.EnforcedTLS{RequireTLS: true, Version: v} }
+	reqTLS := func(v sealpost.TLSVersion) sealpost.EnforcedTLS {
+		return sealpost.EnforcedTLS{RequireTLS: true, Version: v}
+	}
 	reqCert := sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS11}
 
 	tests := []struct {
