@@ -503,11 +503,11 @@ func (p *mailSendParser) subjectText(field string, raw json.RawMessage) string {
 func (p *mailSendParser) subject(raw json.RawMessage, pzs []Personalization) string {
 	var s string
 	if !absent(raw) {
-		if k := jsonKind(raw); k != "string" {
-			p.add("subject", typeMessage("string", k))
-			return ""
-		}
+		before := len(p.problems)
 		s = p.subjectText("subject", raw)
+		if len(p.problems) > before {
+			return "" // one problem with the subject is enough
+		}
 	}
 	if s == "" && len(pzs) > 0 {
 		for _, pz := range pzs {
