@@ -23,9 +23,9 @@ const (
 	// short, so that no header line can reach 998 octets.
 	maxPlainWord = 200
 	// encodedChunk is the number of UTF-8 octets per "B" encoded word:
-	// 45 octets make 60 base64 characters, 72 with the delimiters (RFC 2047
-	// allows 75).
-	encodedChunk = 45
+	// 42 octets make 56 base64 characters, 68 with the delimiters, so that
+	// "Subject: " and one word fit in foldWidth (RFC 2047 allows 75).
+	encodedChunk = 42
 )
 
 // Messages renders one Message per personalization, ready to enqueue:
@@ -291,7 +291,7 @@ func renderBody(contents []Content) (header, body []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	header = []byte("Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n")
+	header = []byte("Content-Type: multipart/alternative;\r\n boundary=\"" + boundary + "\"\r\n")
 	var b bytes.Buffer
 	for i, c := range contents {
 		b.WriteString("--" + boundary + "\r\n")
