@@ -436,6 +436,30 @@ func TestServerGoesAway(t *testing.T) {
 		{"CreateAccount", func(ctx context.Context) error {
 			return db.CreateAccount(ctx, &sealpost.Account{Kind: sealpost.KindUser, Username: "bob", Email: "bob@example.com"})
 		}},
+		{"EventWebhookSettings", func(ctx context.Context) error { _, err := db.EventWebhookSettings(ctx, a.ID); return err }},
+		{"UpdateEventWebhookSettings", func(ctx context.Context) error {
+			_, err := db.UpdateEventWebhookSettings(ctx, a.ID, sealpost.EventWebhookPatch{URL: ptr("https://example.com/hook")})
+			return err
+		}},
+		{"EnqueueMessages", func(ctx context.Context) error {
+			m := testMessage(a.ID, "gone", time.Now(), "a@x.test")
+			return db.EnqueueMessages(ctx, []*sealpost.Message{m}, nil)
+		}},
+		{"ClaimDeliveries", func(ctx context.Context) error {
+			_, err := db.ClaimDeliveries(ctx, "w", time.Now(), time.Minute, 10)
+			return err
+		}},
+		{"CompleteDelivery", func(ctx context.Context) error {
+			return db.CompleteDelivery(ctx, "w", sealpost.DeliveryCompletion{DeliveryID: 1})
+		}},
+		{"RecipientStates", func(ctx context.Context) error { _, err := db.RecipientStates(ctx, a.ID, "gone"); return err }},
+		{"ClaimEventBatch", func(ctx context.Context) error {
+			_, err := db.ClaimEventBatch(ctx, "p", time.Now(), time.Minute, 10)
+			return err
+		}},
+		{"AckEventBatch", func(ctx context.Context) error {
+			return db.AckEventBatch(ctx, &sealpost.EventBatch{AccountID: a.ID, LeaseOwner: "p"})
+		}},
 	}
 	// A cut connection fails at once; a server that never answers holds
 	// each call until its deadline.
@@ -483,6 +507,9 @@ func TestServerGoesAway(t *testing.T) {
 	}
 	if got, err := db.EnforcedTLS(ctx, a.ID); err != nil || got != sealpost.DefaultEnforcedTLS() {
 		t.Errorf("EnforcedTLS after the server came back = %+v, %v; want the default (the failed patch must not have landed)", got, err)
+	}
+	if got, err := db.RecipientStates(ctx, a.ID, "gone"); err != nil || len(got) != 0 {
+		t.Errorf("RecipientStates after the server came back = %+v, %v; want none (the failed enqueue must not have landed)", got, err)
 	}
 }
 

@@ -115,86 +115,100 @@ func recipientDomain(email string) string {
 // learns them without relying on the order of RETURNING, and one batch
 // writes every row.
 func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, events []sealpost.Event) error {
-	b := &pgx.Batch{}
-	if len(msgs) > 0 {
-		// A delivery per message and domain, in the order the domains first
-		// appear among the message's recipients.
-		domains := make([][]string, len(msgs))
-		var nDeliveries, nRecipients int
-		for i, m := range msgs {
-			for j := range m.Recipients {
-				r := &m.Recipients[j]
-				if r.Domain == "" {
-					r.Domain = recipientDomain(r.Email)
-				}
-				if !slices.Contains(domains[i], r.Domain) {
-					domains[i] = append(domains[i], r.Domain)
-				}
-			}
-			nDeliveries += len(domains[i])
-			nRecipients += len(m.Recipients)
-		}
-		var msgIDs, deliveryIDs, recipientIDs []int64
-		err := db.pool.QueryRow(ctx, `
-			SELECT
-				ARRAY(SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)),
-				ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $2)),
-				ARRAY(SELECT nextval(pg_get_serial_sequence('recipients', 'id')) FROM generate_series(1, $3))`,
-			len(msgs), nDeliveries, nRecipients).Scan(&msgIDs, &deliveryIDs, &recipientIDs)
-		if err != nil {
-			return storeErr(err, "message")
-		}
-		// Ascending, so that ids follow enqueue order.
-		slices.Sort(msgIDs)
-		slices.Sort(deliveryIDs)
-		slices.Sort(recipientIDs)
-
-		var mr messageRows
-		var dr deliveryRows
-		var rr recipientRows
-		now := time.Now().UTC()
-		for i, m := range msgs {
-			if m.CreatedAt.IsZero() {
-				m.CreatedAt = now
-			}
-			if err := mr.add(msgIDs[i], m); err != nil {
-				return err
-			}
-			byDomain := make(map[string]int64, len(domains[i]))
-			for _, d := range domains[i] {
-				id := deliveryIDs[len(dr.ids)]
-				byDomain[d] = id
-				dr.add(id, msgIDs[i], d, unixNanos(m.CreatedAt))
-			}
-			for j := range m.Recipients {
-				r := &m.Recipients[j]
-				rr.add(recipientIDs[len(rr.ids)], msgIDs[i], byDomain[r.Domain], j, r)
-			}
-		}
-		mr.queue(b)
-		dr.queue(b)
-		rr.queue(b)
-		queueEvents(b, events)
-		if err := sendBatch(ctx, db.pool, b); err != nil {
-			return storeErr(err, "message")
-		}
-		// Only stored messages get their ids.
-		k := 0
-		for i, m := range msgs {
-			m.ID = msgIDs[i]
-			for j := range m.Recipients {
-				m.Recipients[j].ID = recipientIDs[k]
-				m.Recipients[j].State = sealpost.StateQueued
-				k++
-			}
-		}
+	if len(msgs) == 0 && len(events) == 0 {
 		return nil
 	}
-	if len(events) == 0 {
-		return nil
+	b := &pgx.Batch{}
+	var ids enqueueIDs
+	if len(msgs) > 0 {
+		var err error
+		if ids, err = db.queueMessages(ctx, b, msgs); err != nil {
+			return err
+		}
 	}
 	queueEvents(b, events)
-	return storeErr(sendBatch(ctx, db.pool, b), "event")
+	if err := sendBatch(ctx, db.pool, b); err != nil {
+		return storeErr(err, "message")
+	}
+	// Only stored messages get their ids.
+	k := 0
+	for i, m := range msgs {
+		m.ID = ids.messages[i]
+		for j := range m.Recipients {
+			m.Recipients[j].ID = ids.recipients[k]
+			m.Recipients[j].State = sealpost.StateQueued
+			k++
+		}
+	}
+	return nil
+}
+
+// enqueueIDs are the ids taken for one enqueue, in enqueue order.
+type enqueueIDs struct {
+	messages, deliveries, recipients []int64
+}
+
+// queueMessages takes ids for msgs, their deliveries and recipients, and
+// adds to b the statements that store them: a delivery per message and
+// domain, in the order the domains first appear among the recipients.
+func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.Message) (enqueueIDs, error) {
+	domains := make([][]string, len(msgs))
+	var nDeliveries, nRecipients int
+	for i, m := range msgs {
+		for j := range m.Recipients {
+			r := &m.Recipients[j]
+			if r.Domain == "" {
+				r.Domain = recipientDomain(r.Email)
+			}
+			if !slices.Contains(domains[i], r.Domain) {
+				domains[i] = append(domains[i], r.Domain)
+			}
+		}
+		nDeliveries += len(domains[i])
+		nRecipients += len(m.Recipients)
+	}
+	var ids enqueueIDs
+	err := db.pool.QueryRow(ctx, `
+		SELECT
+			ARRAY(SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)),
+			ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $2)),
+			ARRAY(SELECT nextval(pg_get_serial_sequence('recipients', 'id')) FROM generate_series(1, $3))`,
+		len(msgs), nDeliveries, nRecipients).Scan(&ids.messages, &ids.deliveries, &ids.recipients)
+	if err != nil {
+		return enqueueIDs{}, storeErr(err, "message")
+	}
+	// Ascending, so that ids follow enqueue order.
+	slices.Sort(ids.messages)
+	slices.Sort(ids.deliveries)
+	slices.Sort(ids.recipients)
+
+	var mr messageRows
+	var dr deliveryRows
+	var rr recipientRows
+	now := time.Now()
+	for i, m := range msgs {
+		createdAt := m.CreatedAt
+		if createdAt.IsZero() {
+			createdAt = now
+		}
+		if err := mr.add(ids.messages[i], m, createdAt); err != nil {
+			return enqueueIDs{}, err
+		}
+		byDomain := make(map[string]int64, len(domains[i]))
+		for _, d := range domains[i] {
+			id := ids.deliveries[len(dr.ids)]
+			byDomain[d] = id
+			dr.add(id, ids.messages[i], d, unixNanos(createdAt))
+		}
+		for j := range m.Recipients {
+			r := &m.Recipients[j]
+			rr.add(ids.recipients[len(rr.ids)], ids.messages[i], byDomain[r.Domain], j, r)
+		}
+	}
+	mr.queue(b)
+	dr.queue(b)
+	rr.queue(b)
+	return ids, nil
 }
 
 // messageRows, deliveryRows and recipientRows collect rows column by column
@@ -206,7 +220,7 @@ type messageRows struct {
 	created                              []int64
 }
 
-func (r *messageRows) add(id int64, m *sealpost.Message) error {
+func (r *messageRows) add(id int64, m *sealpost.Message, createdAt time.Time) error {
 	cats := m.Categories
 	if cats == nil {
 		cats = []string{}
@@ -239,7 +253,7 @@ func (r *messageRows) add(id int64, m *sealpost.Message) error {
 	r.data = append(r.data, data)
 	r.cats = append(r.cats, string(c))
 	r.argsJSON = append(r.argsJSON, string(a))
-	r.created = append(r.created, unixNanos(m.CreatedAt))
+	r.created = append(r.created, unixNanos(createdAt))
 	return nil
 }
 

@@ -1,0 +1,243 @@
+package postgres_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/postgres"
+	"github.com/sealpost/sealpost/postgres/pgtest"
+)
+
+func testMessage(accountID int64, xid string, at time.Time, emails ...string) *sealpost.Message {
+	m := &sealpost.Message{
+		AccountID:  accountID,
+		XMessageID: xid,
+		SMTPID:     "<" + xid + "@sealpost.test>",
+		From:       "sender@example.com",
+		Data:       []byte("Subject: " + xid + "\r\n\r\nbody\r\n"),
+		CreatedAt:  at,
+	}
+	for i, e := range emails {
+		m.Recipients = append(m.Recipients, sealpost.Recipient{Email: e, SGMessageID: fmt.Sprintf("%s.%d", xid, i)})
+	}
+	return m
+}
+
+func createTestUser(t *testing.T, db *postgres.DB, name string) *sealpost.Account {
+	t.Helper()
+	a := &sealpost.Account{Kind: sealpost.KindUser, Username: name, Email: name + "@example.com"}
+	if err := db.CreateAccount(t.Context(), a); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	return a
+}
+
+// TestClaimAcrossNodes runs claimers on two stores with pools of their own
+// on one schema, as two serve processes on one database: every due
+// delivery and every account's outbox goes to exactly one of them.
+func TestClaimAcrossNodes(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	ctx := t.Context()
+	t0 := time.Now().Truncate(time.Second)
+
+	const accounts, perAccount = 10, 10 // two domains each: 200 deliveries
+	for i := range accounts {
+		a := createTestUser(t, nodes[i%2], fmt.Sprintf("user%d", i))
+		var msgs []*sealpost.Message
+		for j := range perAccount {
+			msgs = append(msgs, testMessage(a.ID, fmt.Sprintf("m%d-%d", i, j), t0.Add(time.Duration(j)*time.Millisecond), "a@x.test", "b@y.test"))
+		}
+		ev, err := sealpost.NewEvent(sealpost.EventProcessed, msgs[0], msgs[0].Recipients[0], t0, sealpost.EventDetails{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nodes[(i+1)%2].EnqueueMessages(ctx, msgs, []sealpost.Event{ev}); err != nil {
+			t.Fatalf("EnqueueMessages: %v", err)
+		}
+	}
+
+	var mu sync.Mutex
+	deliveries := map[int64]string{}
+	batches := map[int64]string{}
+	var wg sync.WaitGroup
+	for n, node := range nodes {
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					owner := fmt.Sprintf("node%d-w%d-%d", n, w, i)
+					ds, err := node.ClaimDeliveries(ctx, owner, t0.Add(time.Second), time.Hour, 3)
+					if err != nil {
+						t.Errorf("ClaimDeliveries(%s): %v", owner, err)
+						return
+					}
+					b, err := node.ClaimEventBatch(ctx, owner, t0.Add(time.Second), time.Hour, 100)
+					if err != nil {
+						t.Errorf("ClaimEventBatch(%s): %v", owner, err)
+						return
+					}
+					if len(ds) == 0 && b == nil {
+						return
+					}
+					mu.Lock()
+					for _, d := range ds {
+						if prev, ok := deliveries[d.ID]; ok {
+							t.Errorf("delivery %d leased to %s and to %s", d.ID, prev, owner)
+						}
+						deliveries[d.ID] = owner
+					}
+					if b != nil {
+						if prev, ok := batches[b.AccountID]; ok {
+							t.Errorf("account %d's events leased to %s and to %s", b.AccountID, prev, owner)
+						}
+						batches[b.AccountID] = owner
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if want := accounts * perAccount * 2; len(deliveries) != want {
+		t.Errorf("nodes claimed %d distinct deliveries, want %d", len(deliveries), want)
+	}
+	if len(batches) != accounts {
+		t.Errorf("nodes claimed %d accounts' events, want %d", len(batches), accounts)
+	}
+}
+
+// TestLeaseHandover: a node that stops working a delivery (it crashed) has
+// it taken over by another node once the lease runs out, and the first
+// node's late completion is refused.
+func TestLeaseHandover(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	nodeA, nodeB := openURL(t, u), openURL(t, u)
+	ctx := t.Context()
+	a := createTestUser(t, nodeA, "alice")
+	t0 := time.Now().Truncate(time.Second).Add(123 * time.Nanosecond)
+	m := testMessage(a.ID, "xid", t0, "a@x.test")
+	if err := nodeA.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+		t.Fatalf("EnqueueMessages: %v", err)
+	}
+	const lease = time.Minute
+	ds, err := nodeA.ClaimDeliveries(ctx, "a", t0, lease, 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ClaimDeliveries on A = %d deliveries, %v; want 1", len(ds), err)
+	}
+	id := ds[0].ID
+
+	// Nanoseconds count: the lease is live up to its last one.
+	if ds, err := nodeB.ClaimDeliveries(ctx, "b", t0.Add(lease-time.Nanosecond), lease, 10); err != nil || len(ds) != 0 {
+		t.Fatalf("ClaimDeliveries on B while A's lease is live = %d deliveries, %v; want none", len(ds), err)
+	}
+	ds, err = nodeB.ClaimDeliveries(ctx, "b", t0.Add(lease), lease, 10)
+	if err != nil || len(ds) != 1 || ds[0].ID != id {
+		t.Fatalf("ClaimDeliveries on B after A's lease ran out = %d deliveries, %v; want delivery %d", len(ds), err, id)
+	}
+	if string(ds[0].Message.Data) != string(m.Data) || len(ds[0].Message.Recipients) != 1 {
+		t.Errorf("B's delivery: Data %q, %d recipients; want the message and its recipient", ds[0].Message.Data, len(ds[0].Message.Recipients))
+	}
+
+	done := sealpost.DeliveryCompletion{
+		DeliveryID: id,
+		Recipients: []sealpost.RecipientUpdate{{RecipientID: m.Recipients[0].ID, State: sealpost.StateDelivered}},
+	}
+	wantCode(t, nodeA.CompleteDelivery(ctx, "a", done), sealpost.ECONFLICT, "CompleteDelivery by A after B took over")
+	if err := nodeB.CompleteDelivery(ctx, "b", done); err != nil {
+		t.Fatalf("CompleteDelivery by B: %v", err)
+	}
+	got, err := nodeA.RecipientStates(ctx, a.ID, "xid")
+	if err != nil || len(got) != 1 || got[0].State != sealpost.StateDelivered {
+		t.Errorf("RecipientStates on A = %+v, %v; want one delivered", got, err)
+	}
+}
+
+// TestMessageDataDropped: the body goes when the last of a message's
+// deliveries is done, also when two nodes complete the last two at the
+// same moment (neither sees the other's done in its own snapshot unless
+// completions of one message take turns).
+func TestMessageDataDropped(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	ctx := t.Context()
+	a := createTestUser(t, nodes[0], "alice")
+	t0 := time.Now().Truncate(time.Second)
+
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	hasData := func(id int64) bool {
+		t.Helper()
+		var has bool
+		if err := conn.QueryRow(ctx, `SELECT data IS NOT NULL FROM messages WHERE id = $1`, id).Scan(&has); err != nil {
+			t.Fatal(err)
+		}
+		return has
+	}
+
+	const rounds = 20
+	for i := range rounds {
+		m := testMessage(a.ID, fmt.Sprintf("m%d", i), t0, "a@x.test", "b@y.test")
+		if err := nodes[0].EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+			t.Fatalf("EnqueueMessages: %v", err)
+		}
+		var claimed []*sealpost.Delivery
+		for n, node := range nodes {
+			ds, err := node.ClaimDeliveries(ctx, fmt.Sprint("node", n), t0, time.Minute, 1)
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("ClaimDeliveries on node %d = %d deliveries, %v; want 1", n, len(ds), err)
+			}
+			claimed = append(claimed, ds[0])
+		}
+		var wg sync.WaitGroup
+		for n, node := range nodes {
+			wg.Go(func() {
+				d := claimed[n]
+				err := node.CompleteDelivery(ctx, fmt.Sprint("node", n), sealpost.DeliveryCompletion{
+					DeliveryID: d.ID,
+					Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
+				})
+				if err != nil {
+					t.Errorf("CompleteDelivery on node %d: %v", n, err)
+				}
+			})
+		}
+		wg.Wait()
+		if hasData(m.ID) {
+			t.Fatalf("round %d: message data kept after both deliveries were done", i)
+		}
+		got, err := nodes[1].RecipientStates(ctx, a.ID, m.XMessageID)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("RecipientStates after the data was dropped = %+v, %v; want both recipients", got, err)
+		}
+	}
+
+	// One of two done keeps the body for the other.
+	m := testMessage(a.ID, "half", t0, "a@x.test", "b@y.test")
+	if err := nodes[0].EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+		t.Fatalf("EnqueueMessages: %v", err)
+	}
+	ds, err := nodes[0].ClaimDeliveries(ctx, "n", t0, time.Minute, 1)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ClaimDeliveries = %d deliveries, %v; want 1", len(ds), err)
+	}
+	if err := nodes[0].CompleteDelivery(ctx, "n", sealpost.DeliveryCompletion{
+		DeliveryID: ds[0].ID,
+		Recipients: []sealpost.RecipientUpdate{{RecipientID: ds[0].Message.Recipients[0].ID, State: sealpost.StateBounced}},
+	}); err != nil {
+		t.Fatalf("CompleteDelivery: %v", err)
+	}
+	if !hasData(m.ID) {
+		t.Error("message data dropped while a delivery is still to do")
+	}
+}
