@@ -31,7 +31,7 @@ func openSQLite(t *testing.T) *sqlite.DB {
 	return db
 }
 
-func sqliteAccount(t *testing.T, db *sqlite.DB, name, url string, key []byte) *sealpost.Account {
+func storeAccount(t *testing.T, db sealpost.Store, name, url string, key []byte) *sealpost.Account {
 	t.Helper()
 	a := &sealpost.Account{Kind: sealpost.KindUser, Username: name, Email: name + "@example.com"}
 	if err := db.CreateAccount(t.Context(), a); err != nil {
@@ -52,9 +52,9 @@ func sqliteAccount(t *testing.T, db *sqlite.DB, name, url string, key []byte) *s
 // enqueueEvents stores one message of a with an event of each kind in
 // kinds, the way the mail send and delivery store them, and returns the
 // payloads in order.
-func enqueueEvents(t *testing.T, db *sqlite.DB, a *sealpost.Account, pad string, kinds ...sealpost.EventKind) []string {
+func enqueueEvents(t *testing.T, db sealpost.Store, a *sealpost.Account, pad string, kinds ...sealpost.EventKind) []string {
 	t.Helper()
-	xid := fmt.Sprintf("x%d", time.Now().UnixNano())
+	xid := fmt.Sprintf("x%d-%d", a.ID, time.Now().UnixNano())
 	msg := &sealpost.Message{
 		AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost.test>",
 		From: "sender@example.com", Data: []byte("Subject: hi\r\n\r\nbody\r\n"),
@@ -94,7 +94,7 @@ func TestSQLitePostsSignedInOrderWithRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := sqliteAccount(t, db, "alice", rcv.URL, priv)
+	a := storeAccount(t, db, "alice", rcv.URL, priv)
 	var want []string
 	for range 5 {
 		stored := enqueueEvents(t, db, a, "",
@@ -139,7 +139,7 @@ func TestSQLiteSplitsAt768KBAndGivesUp(t *testing.T) {
 	t.Parallel()
 	db := openSQLite(t)
 	rcv := newReceiver(t, nil)
-	a := sqliteAccount(t, db, "bob", rcv.URL, nil)
+	a := storeAccount(t, db, "bob", rcv.URL, nil)
 	pad := strings.Repeat("ü", 100_000) // 200 kB an event
 	var want []string
 	for range 3 {
@@ -167,7 +167,7 @@ func TestSQLiteSplitsAt768KBAndGivesUp(t *testing.T) {
 
 	// A receiver that never answers 2xx: given up on after MaxAge.
 	dead := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
-	carol := sqliteAccount(t, db, "carol", dead.URL, nil)
+	carol := storeAccount(t, db, "carol", dead.URL, nil)
 	enqueueEvents(t, db, carol, "", sealpost.EventDelivered)
 	p.MaxAge = time.Hour
 	flush(t, p)
