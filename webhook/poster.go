@@ -226,7 +226,9 @@ func (r *run) work(ctx context.Context) {
 
 // Flush claims and posts until nothing is due, with Workers workers, and
 // returns the store errors it met. A failed post is not an error: its batch
-// is retried later (or given up on) as in Run.
+// is retried later (or given up on) as in Run. A Backoff of zero makes a
+// failing batch due again at once, so Flush would not end while its
+// receiver fails.
 func (p *Poster) Flush(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
