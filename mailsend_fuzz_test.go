@@ -1,0 +1,67 @@
+package sealpost_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/sealpost/sealpost"
+)
+
+// FuzzParseMailSend checks that no body makes ParseMailSend panic or fail
+// other than with EINVALID, and that every body it accepts renders to
+// messages with CRLF line ends, lines of at most 998 octets, a header
+// net/mail can read and no Bcc header.
+func FuzzParseMailSend(f *testing.F) {
+	for _, seed := range []string{
+		`{}`,
+		`[]`,
+		`null`,
+		// SendGrid's own minimal example.
+		`{"personalizations":[{"to":[{"email":"john.doe@example.com","name":"John Doe"}],"subject":"Hello, World!"}],"content":[{"type":"text/plain","value":"Heya!"}],"from":{"email":"sam.smith@example.com","name":"Sam Smith"},"reply_to":{"email":"sam.smith@example.com","name":"Sam Smith"}}`,
+		// Its kitchen-sink example, trimmed of what sealpost refuses.
+		`{"personalizations":[{"to":[{"email":"john_doe@example.com","name":"John Doe"},{"email":"julia_doe@example.com","name":"Julia Doe"}],"cc":[{"email":"jane_doe@example.com","name":"Jane Doe"}],"bcc":[{"email":"james_doe@example.com","name":"Jim Doe"}]},{"from":{"email":"sales@example.com","name":"Example Sales Team"},"to":[{"email":"janice_doe@example.com","name":"Janice Doe"}],"bcc":[{"email":"jordan_doe@example.com","name":"Jordan Doe"}]}],"from":{"email":"orders@example.com","name":"Example Order Confirmation"},"reply_to":{"email":"customer_service@example.com","name":"Example Customer Service Team"},"subject":"Your Example Order Confirmation","content":[{"type":"text/plain","value":"Thank you for your order."},{"type":"text/html","value":"<p>Hello from Twilio SendGrid!</p><p>Sending with the email service trusted by developers and marketers for <strong>time-savings</strong>, <strong>scalability</strong>, and <strong>delivery expertise</strong>.</p><p>%open-track%</p>"}],"categories":["cake","pie","baking"],"send_at":1617260400,"batch_id":"AsdFgHjklQweRTYuIopzXcVBNm0aSDfGHjklmZcVbNMqWert1znmOP2asDFjkl","asm":{"group_id":12345,"groups_to_display":[12345]},"ip_pool_name":"transactional email","mail_settings":{"bypass_list_management":{"enable":false},"footer":{"enable":false},"sandbox_mode":{"enable":false}},"tracking_settings":{"click_tracking":{"enable":true,"enable_text":false},"open_tracking":{"enable":true,"substitution_tag":"%open-track%"},"subscription_tracking":{"enable":false}},"headers":{"X-Campaign":"spring"},"custom_args":{"order":"1"}}`,
+		// The shape the official Go client sends.
+		`{"from":{"name":"Example User","email":"test@example.com"},"subject":"Sending with Twilio SendGrid is Fun","personalizations":[{"to":[{"name":"Example User","email":"test@example.com"}]}],"content":[{"type":"text/plain","value":"and easy to do anywhere, even with Go"},{"type":"text/html","value":"<strong>and easy to do anywhere, even with Go</strong>"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com","name":"Jöhn \"Q\" Dœ, Jr."}],"subject":"=?utf-8?q?x?= Grüße\ttab"}],"from":{"email":"f@example.com","name":"=?x?"},"content":[{"type":"text/plain","value":"line\rbare cr\nbare lf\r\n.\r\n"}],"headers":{"X-Long":"` + strings.Repeat("w", 1200) + `"}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}],"subject":"x\r\nBcc: evil@example.net"}],"from":{"email":"f@example.com"},"content":[{"type":"text/plain","value":"x"}]}`,
+		"{\"personalizations\":[{\"to\":[{\"email\":\"a@example.com\",\"name\":\"\xff\"}]}],\"from\":{\"email\":\"f@example.com\"},\"subject\":\"s\",\"content\":[{\"type\":\"text/plain\",\"value\":\"x\"}]}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ms, err := sealpost.ParseMailSend(body)
+		if err != nil {
+			if code := sealpost.ErrorCode(err); code != sealpost.EINVALID {
+				t.Fatalf("error code %q: %v", code, err)
+			}
+			if len(sealpost.ErrorFields(err)) == 0 {
+				t.Fatalf("EINVALID without problems: %v", err)
+			}
+			return
+		}
+		msgs, err := ms.Messages(1, "fuzzID", renderNow, renderHost)
+		if err != nil {
+			t.Fatalf("accepted body does not render: %v", err)
+		}
+		if len(msgs) != len(ms.Personalizations) {
+			t.Fatalf("%d messages for %d personalizations", len(msgs), len(ms.Personalizations))
+		}
+		for _, m := range msgs {
+			msg := checkWire(t, m.Data)
+			if msg.Header.Get("Bcc") != "" {
+				t.Fatalf("Bcc header rendered")
+			}
+			if _, err := msg.Header.AddressList("From"); err != nil {
+				t.Fatalf("From %q does not parse: %v", msg.Header.Get("From"), err)
+			}
+			if _, err := msg.Header.AddressList("To"); err != nil {
+				t.Fatalf("To %q does not parse: %v", msg.Header.Get("To"), err)
+			}
+			header, _, _ := bytes.Cut(m.Data, []byte("\r\n\r\n"))
+			if bytes.Contains(header, []byte("\r\n\r\n")) || len(m.Recipients) == 0 {
+				t.Fatalf("malformed message")
+			}
+		}
+	})
+}
