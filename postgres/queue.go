@@ -27,7 +27,8 @@ import (
 // node gets only from a claim that sees the previous completion committed
 // (the delivery row lock orders them). Events of recipients at different
 // domains are written by independent leases and may interleave either way,
-// as the attempts themselves do.
+// as the attempts themselves do. This relies on a message's events being
+// stored only by EnqueueMessages and by its deliveries' lease holders.
 
 // queueEvents adds to b the statements that store events in the outbox, in
 // the order given, and give each of their accounts an outbox state row.
