@@ -18,7 +18,9 @@ import (
 // Harness is one test's mail world: a DNS server, a CA, and any number of
 // fake MX servers and proxies, all on one TCP port, each on its own
 // loopback address inside a /24 of 127.0.0.0/8 picked at random so that
-// parallel tests (and parallel test binaries) do not collide.
+// parallel tests (and parallel test binaries) do not collide. Its methods
+// may be called from any goroutine, but failures are reported with the
+// testing.TB given to New, so servers are added from that test.
 type Harness struct {
 	t    testing.TB
 	ca   *CA
