@@ -121,6 +121,23 @@ func TestDeliverTranscript(t *testing.T) {
 	}
 }
 
+// TestCapabilitiesForgottenAfterSTARTTLS: what the server said before TLS
+// could have come from an attacker, so only the EHLO over TLS counts.
+func TestCapabilitiesForgottenAfterSTARTTLS(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	sc := newScenario(t, ca, "example.test", mxSpec{name: "mx.example.test", ip: "127.0.0.2", pref: 10,
+		b: &mxBehaviour{TLS: serverTLS(ca.validLeaf(t, "mx.example.test")), SizeBeforeTLSOnly: true}})
+	res := sc.client.Deliver(t.Context(), sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLS12}, testEnvelope("a@example.test"))
+	if res.Recipients[0].Status != Delivered {
+		t.Fatalf("got %+v", res.Recipients[0])
+	}
+	trs := sc.mxs["mx.example.test"].transcripts()
+	if !trs[0].has("MAIL FROM:<sender@sealpost.test>") || trs[0].has("MAIL FROM:<sender@sealpost.test> SIZE") {
+		t.Errorf("MAIL used a pre-TLS capability: %q", trs[0].Commands)
+	}
+}
+
 func itoaLen(b []byte) string { return itoa(len(b)) }
 
 func itoa(n int) string {
@@ -147,6 +164,7 @@ func TestPolicyDecision(t *testing.T) {
 	untrusted := other.validLeaf(t, host)
 	tls11only := &tls.Config{Certificates: []tls.Certificate{valid}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
 	tls10only := &tls.Config{Certificates: []tls.Certificate{valid}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}
+	rsa11only := &tls.Config{Certificates: []tls.Certificate{ca.rsaLeaf(t, host)}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
 	tls12max := &tls.Config{Certificates: []tls.Certificate{valid}, MaxVersion: tls.VersionTLS12}
 
 	opp := sealpost.DefaultEnforcedTLS()
@@ -182,6 +200,9 @@ func TestPolicyDecision(t *testing.T) {
 		{name: "require_tls, handshake fails: blocked, no plaintext retry", policy: reqTLS(sealpost.TLS11), b: mxBehaviour{TLS: serverTLS(valid), BreakHandshake: true}, status: Blocked, resultType: sealpost.ResultValidationFailure, conns: 1},
 		{name: "require_tls, untrusted cert: delivered over TLS", policy: reqTLS(sealpost.TLS11), b: mxBehaviour{TLS: serverTLS(untrusted)}, status: Delivered, tls: true, ver: "1.3", verifyErr: "unknown authority", conns: 1, mail: true},
 		{name: "require_tls 1.1, TLS 1.1-only server: delivered", policy: reqTLS(sealpost.TLS11), b: mxBehaviour{TLS: tls11only}, status: Delivered, tls: true, ver: "1.1", verified: true, conns: 1, mail: true},
+		{name: "require_tls 1.1, TLS 1.1-only server with an RSA key: delivered", policy: reqTLS(sealpost.TLS11), b: mxBehaviour{TLS: rsa11only}, status: Delivered, tls: true, ver: "1.1", verified: true, conns: 1, mail: true},
+		{name: "require_tls, plaintext injected after 220: blocked", policy: reqTLS(sealpost.TLS11), b: mxBehaviour{TLS: serverTLS(valid), InjectAfterSTARTTLS: true}, status: Blocked, resultType: sealpost.ResultValidationFailure, conns: 1},
+		{name: "opportunistic, plaintext injected after 220: plaintext on a new connection", policy: opp, b: mxBehaviour{TLS: serverTLS(valid), InjectAfterSTARTTLS: true}, status: Delivered, conns: 2, mail: true},
 		{name: "require_tls 1.2, TLS 1.1-only server: blocked", policy: reqTLS(sealpost.TLS12), b: mxBehaviour{TLS: tls11only}, status: Blocked, resultType: sealpost.ResultValidationFailure, conns: 1},
 		{name: "require_tls 1.3, TLS 1.2 server: blocked", policy: reqTLS(sealpost.TLS13), b: mxBehaviour{TLS: tls12max}, status: Blocked, resultType: sealpost.ResultValidationFailure, conns: 1},
 		{name: "require_tls 1.2, TLS 1.2 server: delivered", policy: reqTLS(sealpost.TLS12), b: mxBehaviour{TLS: tls12max}, status: Delivered, tls: true, ver: "1.2", verified: true, conns: 1, mail: true},

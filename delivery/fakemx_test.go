@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -80,6 +81,30 @@ func (ca *testCA) leaf(t testing.TB, notBefore, notAfter time.Time, names ...str
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// rsaLeaf issues a valid RSA server certificate, for the key exchanges
+// TLS 1.0 and 1.1 servers commonly use (ECDHE-RSA).
+func (ca *testCA) rsaLeaf(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 func (ca *testCA) validLeaf(t testing.TB, names ...string) tls.Certificate {
 	return ca.leaf(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), names...)
 }
@@ -94,10 +119,15 @@ type mxBehaviour struct {
 	STARTTLSReply string // default "220 2.0.0 ready"
 	// BreakHandshake answers the client's ClientHello with garbage.
 	BreakHandshake bool
-	MailReply      string
-	RcptReplies    map[string]string // by address; default 250
-	DataReply      string            // default "354 go ahead"
-	EndReply       string            // default "250 2.0.0 Ok: queued as X"
+	// InjectAfterSTARTTLS sends a plaintext reply right behind the 220, in
+	// the same packet, as an on-path attacker injecting commands would.
+	InjectAfterSTARTTLS bool
+	// SizeBeforeTLSOnly advertises SIZE before STARTTLS but not after.
+	SizeBeforeTLSOnly bool
+	MailReply         string
+	RcptReplies       map[string]string // by address; default 250
+	DataReply         string            // default "354 go ahead"
+	EndReply          string            // default "250 2.0.0 Ok: queued as X"
 	// DropBeforeEnd closes the connection after the message instead of
 	// answering it.
 	DropBeforeEnd bool
@@ -233,7 +263,7 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 				continue
 			}
 			lines := []string{m.name + " greets " + arg, "PIPELINING", "ENHANCEDSTATUSCODES"}
-			if m.b.Size {
+			if m.b.Size || (m.b.SizeBeforeTLSOnly && !secure) {
 				lines = append(lines, "SIZE 10240000")
 			}
 			if m.b.TLS != nil && !secure {
@@ -253,6 +283,11 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 			if m.b.TLS == nil || secure {
 				say("502 5.5.1 not here", "")
 				continue
+			}
+			if m.b.InjectAfterSTARTTLS {
+				io.WriteString(conn, "220 2.0.0 ready\r\n250 2.0.0 injected\r\n")
+				add("<injected>")
+				return
 			}
 			say("220 2.0.0 ready", m.b.STARTTLSReply)
 			if m.b.STARTTLSReply != "" && !strings.HasPrefix(m.b.STARTTLSReply, "220") {
