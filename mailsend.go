@@ -66,7 +66,7 @@ const (
 	// maxRenderedBytes bounds the content size times the number of
 	// personalizations: every personalization becomes its own stored copy
 	// of the whole body.
-	maxRenderedBytes = 256 << 20
+	maxRenderedBytes = 100 << 20
 	// maxProblems bounds the error list so that a large, thoroughly wrong
 	// body cannot produce an even larger response.
 	maxProblems = 100
@@ -91,20 +91,35 @@ const (
 	msgControlChars             = "cannot contain CR, LF or other control characters."
 )
 
-// reservedHeaders are the header names a request may not set: SendGrid's
-// list, plus the ones sealpost writes itself (a second Date or Message-ID
-// would make the message invalid; a Content-* header would contradict the
-// MIME structure).
-var reservedHeaders = map[string]bool{
-	"x-sg-id": true, "x-sg-eid": true, "received": true, "dkim-signature": true,
-	"content-type": true, "content-transfer-encoding": true, "to": true,
-	"from": true, "subject": true, "reply-to": true, "cc": true, "bcc": true,
-	"date": true, "message-id": true, "mime-version": true,
+// reservedHeader reports whether a request may not set the header with
+// this lower-case name: SendGrid's reserved keys, plus the ones sealpost
+// writes itself (a second Date or Message-ID would make the message invalid,
+// and MIME-Version belongs with the MIME structure sealpost builds).
+func reservedHeader(lower string) bool {
+	switch lower {
+	case "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+		"content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
+		"date", "message-id", "mime-version":
+		return true
+	}
+	return false
 }
 
 // ParseMailSend parses and validates a mail send body. On failure it returns
-// an EINVALID *Error whose Fields list every problem found, each naming its
-// JSON field the way SendGrid does (from.email, personalizations.0.to, ...).
+// an EINVALID *Error whose Fields list every problem found (at most 100,
+// then a note), each naming its JSON field the way SendGrid does
+// (from.email, personalizations.0.to, ...) with SendGrid's message where it
+// publishes one.
+//
+// Where sealpost is stricter than SendGrid, it is because it would
+// otherwise send something other than what was asked: template_id and
+// non-empty attachments are refused, not ignored; CR, LF and other control
+// characters are refused in subjects, names and header values; addresses
+// must be ASCII; Date, Message-ID and MIME-Version are reserved headers
+// too; and the content times the number of personalizations is bounded,
+// because each personalization is stored as its own copy. Unknown fields,
+// and known ones without an effect on the message (send_at, asm,
+// tracking_settings, substitutions, ...), are ignored.
 func ParseMailSend(body []byte) (*MailSend, error) {
 	if !json.Valid(body) {
 		return nil, Invalid(FieldError{Message: "The request body is not valid JSON."})
@@ -654,7 +669,7 @@ func (p *mailSendParser) headers(field string, raw json.RawMessage) map[string]s
 		case !validHeaderName(m.key):
 			p.addf(field, "Header keys cannot contain non-ASCII characters or empty spaces; %q is not a valid header name.", m.key)
 			continue
-		case reservedHeaders[lower]:
+		case reservedHeader(lower):
 			p.addf(field, msgReservedHeader+" %q is reserved.", m.key)
 			continue
 		case seen[lower]:

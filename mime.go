@@ -81,7 +81,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 		}
 		slices.SortFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
 		for _, name := range names {
-			if !validHeaderName(name) || reservedHeaders[strings.ToLower(name)] {
+			if !validHeaderName(name) || reservedHeader(strings.ToLower(name)) {
 				h.err = Errorf(EINVALID, "header %q may not be set", name)
 				break
 			}
