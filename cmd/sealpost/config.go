@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,24 @@ type Config struct {
 	LogFormat         string
 	BootstrapUsername string
 	ShutdownTimeout   time.Duration
+
+	// Delivery.
+	NodeID          string
+	DNSServer       string
+	SMTPPort        int
+	TLSCAFile       string
+	HeloHostname    string
+	DeliveryWorkers int
+	DeliveryLease   time.Duration
+	SMTPTimeout     time.Duration
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	MaxDeliveryAge  time.Duration
+
+	// Event Webhook.
+	WebhookWorkers  int
+	WebhookInterval time.Duration
+	WebhookRetry    time.Duration
 }
 
 // DefaultConfig returns serve's defaults.
@@ -39,6 +58,19 @@ func DefaultConfig() Config {
 		LogFormat:         "json",
 		BootstrapUsername: "admin",
 		ShutdownTimeout:   10 * time.Second,
+
+		SMTPPort:        25,
+		HeloHostname:    defaultHostname(),
+		DeliveryWorkers: 16,
+		DeliveryLease:   10 * time.Minute,
+		SMTPTimeout:     time.Minute,
+		RetryInitial:    time.Minute,
+		RetryMax:        time.Hour,
+		MaxDeliveryAge:  72 * time.Hour,
+
+		WebhookWorkers:  4,
+		WebhookInterval: 200 * time.Millisecond,
+		WebhookRetry:    5 * time.Second,
 	}
 }
 
@@ -127,6 +159,22 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.String(&c.LogFormat, "log-format", "json or text")
 	fs.String(&c.BootstrapUsername, "bootstrap-username", "on an empty database, create this account and print its key (empty: don't)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "how long to wait for requests in flight on SIGINT/SIGTERM")
+
+	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
+	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
+	fs.Int(&c.SMTPPort, "smtp-port", "TCP port of recipients' mail servers")
+	fs.String(&c.TLSCAFile, "tls-ca-file", "PEM file of extra trusted root certificates for validating MX certificates")
+	fs.String(&c.HeloHostname, "helo-hostname", "host name sent in EHLO and used in Message-ID headers")
+	fs.Int(&c.DeliveryWorkers, "delivery-workers", "deliveries attempted at once by this node (0 turns delivery off on this node)")
+	fs.Duration(&c.DeliveryLease, "delivery-lease", "how long a claimed delivery stays this node's before another node may take it over")
+	fs.Duration(&c.SMTPTimeout, "smtp-timeout", "timeout for connecting and for each SMTP command")
+	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
+	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
+	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
+
+	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook posts in flight at once by this node (0 turns posting off on this node)")
+	fs.Duration(&c.WebhookInterval, "webhook-interval", "how often to look for events to post when idle")
+	fs.Duration(&c.WebhookRetry, "webhook-retry", "wait before re-posting a failed Event Webhook batch the first time; it doubles after each failure, up to 10 minutes")
 }
 
 func (c Config) validate() error {
@@ -139,6 +187,27 @@ func (c Config) validate() error {
 	}
 	if c.RateLimitSync < 10*time.Millisecond {
 		problems = append(problems, "--rate-limit-sync must be at least 10ms")
+	}
+	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
+		problems = append(problems, "--smtp-port must be between 1 and 65535")
+	}
+	if c.HeloHostname == "" || strings.ContainsAny(c.HeloHostname, " \r\n\t<>") {
+		problems = append(problems, "--helo-hostname must be a host name")
+	}
+	if c.DeliveryWorkers < 0 || c.WebhookWorkers < 0 {
+		problems = append(problems, "--delivery-workers and --webhook-workers must not be negative")
+	}
+	if c.DeliveryLease < 10*time.Second {
+		problems = append(problems, "--delivery-lease must be at least 10s")
+	}
+	if c.SMTPTimeout <= 0 || c.SMTPTimeout > c.DeliveryLease/2 {
+		problems = append(problems, "--smtp-timeout must be positive and at most half of --delivery-lease")
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		problems = append(problems, "--retry-initial must be positive and --retry-max at least --retry-initial")
+	}
+	if c.MaxDeliveryAge <= 0 || c.WebhookInterval <= 0 || c.WebhookRetry <= 0 {
+		problems = append(problems, "--max-delivery-age, --webhook-interval and --webhook-retry must be positive")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		problems = append(problems, "--log-format must be json or text")
@@ -155,4 +224,12 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func defaultHostname() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		return "localhost"
+	}
+	return name
 }

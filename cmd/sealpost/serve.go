@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ type Main struct {
 	store    sealpost.Store
 	stop     context.CancelFunc // ends background work
 	shared   chan struct{}      // closed when rate limit sharing has stopped
+	workers  sync.WaitGroup     // delivery and webhook posting
 	listener net.Listener
 	server   *http.Server
 	done     chan error
@@ -74,6 +76,22 @@ func (m *Main) Open(ctx context.Context) error {
 		}()
 	}
 
+	node := nodeID(m.Config.NodeID)
+	if m.Config.DeliveryWorkers > 0 {
+		runner, err := m.newRunner(store, node)
+		if err != nil {
+			m.stopBackground()
+			ln.Close()
+			store.Close()
+			return err
+		}
+		m.workers.Go(func() { _ = runner.Run(background) })
+	}
+	if m.Config.WebhookWorkers > 0 {
+		poster := m.newPoster(store, node)
+		m.workers.Go(func() { _ = poster.Run(background) })
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler := httpapi.New(httpapi.Config{
@@ -81,6 +99,8 @@ func (m *Main) Open(ctx context.Context) error {
 		RateLimiter: limiter,
 		Logger:      m.Logger,
 		Registry:    registry,
+		Webhooks:    webhookSigner{},
+		Hostname:    m.Config.HeloHostname,
 	})
 
 	m.server = &http.Server{
@@ -94,7 +114,8 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.done = make(chan error, 1)
 	go func() { m.done <- m.server.Serve(ln) }()
-	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind)
+	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind, "node", node,
+		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers)
 	return nil
 }
 
@@ -154,8 +175,9 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// stopBackground ends the rate limit sharing and waits for it, so that it
-// never uses a closed store.
+// stopBackground ends rate limit sharing, delivery and webhook posting, and
+// waits for them, so that none uses a closed store. Deliveries in flight
+// finish and are recorded first.
 func (m *Main) stopBackground() {
 	if m.stop != nil {
 		m.stop()
@@ -163,6 +185,7 @@ func (m *Main) stopBackground() {
 	if m.shared != nil {
 		<-m.shared
 	}
+	m.workers.Wait()
 }
 
 // Wait blocks until the server stops by itself (a failed listener).

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/webhook"
+)
+
+// nodeID names this process in leases: unique per process, readable in logs.
+func nodeID(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	var b [4]byte
+	_, _ = cryptorand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", defaultHostname(), os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// rootCAs is the trust store for MX certificates: the system roots plus the
+// --tls-ca-file ones.
+func rootCAs(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil // the client then uses the system roots
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca-file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate found", caFile)
+	}
+	return pool, nil
+}
+
+// exponential returns a backoff that starts at initial, doubles after each
+// attempt up to most, and adds up to 10% jitter.
+func exponential(initial, most time.Duration) func(int) time.Duration {
+	return func(attempts int) time.Duration {
+		d := initial
+		for i := 1; i < attempts && d < most; i++ {
+			d *= 2
+		}
+		d = min(d, most)
+		return d + time.Duration(rand.Int64N(int64(d/10)+1))
+	}
+}
+
+func (m *Main) newRunner(store sealpost.Store, node string) (*delivery.Runner, error) {
+	roots, err := rootCAs(m.Config.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
+	client := &delivery.Client{
+		Resolver:     delivery.NewResolver(m.Config.DNSServer),
+		Port:         m.Config.SMTPPort,
+		HeloHostname: m.Config.HeloHostname,
+		RootCAs:      roots,
+		Timeout:      m.Config.SMTPTimeout,
+		Logger:       m.Logger.With("component", "smtp"),
+	}
+	return &delivery.Runner{
+		Queue:     store,
+		Deliverer: client,
+		Owner:     node,
+		Workers:   m.Config.DeliveryWorkers,
+		Lease:     m.Config.DeliveryLease,
+		MaxAge:    m.Config.MaxDeliveryAge,
+		Backoff:   exponential(m.Config.RetryInitial, m.Config.RetryMax),
+		Grace:     m.Config.ShutdownTimeout,
+		Logger:    m.Logger.With("component", "delivery"),
+	}, nil
+}
+
+func (m *Main) newPoster(store sealpost.Store, node string) *webhook.Poster {
+	return &webhook.Poster{
+		Store:    store,
+		Owner:    node,
+		Workers:  m.Config.WebhookWorkers,
+		Interval: m.Config.WebhookInterval,
+		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),
+		Logger:   m.Logger.With("component", "webhook"),
+	}
+}
+
+// webhookSigner gives the HTTP API the webhook package's keys and test post.
+type webhookSigner struct{ client *http.Client }
+
+func (webhookSigner) GenerateKey() ([]byte, string, error) { return webhook.GenerateKey() }
+
+func (webhookSigner) PublicKey(key []byte) (string, error) { return webhook.PublicKey(key) }
+
+func (w webhookSigner) SendTest(ctx context.Context, url string, key []byte) error {
+	return webhook.SendTest(ctx, w.client, url, key, time.Now())
+}
