@@ -20,6 +20,7 @@ func startDNS(t *testing.T) string {
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
+		m.RecursionAvailable = true
 		q := r.Question[0]
 		_, udp := w.RemoteAddr().(*net.UDPAddr)
 		rr := func(s string) dns.RR {
@@ -180,5 +181,31 @@ func TestNewResolverTimeout(t *testing.T) {
 	}
 	if time.Since(start) > 3*time.Second {
 		t.Errorf("took %v", time.Since(start))
+	}
+}
+
+// TestSystemResolverNoData checks the net.Resolver-based Resolver against
+// the same zone: NODATA is (nil, nil), and a missing domain shows up as
+// not found when its addresses are looked up.
+func TestSystemResolverNoData(t *testing.T) {
+	t.Parallel()
+	server := startDNS(t)
+	r := systemResolver{r: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, server)
+	}}}
+	ctx := t.Context()
+	mxs, err := r.LookupMX(ctx, "example.test")
+	if err != nil || len(mxs) != 2 {
+		t.Errorf("example.test: %v %v", mxs, err)
+	}
+	if mxs, err := r.LookupMX(ctx, "nomx.test"); err != nil || mxs != nil {
+		t.Errorf("nomx.test: %v %v, want nil, nil", mxs, err)
+	}
+	if _, err := r.LookupIPAddr(ctx, "nx.test"); !isNotFound(err) {
+		t.Errorf("nx.test addresses: %v, want not found", err)
+	}
+	if _, err := r.LookupMX(ctx, "servfail.test"); err == nil || isNotFound(err) {
+		t.Errorf("servfail.test: %v, want a temporary error", err)
 	}
 }

@@ -261,3 +261,70 @@ func TestContextCancelCutsOffASilentServer(t *testing.T) {
 		t.Errorf("got %+v, want deferred", rr)
 	}
 }
+
+func TestSecondAddressOfAHost(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	port, lns := listenAll(t, "127.0.0.6")
+	mx := startMX(t, "mx.example.test", lns[0], mxBehaviour{TLS: serverTLS(ca.validLeaf(t, "mx.example.test"))})
+	c := &Client{
+		Resolver: &fakeResolver{
+			mx:    map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
+			addrs: map[string][]string{"mx.example.test": {"127.0.0.5", "127.0.0.6"}}, // nothing on .5
+		},
+		Port: port, RootCAs: ca.pool, Logger: testLogger(t),
+	}
+	res := c.Deliver(t.Context(), sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS12}, testEnvelope("a@example.test"))
+	if res.Recipients[0].Status != Delivered || res.TLS.MXIP != "127.0.0.6" {
+		t.Errorf("got %+v", res)
+	}
+	if trs := mx.transcripts(); len(trs) != 1 {
+		t.Errorf("transcripts %q", trs)
+	}
+}
+
+func TestTimeoutOnAStalledReply(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.7:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "220 hi\r\n")
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "EHLO") {
+						io.WriteString(c, "250 hi\r\n")
+					}
+					// MAIL and everything after it: no answer.
+				}
+			}()
+		}
+	}()
+	c := &Client{
+		Resolver: &fakeResolver{mx: map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 1}}}, addrs: map[string][]string{"mx.example.test": {"127.0.0.7"}}},
+		Port:     ln.Addr().(*net.TCPAddr).Port,
+		Timeout:  200 * time.Millisecond,
+		Logger:   testLogger(t),
+	}
+	start := time.Now()
+	res := c.Deliver(t.Context(), sealpost.DefaultEnforcedTLS(), testEnvelope("a@example.test"))
+	if rr := res.Recipients[0]; rr.Status != Deferred || !strings.Contains(rr.Response, "timeout") {
+		t.Errorf("got %+v, want deferred after a timeout", rr)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
