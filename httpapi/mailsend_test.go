@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,3 +349,167 @@ const wantMailNotJSON = `{"errors":[{"field":null,"message":"The request body is
 
 // wantMailEmpty is the 400 for {}: SendGrid's three problems, in its order.
 const wantMailEmpty = `{"errors":[{"field":"from.email","message":"The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.  e.g. {\"email\" : \"example@example.com\"}  or {\"email\" : \"example@example.com\", \"name\" : \"Example Recipient\"}."},{"field":"personalizations","message":"The personalizations field is required and must have at least one personalization."},{"field":"content","message":"Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required."}]}`
+
+// BenchmarkMailSend measures acceptance in-process on SQLite: parse,
+// render, build the processed event and store, one recipient per send.
+func BenchmarkMailSend(b *testing.B) {
+	e := newEnv(b, openSQLite)
+	token := e.key(e.user("bench"), sealpost.ScopeMailSend)
+	body := simpleMail("rcpt@example.test")
+	b.ReportAllocs()
+	// Many sends in flight, as from a pool of client connections.
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, pathMailSend, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			rec := httptest.NewRecorder()
+			e.srv.ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				b.Errorf("status %d: %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
+}
+
+// TestMailSendConcurrent: sends that share transactions are each stored
+// whole, under their own X-Message-Id.
+func TestMailSendConcurrent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		a := e.user("sender")
+		token := e.key(a, sealpost.ScopeMailSend)
+		const n = 40
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				res := e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: simpleMail(fmt.Sprintf("r%d@example.com", i))})
+				if res.status != http.StatusAccepted {
+					t.Errorf("send %d: %d %s", i, res.status, res.body)
+					return
+				}
+				ids[i] = exactHeader(res.header, headerMessageID)
+			})
+		}
+		wg.Wait()
+		for i, id := range ids {
+			if id == "" {
+				continue
+			}
+			if got := e.recipientsOf(t, a.ID, id); !slices.Equal(got, []string{fmt.Sprintf("r%d@example.com", i)}) {
+				t.Errorf("send %d (%s) stored %q", i, id, got)
+			}
+		}
+	})
+}
+
+// batchQueue is a QueueService recording how many messages each
+// EnqueueMessages call carried. Its first call waits for release, so the
+// sends arriving meanwhile gather in one batch.
+type batchQueue struct {
+	sealpost.QueueService
+	release chan struct{}
+	fail    func(msgs []*sealpost.Message) error
+
+	mu       sync.Mutex
+	calls    []int
+	canceled bool
+}
+
+func (q *batchQueue) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, _ []sealpost.Event) error {
+	q.mu.Lock()
+	first := len(q.calls) == 0
+	q.calls = append(q.calls, len(msgs))
+	q.canceled = q.canceled || ctx.Err() != nil
+	q.mu.Unlock()
+	if first {
+		<-q.release
+	}
+	if q.fail != nil {
+		return q.fail(msgs)
+	}
+	return nil
+}
+
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	poison := func(msgs []*sealpost.Message) error {
+		for _, m := range msgs {
+			if m.From == "poison" {
+				return sealpost.Invalid(sealpost.FieldError{Field: "from", Message: "bad bytes"})
+			}
+		}
+		return nil
+	}
+	down := func([]*sealpost.Message) error { return sealpost.Errorf(sealpost.EUNAVAILABLE, "down") }
+	for _, tc := range []struct {
+		what      string
+		fail      func([]*sealpost.Message) error
+		froms     []string // of the three sends gathered behind the first
+		wantErrs  []string // their error codes
+		wantCalls []int
+	}{
+		{"all stored in one batch", nil, []string{"a", "b", "c"}, []string{"", "", ""}, []int{1, 3}},
+		{"only the invalid send fails", poison, []string{"a", "poison", "c"}, []string{"", sealpost.EINVALID, ""}, []int{1, 3, 1, 1, 1}},
+		{"an outage fails all without retries", down, []string{"a", "b", "c"}, []string{sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE}, []int{1, 3}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			t.Parallel()
+			q := &batchQueue{release: make(chan struct{}), fail: tc.fail}
+			g := &groupCommit{store: q}
+			send := func(ctx context.Context, from string) error {
+				return g.enqueue(ctx, []*sealpost.Message{{From: from}}, nil)
+			}
+			firstDone := make(chan error, 1)
+			go func() { firstDone <- send(t.Context(), "first") }()
+			waitFor(t, func() bool { q.mu.Lock(); defer q.mu.Unlock(); return len(q.calls) == 1 })
+
+			// The gathered batch's first send, which will commit it, has a
+			// client that hangs up before the commit.
+			gathered := func(n int) func() bool {
+				return func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.open != nil && len(g.open.sends) == n }
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			errs := make([]error, len(tc.froms))
+			var wg sync.WaitGroup
+			wg.Go(func() { errs[0] = send(ctx, tc.froms[0]) })
+			waitFor(t, gathered(1))
+			cancel()
+			for i, from := range tc.froms[1:] {
+				wg.Go(func() { errs[i+1] = send(t.Context(), from) })
+			}
+			waitFor(t, gathered(len(tc.froms)))
+			close(q.release)
+			wg.Wait()
+			if err := <-firstDone; tc.fail == nil && err != nil {
+				t.Errorf("first send: %v", err)
+			}
+			for i, err := range errs {
+				if got := sealpost.ErrorCode(err); got != tc.wantErrs[i] {
+					t.Errorf("send %s: %v, want code %q", tc.froms[i], err, tc.wantErrs[i])
+				}
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if !slices.Equal(q.calls, tc.wantCalls) {
+				t.Errorf("store calls carried %v messages, want %v", q.calls, tc.wantCalls)
+			}
+			if q.canceled {
+				t.Error("the store saw a canceled context")
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

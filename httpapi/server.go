@@ -61,6 +61,7 @@ type Server struct {
 	limiter  sealpost.RateLimiter
 	webhooks WebhookSigner
 	hostname string
+	enqueue  *groupCommit
 	log      *slog.Logger
 	now      func() time.Time
 	metrics  *metrics
@@ -134,6 +135,7 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.enqueue = &groupCommit{store: cfg.Store}
 	if s.hostname == "" {
 		s.hostname = "localhost"
 	}
