@@ -1,0 +1,312 @@
+package delivery_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/sqlite"
+)
+
+// clock is a settable time for runners, so retries need no sleeping.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// runnerWorld is a SQLite store with one account, a fake MX world, and a
+// runner delivering into it.
+type runnerWorld struct {
+	t       *testing.T
+	store   *sqlite.DB
+	account *sealpost.Account
+	h       *mxtest.Harness
+	clock   *clock
+	runner  *delivery.Runner
+}
+
+func newRunnerWorld(t *testing.T) *runnerWorld {
+	t.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sealpost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	account := &sealpost.Account{Kind: sealpost.KindUser, Username: "sender", Email: "sender@sealpost.test"}
+	if err := store.CreateAccount(ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	h := mxtest.New(t)
+	clk := &clock{t: time.Now()}
+	w := &runnerWorld{t: t, store: store, account: account, h: h, clock: clk}
+	w.runner = &delivery.Runner{
+		Queue: store,
+		Deliverer: &delivery.Client{
+			Resolver:     delivery.NewResolver(h.DNSAddr()),
+			Port:         h.Port(),
+			HeloHostname: "sealpost.test",
+			RootCAs:      h.CertPool(),
+			Timeout:      5 * time.Second,
+		},
+		Owner:   "node-a",
+		Workers: 4,
+		Backoff: func(int) time.Duration { return time.Minute },
+		Now:     clk.Now,
+	}
+	return w
+}
+
+// send enqueues one message as the mail send endpoint does.
+func (w *runnerWorld) send(body string) string {
+	w.t.Helper()
+	ms, err := sealpost.ParseMailSend([]byte(body))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	xid, err := sealpost.NewXMessageID()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	msgs, err := ms.Messages(w.account.ID, xid, w.clock.Now(), "sealpost.test")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.store.EnqueueMessages(context.Background(), msgs, nil); err != nil {
+		w.t.Fatal(err)
+	}
+	return xid
+}
+
+func (w *runnerWorld) drain() {
+	w.t.Helper()
+	if err := w.runner.Drain(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *runnerWorld) setPolicy(p sealpost.EnforcedTLSPatch) {
+	w.t.Helper()
+	if _, err := w.store.UpdateEnforcedTLS(context.Background(), w.account.ID, p); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// events takes every event waiting in the outbox, in order.
+func (w *runnerWorld) events() []map[string]any {
+	w.t.Helper()
+	ctx := context.Background()
+	var out []map[string]any
+	for {
+		b, err := w.store.ClaimEventBatch(ctx, "test", w.clock.Now(), time.Minute, 1000)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if b == nil {
+			return out
+		}
+		for _, e := range b.Events {
+			var m map[string]any
+			if err := json.Unmarshal(e.Payload, &m); err != nil {
+				w.t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		if err := w.store.AckEventBatch(ctx, b); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+func (w *runnerWorld) states(xid string) map[string]sealpost.RecipientState {
+	w.t.Helper()
+	rs, err := w.store.RecipientStates(context.Background(), w.account.ID, xid)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m := map[string]sealpost.RecipientState{}
+	for _, r := range rs {
+		m[r.Email] = r.State
+	}
+	return m
+}
+
+func mailTo(to ...string) string {
+	var list []map[string]string
+	for _, a := range to {
+		list = append(list, map[string]string{"email": a})
+	}
+	b, _ := json.Marshal(map[string]any{
+		"personalizations": []any{map[string]any{"to": list}},
+		"from":             map[string]string{"email": "sender@sealpost.test"},
+		"subject":          "hello",
+		"content":          []any{map[string]string{"type": "text/plain", "value": "the body of the message"}},
+		"custom_args":      map[string]string{"order": "42"},
+	})
+	return string(b)
+}
+
+func kinds(events []map[string]any) []string {
+	var k []string
+	for _, e := range events {
+		k = append(k, e["email"].(string)+":"+e["event"].(string))
+	}
+	return k
+}
+
+func TestRunnerDeliversAndRetries(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	good := w.h.AddMX("good.test", 10, mxtest.Behavior{})
+	slow := w.h.AddMX("slow.test", 10, mxtest.Behavior{TempFailRcpt: 1})
+	xid := w.send(mailTo("a@good.test", "b@good.test", "c@slow.test"))
+
+	w.drain()
+	if got := len(good.Accepted()); got != 1 {
+		t.Fatalf("good.test accepted %d transactions, want 1 with both recipients", got)
+	}
+	if to := good.Accepted()[0].To; len(to) != 2 {
+		t.Errorf("good.test transaction recipients = %v, want both in one transaction", to)
+	}
+	st := w.states(xid)
+	if st["a@good.test"] != sealpost.StateDelivered || st["b@good.test"] != sealpost.StateDelivered || st["c@slow.test"] != sealpost.StateQueued {
+		t.Fatalf("states after the first attempt = %v", st)
+	}
+	evs := w.events()
+	byEmail := map[string]map[string]any{}
+	for _, e := range evs {
+		byEmail[e["email"].(string)] = e
+	}
+	if e := byEmail["a@good.test"]; e["event"] != "delivered" || e["tls"] != 1.0 || e["order"] != "42" {
+		t.Errorf("event for a@good.test = %v", e)
+	}
+	if e := byEmail["c@slow.test"]; e["event"] != "deferred" || e["attempt"] != "1" {
+		t.Errorf("event for c@slow.test = %v", e)
+	}
+
+	// Not due yet: nothing happens.
+	w.drain()
+	if n := len(slow.Accepted()); n != 0 {
+		t.Fatalf("slow.test got mail before its retry was due")
+	}
+	w.clock.Add(2 * time.Minute)
+	w.drain()
+	if n := len(slow.Accepted()); n != 1 {
+		t.Fatalf("slow.test accepted %d transactions after the retry, want 1", n)
+	}
+	if st := w.states(xid); st["c@slow.test"] != sealpost.StateDelivered {
+		t.Errorf("c@slow.test = %s after the retry", st["c@slow.test"])
+	}
+	if got := kinds(w.events()); len(got) != 1 || got[0] != "c@slow.test:delivered" {
+		t.Errorf("events after the retry = %v", got)
+	}
+}
+
+// The policy is read for every attempt: a PATCH between two attempts of the
+// same message governs the second.
+func TestRunnerReadsPolicyPerAttempt(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	plain := w.h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS, TempFailRcpt: 1})
+	xid := w.send(mailTo("x@plain.test"))
+	w.drain() // deferred under the default policy
+	if st := w.states(xid); st["x@plain.test"] != sealpost.StateQueued {
+		t.Fatalf("state = %v", st)
+	}
+	w.setPolicy(sealpost.EnforcedTLSPatch{RequireTLS: ptr(true)})
+	w.clock.Add(2 * time.Minute)
+	w.drain()
+	if st := w.states(xid); st["x@plain.test"] != sealpost.StateBlocked {
+		t.Fatalf("state after require_tls = %v, want blocked", st)
+	}
+	if n := len(plain.Accepted()); n != 0 {
+		t.Fatalf("the plaintext server accepted %d messages under require_tls", n)
+	}
+	evs := w.events()
+	last := evs[len(evs)-1]
+	if last["event"] != "bounce" || last["type"] != "blocked" || last["reason"] != sealpost.BlockedReason || last["status"] != "5.7.10" || last["tls"] != 0.0 {
+		t.Errorf("blocked event = %v", last)
+	}
+	if sp, _ := last["sealpost"].(map[string]any); sp["result_type"] != sealpost.ResultSTARTTLSNotSupported {
+		t.Errorf("blocked event's sealpost facts = %v", last["sealpost"])
+	}
+	// Blocked is final: nothing is retried.
+	w.clock.Add(24 * time.Hour)
+	w.drain()
+	if evs := w.events(); len(evs) != 0 {
+		t.Errorf("a blocked recipient was attempted again: %v", kinds(evs))
+	}
+}
+
+func TestRunnerBouncesAfterMaxAge(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.MaxAge = 10 * time.Minute
+	w.h.AddMX("down.test", 10, mxtest.Behavior{TempFailMail: 1000})
+	xid := w.send(mailTo("x@down.test"))
+	var got []string
+	for range 20 {
+		w.drain()
+		for _, e := range w.events() {
+			got = append(got, e["event"].(string))
+		}
+		if w.states(xid)["x@down.test"].Final() {
+			break
+		}
+		w.clock.Add(2 * time.Minute)
+	}
+	if st := w.states(xid)["x@down.test"]; st != sealpost.StateBounced {
+		t.Fatalf("state = %s, want bounced after MaxAge", st)
+	}
+	if len(got) < 2 || got[len(got)-1] != "bounce" || got[len(got)-2] != "deferred" {
+		t.Errorf("events = %v, want deferrals then one bounce", got)
+	}
+}
+
+// A node that claimed a delivery and died holds it only until its lease runs
+// out; then another node delivers it, and the dead node's late completion
+// is refused.
+func TestRunnerTakesOverExpiredLease(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("x.test", 10, mxtest.Behavior{})
+	xid := w.send(mailTo("y@x.test"))
+	ctx := context.Background()
+	claimed, err := w.store.ClaimDeliveries(ctx, "dead-node", w.clock.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", claimed, err)
+	}
+	w.drain()
+	if len(mx.Accepted()) != 0 {
+		t.Fatal("a leased delivery was delivered by another node")
+	}
+	w.clock.Add(2 * time.Minute)
+	w.drain()
+	if len(mx.Accepted()) != 1 || w.states(xid)["y@x.test"] != sealpost.StateDelivered {
+		t.Fatalf("after the lease ran out: accepted %d, state %v", len(mx.Accepted()), w.states(xid))
+	}
+	err = w.store.CompleteDelivery(ctx, "dead-node", sealpost.DeliveryCompletion{DeliveryID: claimed[0].ID})
+	if sealpost.ErrorCode(err) != sealpost.ECONFLICT {
+		t.Errorf("the dead node's completion = %v, want ECONFLICT", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
