@@ -448,3 +448,22 @@ func TestEventWebhookWithoutSigner(t *testing.T) {
 	e.do(request{method: http.MethodPost, path: pathWebhookTest, token: token, body: `{"url":"http://127.0.0.1:1/"}`}).
 		want(t, "test", http.StatusInternalServerError, wantInternal)
 }
+
+func TestNewRoutesMethods(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, openSQLite)
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodGet, pathMailSend, "POST"},
+		{http.MethodPut, pathMailSend, "POST"},
+		{http.MethodPost, pathWebhook, "GET, PATCH"},
+		{http.MethodDelete, pathWebhookSigned, "GET, PATCH"},
+		{http.MethodGet, pathWebhookTest, "POST"},
+	} {
+		res := e.do(request{method: tc.method, path: tc.path})
+		res.want(t, tc.method+" "+tc.path, http.StatusMethodNotAllowed, wantMethod)
+		if got := res.header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+	e.do(request{method: http.MethodPost, path: pathMailSend + "/"}).want(t, "trailing slash", http.StatusNotFound, wantNotFound)
+}
