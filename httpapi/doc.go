@@ -51,9 +51,10 @@
 //   - Mail send answers 202 and its X-Message-Id only once every message
 //     and its processed events are stored; a store failure is a 500 or 503
 //     with no X-Message-Id and nothing stored.
-//   - on-behalf-of applies to mail send as to every other route: the mail
-//     is sent as the named subuser or customer account, whose Enforced TLS
-//     setting then governs its delivery.
+//   - on-behalf-of does not apply to mail send, as on SendGrid, which
+//     ignores it there: mail is always sent as the key's own account, whose
+//     Enforced TLS setting governs its delivery. A subuser sends its mail
+//     with a key of its own.
 //   - PATCH /v3/user/webhooks/event/settings is a merge like the Enforced
 //     TLS one; enabling a webhook that has no URL, a URL that is not an
 //     absolute http or https URL, and any wrong type are 400s naming the

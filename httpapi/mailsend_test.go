@@ -253,30 +253,55 @@ func TestMailSendValidation(t *testing.T) {
 	})
 }
 
-func TestMailSendOnBehalfOf(t *testing.T) {
+// SendGrid ignores on-behalf-of on mail send: the mail is always the key's
+// own account's, whatever the header says.
+func TestMailSendIgnoresOnBehalfOf(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
 		e := newEnv(t, open)
 		p := e.user("parent")
 		child := e.subuser(p, "child")
-		cust := e.customer(p)
 		parentKey := e.key(p, sealpost.ScopeMailSend)
 		childKey := e.key(child, sealpost.ScopeMailSend)
 
-		id := accepted(t, "as the subuser", e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "child", body: simpleMail("r@example.com")}))
-		if got := e.recipientsOf(t, child.ID, id); !slices.Equal(got, []string{"r@example.com"}) {
-			t.Errorf("subuser's recipients %q", got)
+		for _, tc := range []struct {
+			what    string
+			token   string
+			obo     string
+			account int64
+		}{
+			{"parent key naming its subuser", parentKey, "child", p.ID},
+			{"parent key naming nobody", parentKey, "nobody", p.ID},
+			{"subuser key with the header", childKey, "child", child.ID},
+			{"subuser key without the header", childKey, "", child.ID},
+		} {
+			id := accepted(t, tc.what, e.do(request{method: http.MethodPost, path: pathMailSend, token: tc.token, obo: tc.obo, body: simpleMail("r@example.com")}))
+			if got := e.recipientsOf(t, tc.account, id); !slices.Equal(got, []string{"r@example.com"}) {
+				t.Errorf("%s: the sending account's recipients %q", tc.what, got)
+			}
+			other := p.ID + child.ID - tc.account
+			if got := e.recipientsOf(t, other, id); len(got) != 0 {
+				t.Errorf("%s: the other account holds the mail: %q", tc.what, got)
+			}
 		}
-		if got := e.recipientsOf(t, p.ID, id); len(got) != 0 {
-			t.Errorf("parent holds the subuser's mail: %q", got)
+	})
+}
+
+// A sandbox send is validated and answered 200 with no body, and nothing
+// is stored or sent, as on SendGrid.
+func TestMailSendSandbox(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		token := e.key(e.user("u"), sealpost.ScopeMailSend)
+		sandbox := strings.TrimSuffix(simpleMail("r@example.com"), "}") + `,"mail_settings":{"sandbox_mode":{"enable":true}}}`
+		res := e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: sandbox})
+		if res.status != http.StatusOK || res.body != "" {
+			t.Fatalf("sandbox send: %d %q, want 200 and no body", res.status, res.body)
 		}
-		id = accepted(t, "as the customer", e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "account-id " + cust.PublicID, body: simpleMail("r@example.com")}))
-		if got := e.recipientsOf(t, cust.ID, id); len(got) != 1 {
-			t.Errorf("customer's recipients %q", got)
+		e.nothingQueued(t)
+		bad := `{"from":{"email":"s@example.com"},"mail_settings":{"sandbox_mode":{"enable":true}}}`
+		if res := e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: bad}); res.status != http.StatusBadRequest {
+			t.Errorf("an invalid sandbox send: %d, want 400", res.status)
 		}
-		e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "nobody", body: simpleMail("r@example.com")}).
-			want(t, "unknown subuser", http.StatusNotFound, wantOBONotFound)
-		e.do(request{method: http.MethodPost, path: pathMailSend, token: childKey, obo: "child", body: simpleMail("r@example.com")}).
-			want(t, "subuser key with on-behalf-of", http.StatusForbidden, wantForbidden)
 	})
 }
 

@@ -103,7 +103,10 @@ type endpoint struct {
 	// userOnly endpoints manage child accounts, which only a top-level
 	// account may own.
 	userOnly bool
-	fn       handler
+	// ignoresOnBehalfOf endpoints always act as the key's own account:
+	// SendGrid ignores the header on mail send.
+	ignoresOnBehalfOf bool
+	fn                handler
 	// raw serves endpoints whose body another package writes (/metrics).
 	raw http.Handler
 }
@@ -179,7 +182,7 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
 	)
 	s.handle("/v3/mail/send",
-		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, fn: s.sendMail},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, ignoresOnBehalfOf: true, fn: s.sendMail},
 	)
 	s.handle("/v3/user/webhooks/event/settings",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
@@ -287,12 +290,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		if ep.scope != "" && !p.Key.HasScope(ep.scope) {
 			return s.writeError(w, r, rt.pattern, c, errForbidden)
 		}
-		acting, err := s.resolveOnBehalfOf(ctx, r, p)
-		if err != nil {
-			return s.writeError(w, r, rt.pattern, c, err)
+		if !ep.ignoresOnBehalfOf {
+			acting, err := s.resolveOnBehalfOf(ctx, r, p)
+			if err != nil {
+				return s.writeError(w, r, rt.pattern, c, err)
+			}
+			c.acting = acting
 		}
-		c.acting = acting
-		if ep.userOnly && acting.Kind != sealpost.KindUser {
+		if ep.userOnly && c.acting.Kind != sealpost.KindUser {
 			return s.writeError(w, r, rt.pattern, c, errForbidden)
 		}
 	}
