@@ -35,7 +35,7 @@ func (c *clock) Add(d time.Duration) {
 // runnerWorld is a SQLite store with one account, a fake MX world, and a
 // runner delivering into it.
 type runnerWorld struct {
-	t       *testing.T
+	t       testing.TB
 	store   *sqlite.DB
 	account *sealpost.Account
 	h       *mxtest.Harness
@@ -43,7 +43,7 @@ type runnerWorld struct {
 	runner  *delivery.Runner
 }
 
-func newRunnerWorld(t *testing.T) *runnerWorld {
+func newRunnerWorld(t testing.TB) *runnerWorld {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sealpost.db"))
