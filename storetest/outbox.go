@@ -322,7 +322,7 @@ func testOutboxConcurrentClaims(t *testing.T, s sealpost.Store) {
 	var wg sync.WaitGroup
 	for w := range 6 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for i := range 2 * accounts { // bounded: a broken lease must fail, not hang
 				owner := fmt.Sprintf("p%d-%d", w, i)
 				b, err := s.ClaimEventBatch(t.Context(), owner, now, time.Hour, 10)
 				if err != nil {

@@ -524,7 +524,9 @@ func testClaimConcurrent(t *testing.T, s sealpost.Store) {
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			// Bounded, so that a store handing out deliveries twice fails
+			// rather than hangs.
+			for i := range 2 * messages {
 				owner := fmt.Sprintf("w%d-%d", w, i)
 				ds, err := s.ClaimDeliveries(t.Context(), owner, t0.Add(time.Second), time.Hour, 3)
 				if err != nil {
