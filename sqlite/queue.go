@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -247,9 +248,9 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 		// RETURNING comes in no promised order.
 		slices.SortFunc(cs, func(a, b claimed) int {
 			if a.due != b.due {
-				return cmpInt64(a.due, b.due)
+				return cmp.Compare(a.due, b.due)
 			}
-			return cmpInt64(a.d.ID, b.d.ID)
+			return cmp.Compare(a.d.ID, b.d.ID)
 		})
 		msgStmt, err := tx.PrepareContext(ctx, `SELECT account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at
 			FROM messages WHERE id = ?`)
@@ -282,16 +283,6 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	return out, nil
 }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func loadMessage(ctx context.Context, st *sql.Stmt, id int64) (*sealpost.Message, error) {
 	m := &sealpost.Message{ID: id}
 	var categories, customArgs string
@@ -315,6 +306,12 @@ func loadRecipients(ctx context.Context, st *sql.Stmt, args ...any) ([]sealpost.
 	if err != nil {
 		return nil, err
 	}
+	return scanRecipients(rows)
+}
+
+// scanRecipients reads id, email, domain, sg_message_id, state rows; none
+// is an empty slice, not nil.
+func scanRecipients(rows *sql.Rows) ([]sealpost.Recipient, error) {
 	defer rows.Close()
 	out := []sealpost.Recipient{}
 	for rows.Next() {
@@ -420,18 +417,8 @@ func (db *DB) RecipientStates(ctx context.Context, accountID int64, xMessageID s
 	if err != nil {
 		return nil, internal("reading recipient states", err)
 	}
-	defer rows.Close()
-	out := []sealpost.Recipient{}
-	for rows.Next() {
-		var r sealpost.Recipient
-		var state string
-		if err := rows.Scan(&r.ID, &r.Email, &r.Domain, &r.SGMessageID, &state); err != nil {
-			return nil, internal("reading recipient states", err)
-		}
-		r.State = sealpost.RecipientState(state)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanRecipients(rows)
+	if err != nil {
 		return nil, internal("reading recipient states", err)
 	}
 	return out, nil
