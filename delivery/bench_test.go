@@ -37,7 +37,7 @@ func BenchmarkDeliveryRate(b *testing.B) {
 	w.runner.Poll = 5 * time.Millisecond
 	w.runner.Now = time.Now
 	b.Run("baseline=minimal-client", func(b *testing.B) {
-		start := len(mx.Accepted())
+		start := mx.AcceptedCount()
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		b.ResetTimer()
@@ -53,25 +53,25 @@ func BenchmarkDeliveryRate(b *testing.B) {
 		}
 		wg.Wait()
 		b.StopTimer()
-		reportRate(b, len(mx.Accepted())-start)
+		reportRate(b, mx.AcceptedCount()-start)
 	})
 	b.Run("sealpost=require_valid_cert+1.3", func(b *testing.B) {
 		for i := range b.N {
 			w.send(mailTo(fmt.Sprintf("r%d@bench.test", i)))
 		}
-		start := len(mx.Accepted())
+		start := mx.AcceptedCount()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		b.ResetTimer()
 		go func() { done <- w.runner.Run(ctx) }()
 		deadline := time.Now().Add(time.Minute + time.Duration(b.N)*10*time.Millisecond)
-		for len(mx.Accepted())-start < b.N && time.Now().Before(deadline) {
+		for mx.AcceptedCount()-start < b.N && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		b.StopTimer()
 		cancel()
 		<-done
-		reportRate(b, len(mx.Accepted())-start)
+		reportRate(b, mx.AcceptedCount()-start)
 		for _, d := range mx.Accepted()[start:] {
 			if !d.TLS || d.Version != tls.VersionTLS13 {
 				b.Fatalf("a message went over TLS %v version %x", d.TLS, d.Version)

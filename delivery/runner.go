@@ -103,6 +103,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer stopGrace()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// freed is signalled whenever a worker finishes.
+	freed := make(chan struct{}, r.Workers)
+	// Claiming for a quarter of the workers at a time, not one by one,
+	// keeps the single SQLite writer free for recording outcomes.
+	batch := max(1, r.Workers/4)
 	for {
 		// Claim only as many as there are free workers, so that nothing
 		// sits leased while waiting for one.
@@ -120,17 +125,24 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-slots }()
+				defer func() {
+					<-slots
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
 				r.attempt(hard, d)
 			}()
 		}
 		if len(claimed) > 0 && len(claimed) == free {
-			// Possibly more due: wait only for a free worker.
-			select {
-			case <-ctx.Done():
-				return nil
-			case slots <- struct{}{}:
-				<-slots
+			// Possibly more due: wait until enough workers are free.
+			for r.Workers-len(slots) < batch {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-freed:
+				}
 			}
 			continue
 		}

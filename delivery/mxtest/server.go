@@ -222,6 +222,20 @@ func (s *Server) Accepted() []Delivery {
 	return out
 }
 
+// AcceptedCount is len(Accepted()) without copying anything, for callers
+// that poll while the server is busy.
+func (s *Server) AcceptedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, d := range s.received {
+		if d.Accepted() {
+			n++
+		}
+	}
+	return n
+}
+
 // CleartextBytes returns every byte clients sent that the server read
 // outside TLS, across all connections, in the order read.
 func (s *Server) CleartextBytes() []byte {
