@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ type webhookReceiver struct {
 	t   *testing.T
 	srv *httptest.Server
 
+	// failing makes the receiver answer 503 to every post.
+	failing atomic.Bool
+	refused atomic.Int64
+
 	mu        sync.Mutex
 	publicKey string
 	posts     int
@@ -44,6 +49,11 @@ func newWebhookReceiver(t *testing.T) *webhookReceiver {
 }
 
 func (r *webhookReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	if r.failing.Load() {
+		r.refused.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		w.WriteHeader(500)
@@ -328,4 +338,72 @@ func TestBinaryTwoNodesShareTheQueue(t *testing.T) {
 	}
 	a.stop(t)
 	b.stop(t)
+}
+
+// TestBinaryRestartKeepsEvents: events wait in the database while the
+// webhook receiver fails; a restart of the binary loses none of them, and
+// once acknowledged none is posted again.
+func TestBinaryRestartKeepsEvents(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX("restart.test", 10, mxtest.Behavior{})
+	hook := newWebhookReceiver(t)
+	hook.failing.Store(true)
+	db := "SEALPOST_DATABASE=sqlite:" + filepath.Join(t.TempDir(), "sealpost.db")
+	env := []string{db,
+		"SEALPOST_DNS_SERVER=" + h.DNSAddr(),
+		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
+		"SEALPOST_TLS_CA_FILE=" + h.CAFile(),
+		"SEALPOST_WEBHOOK_INTERVAL=20ms",
+		"SEALPOST_WEBHOOK_RETRY=100ms",
+	}
+	bin := buildBinary(t)
+	p := startServe(t, bin, env...)
+	key := p.key
+	settingsBody := fmt.Sprintf(`{"enabled":true,"url":%q,"processed":true,"delivered":true}`, hook.srv.URL)
+	if status, body, _ := p.do(t, "PATCH", "/v3/user/webhooks/event/settings", key, settingsBody); status != 200 {
+		t.Fatalf("PATCH webhook settings: %d %s", status, body)
+	}
+	var xids []string
+	for i := range 5 {
+		body := fmt.Sprintf(`{"personalizations":[{"to":[{"email":"r%d@restart.test"}]}],"from":{"email":"s@sealpost.test"},"subject":"m%d","content":[{"type":"text/plain","value":"x"}]}`, i, i)
+		status, resp, hdr := p.do(t, "POST", "/v3/mail/send", key, body)
+		if status != 202 {
+			t.Fatalf("mail send: %d %s", status, resp)
+		}
+		xids = append(xids, hdr.Get("X-Message-Id"))
+	}
+	waitFor(t, "delivery", 20*time.Second, func() bool { return mx.AcceptedCount() == 5 })
+	waitFor(t, "failed posts", 10*time.Second, func() bool { return hook.refused.Load() >= 2 })
+	p.stop(t)
+
+	// Restart with a receiver that answers.
+	hook.failing.Store(false)
+	p = startServe(t, bin, env...)
+	waitFor(t, "every event after the restart", 20*time.Second, func() bool {
+		n := 0
+		for _, x := range xids {
+			n += len(hook.eventsFor(x))
+		}
+		return n == 10
+	})
+	time.Sleep(500 * time.Millisecond) // a repeated post would arrive now
+	seen := map[string]int{}
+	for _, x := range xids {
+		for _, e := range hook.eventsFor(x) {
+			seen[e["sg_event_id"].(string)]++
+		}
+		if got := summary(hook.eventsFor(x)); len(got) != 2 {
+			t.Errorf("events of %s: %v, want processed and delivered", x, got)
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s posted %d times", id, n)
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d distinct events, want 10", len(seen))
+	}
+	p.stop(t)
 }
