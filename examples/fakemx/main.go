@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg.Dir, removeDir = dir, true
+	} else if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		log.Error("creating the directory for ca.pem", slog.Any("error", err))
+		return 1
 	}
 	defer func() {
 		if removeDir {
