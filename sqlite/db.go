@@ -36,6 +36,8 @@ type DB struct {
 	settingsStmt *sql.Stmt
 	// On the write connection, for the mail send path.
 	stmts *writeStmts
+	// Gathers concurrent CompleteDelivery calls into shared transactions.
+	completer completer
 
 	cache cache
 

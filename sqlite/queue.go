@@ -23,6 +23,18 @@ type writeStmts struct {
 	insertRecipient *sql.Stmt
 	insertEvent     *sql.Stmt
 	ensureOutbox    *sql.Stmt
+
+	// The delivery path: a claim, and every completion.
+	claim           *sql.Stmt
+	loadMessage     *sql.Stmt
+	loadRecipients  *sql.Stmt
+	updateRecipient *sql.Stmt
+	finishDelivery  *sql.Stmt
+	dropBody        *sql.Stmt
+	leaseOwner      *sql.Stmt
+	savepoint       *sql.Stmt
+	rollbackTo      *sql.Stmt
+	release         *sql.Stmt
 }
 
 func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
@@ -39,6 +51,18 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 			VALUES (?, ?, ?, ?, ?, ?, 'queued') RETURNING id`},
 		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, created_at) VALUES (?, ?, ?, ?, ?)`},
 		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
+		{&s.claim, claimSQL},
+		{&s.loadMessage, `SELECT account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at
+			FROM messages WHERE id = ?`},
+		{&s.loadRecipients, `SELECT id, email, domain, sg_message_id, state FROM recipients
+			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`},
+		{&s.updateRecipient, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`},
+		{&s.finishDelivery, finishDeliverySQL},
+		{&s.dropBody, dropBodySQL},
+		{&s.leaseOwner, `SELECT lease_owner FROM deliveries WHERE id = ? AND done = 0`},
+		{&s.savepoint, `SAVEPOINT completion`},
+		{&s.rollbackTo, `ROLLBACK TO completion`},
+		{&s.release, `RELEASE completion`},
 	} {
 		st, err := w.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -55,7 +79,9 @@ func (s *writeStmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox} {
+	for _, st := range []*sql.Stmt{s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox,
+		s.claim, s.loadMessage, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.leaseOwner,
+		s.savepoint, s.rollbackTo, s.release} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -198,6 +224,13 @@ func recipientDomain(r sealpost.Recipient) string {
 	return strings.ToLower(r.Email[strings.LastIndexByte(r.Email, '@')+1:])
 }
 
+const claimSQL = `UPDATE deliveries SET lease_owner = ?, lease_until = ?
+	WHERE id IN (
+		SELECT id FROM deliveries
+		WHERE done = 0 AND next_attempt_at <= ? AND lease_until <= ?
+		ORDER BY next_attempt_at, id LIMIT ?)
+	RETURNING id, message_id, domain, attempts, next_attempt_at, created_at`
+
 // ClaimDeliveries leases and loads in one write transaction: the single
 // writer is what keeps two claimers from taking the same delivery.
 func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*sealpost.Delivery, error) {
@@ -208,14 +241,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	var out []*sealpost.Delivery
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		rows, err := tx.QueryContext(ctx,
-			`UPDATE deliveries SET lease_owner = ?, lease_until = ?
-			 WHERE id IN (
-				SELECT id FROM deliveries
-				WHERE done = 0 AND next_attempt_at <= ? AND lease_until <= ?
-				ORDER BY next_attempt_at, id LIMIT ?)
-			 RETURNING id, message_id, domain, attempts, next_attempt_at, created_at`,
-			owner, leaseUntil.UnixNano(), now.UnixNano(), now.UnixNano(), limit)
+		rows, err := tx.StmtContext(ctx, db.stmts.claim).QueryContext(ctx, owner, leaseUntil.UnixNano(), now.UnixNano(), now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
@@ -252,18 +278,8 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			}
 			return cmp.Compare(a.d.ID, b.d.ID)
 		})
-		msgStmt, err := tx.PrepareContext(ctx, `SELECT account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at
-			FROM messages WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer msgStmt.Close()
-		rcptStmt, err := tx.PrepareContext(ctx, `SELECT id, email, domain, sg_message_id, state FROM recipients
-			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`)
-		if err != nil {
-			return err
-		}
-		defer rcptStmt.Close()
+		msgStmt := tx.StmtContext(ctx, db.stmts.loadMessage)
+		rcptStmt := tx.StmtContext(ctx, db.stmts.loadRecipients)
 		for _, c := range cs {
 			m, err := loadMessage(ctx, msgStmt, c.messageID)
 			if err != nil {
@@ -324,88 +340,6 @@ func scanRecipients(rows *sql.Rows) ([]sealpost.Recipient, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-// errLeaseLost aborts a completion whose lease is gone.
-var errLeaseLost = errors.New("lease lost")
-
-// CompleteDelivery checks the lease owner but not the clock: an owner
-// whose lease ran out may record its attempt as long as nobody claimed the
-// delivery since. A zero NextAttemptAt with recipients still queued makes
-// the delivery due at once.
-func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
-	for _, u := range c.Recipients {
-		switch u.State {
-		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
-		default:
-			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: fmt.Sprintf("unknown recipient state %q", u.State)})
-		}
-	}
-	stamp := now()
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		var messageID int64
-		var leaseOwner sql.NullString
-		var done bool
-		err := tx.QueryRowContext(ctx, `SELECT message_id, lease_owner, done FROM deliveries WHERE id = ?`, c.DeliveryID).
-			Scan(&messageID, &leaseOwner, &done)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && (done || !leaseOwner.Valid || leaseOwner.String != owner)) {
-			return errLeaseLost
-		}
-		if err != nil {
-			return err
-		}
-		if len(c.Recipients) > 0 {
-			upd, err := tx.PrepareContext(ctx, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`)
-			if err != nil {
-				return err
-			}
-			defer upd.Close()
-			for _, u := range c.Recipients {
-				res, err := upd.ExecContext(ctx, string(u.State), u.RecipientID, c.DeliveryID)
-				if err != nil {
-					return err
-				}
-				if n, err := res.RowsAffected(); err != nil {
-					return err
-				} else if n == 0 {
-					return sealpost.Invalid(sealpost.FieldError{Field: "recipient", Message: fmt.Sprintf("recipient %d is not in delivery %d", u.RecipientID, c.DeliveryID)})
-				}
-			}
-		}
-		if err := db.insertEvents(ctx, tx, c.Events, stamp); err != nil {
-			return err
-		}
-		var queued bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ? AND state = 'queued')`,
-			c.DeliveryID).Scan(&queued); err != nil {
-			return err
-		}
-		if queued {
-			_, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,
-				lease_owner = NULL, lease_until = 0 WHERE id = ?`, c.NextAttemptAt.UnixNano(), c.DeliveryID)
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, done = 1,
-			lease_owner = NULL, lease_until = 0 WHERE id = ?`, c.DeliveryID); err != nil {
-			return err
-		}
-		// The body is what makes the queue big; the rows stay for
-		// RecipientStates.
-		_, err = tx.ExecContext(ctx, `UPDATE messages SET data = NULL WHERE id = ?
-			AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ? AND done = 0)`, messageID, messageID)
-		return err
-	})
-	if errors.Is(err, errLeaseLost) {
-		return sealpost.Errorf(sealpost.ECONFLICT, "delivery %d is not leased to %s", c.DeliveryID, owner)
-	}
-	var se *sealpost.Error
-	if errors.As(err, &se) {
-		return err
-	}
-	if err != nil {
-		return mapError("completing delivery", err, "delivery not found", "")
-	}
-	return nil
 }
 
 func (db *DB) RecipientStates(ctx context.Context, accountID int64, xMessageID string) ([]sealpost.Recipient, error) {

@@ -1,0 +1,220 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+// maxCompletionBatch bounds how many completions share one transaction, so
+// that a burst does not hold the writer for long.
+const maxCompletionBatch = 64
+
+// completer records concurrent completions in shared transactions: a commit
+// costs far more than the statements of one completion, so the workers
+// finishing while one transaction commits gather in the next. Each
+// completion runs inside its own savepoint, so one that fails is undone
+// alone and reported to its own caller while the others commit.
+type completer struct {
+	// commit is held by the batch being committed.
+	commit sync.Mutex
+
+	mu   sync.Mutex
+	open *completionBatch // gathering completions, nil when none is
+}
+
+type completionBatch struct {
+	items []pendingCompletion
+	errs  []error
+	done  chan struct{} // closed once errs is set
+}
+
+type pendingCompletion struct {
+	ctx   context.Context
+	owner string
+	c     sealpost.DeliveryCompletion
+}
+
+// errLeaseLost aborts a completion whose lease is gone.
+var errLeaseLost = errors.New("lease lost")
+
+// finishDeliverySQL counts the attempt and releases the lease, checking it
+// in the same statement; it runs after the recipients' updates, so the
+// queued ones left decide between due again and done.
+const finishDeliverySQL = `UPDATE deliveries SET attempts = attempts + 1, lease_owner = NULL, lease_until = 0,
+		done = NOT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ?2 AND state = 'queued'),
+		next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ?2 AND state = 'queued')
+			THEN ?1 ELSE next_attempt_at END
+	WHERE id = ?2 AND done = 0 AND lease_owner = ?3
+	RETURNING message_id, done`
+
+// dropBodySQL forgets a message's body once its last delivery is done: the
+// body is what makes the queue big; the rows stay for RecipientStates.
+const dropBodySQL = `UPDATE messages SET data = NULL WHERE id = ?1
+	AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1 AND done = 0)`
+
+// CompleteDelivery checks the lease owner but not the clock: an owner
+// whose lease ran out may record its attempt as long as nobody claimed the
+// delivery since. A zero NextAttemptAt with recipients still queued makes
+// the delivery due at once. It returns once the completion is committed,
+// possibly together with concurrent ones.
+func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
+	for _, u := range c.Recipients {
+		switch u.State {
+		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
+		default:
+			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: fmt.Sprintf("unknown recipient state %q", u.State)})
+		}
+	}
+	g := &db.completer
+	g.mu.Lock()
+	b := g.open
+	leader := b == nil || len(b.items) >= maxCompletionBatch
+	if leader {
+		b = &completionBatch{done: make(chan struct{})}
+		g.open = b
+	}
+	i := len(b.items)
+	b.items = append(b.items, pendingCompletion{ctx, owner, c})
+	g.mu.Unlock()
+
+	if !leader {
+		// Not even a canceled ctx may end the wait: the completion may be
+		// committed already, and the caller must learn whether it was.
+		<-b.done
+		return b.errs[i]
+	}
+	g.commit.Lock()
+	g.mu.Lock()
+	if g.open == b {
+		g.open = nil
+	}
+	g.mu.Unlock()
+	// The others' completions ride on this caller's transaction: its
+	// context ending must not fail theirs.
+	b.errs = db.commitCompletions(context.WithoutCancel(ctx), b.items)
+	g.commit.Unlock()
+	close(b.done)
+	return b.errs[0]
+}
+
+// commitCompletions records items in one transaction and returns each
+// one's outcome. An item whose caller gave up before it was applied is not
+// applied.
+func (db *DB) commitCompletions(ctx context.Context, items []pendingCompletion) []error {
+	errs := make([]error, len(items))
+	live := make([]int, 0, len(items))
+	for i, it := range items {
+		if err := it.ctx.Err(); err != nil {
+			errs[i] = completionError(err, it.owner, it.c.DeliveryID)
+			continue
+		}
+		live = append(live, i)
+	}
+	if len(live) == 0 {
+		return errs
+	}
+	stamp := now()
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if len(live) == 1 {
+			// Alone, the transaction is the savepoint.
+			it := items[live[0]]
+			return db.applyCompletion(ctx, tx, it.owner, it.c, stamp)
+		}
+		savepoint := tx.StmtContext(ctx, db.stmts.savepoint)
+		rollbackTo := tx.StmtContext(ctx, db.stmts.rollbackTo)
+		release := tx.StmtContext(ctx, db.stmts.release)
+		for _, i := range live {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
+				return err
+			}
+			if err := db.applyCompletion(ctx, tx, items[i].owner, items[i].c, stamp); err != nil {
+				errs[i] = completionError(err, items[i].owner, items[i].c.DeliveryID)
+				if _, err := rollbackTo.ExecContext(ctx); err != nil {
+					return err
+				}
+			}
+			if _, err := release.ExecContext(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, i := range live {
+			if errs[i] == nil {
+				errs[i] = completionError(err, items[i].owner, items[i].c.DeliveryID)
+			}
+		}
+	}
+	return errs
+}
+
+// applyCompletion records c in tx. When it fails because the lease is
+// gone, it says so whatever else is wrong with c, since ECONFLICT is what
+// tells the caller that another owner's attempt is the one that counts.
+func (db *DB) applyCompletion(ctx context.Context, tx *sql.Tx, owner string, c sealpost.DeliveryCompletion, stamp time.Time) error {
+	err := db.recordCompletion(ctx, tx, owner, c, stamp)
+	if err == nil || errors.Is(err, errLeaseLost) {
+		return err
+	}
+	var lo sql.NullString
+	switch lerr := tx.StmtContext(ctx, db.stmts.leaseOwner).QueryRowContext(ctx, c.DeliveryID).Scan(&lo); {
+	case errors.Is(lerr, sql.ErrNoRows):
+		return errLeaseLost
+	case lerr != nil:
+		return errors.Join(err, lerr)
+	case !lo.Valid || lo.String != owner:
+		return errLeaseLost
+	}
+	return err
+}
+
+func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c sealpost.DeliveryCompletion, stamp time.Time) error {
+	if len(c.Recipients) > 0 {
+		upd := tx.StmtContext(ctx, db.stmts.updateRecipient)
+		for _, u := range c.Recipients {
+			res, err := upd.ExecContext(ctx, string(u.State), u.RecipientID, c.DeliveryID)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return sealpost.Invalid(sealpost.FieldError{Field: "recipient", Message: fmt.Sprintf("recipient %d is not in delivery %d", u.RecipientID, c.DeliveryID)})
+			}
+		}
+	}
+	if err := db.insertEvents(ctx, tx, c.Events, stamp); err != nil {
+		return err
+	}
+	var messageID int64
+	var done bool
+	err := tx.StmtContext(ctx, db.stmts.finishDelivery).QueryRowContext(ctx, c.NextAttemptAt.UnixNano(), c.DeliveryID, owner).
+		Scan(&messageID, &done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errLeaseLost
+	}
+	if err != nil || !done {
+		return err
+	}
+	_, err = tx.StmtContext(ctx, db.stmts.dropBody).ExecContext(ctx, messageID)
+	return err
+}
+
+// completionError is what a caller of CompleteDelivery gets for err.
+func completionError(err error, owner string, deliveryID int64) error {
+	if errors.Is(err, errLeaseLost) {
+		return sealpost.Errorf(sealpost.ECONFLICT, "delivery %d is not leased to %s", deliveryID, owner)
+	}
+	var se *sealpost.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return mapError("completing delivery", err, "delivery not found", "")
+}
