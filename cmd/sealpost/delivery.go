@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/webhook"
@@ -59,7 +61,7 @@ func exponential(initial, most time.Duration) func(int) time.Duration {
 	}
 }
 
-func (m *Main) newRunner(store sealpost.Store, node string) (*delivery.Runner, error) {
+func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Registerer) (*delivery.Runner, error) {
 	roots, err := rootCAs(m.Config.TLSCAFile)
 	if err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func (m *Main) newRunner(store sealpost.Store, node string) (*delivery.Runner, e
 	}
 	return &delivery.Runner{
 		Queue:     store,
-		Deliverer: client,
+		Deliverer: newMeasuredDeliverer(client, reg),
 		Owner:     node,
 		Workers:   m.Config.DeliveryWorkers,
 		Lease:     m.Config.DeliveryLease,
@@ -85,8 +87,8 @@ func (m *Main) newRunner(store sealpost.Store, node string) (*delivery.Runner, e
 	}, nil
 }
 
-func (m *Main) newPoster(store sealpost.Store, node string) *webhook.Poster {
-	return &webhook.Poster{
+func (m *Main) newPoster(store sealpost.Store, node string, reg prometheus.Registerer) *webhook.Poster {
+	p := &webhook.Poster{
 		Store:    store,
 		Owner:    node,
 		Workers:  m.Config.WebhookWorkers,
@@ -94,6 +96,8 @@ func (m *Main) newPoster(store sealpost.Store, node string) *webhook.Poster {
 		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),
 		Logger:   m.Logger.With("component", "webhook"),
 	}
+	registerPosterMetrics(reg, p)
+	return p
 }
 
 // webhookSigner gives the HTTP API the webhook package's keys and test post.

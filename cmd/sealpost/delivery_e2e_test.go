@@ -270,6 +270,20 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 		}
 	}
 
+	_, metrics, _ := p.do(t, "GET", "/metrics", "", "")
+	for _, line := range []string{
+		`sealpost_delivery_recipients_total{outcome="blocked",tls="0"} 3`,
+		`sealpost_delivery_recipients_total{outcome="delivered",tls="0"} 1`,
+		`sealpost_delivery_recipients_total{outcome="delivered",tls="1"} 4`,
+	} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	if !strings.Contains(metrics, "sealpost_webhook_events_posted_total ") {
+		t.Error("/metrics lacks sealpost_webhook_events_posted_total")
+	}
+
 	hook.mu.Lock()
 	if hook.unsigned != 0 || hook.badSig != 0 || hook.posts == 0 {
 		t.Errorf("webhook posts: %d, unsigned %d, failing verification %d", hook.posts, hook.unsigned, hook.badSig)

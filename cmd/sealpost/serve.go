@@ -76,9 +76,11 @@ func (m *Main) Open(ctx context.Context) error {
 		}()
 	}
 
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node := nodeID(m.Config.NodeID)
 	if m.Config.DeliveryWorkers > 0 {
-		runner, err := m.newRunner(store, node)
+		runner, err := m.newRunner(store, node, registry)
 		if err != nil {
 			m.stopBackground()
 			ln.Close()
@@ -88,12 +90,10 @@ func (m *Main) Open(ctx context.Context) error {
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
 	if m.Config.WebhookWorkers > 0 {
-		poster := m.newPoster(store, node)
+		poster := m.newPoster(store, node, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
 	}
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler := httpapi.New(httpapi.Config{
 		Store:       store,
 		RateLimiter: limiter,
