@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,5 +164,45 @@ func TestCompletionsShareTransaction(t *testing.T) {
 	slices.Sort(got) // the batch holds them in the order the calls came
 	if want := []string{`{"name":"ok0"}`, `{"name":"ok3"}`}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("stored events %v, want %v", got, want)
+	}
+}
+
+// TestDeliveryPathPlans keeps the statements of every claim and completion
+// on indexes that lead straight to their rows: one that walks the pending
+// deliveries costs more the longer the queue is.
+func TestDeliveryPathPlans(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "sealpost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tc := range []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"dropBody", dropBodySQL, []any{1}},
+		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w"}},
+	} {
+		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.sql, tc.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		for _, step := range plan {
+			if strings.Contains(step, "deliveries_due") || strings.HasPrefix(step, "SCAN") {
+				t.Errorf("%s walks more than its rows: %q in plan %q", tc.name, step, plan)
+			}
+		}
 	}
 }
