@@ -181,9 +181,11 @@ func TestDeliveryPathPlans(t *testing.T) {
 		name string
 		sql  string
 		args []any
+		due  bool // a claim walks the due deliveries, and only those
 	}{
-		{"dropBody", dropBodySQL, []any{1}},
-		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w"}},
+		{"dropBody", dropBodySQL, []any{1}, false},
+		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w"}, false},
+		{"claim", claimSQL, []any{"w", 2, 1, 1, 8}, true},
 	} {
 		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.sql, tc.args...)
 		if err != nil {
@@ -199,10 +201,15 @@ func TestDeliveryPathPlans(t *testing.T) {
 			plan = append(plan, detail)
 		}
 		rows.Close()
+		usesDue := false
 		for _, step := range plan {
-			if strings.Contains(step, "deliveries_due") || strings.HasPrefix(step, "SCAN") {
-				t.Errorf("%s walks more than its rows: %q in plan %q", tc.name, step, plan)
+			usesDue = usesDue || strings.Contains(step, "deliveries_due")
+			if strings.HasPrefix(step, "SCAN") || strings.Contains(step, "TEMP B-TREE") {
+				t.Errorf("%s walks or sorts more than its rows: %q in plan %q", tc.name, step, plan)
 			}
+		}
+		if usesDue != tc.due {
+			t.Errorf("%s: deliveries_due used %v, want %v; plan %q", tc.name, usesDue, tc.due, plan)
 		}
 	}
 }

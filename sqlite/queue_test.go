@@ -98,3 +98,54 @@ func TestCompleteDropsDoneData(t *testing.T) {
 		t.Errorf("RecipientStates after the data was dropped = %+v, %v; want both delivered", got, err)
 	}
 }
+
+// BenchmarkClaimComplete measures the store's share of one delivery: a
+// claim of two (as the runner's workers claim) and, for each delivery, a
+// completion with its delivered event, on a queue holding b.N messages.
+func BenchmarkClaimComplete(b *testing.B) {
+	ctx := b.Context()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "sealpost.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "bench", Email: "bench@example.com"}
+	if err := db.CreateAccount(ctx, a); err != nil {
+		b.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("the body of the message\r\n"), 40)
+	payload := bytes.Repeat([]byte("x"), 500)
+	t0 := time.Now()
+	var msgs []*sealpost.Message
+	for i := range b.N {
+		xid := fmt.Sprintf("bench%d", i)
+		msgs = append(msgs, &sealpost.Message{
+			AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost>", From: "s@example.com",
+			Data: data, Categories: []string{"bench"}, CustomArgs: map[string]string{"k": "v"},
+			Recipients: []sealpost.Recipient{{Email: "r@example.net", Domain: "example.net", SGMessageID: xid + ".0"}},
+			CreatedAt:  t0,
+		})
+		if len(msgs) == 100 || i == b.N-1 {
+			if err := db.EnqueueMessages(ctx, msgs, nil); err != nil {
+				b.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		ds, err := db.ClaimDeliveries(ctx, "w", t0, time.Minute, 2)
+		if err != nil || len(ds) == 0 {
+			b.Fatalf("ClaimDeliveries = %d, %v after %d of %d", len(ds), err, done, b.N)
+		}
+		for _, d := range ds {
+			c := sealpost.DeliveryCompletion{DeliveryID: d.ID,
+				Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
+				Events:     []sealpost.Event{{AccountID: a.ID, Kind: sealpost.EventDelivered, SGEventID: "e", Payload: payload}}}
+			if err := db.CompleteDelivery(ctx, "w", c); err != nil {
+				b.Fatal(err)
+			}
+			done++
+		}
+	}
+}
