@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts sealpost on a fresh SQLite database and drives it with SendGrid's
-# official Node client (@sendgrid/client, installed from npm into a temp dir).
+# official Node clients (@sendgrid/client and @sendgrid/mail, installed from
+# npm into a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -9,8 +10,8 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 
 CGO_ENABLED=0 go build -o "$work/sealpost" ./cmd/sealpost
-if ! (cd "$work" && npm init -y >/dev/null && npm install --no-audit --no-fund @sendgrid/client@8 >/dev/null 2>&1); then
-  echo "node-client-check: SKIPPED: could not install @sendgrid/client from npm"
+if ! (cd "$work" && npm init -y >/dev/null && npm install --no-audit --no-fund @sendgrid/client@8 @sendgrid/mail@8 >/dev/null 2>&1); then
+  echo "node-client-check: SKIPPED: could not install @sendgrid/client and @sendgrid/mail from npm"
   exit 0
 fi
 port=$((20000 + RANDOM % 20000))

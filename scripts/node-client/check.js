@@ -3,6 +3,7 @@
 //   SENDGRID_API_KEY=SG... SEALPOST_URL=http://127.0.0.1:8080/ node check.js
 const assert = require('node:assert/strict');
 const client = require('@sendgrid/client');
+const sgMail = require('@sendgrid/mail');
 
 client.setApiKey(process.env.SENDGRID_API_KEY);
 client.setDefaultRequest('baseUrl', process.env.SEALPOST_URL);
@@ -34,5 +35,18 @@ client.setDefaultRequest('baseUrl', process.env.SEALPOST_URL);
     assert.deepEqual(err.response.body, { errors: [{ field: 'version', message: 'version must be one of 1.1, 1.2, 1.3' }] });
     return true;
   });
-  console.log('node client: 5 checks passed');
+  // @sendgrid/mail on the same client, so on the same base URL.
+  sgMail.setClient(client);
+  const msg = { to: 'someone@example.test', from: 'me@example.test', subject: 'hello', text: 'hello', html: '<p>hello</p>' };
+  [res] = await sgMail.send(msg);
+  assert.equal(res.statusCode, 202);
+  assert.match(res.headers['x-message-id'], /^[A-Za-z0-9_-]{22}$/);
+  [res] = await sgMail.send({ ...msg, mailSettings: { sandboxMode: { enable: true } } });
+  assert.equal(res.statusCode, 200, 'a sandbox send is validated, not sent');
+  await assert.rejects(sgMail.send({ ...msg, from: 'not an address' }), (err) => {
+    assert.equal(err.code, 400);
+    assert.equal(err.response.body.errors[0].field, 'from.email');
+    return true;
+  });
+  console.log('node client: 8 checks passed');
 })().catch((err) => { console.error(err); process.exit(1); });
