@@ -32,7 +32,7 @@ func NewResolver(server string) Resolver {
 	if server == "" {
 		return systemResolver{r: net.DefaultResolver}
 	}
-	return &dnsResolver{server: server}
+	return &dnsResolver{server: server, cache: newDNSCache(time.Now)}
 }
 
 // systemResolver adapts net.Resolver to the NODATA convention of Resolver.
@@ -61,9 +61,12 @@ func (s systemResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IP
 }
 
 // dnsResolver asks one DNS server with github.com/miekg/dns: UDP first, TCP
-// when the answer was truncated.
+// when the answer was truncated. Answers are cached for their TTL, as any
+// resolver an MTA sits behind would: a busy domain costs no DNS round trips
+// per message.
 type dnsResolver struct {
 	server string
+	cache  *dnsCache
 }
 
 func (r *dnsResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
@@ -118,6 +121,18 @@ func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 
 // query sends one question and maps the answer's rcode to a *net.DNSError.
 func (r *dnsResolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	if in := r.cache.get(name, qtype); in != nil {
+		return in, nil
+	}
+	in, err := r.exchange(ctx, name, qtype)
+	if err == nil {
+		r.cache.put(name, qtype, in)
+	}
+	return in, err
+}
+
+// exchange asks the server one question.
+func (r *dnsResolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
