@@ -92,59 +92,63 @@ func (r *Runner) defaults() {
 
 // Run works the queue until ctx is done, then waits for the attempts in
 // flight to be recorded. It returns nil when ctx ends it.
+//
+// A dispatcher claims deliveries ahead of the workers, up to one per
+// worker, so that a worker finishing an attempt finds the next one waiting
+// rather than waiting for a claim.
 func (r *Runner) Run(ctx context.Context) error {
 	r.defaults()
-	slots := make(chan struct{}, r.Workers)
 	// Attempts outlive ctx by Grace: a shutdown lets them finish and be
 	// recorded, so it repeats no delivery it can avoid repeating.
 	hard, cut := context.WithCancel(context.WithoutCancel(ctx))
 	defer cut()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(r.Grace, cut) })
 	defer stopGrace()
+
+	work := make(chan *sealpost.Delivery, r.Workers)
+	taken := make(chan struct{}, 1) // a worker took work off the queue
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// freed is signalled whenever a worker finishes.
-	freed := make(chan struct{}, r.Workers)
-	// Claiming for a quarter of the workers at a time, not one by one,
-	// keeps the single SQLite writer free for recording outcomes.
-	batch := max(1, r.Workers/4)
-	for {
-		// Claim only as many as there are free workers, so that nothing
-		// sits leased while waiting for one.
-		free := r.Workers - len(slots)
-		var claimed []*sealpost.Delivery
-		if free > 0 {
-			var err error
-			claimed, err = r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, free)
-			if err != nil && ctx.Err() == nil {
-				r.Logger.Warn("claiming deliveries", "err", err)
+	for range r.Workers {
+		wg.Go(func() {
+			for d := range work {
+				select {
+				case taken <- struct{}{}:
+				default:
+				}
+				if ctx.Err() != nil {
+					// Claimed but not started when the shutdown came: hand
+					// it back at once rather than when its lease runs out.
+					r.release(hard, d)
+					continue
+				}
+				r.attempt(hard, d)
 			}
+		})
+	}
+	defer close(work)
+
+	for {
+		// Refill when the queue of claimed work is half empty, so claims
+		// are batched and the single SQLite writer stays free for
+		// recording outcomes.
+		for len(work) > cap(work)/2 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-taken:
+			}
+		}
+		want := cap(work) - len(work)
+		claimed, err := r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, want)
+		if err != nil && ctx.Err() == nil {
+			r.Logger.Warn("claiming deliveries", "err", err)
 		}
 		for _, d := range claimed {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					<-slots
-					select {
-					case freed <- struct{}{}:
-					default:
-					}
-				}()
-				r.attempt(hard, d)
-			}()
+			work <- d // never blocks: at most want are claimed
 		}
-		if len(claimed) > 0 && len(claimed) == free {
-			// Possibly more due: wait until enough workers are free.
-			for r.Workers-len(slots) < batch {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-freed:
-				}
-			}
-			continue
+		if len(claimed) == want && want > 0 {
+			continue // possibly more due
 		}
 		select {
 		case <-ctx.Done():
@@ -152,6 +156,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(r.Poll):
 		}
 	}
+}
+
+// release gives a claimed delivery back unattempted, due now.
+func (r *Runner) release(ctx context.Context, d *sealpost.Delivery) {
+	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain)
+	r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now()})
 }
 
 // Drain attempts every delivery due now, one claim after another, and
@@ -189,8 +199,13 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		return
 	}
 	// Cut the attempt off well inside the lease so that no other node can
-	// start the same delivery while this one still talks to the MX.
-	actx, cancel := context.WithTimeout(ctx, r.Lease*9/10)
+	// start the same delivery while this one still talks to the MX. The
+	// lease was taken at the claim, which may have been a moment ago.
+	left := r.Lease * 9 / 10
+	if !d.LeaseUntil.IsZero() {
+		left = d.LeaseUntil.Sub(r.Now()) - r.Lease/10
+	}
+	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
 	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: d.Message.Data}
 	for _, rc := range d.Message.Recipients {

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -310,3 +311,65 @@ func TestRunnerTakesOverExpiredLease(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// blockingDeliverer delivers nothing until released, and says when an
+// attempt has started.
+type blockingDeliverer struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingDeliverer) Deliver(ctx context.Context, _ sealpost.EnforcedTLS, env delivery.Envelope) delivery.Result {
+	b.started <- struct{}{}
+	<-b.release
+	res := delivery.Result{}
+	for range env.Recipients {
+		res.Recipients = append(res.Recipients, delivery.RecipientResult{Status: delivery.Delivered, Response: "250 ok"})
+	}
+	return res
+}
+
+// On shutdown, work claimed ahead but not started is handed back at once,
+// and the attempt in flight is finished and recorded.
+func TestRunnerShutdownReleasesClaimedWork(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	bd := &blockingDeliverer{started: make(chan struct{}, 10), release: make(chan struct{})}
+	w.runner.Deliverer = bd
+	w.runner.Workers = 2
+	w.runner.Poll = time.Millisecond
+	var xids []string
+	for i := range 4 {
+		xids = append(xids, w.send(mailTo(fmt.Sprintf("r%d@x.test", i))))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.runner.Run(ctx) }()
+	<-bd.started
+	<-bd.started // both workers busy
+	// The dispatcher claims the other two ahead within a few polls.
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	close(bd.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	delivered := 0
+	for _, x := range xids {
+		for _, st := range w.states(x) {
+			if st == sealpost.StateDelivered {
+				delivered++
+			}
+		}
+	}
+	if delivered != 2 {
+		t.Errorf("%d delivered, want the 2 attempts in flight", delivered)
+	}
+	claimed, err := w.store.ClaimDeliveries(context.Background(), "next-node", w.clock.Now(), time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 2 {
+		t.Errorf("another node could claim %d deliveries right after the shutdown, want the 2 not started", len(claimed))
+	}
+}
