@@ -396,7 +396,7 @@ func (w *world) startWebhook(ctx context.Context, addr string, key *ecdsa.Public
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("Event Webhook receiver: %w", err)
+		return fmt.Errorf("starting the Event Webhook receiver: %w", err)
 	}
 	w.WebhookURL = "http://" + ln.Addr().String() + "/events"
 	srv := &http.Server{
