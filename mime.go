@@ -19,9 +19,17 @@ import (
 const (
 	foldWidth = 78
 	// maxPlainWord is the longest run of non-space characters written into
-	// a header as is; anything longer is RFC 2047 encoded, whose words are
-	// short, so that no header line can reach 998 octets.
-	maxPlainWord = 200
+	// a header as is, and maxPlainSpace the longest run of spaces and tabs;
+	// text with longer runs is RFC 2047 encoded, whose words are short. A
+	// line holds at most a 100-octet name, one run of each kind and a
+	// trailing run of spaces, so no header line can reach 998 octets.
+	// Words are kept as long as that allows because encoding a structured
+	// value, such as a long List-Unsubscribe URL, would ruin it.
+	maxPlainWord  = 700
+	maxPlainSpace = foldWidth
+	// maxPlainNameWord bounds the words of display names written as is:
+	// quoting can double their length.
+	maxPlainNameWord = 200
 	// encodedChunk is the number of UTF-8 octets per "B" encoded word:
 	// 42 octets make 56 base64 characters, 68 with the delimiters, so that
 	// "Subject: " and one word fit in foldWidth (RFC 2047 allows 75).
@@ -187,27 +195,32 @@ func (h *headerBuilder) field(name, value string) {
 // otherwise as RFC 2047 encoded words. Text that merely looks like an
 // encoded word is encoded too, so that readers show it as it was given.
 func unstructured(s string) string {
-	if plainHeaderText(s) {
+	if plainHeaderText(s, maxPlainWord) {
 		return s
 	}
 	return encodeWords(s)
 }
 
-func plainHeaderText(s string) bool {
+func plainHeaderText(s string, maxWord int) bool {
 	if strings.Contains(s, "=?") {
 		return false
 	}
-	word := 0
+	word, space := 0, 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c == ' ' || c == '\t':
 			word = 0
+			space++
+			if space > maxPlainSpace {
+				return false
+			}
 		case c < ' ' || c > '~':
 			return false
 		default:
+			space = 0
 			word++
-			if word > maxPlainWord {
+			if word > maxWord {
 				return false
 			}
 		}
@@ -245,7 +258,7 @@ func formatAddress(a Address) string {
 	if a.Name == "" {
 		return "<" + a.Email + ">"
 	}
-	if strings.Contains(a.Name, "=?") || isASCII(a.Name) && !plainHeaderText(a.Name) {
+	if strings.Contains(a.Name, "=?") || isASCII(a.Name) && !plainHeaderText(a.Name, maxPlainNameWord) {
 		return encodeWords(a.Name) + " <" + a.Email + ">"
 	}
 	return (&mail.Address{Name: a.Name, Address: a.Email}).String()

@@ -1,0 +1,64 @@
+package sealpost
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// renderOne parses body and renders its first message.
+func renderOne(t *testing.T, body string) []byte {
+	t.Helper()
+	ms, err := ParseMailSend([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseMailSend: %v", err)
+	}
+	msgs, err := ms.Messages(1, "abcdefghijklmnopqrstuv", time.Unix(0, 0).UTC(), "mx.example.com")
+	if err != nil {
+		t.Fatalf("Messages: %v", err)
+	}
+	return msgs[0].Data
+}
+
+func reviewMail(name, subject, headers string) string {
+	return `{"personalizations":[{"to":[{"email":"a@example.com","name":"` + name + `"}]}],` +
+		`"from":{"email":"s@example.com"},"subject":"` + subject + `",` +
+		`"content":[{"type":"text/plain","value":"b"}],"headers":{` + headers + `}}`
+}
+
+// Runs of spaces count towards RFC 5322's 998-octet line limit just as
+// words do: a long run in any header text must not make a line too long.
+func TestRenderedLinesWithinLimitWithLongSpaceRuns(t *testing.T) {
+	spaces := strings.Repeat(" ", 1200)
+	quotes := strings.Repeat(`\"`, 700)
+	tests := []struct{ name, body string }{
+		{"subject leading spaces", reviewMail("", spaces+"x", "")},
+		{"subject trailing spaces", reviewMail("", "x"+spaces, "")},
+		{"subject inner spaces", reviewMail("", "x"+spaces+"y", "")},
+		{"header value trailing spaces", reviewMail("", "s", `"X-Pad":"a`+spaces+`"`)},
+		{"header value inner spaces", reviewMail("", "s", `"X-Pad":"a`+spaces+`b"`)},
+		{"display name spaces", reviewMail(spaces+"x", "s", "")},
+		{"display name quotes", reviewMail(quotes, "s", "")},
+		{"long name long word", reviewMail("", "s", `"`+strings.Repeat("X", 100)+`":"`+strings.Repeat("w", 700)+spaces[:78]+strings.Repeat("v", 700)+spaces[:78]+`"`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, l := range bytes.Split(renderOne(t, tt.body), []byte("\r\n")) {
+				if len(l) > 998 {
+					t.Errorf("line %d has %d octets: %.40q...", i, len(l), l)
+				}
+			}
+		})
+	}
+}
+
+// A structured header such as List-Unsubscribe is unusable once RFC 2047
+// encoded; a printable ASCII value that fits in a line goes out as given.
+func TestLongASCIIHeaderValueNotEncoded(t *testing.T) {
+	url := "<https://example.com/unsubscribe/" + strings.Repeat("a1B2", 100) + ">"
+	data := renderOne(t, reviewMail("", "s", `"List-Unsubscribe":"`+url+`"`))
+	if !bytes.Contains(data, []byte("\r\nList-Unsubscribe: "+url+"\r\n")) {
+		t.Errorf("List-Unsubscribe not rendered as given:\n%s", data)
+	}
+}
