@@ -1,10 +1,12 @@
 package sealpost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
 	"time"
+	"unicode/utf8"
 )
 
 // EventWebhookSettings is an account's one Event Webhook, exactly the object
@@ -100,9 +102,13 @@ func ParseEventWebhookPatch(body []byte, current EventWebhookSettings) (EventWeb
 		p.Bools[name] = b
 	}
 	if raw, ok := fields["url"]; ok {
+		// null is a wrong type, as it is for the booleans, not a way to
+		// clear the URL; invalid UTF-8 would be silently replaced.
 		var u string
-		if err := json.Unmarshal(raw, &u); err != nil {
+		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '"' || json.Unmarshal(t, &u) != nil {
 			problems = append(problems, FieldError{Field: "url", Message: "url must be a string"})
+		} else if !utf8.Valid(t) {
+			problems = append(problems, FieldError{Field: "url", Message: "url must be valid UTF-8"})
 		} else if msg := validateWebhookURL(u); msg != "" {
 			problems = append(problems, FieldError{Field: "url", Message: msg})
 		} else {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,11 +50,15 @@ func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call
 }
 
 func eventWebhookResponse(settings sealpost.EventWebhookSettings) (int, []byte, error) {
-	body, err := json.Marshal(settings)
-	if err != nil {
+	// SendGrid writes the URL as given; encoding/json would turn its "&"
+	// into \u0026.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(settings); err != nil {
 		return 0, nil, fmt.Errorf("encoding event webhook settings: %w", err)
 	}
-	return http.StatusOK, body, nil
+	return http.StatusOK, bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 type signedWebhookBody struct {
