@@ -234,7 +234,9 @@ func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *Recipient
 	seen := map[string]bool{}
 	for _, mx := range real {
 		h := strings.ToLower(strings.TrimSuffix(mx.Host, "."))
-		if seen[h] || checkDomain(h) != nil {
+		// RFC 5321 5.1: an MX names a host, never an address; a literal
+		// leaves no host name to check a certificate against.
+		if seen[h] || checkDomain(h) != nil || net.ParseIP(h) != nil {
 			continue
 		}
 		seen[h] = true

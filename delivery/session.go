@@ -150,6 +150,11 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 	s.setDeadline(s.c.timeout())
 	if err := tc.HandshakeContext(s.ctx); err != nil {
 		s.recordCert()
+		if mandatory && (s.ctx.Err() != nil || isTimeout(err)) {
+			// Our deadline, not the server's TLS, ended the handshake: a
+			// timeout is transient, and the mail must not be blocked for it.
+			return s.transient("TLS handshake", err), true, false
+		}
 		if mandatory {
 			rt := sealpost.ResultValidationFailure
 			if s.check.err != nil && s.policy.RequireValidCert {
@@ -196,6 +201,11 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 	}
 	s.ext = parseEHLO(rep)
 	return outcome{}, false, false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (s *session) verified() bool { return s.check.done && s.check.err == nil }
