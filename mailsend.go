@@ -569,7 +569,9 @@ func (p *mailSendParser) contents(raw json.RawMessage) []Content {
 		} else if strings.ContainsAny(t, ";\r\n") {
 			p.add(field+".type", "Cannot contain ';', or CRLF characters.")
 			valid = false
-		} else if mt, params, err := mime.ParseMediaType(t); err != nil || len(params) > 0 || !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") {
+		} else if mt, params, err := mime.ParseMediaType(t); err != nil || len(params) > 0 || !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+			// Content is sent quoted-printable, which RFC 2046 forbids for
+			// message/* parts; multipart/* needs a structure sealpost builds.
 			p.add(field+".type", "The content type must be a single MIME type such as text/plain or text/html.")
 			valid = false
 		} else if j, dup := index[mt]; dup {

@@ -62,3 +62,20 @@ func TestLongASCIIHeaderValueNotEncoded(t *testing.T) {
 		t.Errorf("List-Unsubscribe not rendered as given:\n%s", data)
 	}
 }
+
+// Content goes out quoted-printable, which RFC 2046 section 5.2 forbids for
+// message/* media types: such a content type must be refused, not sent.
+func TestContentTypeMessageRefused(t *testing.T) {
+	for _, ct := range []string{"message/rfc822", "message/partial", "Message/External-Body"} {
+		body := `{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},` +
+			`"subject":"s","content":[{"type":"` + ct + `","value":"b"}]}`
+		_, err := ParseMailSend([]byte(body))
+		if ErrorCode(err) != EINVALID {
+			t.Errorf("content type %s: err %v, want EINVALID", ct, err)
+			continue
+		}
+		if f := ErrorFields(err); len(f) != 1 || f[0].Field != "content.0.type" {
+			t.Errorf("content type %s: fields %+v, want one on content.0.type", ct, f)
+		}
+	}
+}
