@@ -193,9 +193,20 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain, "attempt", d.Attempts+1)
 	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
 	if err != nil {
-		// Without the policy nothing may be sent; try again later.
+		// Without the policy nothing may be sent. The attempt is a
+		// deferral like any other: it is reported, and it ends at MaxAge
+		// rather than repeating forever (the account may be gone).
 		log.Warn("reading the account's Enforced TLS policy", "err", err)
-		r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now().Add(r.Backoff(d.Attempts + 1))})
+		res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
+		for i := range res.Recipients {
+			res.Recipients[i] = RecipientResult{Status: Deferred, Response: "the sending account's Enforced TLS setting could not be read", EnhancedStatus: "4.3.0"}
+		}
+		c, err := r.outcome(d, res)
+		if err != nil {
+			log.Error("building events", "err", err)
+			return
+		}
+		r.complete(ctx, log, c)
 		return
 	}
 	// Cut the attempt off well inside the lease so that no other node can
