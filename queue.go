@@ -80,6 +80,9 @@ type DeliveryCompletion struct {
 	Events     []Event
 	// NextAttemptAt applies when some recipient is still queued.
 	NextAttemptAt time.Time
+	// Unattempted hands the delivery back without having tried it (a node
+	// shutting down with work claimed ahead): the attempt count stays.
+	Unattempted bool
 }
 
 // QueueService is the durable delivery queue. On PostgreSQL several nodes

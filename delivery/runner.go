@@ -161,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // release gives a claimed delivery back unattempted, due now.
 func (r *Runner) release(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain)
-	r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now()})
+	r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now(), Unattempted: true})
 }
 
 // Drain attempts every delivery due now, one claim after another, and
@@ -253,8 +253,14 @@ func (r *Runner) complete(ctx context.Context, log *slog.Logger, c sealpost.Deli
 func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCompletion, error) {
 	now := r.Now()
 	c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+	// The last retry lands at MaxAge exactly, not a whole backoff early;
+	// a deferral at or past MaxAge is final.
+	deadline := d.Message.CreatedAt.Add(r.MaxAge)
 	next := now.Add(r.Backoff(d.Attempts + 1))
-	expired := next.Sub(d.Message.CreatedAt) > r.MaxAge
+	if next.After(deadline) {
+		next = deadline
+	}
+	expired := !now.Before(deadline)
 	facts := res.TLS
 	for i, rc := range d.Message.Recipients {
 		var rr RecipientResult

@@ -373,3 +373,36 @@ func TestRunnerShutdownReleasesClaimedWork(t *testing.T) {
 		t.Errorf("another node could claim %d deliveries right after the shutdown, want the 2 not started", len(claimed))
 	}
 }
+
+// Deferred mail is retried up to MaxAge after acceptance, exactly: the last
+// retry is scheduled at MaxAge rather than bouncing a whole backoff early.
+func TestRunnerLastRetryAtMaxAge(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.MaxAge = 90 * time.Second // backoff is 1 minute
+	w.h.AddMX("down.test", 10, mxtest.Behavior{TempFailMail: 1000})
+	xid := w.send(mailTo("x@down.test"))
+	for _, step := range []struct {
+		advance time.Duration
+		want    string
+	}{
+		{0, "deferred"},           // at acceptance
+		{time.Minute, "deferred"}, // 60s: the next backoff would pass 90s
+		{29 * time.Second, ""},    // 89s: not due yet
+		{time.Second, "bounce"},   // 90s: the last attempt, deferred again: final
+		{time.Hour, ""},           // nothing after that
+	} {
+		w.clock.Add(step.advance)
+		w.drain()
+		var got string
+		for _, e := range w.events() {
+			got += e["event"].(string)
+		}
+		if got != step.want {
+			t.Fatalf("after +%v: events %q, want %q", step.advance, got, step.want)
+		}
+	}
+	if st := w.states(xid)["x@down.test"]; st != sealpost.StateBounced {
+		t.Errorf("state = %s, want bounced", st)
+	}
+}

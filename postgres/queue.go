@@ -455,14 +455,14 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 		queueEvents(b, c.Events)
 		b.Queue(`
 			UPDATE deliveries SET
-				attempts = attempts + 1,
+				attempts = attempts + $3,
 				lease_owner = NULL,
 				lease_until = NULL,
 				done = NOT q.waiting,
 				next_attempt_at = CASE WHEN q.waiting THEN $2 ELSE next_attempt_at END
 			FROM (SELECT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = $1 AND state = 'queued') AS waiting) q
 			WHERE id = $1`,
-			c.DeliveryID, unixNanos(c.NextAttemptAt))
+			c.DeliveryID, unixNanos(c.NextAttemptAt), attemptCount(c))
 		b.Queue(`
 			UPDATE messages SET data = NULL
 			WHERE id = $1 AND data IS NOT NULL
@@ -497,4 +497,12 @@ func (db *DB) RecipientStates(ctx context.Context, accountID int64, xMessageID s
 		return nil, storeErr(err, "message")
 	}
 	return recipients, nil
+}
+
+// attemptCount is how much c adds to a delivery's attempts.
+func attemptCount(c sealpost.DeliveryCompletion) int {
+	if c.Unattempted {
+		return 0
+	}
+	return 1
 }

@@ -43,10 +43,11 @@ type pendingCompletion struct {
 // errLeaseLost aborts a completion whose lease is gone.
 var errLeaseLost = errors.New("lease lost")
 
-// finishDeliverySQL counts the attempt and releases the lease, checking it
+// finishDeliverySQL counts the attempt (?4: 1, or 0 for work handed back
+// unattempted) and releases the lease, checking it
 // in the same statement; it runs after the recipients' updates, so the
 // queued ones left decide between due again and done.
-const finishDeliverySQL = `UPDATE deliveries SET attempts = attempts + 1, lease_owner = NULL, lease_until = 0,
+const finishDeliverySQL = `UPDATE deliveries SET attempts = attempts + ?4, lease_owner = NULL, lease_until = 0,
 		done = NOT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ?2 AND state = 'queued'),
 		next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE delivery_id = ?2 AND state = 'queued')
 			THEN ?1 ELSE next_attempt_at END
@@ -198,7 +199,7 @@ func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c 
 	}
 	var messageID int64
 	var done bool
-	err := tx.StmtContext(ctx, db.stmts.finishDelivery).QueryRowContext(ctx, c.NextAttemptAt.UnixNano(), c.DeliveryID, owner).
+	err := tx.StmtContext(ctx, db.stmts.finishDelivery).QueryRowContext(ctx, c.NextAttemptAt.UnixNano(), c.DeliveryID, owner, attemptCount(c)).
 		Scan(&messageID, &done)
 	if errors.Is(err, sql.ErrNoRows) {
 		return errLeaseLost
@@ -220,4 +221,12 @@ func completionError(err error, owner string, deliveryID int64) error {
 		return err
 	}
 	return mapError("completing delivery", err, "delivery not found", "")
+}
+
+// attemptCount is how much c adds to a delivery's attempts.
+func attemptCount(c sealpost.DeliveryCompletion) int {
+	if c.Unattempted {
+		return 0
+	}
+	return 1
 }

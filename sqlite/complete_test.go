@@ -184,7 +184,7 @@ func TestDeliveryPathPlans(t *testing.T) {
 		due  bool // a claim walks the due deliveries, and only those
 	}{
 		{"dropBody", dropBodySQL, []any{1}, false},
-		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w"}, false},
+		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w", 1}, false},
 		{"claim", claimSQL, []any{"w", 2, 1, 1, 8}, true},
 	} {
 		rows, err := db.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tc.sql, tc.args...)

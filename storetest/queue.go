@@ -552,3 +552,28 @@ func testClaimConcurrent(t *testing.T, s sealpost.Store) {
 		t.Errorf("concurrent claimers got %d distinct deliveries, want %d", len(owners), 2*messages)
 	}
 }
+
+// testCompleteUnattempted checks that a delivery handed back unattempted
+// is due again at once with its attempt count unchanged.
+func testCompleteUnattempted(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	t0 := baseTime()
+	m := newMessage(a.ID, "xid", t0, "a@x.test")
+	enqueue(t, s, []*sealpost.Message{m})
+	ds := claim(t, s, "w1", t0, time.Hour, 10)
+	if len(ds) != 1 {
+		t.Fatalf("claim: %d deliveries, want 1", len(ds))
+	}
+	complete(t, s, "w1", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID, NextAttemptAt: t0, Unattempted: true})
+	ds = claim(t, s, "w2", t0, time.Hour, 10)
+	if len(ds) != 1 {
+		t.Fatalf("claim after the hand-back: %d deliveries, want 1 (due at once, lease released)", len(ds))
+	}
+	if ds[0].Attempts != 0 {
+		t.Errorf("Attempts = %d after a hand-back, want 0", ds[0].Attempts)
+	}
+	complete(t, s, "w2", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID, NextAttemptAt: t0})
+	if ds = claim(t, s, "w3", t0, time.Hour, 10); len(ds) != 1 || ds[0].Attempts != 1 {
+		t.Errorf("after one real attempt: %v, want one delivery with Attempts 1", ds)
+	}
+}

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"ClaimLease", testClaimLease},
 		{"CompleteAfterLeaseExpired", testCompleteAfterLeaseExpired},
 		{"CompletePartial", testCompletePartial},
+		{"CompleteUnattempted", testCompleteUnattempted},
 		{"CompleteKeepsOtherDeliveries", testCompleteKeepsOtherDeliveries},
 		{"ClaimConcurrent", testClaimConcurrent},
 
