@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/postgres/pgtest"
@@ -40,9 +42,51 @@ func fuzzStore() func(testing.TB) sealpost.Store {
 // noRateLimit keeps long fuzzing runs clear of the test limiter.
 func noRateLimit(c *Config) { c.RateLimiter = nil }
 
+// checkErrorBody fails unless body is a SendGrid error body: an object
+// holding only a non-empty "errors" array of entries with a string
+// "message" and a "field" that is a string or null (absent only in the
+// fixed 500 body, which no fuzzer accepts).
+func checkErrorBody(t *testing.T, status int, body string) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	var eb struct {
+		Errors []struct {
+			Field   *string `json:"field"`
+			Message *string `json:"message"`
+		} `json:"errors"`
+	}
+	if err := dec.Decode(&eb); err != nil || dec.More() || len(eb.Errors) == 0 || !utf8.ValidString(body) {
+		t.Fatalf("%d body is not a SendGrid error body (%v): %s", status, err, body)
+	}
+	for _, e := range eb.Errors {
+		if e.Message == nil || *e.Message == "" || !strings.Contains(body, `"field":`) {
+			t.Fatalf("%d error entry without field or message: %s", status, body)
+		}
+	}
+}
+
 func FuzzEnforcedTLSPatch(f *testing.F) {
 	for _, seed := range []string{
+		// Every example of api.md: the response object sent back as a
+		// patch, pretty-printed as SendGrid's docs show it, {} as the
+		// no-op, StrongGrid's two booleans, a Go client's omitempty.
 		`{"require_tls":false,"require_valid_cert":false,"version":1.1}`,
+		"{\n  \"require_tls\": true,\n  \"require_valid_cert\": false,\n  \"version\": 1.1\n}",
+		`{"require_tls":true,"require_valid_cert":true}`,
+		`{"require_tls":false,"require_valid_cert":false}`,
+		`{"require_tls":true}`,
+		`{"version":1.3}`,
+		`{"require_valid_cert":false}`,
+		`{"require_tls":true,"unknown":1}`,
+		`{"version":1.1,"require_tls":true,"extra":{"a":[null,true,"x"]}}`,
+		`{"require_tls":1}`, `{"require_valid_cert":"true"}`, `{"version":[1.2]}`, `{"version":{}}`,
+		`{"version":1.2e0}`, `{"version":120e-2}`, `{"version":-1.2}`, `{"version":1.20000000000000000001}`,
+		`{"version":1e400}`, `{"version":1.1,"version":1.2}`, `{"require_tls":true}{"require_tls":false}`,
+		`{"require_tls":true} `, ` {"require_tls":true}`, "{\"require_tls\":true}\x00",
+		"{\"x\u0000\":true,\"require_tls\":true}", `{"\u0072equire_tls":true}`, `{"REQUIRE_TLS":true}`,
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
+		`{"x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `,"require_tls":true}`,
 		`{"require_tls":true,"require_valid_cert":true,"version":1.3}`,
 		`{"require_tls":true,"require_valid_cert":false}`,
 		`{"require_valid_cert":true}`,
@@ -98,9 +142,7 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 			if after != before {
 				t.Fatalf("%d changed the setting from %+v to %+v for %q", status, before, after, body)
 			}
-			if !strings.HasPrefix(got, `{"errors":[{`) {
-				t.Fatalf("%d body %s", status, got)
-			}
+			checkErrorBody(t, status, got)
 		default:
 			t.Fatalf("status %d (%s) for %q", status, got, body)
 		}
@@ -130,6 +172,10 @@ func FuzzOnBehalfOf(f *testing.F) {
 		"", "child", "stranger", "parent", "other", "account-id " + cust.PublicID, "ACCOUNT-ID\t" + cust.PublicID,
 		"account-id", "account-id ", "account-idx", "account-id stranger", cust.PublicID, " child ", "child\x00",
 		strings.Repeat("a", 300), "\xff\xfe", "account-id sg000000000000000000000000",
+		// api.md's and SendGrid's page's placeholders, taken literally.
+		"<subuser-username>", "account-id <account-id>", "account-id " + cust.PublicID + " ", "account-id  " + cust.PublicID,
+		"child\r\nX-Injected: 1", "account-id " + cust.PublicID + "\x00", "Child", "CHILD", "child,child", "account-id child",
+		"account-id " + strings.ToUpper(cust.PublicID), "%63hild", "\u0063hild", "child\t", "\tchild",
 	} {
 		f.Add(seed)
 	}
@@ -145,6 +191,7 @@ func FuzzOnBehalfOf(f *testing.F) {
 				t.Fatalf("200 %s for on-behalf-of %q", body, value)
 			}
 		case http.StatusBadRequest:
+			checkErrorBody(t, status, body)
 			if !strings.Contains(body, `"field":"on-behalf-of"`) {
 				t.Fatalf("400 %s for on-behalf-of %q", body, value)
 			}
@@ -179,6 +226,12 @@ func FuzzAuthorization(f *testing.F) {
 		"", "Bearer " + token, "bearer " + token, "Bearer  " + token + " ", "Basic " + token, token,
 		"Bearer SG." + id + "." + secret + "x", "Bearer SG." + id + ".", "Bearer SG.." + secret, "Bearer SG",
 		"Bearer SG." + id + "." + secret + ".x", "Bearer " + strings.Repeat("SG.", 100), "Bearer\t" + token, "\x00",
+		// api.md's form and SendGrid's page's default, taken literally.
+		"Bearer <api key>", "Bearer <<YOUR_API_KEY_HERE>>", "Bearer SG.<id>.<secret>",
+		"Bearer " + token + "\r\nX-Injected: 1", "Bearer " + token + "\x00", "Bearer " + strings.ToLower(token),
+		"Bearer sg." + id + "." + secret, "Bearer SG." + id + "." + strings.ToUpper(secret), "Bearer SG." + strings.ToUpper(id) + "." + secret,
+		"Bearer " + id + "." + secret, "Bearer SG." + secret + "." + id, "BEARER " + token, token + " Bearer",
+		"Bearer " + token + "," + token, "Bearer " + strings.Repeat("x", 70000),
 	} {
 		f.Add(seed)
 	}
@@ -207,6 +260,20 @@ func FuzzMailSend(f *testing.F) {
 		`{"personalizations":[{"to":[{"email":"a@example.com"}]},{"to":[{"email":"b@example.net"}],"subject":"own"}],"from":{"email":"s@example.com"},"subject":"top","content":[{"type":"text/plain","value":"x"}]}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com"}],"dynamic_template_data":{"x":1}}],"from":{"email":"s@example.com"},"template_id":"d-0123456789abcdef0123456789abcdef"}`,
 		mailTwoPersonalizations,
+		// SendGrid's kitchen-sink example, and the official Go client's shape.
+		`{"personalizations":[{"to":[{"email":"john_doe@example.com","name":"John Doe"},{"email":"julia_doe@example.com","name":"Julia Doe"}],"cc":[{"email":"jane_doe@example.com","name":"Jane Doe"}],"bcc":[{"email":"james_doe@example.com","name":"Jim Doe"}]},{"from":{"email":"sales@example.com","name":"Example Sales Team"},"to":[{"email":"janice_doe@example.com","name":"Janice Doe"}],"bcc":[{"email":"jordan_doe@example.com","name":"Jordan Doe"}]}],"from":{"email":"orders@example.com","name":"Example Order Confirmation"},"reply_to":{"email":"customer_service@example.com","name":"Example Customer Service Team"},"subject":"Your Example Order Confirmation","content":[{"type":"text/plain","value":"Thank you for your order."},{"type":"text/html","value":"<p>Hello from Twilio SendGrid!</p><p>%open-track%</p>"}],"categories":["cake","pie","baking"],"send_at":1617260400,"batch_id":"AsdFgHjklQweRTYuIopzXcVBNm0aSDfGHjklmZcVbNMqWert1znmOP2asDFjkl","asm":{"group_id":12345,"groups_to_display":[12345]},"ip_pool_name":"transactional email","mail_settings":{"bypass_list_management":{"enable":false},"footer":{"enable":false},"sandbox_mode":{"enable":false}},"tracking_settings":{"click_tracking":{"enable":true,"enable_text":false},"open_tracking":{"enable":true,"substitution_tag":"%open-track%"},"subscription_tracking":{"enable":false}},"headers":{"X-Campaign":"spring"},"custom_args":{"order":"1"}}`,
+		`{"from":{"name":"Example User","email":"test@example.com"},"subject":"Sending with Twilio SendGrid is Fun","personalizations":[{"to":[{"name":"Example User","email":"test@example.com"}]}],"content":[{"type":"text/plain","value":"and easy to do anywhere, even with Go"},{"type":"text/html","value":"<strong>and easy to do anywhere, even with Go</strong>"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"mail_settings":{"sandbox_mode":{"enable":true}}}`,
+		// Header injection in every place a header is made from.
+		`{"personalizations":[{"to":[{"email":"a@example.com","name":"A\r\nBcc: x@example.net"}],"headers":{"X-A":"v\r\nX-Evil: 1"},"custom_args":{"k\r\n":"v\n"}}],"from":{"email":"s@example.com","name":"S\nX-Evil: 1"},"reply_to":{"email":"r@example.com\r\nX-Evil: 1"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"categories":["c\r\nX-Evil: 1"],"headers":{"X-B\r\nX-Evil":"1"}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com>\r\nRCPT TO:<evil@example.net"}]}],"from":{"email":"s@example.com>\r\nRCPT TO:<evil@example.net"},"subject":"s","content":[{"type":"text/plain","value":"p"}]}`,
+		// Type, number and nesting oddities.
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"send_at":1e400}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"send_at":-1}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","subject":["dup"],"content":[{"type":"text/plain","value":"p"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"custom_args":{"n":1}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`,
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
 		// Refusals.
 		`{}`, `[]`, `null`, ``, `{"personalizations":`, `{"personalizations":[]}`, `{"personalizations":[{}]}`,
 		`{"personalizations":[{"to":[]}],"from":{"email":"x"},"content":[]}`,
@@ -251,12 +318,18 @@ func FuzzMailSend(f *testing.F) {
 			if rejected == nil {
 				t.Fatalf("400 %s for a body the domain accepts: %q", rec.Body, body)
 			}
-			if id != "" || !strings.HasPrefix(rec.Body.String(), `{"errors":[{`) {
+			if id != "" {
 				t.Fatalf("400 with X-Message-Id %q, body %s", id, rec.Body)
 			}
+			checkErrorBody(t, rec.Code, rec.Body.String())
+		case http.StatusOK:
+			// A sandbox send: validated, neither stored nor answered with an id.
+			if rejected != nil || !ms.SandboxMode || rec.Body.Len() != 0 || id != "" {
+				t.Fatalf("200 %q, X-Message-Id %q, for %q (domain: %v)", rec.Body, id, body, rejected)
+			}
 		case http.StatusRequestEntityTooLarge:
-			if len(body) <= maxFuzzMail {
-				t.Fatalf("413 for %d bytes", len(body))
+			if len(body) <= maxFuzzMail || rec.Body.String() != wantTooLarge {
+				t.Fatalf("413 %s for %d bytes", rec.Body, len(body))
 			}
 		default:
 			t.Fatalf("status %d (%s) for %q", rec.Code, rec.Body, body)
