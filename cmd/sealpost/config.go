@@ -26,6 +26,13 @@ type Config struct {
 	LogFormat         string
 	BootstrapUsername string
 	ShutdownTimeout   time.Duration
+	// HTTP server timeouts, so that slow or stalled clients cannot hold
+	// connections and handlers: the request headers, the whole request,
+	// the response, and an idle keep-alive connection.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
 
 	// Delivery.
 	NodeID          string
@@ -58,6 +65,11 @@ func DefaultConfig() Config {
 		LogFormat:         "json",
 		BootstrapUsername: "admin",
 		ShutdownTimeout:   10 * time.Second,
+
+		HTTPReadHeaderTimeout: 10 * time.Second,
+		HTTPReadTimeout:       60 * time.Second,
+		HTTPWriteTimeout:      60 * time.Second,
+		HTTPIdleTimeout:       120 * time.Second,
 
 		SMTPPort:        25,
 		HeloHostname:    defaultHostname(),
@@ -159,6 +171,10 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.String(&c.LogFormat, "log-format", "json or text")
 	fs.String(&c.BootstrapUsername, "bootstrap-username", "on an empty database, create this account and print its key (empty: don't)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "how long to wait for requests in flight on SIGINT/SIGTERM")
+	fs.Duration(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", "how long a client may take to send a request's headers")
+	fs.Duration(&c.HTTPReadTimeout, "http-read-timeout", "how long a client may take to send a whole request, body included")
+	fs.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "how long the server may take to send a response, counted from the end of the request headers")
+	fs.Duration(&c.HTTPIdleTimeout, "http-idle-timeout", "how long an idle keep-alive connection is kept open")
 
 	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
 	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
@@ -187,6 +203,10 @@ func (c Config) validate() error {
 	}
 	if c.RateLimitSync < 10*time.Millisecond {
 		problems = append(problems, "--rate-limit-sync must be at least 10ms")
+	}
+	if c.HTTPReadHeaderTimeout <= 0 || c.HTTPReadTimeout <= 0 || c.HTTPWriteTimeout <= 0 || c.HTTPIdleTimeout <= 0 {
+		// Zero would mean no limit at all to net/http.
+		problems = append(problems, "--http-read-header-timeout, --http-read-timeout, --http-write-timeout and --http-idle-timeout must be positive")
 	}
 	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
 		problems = append(problems, "--smtp-port must be between 1 and 65535")

@@ -103,12 +103,15 @@ func (m *Main) Open(ctx context.Context) error {
 		Hostname:    m.Config.HeloHostname,
 	})
 
+	// A Config built without DefaultConfig must not mean no timeouts:
+	// net/http takes zero as none.
+	defaults := DefaultConfig()
 	m.server = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: orDefault(m.Config.HTTPReadHeaderTimeout, defaults.HTTPReadHeaderTimeout),
+		ReadTimeout:       orDefault(m.Config.HTTPReadTimeout, defaults.HTTPReadTimeout),
+		WriteTimeout:      orDefault(m.Config.HTTPWriteTimeout, defaults.HTTPWriteTimeout),
+		IdleTimeout:       orDefault(m.Config.HTTPIdleTimeout, defaults.HTTPIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
@@ -117,6 +120,13 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind, "node", node,
 		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers)
 	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // bootstrap creates the first account of an empty database and prints its
