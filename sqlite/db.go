@@ -50,9 +50,19 @@ type DB struct {
 
 var _ sealpost.Store = (*DB)(nil)
 
+// busyTimeout is how long a statement waits for a lock held by another
+// connection (a backup, the sqlite3 shell) before failing with SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
 // Open opens the database at path, creating the file if needed, and brings
 // its schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, busyTimeout)
+}
+
+// open is Open with the wait for other connections' locks given, so that
+// tests can run into SQLITE_BUSY without waiting the full timeout.
+func open(ctx context.Context, path string, busy time.Duration) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: resolving %s: %w", path, err)
@@ -63,7 +73,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// Every pooled connection runs these on connect, so none of them can
 	// end up without foreign keys or a busy timeout.
 	params := url.Values{}
-	params.Add("_pragma", "busy_timeout(5000)")
+	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	params.Add("_pragma", "journal_mode(WAL)")
 	params.Add("_pragma", "foreign_keys(1)")
 	params.Add("_pragma", "synchronous(NORMAL)")
@@ -79,7 +89,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	db.write.SetConnMaxLifetime(0)
 	db.write.SetConnMaxIdleTime(0)
 
-	if err := connect(ctx, db.write); err != nil {
+	if err := connect(ctx, db.write, busy); err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
 	}
@@ -120,8 +130,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // it to WAL, which needs an exclusive lock that SQLite does not wait for with
 // busy_timeout; when several processes open a new file at once, all but one
 // get SQLITE_BUSY, so retry for as long as busy_timeout would have waited.
-func connect(ctx context.Context, w *sql.DB) error {
-	deadline := time.Now().Add(5 * time.Second)
+func connect(ctx context.Context, w *sql.DB, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
 	for {
 		err := w.PingContext(ctx)
 		if err == nil || !isBusy(err) || time.Now().After(deadline) {
@@ -138,6 +148,21 @@ func connect(ctx context.Context, w *sql.DB) error {
 func isBusy(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// isLocked reports whether err says another connection held a lock for
+// longer than busy_timeout waits: SQLITE_BUSY ("database is locked") or
+// SQLITE_LOCKED, with any extended code.
+func isLocked(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return true
+	}
+	return false
 }
 
 // dsn makes a file: URI so that any path, even one holding '?' or '#',
@@ -199,8 +224,14 @@ func now() time.Time { return time.Now().UTC().Round(0) }
 
 func fromUnixNano(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
-// internal wraps an unexpected database error.
+// internal wraps an unexpected database error. A lock another connection
+// held past busy_timeout (a backup, the sqlite3 shell in a transaction) is
+// not a fault of sealpost and goes away by itself: it is EUNAVAILABLE, which
+// clients see as a 503 to retry, not a 500.
 func internal(op string, err error) error {
+	if isLocked(err) {
+		return &sealpost.Error{Code: sealpost.EUNAVAILABLE, Message: op + ": database busy", Err: err}
+	}
 	return &sealpost.Error{Code: sealpost.EINTERNAL, Message: op, Err: err}
 }
 
