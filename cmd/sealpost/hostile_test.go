@@ -368,7 +368,7 @@ func TestHostileHeaderInjectionEndToEnd(t *testing.T) {
 		{"encoded-word lookalike subject", mail("hostile-encoded =?utf-8?q?a=0D=0AX-Evil:_injected?=", nil), "", "hostile-encoded"},
 		{"SMTP smuggling in the body, CRLF", mail("hostile-smuggle-crlf", map[string]any{"content": []any{map[string]any{"type": "text/plain", "value": "a" + smuggle}}}), "", "hostile-smuggle-crlf"},
 		{"SMTP smuggling in the body, bare LF", mail("hostile-smuggle-lf", map[string]any{"content": []any{map[string]any{"type": "text/plain", "value": "a\n.\nMAIL FROM:<evil@evil.test>\n" + evil + "\n.\r\n"}}}), "", "hostile-smuggle-lf"},
-		{"SMTP smuggling in the body, bare CR", mail("hostile-smuggle-cr", map[string]any{"content": []any{map[string]any{"type": "text/html", "value": "a\r.\rMAIL FROM:<evil@evil.test>\r.\r\n.\n"}}}), "", "hostile-smuggle-cr"},
+		{"SMTP smuggling in the body, bare CR", mail("hostile-smuggle-bare-cr", map[string]any{"content": []any{map[string]any{"type": "text/html", "value": "a\r.\rMAIL FROM:<evil@evil.test>\r.\r\n.\n"}}}), "", "hostile-smuggle-bare-cr"},
 	}
 	var accepted []string
 	for _, tc := range tests {
