@@ -155,13 +155,14 @@ func (h *Harness) AddServer(host string, b Behavior) *Server {
 
 // AddProxiedMX starts a fake MX behaving as b for mxN.domain, and in front
 // of it a proxy in mode: DNS sends clients to the proxy, as an on-path
-// attacker would arrange. The backend keeps its certificate for mxN.domain.
+// attacker would arrange. The backend keeps its certificate for mxN.domain;
+// a terminating proxy gets its own from the harness CA (see ProxyMode).
 func (h *Harness) AddProxiedMX(domain string, pref uint16, b Behavior, mode ProxyMode) (*Proxy, *Server) {
 	h.t.Helper()
 	host := h.nextMXName(domain)
 	b = h.withCertificate(host, b)
 	s := serve(h.t, h.Listen(), host, b)
-	p := startProxy(h.t, h.Listen(), s.Addr(), mode)
+	p := h.startProxy(host, s.Addr(), mode)
 	h.dns.SetA(host, p.IP())
 	h.addMXRecord(domain, pref, host)
 	return p, s
