@@ -33,7 +33,23 @@ type object struct {
 	prefix   string // "profile." for a nested object
 	fields   map[string]json.RawMessage
 	problems *[]sealpost.FieldError
+	// badUTF8 is set on a body holding invalid UTF-8 anywhere, even in a
+	// member no one reads: encoding/json would quietly turn it into
+	// U+FFFD, so what is stored would not be what was sent.
+	badUTF8 bool
 }
+
+// checkUTF8 refuses a body that is not valid UTF-8. Handlers whose parser
+// reports bad UTF-8 field by field call it once that parser is content,
+// to catch it in keys and in members the parser ignores.
+func checkUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	return sealpost.Invalid(sealpost.FieldError{Message: msgBodyNotUTF8})
+}
+
+const msgBodyNotUTF8 = "request body must be valid UTF-8"
 
 // parseObject decodes body, which must be a single JSON object.
 func parseObject(body []byte) (*object, error) {
@@ -48,7 +64,7 @@ func parseObject(body []byte) (*object, error) {
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return nil, sealpost.Invalid(sealpost.FieldError{Message: "request body is not valid JSON"})
 	}
-	return &object{fields: fields, problems: new([]sealpost.FieldError)}, nil
+	return &object{fields: fields, problems: new([]sealpost.FieldError), badUTF8: !utf8.Valid(trimmed)}, nil
 }
 
 func (o *object) problem(name, msg string) {
@@ -63,8 +79,12 @@ func (o *object) add(fe *sealpost.FieldError) {
 	}
 }
 
-// err returns every problem found so far, or nil.
+// err returns every problem found so far, or nil. Invalid UTF-8 no field
+// check noticed (in a key, or in a member nothing reads) is one more.
 func (o *object) err() error {
+	if o.badUTF8 && len(*o.problems) == 0 {
+		o.add(&sealpost.FieldError{Message: msgBodyNotUTF8})
+	}
 	if len(*o.problems) == 0 {
 		return nil
 	}

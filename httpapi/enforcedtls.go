@@ -63,6 +63,9 @@ func (s *Server) patchEnforcedTLS(ctx context.Context, _ *http.Request, c *call)
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := checkUTF8(c.body); err != nil {
+		return 0, nil, err
+	}
 	var setting sealpost.EnforcedTLS
 	if patch.RequireTLS == nil && patch.RequireValidCert == nil && patch.Version == nil {
 		// A no-op patch ({} or only unknown fields) needs no write.

@@ -38,6 +38,9 @@ func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := checkUTF8(c.body); err != nil {
+		return 0, nil, err
+	}
 	if len(patch.Bools) == 0 && patch.URL == nil {
 		// A no-op patch ({} or only unknown fields) needs no write.
 		return eventWebhookResponse(current)
