@@ -103,6 +103,7 @@ type Config struct {
 	Report   string        // SEALPOST_SOAK_REPORT: file to write the text report to
 	CSV      string        // SEALPOST_SOAK_CSV: file to write the resource time series to
 	Seed     uint64        // SEALPOST_SOAK_SEED: seeds the clients' choices
+	Binary   string        // SEALPOST_SOAK_BINARY: a sealpost binary to run instead of building this checkout
 
 	// SEALPOST_SOAK_RSS_TOLERANCE (percent) and SEALPOST_SOAK_RSS_SLACK_MIB.
 	RSS GrowthRule
@@ -112,7 +113,7 @@ type Config struct {
 // and clients busy without saturating it.
 const (
 	DefaultRate     = 200
-	DefaultClients  = 8
+	DefaultClients  = 16
 	DefaultInterval = 30 * time.Second
 	DefaultDrain    = 2 * time.Minute
 )
@@ -137,6 +138,7 @@ func ParseConfig(getenv func(string) string) (c Config, ok bool, err error) {
 		Database: "sqlite",
 		Report:   getenv("SEALPOST_SOAK_REPORT"),
 		CSV:      getenv("SEALPOST_SOAK_CSV"),
+		Binary:   getenv("SEALPOST_SOAK_BINARY"),
 		Seed:     uint64(time.Now().UnixNano()),
 		RSS:      DefaultRSSRule(),
 	}

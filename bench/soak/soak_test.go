@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -159,7 +160,11 @@ func (s *soak) setUp() {
 	case s.cfg.Database != "sqlite":
 		db = s.cfg.Database
 	}
-	s.srv = startServer(t, buildBinary(t),
+	bin := s.cfg.Binary
+	if bin == "" {
+		bin = buildBinary(t)
+	}
+	s.srv = startServer(t, bin,
 		"SEALPOST_DATABASE="+db,
 		"SEALPOST_DNS_SERVER="+s.mx.DNSAddr(),
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", s.mx.Port()),
@@ -608,7 +613,7 @@ func (s *soak) finish() {
 		s.fail("%d requests were not answered as they must be; first ones:\n  %s", totalErr, strings.Join(s.rec.errorSamples(), "\n  "))
 	}
 	if s.cfg.Rate > 0 && float64(total)/span.Seconds() < 0.9*s.cfg.Rate {
-		s.logf("note: the clients reached %.0f req/s of the %.0f targeted: the machine (or the server) is saturated", float64(total)/span.Seconds(), s.cfg.Rate)
+		s.logf("note: the clients reached %.0f req/s of the %.0f targeted: requests took longer than the clients' share of the rate allows (server or machine saturated)", float64(total)/span.Seconds(), s.cfg.Rate)
 	}
 
 	// Mail: accepted, delivered, still queued, and exactly once.
@@ -636,11 +641,12 @@ func (s *soak) finish() {
 	if n := s.hooks.unknownPaths(); n > 0 {
 		s.fail("webhook: %d posts to an account's wrong URL", n)
 	}
-	s.hooks.mu.Lock()
-	for name, ec := range s.hooks.byAccount {
-		s.logf("  %-9s %s", name, formatCounts(ec))
+	for _, a := range s.accounts {
+		s.hooks.mu.Lock()
+		ec := maps.Clone(s.hooks.byAccount[a.name])
+		s.hooks.mu.Unlock()
+		s.logf("  %-9s %s", a.name, formatCounts(ec))
 	}
-	s.hooks.mu.Unlock()
 
 	s.reportResources()
 	s.reportServerLogs()
@@ -948,11 +954,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 func (r *receiver) counts() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range r.byKind {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.byKind)
 }
 
 func (r *receiver) total() int {
