@@ -710,9 +710,17 @@ func (p *mailSendParser) customArgs(field string, raw json.RawMessage) map[strin
 			p.addf(field, "All values of custom arguments object must be strings; %q is a %s.", m.key, k)
 			continue
 		}
-		if v, ok := p.str(field, m.raw); ok {
-			out[m.key] = v
+		v, ok := p.str(field, m.raw)
+		if !ok {
+			continue
 		}
+		if strings.ContainsRune(m.key, 0) || strings.ContainsRune(v, 0) {
+			// Stored as JSON, which PostgreSQL cannot hold NUL in:
+			// refused here, both stores answer the same.
+			p.addf(field, "Custom arguments cannot contain NUL characters; %q does.", m.key)
+			continue
+		}
+		out[m.key] = v
 	}
 	return out
 }
@@ -802,6 +810,11 @@ func (p *mailSendParser) categories(raw json.RawMessage) []string {
 			p.add(field, "Each category must not be longer than 255 characters.")
 		case !isASCII(c):
 			p.add(field, "Categories can not contain non-ASCII characters.")
+		case hasControl(c):
+			// Never rendered into the message, but stored as text
+			// (PostgreSQL's cannot hold NUL) and posted in events, where
+			// a line break is no more welcome than in a header.
+			p.add(field, "A category "+msgControlChars)
 		case seen[c]:
 			p.addf("categories", "The categories must be a unique list, and you have included %q more than once.", c)
 		default:
