@@ -228,3 +228,86 @@ func TestHostileBodies(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileJSONValues: escaped NULs, numbers no float holds, duplicate
+// keys and wrong types, endpoint by endpoint. A refusal is a 400 naming
+// every offending field; a repeated key means its last value, as
+// encoding/json reads it, everywhere; nothing is ever a 500, on either
+// store (PostgreSQL refuses NUL in text outright).
+func TestHostileJSONValues(t *testing.T) {
+	t.Parallel()
+	const mailHead = `{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},`
+	tests := []struct {
+		method, path, body string
+		status             int
+		fields             []string // each must be named in a 400
+		contains           string   // in a 2xx body
+	}{
+		{"PATCH", pathTLS, `{"version":1e400}`, 400, []string{"version"}, ""},
+		{"PATCH", pathTLS, `{"version":100000000000000000000000000000000000000000}`, 400, []string{"version"}, ""},
+		{"PATCH", pathTLS, `{"version":-1.2}`, 400, []string{"version"}, ""},
+		{"PATCH", pathTLS, `{"version":1.3,"require_tls":1,"require_valid_cert":"true"}`, 400, []string{"require_tls", "require_valid_cert"}, ""},
+		{"PATCH", pathTLS, `{"require_tls":null,"require_valid_cert":[],"version":"1.2"}`, 400, []string{"require_tls", "require_valid_cert", "version"}, ""},
+		{"PATCH", pathTLS, `{"require_tls":true,"require_tls":"no"}`, 400, []string{"require_tls"}, ""},
+		{"PATCH", pathTLS, `{"require_tls":"no","require_tls":true,"version":1.1,"version":1.3}`, 200, nil, `{"require_tls":true,"require_valid_cert":false,"version":1.3}`},
+		{"PATCH", pathTLS, `{"require_valid_cert":true,"x\u0000":"\u0000"}`, 200, nil, `"require_valid_cert":true`},
+
+		{"POST", "/v3/api_keys", `{"name":"a\u0000b"}`, 400, []string{"name"}, ""},
+		{"POST", "/v3/api_keys", `{"name":1e400}`, 400, []string{"name"}, ""},
+		{"POST", "/v3/api_keys", `{"name":"k","scopes":"mail.send"}`, 400, []string{"scopes"}, ""},
+		{"POST", "/v3/api_keys", `{"name":"k","scopes":["mail.send",1]}`, 400, []string{"scopes"}, ""},
+		{"POST", "/v3/api_keys", `{"name":"k","scopes":["mail.send\u0000"]}`, 400, []string{"scopes"}, ""},
+		{"POST", "/v3/api_keys", `{"name":"first","scopes":["api_keys.read"],"name":"last","scopes":["mail.send"]}`, 201, nil, `"name":"last","scopes":["mail.send"]`},
+
+		{"POST", "/v3/subusers", `{"username":"a\u0000b","email":"x@example.com"}`, 400, []string{"username"}, ""},
+		{"POST", "/v3/subusers", `{"username":"nul","email":"x\u0000@example.com"}`, 400, []string{"email"}, ""},
+		{"POST", "/v3/subusers", `{"username":"big","email":"b@example.com","ips":[1e400],"password":false}`, 400, []string{"ips", "password"}, ""},
+		{"POST", "/v3/subusers", `{"username":1,"email":{}}`, 400, []string{"username", "email"}, ""},
+		{"PATCH", "/v3/subusers/kid", `{"disabled":"true"}`, 400, []string{"disabled"}, ""},
+		{"PATCH", "/v3/subusers/kid", `{"disabled":null}`, 400, []string{"disabled"}, ""},
+		{"PATCH", "/v3/subusers/kid", `{"disabled":1e400}`, 400, []string{"disabled"}, ""},
+
+		{"POST", "/v3/partners/accounts", `{"profile":{"email":"a\u0000@example.com"}}`, 400, []string{"profile.email"}, ""},
+		{"POST", "/v3/partners/accounts", `{"profile":"x","offerings":{}}`, 400, []string{"profile", "offerings"}, ""},
+		{"POST", "/v3/partners/accounts", `{"offerings":[{"name":"x","type":"y","quantity":1e400}]}`, 400, []string{"offerings[0].quantity"}, ""},
+
+		{"PATCH", "/v3/user/webhooks/event/settings", `{"url":"https://example.com/\u0000"}`, 400, []string{"url"}, ""},
+		{"PATCH", "/v3/user/webhooks/event/settings", `{"enabled":1,"delivered":"true","url":5}`, 400, []string{"enabled", "delivered", "url"}, ""},
+		{"PATCH", "/v3/user/webhooks/event/settings", `{"url":"https://example.com/a","enabled":true,"url":"https://example.com/b"}`, 200, nil, `"url":"https://example.com/b"`},
+		{"PATCH", "/v3/user/webhooks/event/settings/signed", `{"enabled":"yes"}`, 400, []string{"enabled"}, ""},
+		{"PATCH", "/v3/user/webhooks/event/settings/signed", `{"enabled":1e400}`, 400, []string{"enabled"}, ""},
+		{"POST", "/v3/user/webhooks/event/test", `{"url":"http://127.0.0.1:1/\u0000"}`, 400, []string{"url"}, ""},
+		{"POST", "/v3/user/webhooks/event/test", `{"url":["http://127.0.0.1:1/"]}`, 400, []string{"url"}, ""},
+
+		{"POST", "/v3/mail/send", mailHead + `"subject":"a\u0000b","content":[{"type":"text/plain","value":"x"}]}`, 400, []string{"subject"}, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"headers":{"X-A":"\u0000"}}`, 400, []string{"headers"}, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x\u0000y"}]}`, 202, nil, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"custom_args":{"k\u0000":"v"},"categories":["c\u0000"]}`, 400, []string{"categories.0", "custom_args"}, ""},
+		{"POST", "/v3/mail/send", `{"personalizations":[{"to":[{"email":"a@example.com"}],"custom_args":{"k":"v\u0000"}}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"x"}],"categories":["a\r\nb"]}`, 400, []string{"personalizations.0.custom_args", "categories.0"}, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"send_at":1e400,"asm":{"group_id":1e400}}`, 202, nil, ""},
+		{"POST", "/v3/mail/send", `{"personalizations":"x","from":"y","subject":1,"content":{}}`, 400, []string{"personalizations", "from", "subject", "content"}, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","subject":["last wins"],"content":[{"type":"text/plain","value":"x"}]}`, 400, []string{"subject"}, ""},
+	}
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		h := newHostileEnv(t, open)
+		for _, tc := range tests {
+			what := tc.method + " " + tc.path + " " + tc.body
+			res := h.do(request{method: tc.method, path: tc.path, token: h.token, body: tc.body})
+			if res.status != tc.status {
+				t.Errorf("%s: %d %s, want %d", what, res.status, res.body, tc.status)
+				continue
+			}
+			if tc.status == http.StatusBadRequest {
+				checkErrorBody(t, res.status, res.body)
+			}
+			for _, f := range tc.fields {
+				if !strings.Contains(res.body, `"field":"`+f+`"`) {
+					t.Errorf("%s: 400 %s does not name %s", what, res.body, f)
+				}
+			}
+			if !strings.Contains(res.body, tc.contains) {
+				t.Errorf("%s: %d %s, want it to contain %s", what, res.status, res.body, tc.contains)
+			}
+		}
+	})
+}

@@ -356,11 +356,13 @@ func TestHostileHeaderInjectionEndToEnd(t *testing.T) {
 		{"custom header name", mail("s", map[string]any{"headers": map[string]any{"X-Campaign\r\n" + evil: "1"}}), "headers", ""},
 		{"custom header name with colon", mail("s", map[string]any{"headers": map[string]any{"X-Evil: injected\r\nX-Campaign": "1"}}), "headers", ""},
 		{"personalization header value", mail("s", map[string]any{"personalizations": to(map[string]any{"headers": map[string]any{"X-Campaign": "a\n" + evil}})}), "personalizations.0.headers", ""},
+		{"categories", mail("s", map[string]any{"categories": []any{"ok", "c\r\n" + evil}}), "categories.1", ""},
 		{"content type", mail("s", map[string]any{"content": []any{map[string]any{"type": "text/plain\r\n" + evil, "value": "x"}}}), "content.0.type", ""},
 
 		// Accepted: these never become header text or SMTP commands
 		// as given.
-		{"categories", mail("hostile-categories", map[string]any{"categories": []any{"c\r\n" + evil}}), "", "hostile-categories"},
+
+		{"custom_args NUL", mail("s", map[string]any{"custom_args": map[string]any{"k": "v\x00"}}), "custom_args", ""},
 		{"custom_args", mail("hostile-custom-args", map[string]any{"custom_args": map[string]any{"k\r\n" + evil: "v\r\n" + evil}}), "", "hostile-custom-args"},
 		{"personalization custom_args", mail("hostile-pz-custom-args", map[string]any{"personalizations": to(map[string]any{"custom_args": map[string]any{"k": "v\r\n" + evil}})}), "", "hostile-pz-custom-args"},
 		{"unicode line breaks in subject and name", mail("hostile-unicode \u2028X-Evil: injected\u0085X-Evil: injected\u2029", map[string]any{"from": addr("sender@sealpost.test", "S\u2028X-Evil: injected")}), "", "hostile-unicode"},
