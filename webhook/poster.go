@@ -264,6 +264,7 @@ func (p *Poster) Flush(ctx context.Context) error {
 
 // once claims one batch and handles it, reporting whether there was one.
 func (r *run) once(ctx context.Context) (bool, error) {
+	claimed := time.Now()
 	b, err := r.p.Store.ClaimEventBatch(ctx, r.p.Owner, r.now(), r.lease, r.maxBatch)
 	if err != nil {
 		return false, fmt.Errorf("claiming an event batch: %w", err)
@@ -271,23 +272,58 @@ func (r *run) once(ctx context.Context) (bool, error) {
 	if b == nil {
 		return false, nil
 	}
+	// Work on the batch may wait out a database outage only while the
+	// lease is surely still this poster's; the lease was taken at or
+	// after claimed.
+	held := &holding{r: r, ctx: ctx, until: claimed.Add(r.lease / 2)}
 	if len(b.Events) == 0 {
-		return true, r.ack(ctx, r.log, b)
+		return true, r.ack(ctx, held, r.log, b)
 	}
-	return true, r.handle(ctx, b)
+	return true, r.handle(ctx, held, b)
+}
+
+// holding is a claimed batch's hold on the store. A batch claimed just
+// before the database goes away would otherwise be dropped at the first
+// failed read or acknowledgement and wait out its whole lease (a minute by
+// default) before anyone posts it, or posts it again; instead its store
+// calls are retried for as long as the lease is surely held.
+type holding struct {
+	r     *run
+	ctx   context.Context // ends the retries: a shutdown
+	until time.Time
+}
+
+// retry runs fn until it succeeds, fails with anything but EUNAVAILABLE,
+// the poster stops, or the hold is over.
+func (h *holding) retry(fn func() error) error {
+	for {
+		err := fn()
+		if sealpost.ErrorCode(err) != sealpost.EUNAVAILABLE || !time.Now().Add(h.r.interval).Before(h.until) {
+			return err
+		}
+		select {
+		case <-h.ctx.Done():
+			return err
+		case <-time.After(h.r.interval):
+		}
+	}
 }
 
 // handle posts the wanted events at the head of b and settles the batch.
-// A store error leaves the batch alone: its lease runs out and it is
-// claimed again, so that a database hiccup is not counted as a failure of
-// the account's endpoint.
-func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
+// A store error that outlasts held leaves the batch alone: its lease runs
+// out and it is claimed again, so that a database hiccup is not counted as
+// a failure of the account's endpoint.
+func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch) error {
 	log := r.log.With("account_id", b.AccountID)
-	settings, err := r.p.Store.EventWebhookSettings(ctx, b.AccountID)
+	var settings sealpost.EventWebhookSettings
+	err := held.retry(func() (err error) {
+		settings, err = r.p.Store.EventWebhookSettings(ctx, b.AccountID)
+		return err
+	})
 	if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
 		// The account is gone: nobody is left to post to.
 		r.p.stats.eventsSkipped.Add(int64(len(b.Events)))
-		return r.ack(ctx, log, b)
+		return r.ack(ctx, held, log, b)
 	}
 	if err != nil {
 		return fmt.Errorf("reading event webhook settings of account %d: %w", b.AccountID, err)
@@ -300,7 +336,7 @@ func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
 	}
 	if len(wanted) == 0 {
 		r.p.stats.eventsSkipped.Add(int64(len(b.Events)))
-		return r.ack(ctx, log, b)
+		return r.ack(ctx, held, log, b)
 	}
 	chunk, body := firstChunk(wanted, MaxBodyBytes)
 	// The acknowledged part is a prefix of the batch, up to the last event
@@ -318,7 +354,11 @@ func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
 		done = &head
 	}
 
-	key, err := r.p.Store.EventWebhookSigningKey(ctx, b.AccountID)
+	var key []byte
+	err = held.retry(func() (err error) {
+		key, err = r.p.Store.EventWebhookSigningKey(ctx, b.AccountID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("reading event webhook signing key of account %d: %w", b.AccountID, err)
 	}
@@ -331,10 +371,11 @@ func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
 		r.p.stats.eventsSkipped.Add(int64(cut - len(chunk)))
 		log.DebugContext(ctx, "event webhook posted", "duration", time.Since(start))
 		// The receiver has the events: record it even when shutting down,
-		// so that they are not posted twice.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		// so that they are not posted twice; during an outage, for as long
+		// as the batch is held, for the same reason.
+		actx, cancel := context.WithDeadline(context.WithoutCancel(ctx), later(held.until, time.Now().Add(ackTimeout)))
 		defer cancel()
-		return r.ack(actx, log, done)
+		return r.ack(actx, held, log, done)
 	}
 	if ctx.Err() != nil {
 		// Shutting down: the post was cut off here, not failed by the
@@ -347,13 +388,20 @@ func (r *run) handle(ctx context.Context, b *sealpost.EventBatch) error {
 		r.p.stats.eventsGivenUp.Add(int64(len(b.Events)))
 		log.WarnContext(ctx, "event webhook: giving up on events", "error", postErr,
 			"attempts", b.Attempts+1, "failing_since", b.FailingSince, "given_up", len(b.Events))
-		return r.ack(ctx, log, b)
+		return r.ack(ctx, held, log, b)
 	}
 	wait := r.backoff(b.Attempts + 1)
 	log.InfoContext(ctx, "event webhook post failed", "error", postErr,
 		"attempts", b.Attempts+1, "retry_in", wait)
-	err = r.p.Store.RetryEventBatch(ctx, b, now.Add(wait))
+	err = held.retry(func() error { return r.p.Store.RetryEventBatch(ctx, b, now.Add(wait)) })
 	return r.settled(ctx, log, err, "retrying")
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // expired reports whether b's events have been retried long enough: its
@@ -366,8 +414,9 @@ func (r *run) expired(b *sealpost.EventBatch, now time.Time) bool {
 	return !head.IsZero() && now.Sub(head) >= r.maxAge
 }
 
-func (r *run) ack(ctx context.Context, log *slog.Logger, b *sealpost.EventBatch) error {
-	return r.settled(ctx, log, r.p.Store.AckEventBatch(ctx, b), "acknowledging")
+func (r *run) ack(ctx context.Context, held *holding, log *slog.Logger, b *sealpost.EventBatch) error {
+	err := held.retry(func() error { return r.p.Store.AckEventBatch(ctx, b) })
+	return r.settled(ctx, log, err, "acknowledging")
 }
 
 // settled treats a lost lease as normal: another poster has the batch and
