@@ -160,10 +160,10 @@ func TestEnforcedTLSUnderAttack(t *testing.T) {
 			return seen[i].col < seen[j].col
 		})
 		var b strings.Builder
-		fmt.Fprintf(&b, "%-34s %-24s %-48s %s\n", "attack", "policy", "outcome", "marker in wire/decrypted/MX; bytes wire, clear, decrypted, forwarded")
+		fmt.Fprintf(&b, "%-34s %-24s %-48s %s\n", "attack", "policy", "outcome", "marker in wire/decrypted/MX; bytes wire, clear, decrypted, forwarded, MX read")
 		for _, s := range seen {
-			fmt.Fprintf(&b, "%-34s %-24s %-48s %d/%d/%d; %d, %d, %d, %d\n", attackRows[s.row].name, attackPolicies[s.col].name, s.outcome,
-				s.markerWire, s.markerDecrypted, s.markerAtMX, s.wire, s.clear, s.decrypted, s.forwarded)
+			fmt.Fprintf(&b, "%-34s %-24s %-48s %d/%d/%d; %d, %d, %d, %d, %d\n", attackRows[s.row].name, attackPolicies[s.col].name, s.outcome,
+				s.markerWire, s.markerDecrypted, s.markerAtMX, s.wire, s.clear, s.decrypted, s.forwarded, s.mxBytes)
 		}
 		t.Logf("attack table:\n%s", b.String())
 	})
