@@ -161,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // release gives a claimed delivery back unattempted, due now.
 func (r *Runner) release(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain)
-	r.complete(ctx, log, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now(), Unattempted: true})
+	r.complete(ctx, log, d, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now(), Unattempted: true})
 }
 
 // Drain attempts every delivery due now, one claim after another, and
@@ -206,7 +206,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 			log.Error("building events", "err", err)
 			return
 		}
-		r.complete(ctx, log, c)
+		r.complete(ctx, log, d, c)
 		return
 	}
 	// Cut the attempt off well inside the lease so that no other node can
@@ -229,14 +229,34 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		return
 	}
 	log.Debug("attempted", "policy_mandatory", policy.Mandatory(), "tls", res.TLS.TLS, "mx", res.TLS.MXHost)
-	r.complete(ctx, log, c)
+	r.complete(ctx, log, d, c)
 }
 
-func (r *Runner) complete(ctx context.Context, log *slog.Logger, c sealpost.DeliveryCompletion) {
+func (r *Runner) complete(ctx context.Context, log *slog.Logger, d *sealpost.Delivery, c sealpost.DeliveryCompletion) {
+	// While the lease surely holds, a database outage is waited out: an
+	// attempt whose outcome is dropped would sit leased until the lease
+	// runs out and then be made again, a second copy if it was delivered.
+	// The lease was read on the store's clock; the wait is counted on the
+	// real one.
+	held := r.Lease * 9 / 10
+	if !d.LeaseUntil.IsZero() {
+		held = d.LeaseUntil.Sub(r.Now()) - r.Lease/10
+	}
+	until := time.Now().Add(held)
 	// An attempt that was cut off is still recorded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(30*time.Second, held))
 	defer cancel()
-	err := r.Queue.CompleteDelivery(ctx, r.Owner, c)
+	err := r.Queue.CompleteDelivery(cctx, r.Owner, c)
+retry:
+	for sealpost.ErrorCode(err) == sealpost.EUNAVAILABLE && time.Now().Add(r.Poll).Before(until) {
+		log.Warn("recording an attempt: database unavailable; retrying", "err", err)
+		select {
+		case <-ctx.Done(): // past the shutdown's grace
+			break retry
+		case <-time.After(r.Poll):
+		}
+		err = r.Queue.CompleteDelivery(cctx, r.Owner, c)
+	}
 	switch {
 	case err == nil:
 	case sealpost.ErrorCode(err) == sealpost.ECONFLICT:
