@@ -26,6 +26,12 @@ func FuzzParseMailSend(f *testing.F) {
 		`{"personalizations":[{"to":[{"email":"a@example.com","name":"Jöhn \"Q\" Dœ, Jr."}],"subject":"=?utf-8?q?x?= Grüße\ttab"}],"from":{"email":"f@example.com","name":"=?x?"},"content":[{"type":"text/plain","value":"line\rbare cr\nbare lf\r\n.\r\n"}],"headers":{"X-Long":"` + strings.Repeat("w", 1200) + `"}}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com"}],"subject":"x\r\nBcc: evil@example.net"}],"from":{"email":"f@example.com"},"content":[{"type":"text/plain","value":"x"}]}`,
 		"{\"personalizations\":[{\"to\":[{\"email\":\"a@example.com\",\"name\":\"\xff\"}]}],\"from\":{\"email\":\"f@example.com\"},\"subject\":\"s\",\"content\":[{\"type\":\"text/plain\",\"value\":\"x\"}]}",
+		// Header injection through every field a header or an SMTP
+		// command is made from, and what PostgreSQL cannot store.
+		`{"personalizations":[{"to":[{"email":"a@example.com","name":"A\r\nBcc: x@example.net"}],"headers":{"X-A":"v\r\nX-Evil: 1"},"custom_args":{"k\r\n":"v\n"}}],"from":{"email":"s@example.com","name":"S\nX-Evil: 1"},"reply_to":{"email":"r@example.com\r\nX-Evil: 1"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"categories":["c\r\nX-Evil: 1"],"headers":{"X-B\r\nX-Evil":"1"}}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com>\r\nRCPT TO:<evil@example.net"}]}],"from":{"email":"s@example.com> SIZE=1"},"subject":"s","content":[{"type":"text/plain","value":"p"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}],"custom_args":{"k":"v\u0000"}}],"from":{"email":"s@example.com"},"subject":"s\u2028X: 1","content":[{"type":"text/plain","value":"p\u0000\r\n.\r\nMAIL FROM:<e@example.net>"}],"categories":["c\u0000"],"custom_args":{"\u0000":"v"}}`,
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
 	} {
 		f.Add([]byte(seed))
 	}
@@ -39,6 +45,25 @@ func FuzzParseMailSend(f *testing.F) {
 				t.Fatalf("EINVALID without problems: %v", err)
 			}
 			return
+		}
+		// Categories and custom args are stored as text and JSON, which
+		// PostgreSQL refuses NUL in: accepting one would fail after the
+		// parse, on one store only.
+		for _, c := range ms.Categories {
+			if strings.ContainsFunc(c, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				t.Fatalf("category %q with a control character accepted", c)
+			}
+		}
+		args := []map[string]string{ms.CustomArgs}
+		for _, pz := range ms.Personalizations {
+			args = append(args, pz.CustomArgs)
+		}
+		for _, m := range args {
+			for k, v := range m {
+				if strings.ContainsRune(k+v, 0) {
+					t.Fatalf("custom arg %q: %q with NUL accepted", k, v)
+				}
+			}
 		}
 		msgs, err := ms.Messages(1, "fuzzID", renderNow, renderHost)
 		if err != nil {

@@ -135,6 +135,9 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 			if err != nil {
 				t.Fatalf("200 for a body the parser rejects (%v): %q", err, body)
 			}
+			if !utf8.ValidString(body) {
+				t.Fatalf("200 for a body that is not UTF-8: %q", body)
+			}
 			if want := patch.Apply(before); after != want {
 				t.Fatalf("stored %+v, want %+v for %q", after, want, body)
 			}
@@ -267,6 +270,8 @@ func FuzzMailSend(f *testing.F) {
 		// Header injection in every place a header is made from.
 		`{"personalizations":[{"to":[{"email":"a@example.com","name":"A\r\nBcc: x@example.net"}],"headers":{"X-A":"v\r\nX-Evil: 1"},"custom_args":{"k\r\n":"v\n"}}],"from":{"email":"s@example.com","name":"S\nX-Evil: 1"},"reply_to":{"email":"r@example.com\r\nX-Evil: 1"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"categories":["c\r\nX-Evil: 1"],"headers":{"X-B\r\nX-Evil":"1"}}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com>\r\nRCPT TO:<evil@example.net"}]}],"from":{"email":"s@example.com>\r\nRCPT TO:<evil@example.net"},"subject":"s","content":[{"type":"text/plain","value":"p"}]}`,
+		// What PostgreSQL cannot store: NUL in custom args and categories.
+		`{"personalizations":[{"to":[{"email":"a@example.com"}],"custom_args":{"k":"v\u0000"}}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p\u0000"}],"categories":["c\u0000"],"custom_args":{"\u0000":"v"}}`,
 		// Type, number and nesting oddities.
 		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"send_at":1e400}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"send_at":-1}`,
