@@ -138,6 +138,7 @@ type propOBO struct {
 	values []string // nil: no header
 	class  oboClass
 	ref    string // the username or account id named
+	label  string // the model's name of the account named, if any
 }
 
 type oboClass int
@@ -153,6 +154,9 @@ const (
 func (o propOBO) String() string {
 	if o.values == nil {
 		return "no on-behalf-of"
+	}
+	if o.label != "" {
+		return fmt.Sprintf("on-behalf-of %q (%s)", o.values, o.label)
 	}
 	return fmt.Sprintf("on-behalf-of %q", o.values)
 }
@@ -513,13 +517,13 @@ func (r *propRun) pickOBO(k *propKey, userOnly bool) propOBO {
 	named := func(a *propAccount) propOBO {
 		if a.kind == sealpost.KindCustomer {
 			prefix := []string{"account-id ", "ACCOUNT-ID ", "Account-Id\t", "account-id   "}[r.rng.IntN(4)]
-			return propOBO{values: []string{prefix + a.publicID}, class: oboAccountID, ref: a.publicID}
+			return propOBO{values: []string{prefix + a.publicID}, class: oboAccountID, ref: a.publicID, label: a.label}
 		}
 		v := a.username
 		if r.rng.IntN(5) == 0 {
 			v = " " + v + " "
 		}
-		return propOBO{values: []string{v}, class: oboUsername, ref: a.username}
+		return propOBO{values: []string{v}, class: oboUsername, ref: a.username, label: a.label}
 	}
 	none := 30
 	if userOnly || k != nil && k.acct.kind != sealpost.KindUser {
@@ -791,6 +795,9 @@ func (r *propRun) putKey(k *propKey, acting *propAccount) (request, func(respons
 		scopes = slices.Compact(slices.Sorted(slices.Values(req)))
 	}
 	r.what += " on key " + id
+	if target != nil {
+		r.probe(target)
+	}
 	return request{method: http.MethodPut, path: "/v3/api_keys/" + id, body: body}, func(res response) {
 		switch {
 		case len(problems) > 0:
@@ -810,6 +817,7 @@ func (r *propRun) putKey(k *propKey, acting *propAccount) (request, func(respons
 			Scopes   []string `json:"scopes"`
 		}{target.id, target.name, target.scopes})
 		r.expect(res, http.StatusOK, string(b))
+		r.probe(target)
 	}
 }
 
@@ -830,6 +838,9 @@ func (r *propRun) patchKey(_ *propKey, acting *propAccount) (request, func(respo
 func (r *propRun) deleteKey(_ *propKey, acting *propAccount) (request, func(response)) {
 	id, target := r.pickKeyID(acting)
 	r.what += " on key " + id
+	if target != nil {
+		r.probe(target)
+	}
 	return request{method: http.MethodDelete, path: "/v3/api_keys/" + id}, func(res response) {
 		if target == nil {
 			r.expect(res, http.StatusNotFound, wantNotFound)
@@ -837,7 +848,38 @@ func (r *propRun) deleteKey(_ *propKey, acting *propAccount) (request, func(resp
 		}
 		target.deleted = true
 		r.expect(res, http.StatusNoContent, "")
+		r.probe(target)
 	}
+}
+
+// probe calls GET /v3/scopes with each of keys, which must answer as the
+// model says: authentication reflects every change committed before it
+// (a cache that outlives a disable, delete or scope change fails here).
+func (r *propRun) probe(keys ...*propKey) {
+	r.t.Helper()
+	for _, k := range keys {
+		res := r.e.do(request{method: http.MethodGet, path: "/v3/scopes", token: k.token})
+		if !k.live() {
+			if res.status != http.StatusUnauthorized || res.body != wantUnauthorized {
+				r.fail("probe with %s: got %d %s, want 401", k, res.status, res.body)
+			}
+			continue
+		}
+		b, _ := json.Marshal(map[string][]string{"scopes": k.scopes})
+		if res.status != http.StatusOK || res.body != string(b) {
+			r.fail("probe with %s: got %d %s, want 200 %s", k, res.status, res.body, b)
+		}
+	}
+}
+
+func (r *propRun) keysOf(a *propAccount) []*propKey {
+	var out []*propKey
+	for _, k := range r.keys {
+		if k.acct == a {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // ---- subusers and customer accounts
@@ -942,28 +984,36 @@ func (r *propRun) patchSubuser(_ *propKey, acting *propAccount) (request, func(r
 	name := r.pickUsername(acting)
 	disabled := r.rng.IntN(2) == 0
 	r.what += " on " + name
+	target := r.liveByUsername(name)
+	if target != nil {
+		r.probe(r.keysOf(target)...)
+	}
 	return request{method: http.MethodPatch, path: "/v3/subusers/" + name, body: fmt.Sprintf(`{"disabled":%t}`, disabled)}, func(res response) {
-		target := r.liveByUsername(name)
 		if target == nil || target.kind != sealpost.KindSubuser || target.parent != acting {
 			r.expect(res, http.StatusNotFound, wantNotFound)
 			return
 		}
 		target.disabled = disabled
 		r.expect(res, http.StatusNoContent, "")
+		r.probe(r.keysOf(target)...)
 	}
 }
 
 func (r *propRun) deleteSubuser(_ *propKey, acting *propAccount) (request, func(response)) {
 	name := r.pickUsername(acting)
 	r.what += " on " + name
+	target := r.liveByUsername(name)
+	if target != nil {
+		r.probe(r.keysOf(target)...)
+	}
 	return request{method: http.MethodDelete, path: "/v3/subusers/" + name}, func(res response) {
-		target := r.liveByUsername(name)
 		if target == nil || target.kind != sealpost.KindSubuser || target.parent != acting {
 			r.expect(res, http.StatusNotFound, wantNotFound)
 			return
 		}
 		target.deleted = true
 		r.expect(res, http.StatusNoContent, "")
+		r.probe(r.keysOf(target)...)
 	}
 }
 
