@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -211,15 +212,15 @@ func TestHostileIdleConnectionsDoNotStarveClients(t *testing.T) {
 	// The slow connections were still open, not already dropped.
 	for i, c := range conns[:10] {
 		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); err == nil || !isTimeout(err) {
+		if _, err := c.Read(make([]byte, 1)); err == nil || !hostileIsTimeout(err) {
 			t.Fatalf("slow connection %d was closed early: %v", i, err)
 		}
 	}
 }
 
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+func hostileIsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // hostileSMTPCommand is every command line a delivery may send in the
