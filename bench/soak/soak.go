@@ -342,6 +342,25 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// CPUPressure reads the share of the last 10 seconds in which some runnable
+// task on the machine waited for a CPU (Linux PSI, /proc/pressure/cpu), in
+// percent. A high value means the soak's numbers describe a starved machine
+// rather than the server.
+func CPUPressure() (float64, bool) {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for f := range strings.FieldsSeq(line) {
+		if v, ok := strings.CutPrefix(f, "avg10="); ok {
+			p, err := strconv.ParseFloat(v, 64)
+			return p, err == nil
+		}
+	}
+	return 0, false
+}
+
 // MetricValue finds an unlabelled sample "name value" in a Prometheus text
 // exposition.
 func MetricValue(exposition []byte, name string) (float64, bool) {

@@ -106,6 +106,7 @@ type sample struct {
 	accepted   int     // recipients accepted so far
 	delivered  int     // recipients the fake MX servers accepted so far
 	events     int     // Event Webhook events received so far
+	pressure   float64 // the machine's CPU pressure (PSI some avg10), percent; -1 if unknown
 }
 
 type intervalReport struct {
@@ -540,6 +541,10 @@ func (s *soak) sampler(done <-chan struct{}) {
 			s.fail("scraping /metrics: %d %v", status, err)
 		}
 		cancel()
+		smp.pressure = -1
+		if p, ok := CPUPressure(); ok {
+			smp.pressure = p
+		}
 		_, smp.accepted = s.acceptedRcpts()
 		smp.delivered = s.delivered()
 		smp.events = s.hooks.total()
@@ -741,12 +746,13 @@ func (s *soak) reportResources() {
 	s.mu.Unlock()
 	s.logf("")
 	s.logf("server resources every %v (RSS from /proc/<pid>/status VmRSS; fds from /proc/<pid>/fd; goroutines and heap from /metrics):", s.cfg.Sample)
-	s.logf("%-8s %8s %9s %6s %10s %7s %9s %9s %8s", "t", "rss_MiB", "heap_MiB", "fds", "goroutines", "cpu_%", "accepted", "delivered", "backlog")
+	s.logf("(cpu_%%: the server's CPU, percent of one core; psi_%%: share of time some task on the machine waited for a CPU, from /proc/pressure/cpu)")
+	s.logf("%-8s %8s %9s %6s %10s %7s %9s %9s %8s %6s", "t", "rss_MiB", "heap_MiB", "fds", "goroutines", "cpu_%", "accepted", "delivered", "backlog", "psi_%")
 	var rss, fds, gor []float64
 	maxBacklog := 0
 	for _, m := range samples {
-		s.logf("%-8s %8.1f %9.1f %6d %10.0f %7.0f %9d %9d %8d", m.at.Round(time.Second), float64(m.rss)/(1<<20), m.heapInuse/(1<<20),
-			m.fds, m.goroutines, m.serverCPU, m.accepted, m.delivered, m.accepted-m.delivered)
+		s.logf("%-8s %8.1f %9.1f %6d %10.0f %7.0f %9d %9d %8d %6.0f", m.at.Round(time.Second), float64(m.rss)/(1<<20), m.heapInuse/(1<<20),
+			m.fds, m.goroutines, m.serverCPU, m.accepted, m.delivered, m.accepted-m.delivered, m.pressure)
 		rss = append(rss, float64(m.rss))
 		fds = append(fds, float64(m.fds))
 		gor = append(gor, m.goroutines)
@@ -805,10 +811,10 @@ func (s *soak) reportServerLogs() {
 
 func (s *soak) writeCSV() {
 	var b bytes.Buffer
-	b.WriteString("t_s,rss_bytes,heap_inuse_bytes,open_fds,goroutines,server_cpu_pct,accepted_rcpts,delivered_rcpts,webhook_events\n")
+	b.WriteString("t_s,rss_bytes,heap_inuse_bytes,open_fds,goroutines,server_cpu_pct,accepted_rcpts,delivered_rcpts,webhook_events,cpu_pressure_pct\n")
 	s.mu.Lock()
 	for _, m := range s.samples {
-		fmt.Fprintf(&b, "%.1f,%d,%.0f,%d,%.0f,%.1f,%d,%d,%d\n", m.at.Seconds(), m.rss, m.heapInuse, m.fds, m.goroutines, m.serverCPU, m.accepted, m.delivered, m.events)
+		fmt.Fprintf(&b, "%.1f,%d,%.0f,%d,%.0f,%.1f,%d,%d,%d,%.1f\n", m.at.Seconds(), m.rss, m.heapInuse, m.fds, m.goroutines, m.serverCPU, m.accepted, m.delivered, m.events, m.pressure)
 	}
 	s.mu.Unlock()
 	if err := os.WriteFile(s.cfg.CSV, b.Bytes(), 0o644); err != nil {

@@ -183,6 +183,11 @@ func TestProcReaders(t *testing.T) {
 	if _, err := CPUTime(pid); err != nil {
 		t.Error(err)
 	}
+	if _, err := os.Stat("/proc/pressure/cpu"); err == nil {
+		if p, ok := CPUPressure(); !ok || p < 0 || p > 100 {
+			t.Errorf("CPUPressure = %v, %v", p, ok)
+		}
+	}
 	if _, err := VmRSS(-1); err == nil {
 		t.Error("VmRSS of no process: no error")
 	}
