@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -582,8 +583,8 @@ func TestFaultPostgresRestartUnderLoad(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("%d messages answered 202; all at the MX %v after the load ended; %d SMTP transactions accepted",
-		len(xids), time.Since(start).Round(time.Millisecond), mx.AcceptedCount())
+	t.Logf("%d messages answered 202; all at the MX %v after the load ended; %d SMTP transactions accepted (%d sends answered with an error may have been stored too)",
+		len(xids), time.Since(start).Round(time.Millisecond), mx.AcceptedCount(), load.sent.Load()-int64(len(xids)))
 
 	// The poster resumed: every accepted message's delivered event is posted.
 	start = time.Now()
@@ -608,4 +609,161 @@ func faultAcceptedRecipients(answers []faultAnswer) map[string]bool {
 		}
 	}
 	return out
+}
+
+// faultHoldWriteLock takes the SQLite database's write lock from a
+// connection of the test's own, as a backup tool or the sqlite3 shell inside
+// BEGIN IMMEDIATE would, holds it for d, and returns when and how long it
+// was held.
+func faultHoldWriteLock(t *testing.T, db *sql.DB, d time.Duration) (from, to time.Time) {
+	t.Helper()
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("taking the write lock: %v", err)
+	}
+	from = time.Now()
+	time.Sleep(d)
+	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	return from, time.Now()
+}
+
+// TestFaultSQLiteWriteLockHeldElsewhere puts the SQLite store under
+// concurrent writes and reads through the API (mail sends, settings PATCHes
+// and GETs, key creation) while another connection holds the database's
+// write lock: once for 2s, which writes must wait out and then succeed, and
+// once for 8s, longer than the store's busy timeout (5s), which may turn a
+// waiting write into a clean 503. No client may ever see a 500, nor any
+// text about the database being locked or busy.
+func TestFaultSQLiteWriteLockHeldElsewhere(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX("locked.test", 10, mxtest.Behavior{})
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	p := startServe(t, buildBinary(t),
+		"SEALPOST_DATABASE=sqlite:"+path,
+		"SEALPOST_LOG_LEVEL=info",
+		"SEALPOST_RATE_LIMIT=1000000",
+		"SEALPOST_DNS_SERVER="+h.DNSAddr(),
+		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
+		"SEALPOST_TLS_CA_FILE="+h.CAFile(),
+		"SEALPOST_DELIVERY_WORKERS=4",
+		"SEALPOST_DELIVERY_LEASE=10s",
+		"SEALPOST_SMTP_TIMEOUT=5s",
+		"SEALPOST_RETRY_INITIAL=1s",
+		"SEALPOST_RETRY_MAX=2s",
+	)
+	key := p.key
+	accounts := []string{"lock-a", "lock-b"}
+	for _, name := range accounts {
+		body := fmt.Sprintf(`{"username":%q,"email":"%s@example.com","password":"Secr3t-pass","ips":[]}`, name, name)
+		if status, resp, _ := p.do(t, "POST", "/v3/subusers", key, body); status != 201 && status != 200 {
+			t.Fatalf("creating subuser %s: %d %s", name, status, resp)
+		}
+	}
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	load := &faultLoad{base: p.base, key: key, accounts: accounts, domain: "locked.test", readers: 2, senders: 2}
+	load.extra = func(stop <-chan struct{}, rec *faultRecorder) {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rec.add(faultDo("key", "POST", p.base+"/v3/api_keys", key, "", fmt.Sprintf(`{"name":"fault key %d"}`, n)))
+		}
+	}
+	stop := make(chan struct{})
+	wait := load.run(stop)
+	time.Sleep(time.Second)
+	shortFrom, shortTo := faultHoldWriteLock(t, other, 2*time.Second)
+	time.Sleep(time.Second)
+	longFrom, longTo := faultHoldWriteLock(t, other, 8*time.Second)
+	time.Sleep(time.Second)
+	close(stop)
+	wait()
+
+	answers := load.rec.all()
+	faultCheckBodies(t, answers, 200, 201, 202)
+	counts, longest := faultCount(answers)
+	if counts[500] > 0 {
+		t.Errorf("%d answers were 500; a held lock must make requests wait or answer 503", counts[500])
+	}
+	var waitedShort time.Duration
+	var short, long []faultAnswer
+	for _, a := range answers {
+		if a.op == "get" {
+			continue // served without the write lock
+		}
+		if a.start.Before(shortTo) && a.end.After(shortFrom) {
+			short = append(short, a)
+			if a.status < 300 && a.end.After(shortTo) {
+				began := a.start
+				if began.Before(shortFrom) {
+					began = shortFrom
+				}
+				waitedShort = max(waitedShort, a.end.Sub(began))
+			}
+		}
+		if a.start.Before(longTo) && a.end.After(longFrom) {
+			long = append(long, a)
+		}
+	}
+	shortCounts, shortLongest := faultCount(short)
+	longCounts, longLongest := faultCount(long)
+	if waitedShort < time.Second {
+		t.Errorf("no write waited out the 2s lock and succeeded (longest wait %v): the lock was not in the way", waitedShort)
+	}
+	// Some writer, a request (503) or delivery or webhook posting (which
+	// log it and try again), must have given up waiting on the long lock,
+	// as "unavailable", not "internal".
+	busyLogged := 0
+	for _, l := range p.logs() {
+		if strings.Contains(l, "SQLITE_BUSY") || strings.Contains(l, "SQLITE_LOCKED") {
+			busyLogged++
+			if !strings.Contains(l, "sealpost unavailable") {
+				t.Errorf("a busy database is not reported as unavailable: %s", l)
+			}
+		}
+	}
+	if longCounts[503] == 0 && busyLogged == 0 {
+		t.Errorf("no writer gave up while the lock was held past the busy timeout: %v", longCounts)
+	}
+	t.Logf("2s lock: writes overlapping it %v, longest %v, longest wait then success %v", shortCounts, shortLongest.Round(time.Millisecond), waitedShort.Round(time.Millisecond))
+	t.Logf("8s lock: writes overlapping it %v, longest %v; %d log lines of a writer giving up on the busy database", longCounts, longLongest.Round(time.Millisecond), busyLogged)
+	t.Logf("all answers: %v, longest %v", counts, longest.Round(time.Millisecond))
+
+	faultCheckPatches(t, load.patches, func(account string) (faultSetting, bool) {
+		a := faultDo("get", "GET", p.base+settings, key, account, "")
+		var s faultSetting
+		return s, a.status == 200 && json.Unmarshal([]byte(a.body), &s) == nil
+	})
+	acceptedRcpts := faultAcceptedRecipients(answers)
+	start := time.Now()
+	waitFor(t, "every message answered 202 at the MX", 60*time.Second, func() bool {
+		got := map[string]bool{}
+		for _, d := range mx.Accepted() {
+			for _, r := range d.To {
+				got[r] = true
+			}
+		}
+		for r := range acceptedRcpts {
+			if !got[r] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("%d messages answered 202, all at the MX %v after the load ended", len(acceptedRcpts), time.Since(start).Round(time.Millisecond))
+	p.stop(t)
 }
