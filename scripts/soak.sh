@@ -11,7 +11,7 @@
 #   usage: scripts/soak.sh [duration]        e.g. scripts/soak.sh 10m, scripts/soak.sh 30s
 #
 # Knobs, all environment variables (see bench/soak/soak.go):
-#   SEALPOST_SOAK_RATE      requests/s over all clients (default 500), or "max" for closed loop
+#   SEALPOST_SOAK_RATE      requests/s over all clients (default 800), or "max" for closed loop
 #   SEALPOST_SOAK_CLIENTS   concurrent clients (default 16)
 #   SEALPOST_SOAK_MIX       default tls_get=50,hook_get=10,tls_patch=7,hook_patch=3,send=30
 #   SEALPOST_SOAK_INTERVAL  throughput/latency report interval (default 30s)
