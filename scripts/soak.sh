@@ -19,13 +19,13 @@
 #   SEALPOST_SOAK_DRAIN     longest wait for delivery after the load (default 2m)
 #   SEALPOST_SOAK_DATABASE  sqlite (default), postgres (a fresh schema on $SEALPOST_TEST_POSTGRES),
 #                           or a postgres:// URL of an empty database
-#   SEALPOST_SOAK_REPORT    report file (default soak-report.txt in the current directory)
+#   SEALPOST_SOAK_REPORT    report file (default \$TMPDIR/sealpost-soak-<date>-<time>.txt)
 #   SEALPOST_SOAK_CSV       resource time series as CSV (default: none)
 #   SEALPOST_SOAK_BINARY    run this sealpost binary instead of building the checkout
 #   SEALPOST_SOAK_RSS_TOLERANCE, SEALPOST_SOAK_RSS_SLACK_MIB   the RSS growth rule (default 10 and 8)
 set -euo pipefail
 duration=${1:-${SEALPOST_SOAK:-10m}}
-report=${SEALPOST_SOAK_REPORT:-$PWD/soak-report.txt}
+report=${SEALPOST_SOAK_REPORT:-${TMPDIR:-/tmp}/sealpost-soak-$(date +%Y%m%d-%H%M%S).txt}
 case "$report" in /*) ;; *) report=$PWD/$report ;; esac
 if [ -n "${SEALPOST_SOAK_CSV:-}" ]; then
   case "$SEALPOST_SOAK_CSV" in /*) ;; *) SEALPOST_SOAK_CSV=$PWD/$SEALPOST_SOAK_CSV ;; esac
