@@ -129,8 +129,10 @@ func TestHostileSlowClients(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// Dripping every 100ms would keep any per-read idle timeout
-			// happy forever; only a whole-phase deadline ends it.
-			reply, lasted, cutOff := hostileDribble(t, m.Addr(), tc.head, tc.drip, 100*time.Millisecond, 10*tc.limit+10*time.Second)
+			// happy forever; only a whole-phase deadline ends it. Giving
+			// up 6s after the configured timeout, still short of the
+			// defaults (10s, 60s), shows the configured one is in force.
+			reply, lasted, cutOff := hostileDribble(t, m.Addr(), tc.head, tc.drip, 100*time.Millisecond, tc.limit+6*time.Second)
 			if !cutOff {
 				t.Fatalf("still connected after %v of dribbling; the server never cut the client off", lasted)
 			}
