@@ -467,3 +467,29 @@ func TestHostileHeaderInjectionEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileTimeoutFlags: the HTTP timeouts are read from flags and the
+// environment, and zero, which net/http would take as no limit at all,
+// is refused.
+func TestHostileTimeoutFlags(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	fs := newFlagSet("sealpost serve", func(k string) string {
+		return map[string]string{"SEALPOST_HTTP_READ_HEADER_TIMEOUT": "3s"}[k]
+	}, io.Discard)
+	cfg.register(fs)
+	if err := fs.parse([]string{"--http-read-timeout", "7s", "--http-write-timeout=8s", "--http-idle-timeout", "9s"}); err != nil {
+		t.Fatal(err)
+	}
+	got := [4]time.Duration{cfg.HTTPReadHeaderTimeout, cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout, cfg.HTTPIdleTimeout}
+	if got != [4]time.Duration{3 * time.Second, 7 * time.Second, 8 * time.Second, 9 * time.Second} {
+		t.Errorf("timeouts %v", got)
+	}
+	for _, flagName := range []string{"--http-read-header-timeout", "--http-read-timeout", "--http-write-timeout", "--http-idle-timeout"} {
+		var stderr strings.Builder
+		code := run(t.Context(), []string{"serve", flagName, "0s"}, func(string) string { return "" }, io.Discard, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "must be positive") {
+			t.Errorf("serve %s 0s: exit %d, %q", flagName, code, stderr.String())
+		}
+	}
+}
