@@ -360,7 +360,7 @@ var propRoutes = []propRoute{
 	{name: "GET api_keys/{id}", weight: 4, scope: sealpost.ScopeAPIKeysRead, build: (*propRun).getKey},
 	{name: "PUT api_keys/{id}", weight: 3, scope: sealpost.ScopeAPIKeysUpdate, aspect: aspectKeys, build: (*propRun).putKey},
 	{name: "PATCH api_keys/{id}", weight: 3, scope: sealpost.ScopeAPIKeysUpdate, aspect: aspectKeys, build: (*propRun).patchKey},
-	{name: "DELETE api_keys/{id}", weight: 1, scope: sealpost.ScopeAPIKeysDelete, aspect: aspectKeys, build: (*propRun).deleteKey},
+	{name: "DELETE api_keys/{id}", weight: 2, scope: sealpost.ScopeAPIKeysDelete, aspect: aspectKeys, build: (*propRun).deleteKey},
 	{name: "GET subusers", weight: 4, scope: sealpost.ScopeSubusersRead, userOnly: true, build: (*propRun).listSubusers},
 	{name: "POST subusers", weight: 2, scope: sealpost.ScopeSubusersCreate, userOnly: true, aspect: aspectAccounts, build: (*propRun).createSubuser},
 	{name: "PATCH subusers/{name}", weight: 3, scope: sealpost.ScopeSubusersUpdate, userOnly: true, aspect: aspectAccounts, build: (*propRun).patchSubuser},
@@ -389,7 +389,7 @@ func (r *propRun) step() {
 		}
 		i -= rt.weight
 	}
-	k := r.pickCaller(rt.userOnly)
+	k := r.pickCaller(rt)
 	obo := r.pickOBO(k, rt.userOnly)
 	caller := "a garbage key"
 	if k != nil {
@@ -501,7 +501,7 @@ func (r *propRun) resolve(parent *propAccount, obo propOBO) *propAccount {
 
 // pickCaller returns a live key most of the time, otherwise any key ever
 // made (deleted, of a disabled or deleted account) or nil for garbage.
-func (r *propRun) pickCaller(userOnly bool) *propKey {
+func (r *propRun) pickCaller(rt propRoute) *propKey {
 	switch n := r.rng.IntN(100); {
 	case n < 4:
 		return nil
@@ -509,21 +509,31 @@ func (r *propRun) pickCaller(userOnly bool) *propKey {
 		return r.keys[r.rng.IntN(len(r.keys))]
 	}
 	// Half the calls come from parents' keys, the only ones on-behalf-of
-	// lets through, and most calls of routes only parents may use.
+	// lets through, and most calls of routes only parents may use. Most
+	// come from keys holding the route's scope, so that most reach the
+	// route's handler.
+	scoped := rt.scope != "" && r.rng.IntN(10) < 7
 	var parents, others []*propKey
-	for _, k := range r.keys {
-		switch {
-		case !k.live():
-		case k.acct.kind == sealpost.KindUser:
-			parents = append(parents, k)
-		default:
-			others = append(others, k)
+	for {
+		for _, k := range r.keys {
+			switch {
+			case !k.live():
+			case scoped && !slices.Contains(k.scopes, rt.scope):
+			case k.acct.kind == sealpost.KindUser:
+				parents = append(parents, k)
+			default:
+				others = append(others, k)
+			}
 		}
+		if len(parents) > 0 || len(others) > 0 {
+			break
+		}
+		if !scoped {
+			r.fail("no live key left")
+		}
+		scoped = false
 	}
-	if len(parents) == 0 || len(others) == 0 {
-		r.fail("no live key of a parent or of a child account left")
-	}
-	if p := r.rng.IntN(10); p < 5 || userOnly && p < 8 {
+	if p := r.rng.IntN(10); len(others) == 0 || len(parents) > 0 && (p < 5 || rt.userOnly && p < 8) {
 		return parents[r.rng.IntN(len(parents))]
 	}
 	return others[r.rng.IntN(len(others))]
