@@ -21,8 +21,8 @@ import (
 const (
 	propSeedEnv = "SEALPOST_PROPERTY_SEED" // reproduce a run
 	propOpsEnv  = "SEALPOST_PROPERTY_OPS"  // requests per store
-	// propDefaultOps keeps a run to about 10-20 s per store under -race
-	// on a loaded machine.
+	// propDefaultOps keeps a run to about 10 s per store under -race on
+	// an idle machine (SQLite is the slower).
 	propDefaultOps = 1000
 	// propFullAuditEvery is how often every account's whole state is
 	// compared with the model; after each write only the accounts a
@@ -48,8 +48,16 @@ const (
 //   - the calling key's scopes gate every route, also under on-behalf-of;
 //   - each body shows the acting account's data and no other's;
 //   - each write changes the acting account, and only it: after every
-//     write, every account's state of that kind is read from the store and
-//     compared with the model, and all of it every fifty requests.
+//     write, the state of that kind of the caller's family, of any account
+//     the header names and of two others is read from the store and
+//     compared with the model, and every account's whole state every
+//     propFullAuditEvery requests;
+//   - authentication follows every change at once: the keys of a subuser
+//     being disabled, enabled or deleted, and a key being changed or
+//     deleted, are tried before and after.
+//
+// A parent may act as its disabled subuser: nothing documents otherwise,
+// and it is how the parent still manages that subuser's settings.
 //
 // The seed comes from SEALPOST_PROPERTY_SEED or the clock and is in every
 // failure message; SEALPOST_PROPERTY_OPS sets the number of requests.
