@@ -51,6 +51,7 @@ type Config struct {
 	WebhookWorkers  int
 	WebhookInterval time.Duration
 	WebhookRetry    time.Duration
+	WebhookLease    time.Duration
 }
 
 // DefaultConfig returns serve's defaults.
@@ -83,6 +84,7 @@ func DefaultConfig() Config {
 		WebhookWorkers:  4,
 		WebhookInterval: 200 * time.Millisecond,
 		WebhookRetry:    5 * time.Second,
+		WebhookLease:    time.Minute,
 	}
 }
 
@@ -190,6 +192,7 @@ func (c *Config) register(fs *envFlagSet) {
 
 	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook posts in flight at once by this node (0 turns posting off on this node)")
 	fs.Duration(&c.WebhookInterval, "webhook-interval", "how often to look for events to post when idle")
+	fs.Duration(&c.WebhookLease, "webhook-lease", "how long a claimed Event Webhook batch stays this node's; after a crash, another node posts it once this has passed (a post is cut off at half of it)")
 	fs.Duration(&c.WebhookRetry, "webhook-retry", "wait before re-posting a failed Event Webhook batch the first time; it doubles after each failure, up to 10 minutes")
 }
 
@@ -219,6 +222,9 @@ func (c Config) validate() error {
 	}
 	if c.DeliveryLease < 10*time.Second {
 		problems = append(problems, "--delivery-lease must be at least 10s")
+	}
+	if c.WebhookLease < 10*time.Second {
+		problems = append(problems, "--webhook-lease must be at least 10s")
 	}
 	if c.SMTPTimeout <= 0 || c.SMTPTimeout > c.DeliveryLease/2 {
 		problems = append(problems, "--smtp-timeout must be positive and at most half of --delivery-lease")

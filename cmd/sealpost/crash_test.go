@@ -485,6 +485,9 @@ func crashEnv(h *mxtest.Harness, database string) []string {
 		"SEALPOST_RETRY_MAX=2s",
 		"SEALPOST_WEBHOOK_INTERVAL=50ms",
 		"SEALPOST_WEBHOOK_RETRY=200ms",
+		// Likewise the shortest outbox lease: a dead node's batch in flight
+		// is posted again once it has passed.
+		"SEALPOST_WEBHOOK_LEASE=10s",
 		"NO_PROXY=", "no_proxy=",
 	}
 }

@@ -93,6 +93,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, reg prometheus.Regis
 		Owner:    node,
 		Workers:  m.Config.WebhookWorkers,
 		Interval: m.Config.WebhookInterval,
+		Lease:    m.Config.WebhookLease,
 		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),
 		Logger:   m.Logger.With("component", "webhook"),
 	}
