@@ -1,7 +1,9 @@
 // Package mxtest is a world of fake mail exchangers for tests of outbound
 // delivery: an authoritative DNS server, a test certificate authority, fake
 // MX servers whose TLS and replies are chosen per server, and on-path
-// proxies that strip STARTTLS. Every server records what really reached it —
+// attacker proxies (see ProxyMode) that strip STARTTLS, refuse it
+// themselves, terminate TLS at 1.0 only, or terminate it with a certificate
+// for another name, recording what they read and forward. Every server records what really reached it —
 // each transaction with its TLS version, and every byte it read before TLS —
 // so a test can prove that nothing was sent in clear.
 //
