@@ -73,7 +73,7 @@ func FuzzParseMailSend(f *testing.F) {
 			t.Fatalf("%d messages for %d personalizations", len(msgs), len(ms.Personalizations))
 		}
 		for _, m := range msgs {
-			msg := checkWire(t, m.Data)
+			msg := checkWire(t, rendered(t, m))
 			if msg.Header.Get("Bcc") != "" {
 				t.Fatalf("Bcc header rendered")
 			}
@@ -83,7 +83,7 @@ func FuzzParseMailSend(f *testing.F) {
 			if _, err := msg.Header.AddressList("To"); err != nil {
 				t.Fatalf("To %q does not parse: %v", msg.Header.Get("To"), err)
 			}
-			header, _, _ := bytes.Cut(m.Data, []byte("\r\n\r\n"))
+			header, _, _ := bytes.Cut(rendered(t, m), []byte("\r\n\r\n"))
 			if bytes.Contains(header, []byte("\r\n\r\n")) || len(m.Recipients) == 0 {
 				t.Fatalf("malformed message")
 			}

@@ -18,7 +18,11 @@ func renderOne(t *testing.T, body string) []byte {
 	if err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
-	return msgs[0].Data
+	data, err := msgs[0].Render()
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	return data
 }
 
 func reviewMail(name, subject, headers string) string {

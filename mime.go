@@ -36,10 +36,14 @@ const (
 	encodedChunk = 42
 )
 
-// Messages renders one Message per personalization, ready to enqueue:
-// Data is the complete RFC 5322 message with CRLF line ends, Recipients are
-// to, cc and bcc (bcc only in the envelope), and recipient n of the whole
-// request (from 0) gets SGMessageID xMessageID.n.
+// Messages renders one Message per personalization, ready to enqueue.
+// What the personalizations share (the header fields none of them
+// overrides, and the MIME body) is rendered once into one MessageBody that
+// every Message refers to; each Message's Layout holds its own header
+// fields and says where the shared ones go, so that Render gives the
+// complete RFC 5322 message with CRLF line ends. Recipients are to, cc and
+// bcc (bcc only in the envelope), and recipient n of the whole request
+// (from 0) gets SGMessageID xMessageID.n.
 func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, hostname string) ([]*Message, error) {
 	if !validMessageIDPart(xMessageID) {
 		return nil, Errorf(EINTERNAL, "rendering mail: unusable X-Message-Id %q", xMessageID)
@@ -51,65 +55,87 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 	if err != nil {
 		return nil, err
 	}
+
+	// The shared fields go into the body in the order a personalization
+	// that overrides nothing uses them, so that its layout needs only a
+	// few slices.
+	var b sharedBuilder
+	date := b.field("Date", now.Format(time.RFC1123Z))
+	from := b.field("From", formatAddress(m.From))
+	var replyTo sharedField
+	switch {
+	case m.ReplyTo != nil:
+		replyTo = b.field("Reply-To", formatAddress(*m.ReplyTo))
+	case len(m.ReplyToList) > 0:
+		replyTo = b.field("Reply-To", formatAddressList(m.ReplyToList))
+	}
+	subject := b.field("Subject", unstructured(m.Subject))
+	mimeVersion := b.field("MIME-Version", "1.0")
+	headers := make(map[string]sharedField, len(m.Headers))
+	for _, name := range sortedHeaderNames(m.Headers) {
+		// Names no personalization could use are refused below.
+		if validHeaderName(name) && !reservedHeader(strings.ToLower(name)) {
+			headers[name] = b.field(name, unstructured(m.Headers[name]))
+		}
+	}
+	content := sharedField{off: len(b.data), n: len(contentHeader) + 2 + len(body)}
+	b.data = append(b.data, contentHeader...)
+	b.data = append(b.data, "\r\n"...)
+	b.data = append(b.data, body...)
+	shared := &MessageBody{Data: b.data}
+
 	msgs := make([]*Message, 0, len(m.Personalizations))
 	ordinal := 0
 	for i, pz := range m.Personalizations {
-		from := m.From
-		if pz.From != nil {
-			from = *pz.From
-		}
-		subject := pz.Subject
-		if subject == "" {
-			subject = m.Subject
-		}
+		envelopeFrom := m.From
 		smtpID := "<" + xMessageID + "." + strconv.Itoa(i) + "@" + hostname + ">"
 
-		var h headerBuilder
-		h.field("Date", now.Format(time.RFC1123Z))
-		h.field("From", formatAddress(from))
+		var h messageHeader
+		h.shared(date)
+		if pz.From != nil {
+			envelopeFrom = *pz.From
+			h.own("From", formatAddress(*pz.From))
+		} else {
+			h.shared(from)
+		}
 		if len(pz.To) > 0 {
-			h.field("To", formatAddressList(pz.To))
+			h.own("To", formatAddressList(pz.To))
 		}
 		if len(pz.Cc) > 0 {
-			h.field("Cc", formatAddressList(pz.Cc))
+			h.own("Cc", formatAddressList(pz.Cc))
 		}
-		switch {
-		case m.ReplyTo != nil:
-			h.field("Reply-To", formatAddress(*m.ReplyTo))
-		case len(m.ReplyToList) > 0:
-			h.field("Reply-To", formatAddressList(m.ReplyToList))
+		h.shared(replyTo)
+		if pz.Subject != "" {
+			h.own("Subject", unstructured(pz.Subject))
+		} else {
+			h.shared(subject)
 		}
-		h.field("Subject", unstructured(subject))
-		h.field("Message-ID", smtpID)
-		h.field("MIME-Version", "1.0")
+		h.own("Message-ID", smtpID)
+		h.shared(mimeVersion)
 		custom := mergeStrings(m.Headers, pz.Headers, true)
-		names := make([]string, 0, len(custom))
-		for name := range custom {
-			names = append(names, name)
-		}
-		slices.SortFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
-		for _, name := range names {
+		for _, name := range sortedHeaderNames(custom) {
 			if !validHeaderName(name) || reservedHeader(strings.ToLower(name)) {
 				h.err = Errorf(EINVALID, "header %q may not be set", name)
 				break
 			}
-			h.field(name, unstructured(custom[name]))
+			if _, own := pz.Headers[name]; own {
+				h.own(name, unstructured(custom[name]))
+			} else {
+				h.shared(headers[name])
+			}
 		}
 		if h.err != nil {
 			return nil, h.err
 		}
-		data := make([]byte, 0, h.buf.Len()+len(contentHeader)+2+len(body))
-		data = append(data, h.buf.Bytes()...)
-		data = append(data, contentHeader...)
-		data = append(data, "\r\n"...)
-		data = append(data, body...)
+		h.shared(content)
 
 		msg := &Message{
 			AccountID:  accountID,
 			XMessageID: xMessageID,
 			SMTPID:     smtpID,
-			From:       from.Email,
-			Data:       data,
+			From:       envelopeFrom.Email,
+			Body:       shared,
+			Layout:     h.w.layout(),
 			Categories: slices.Clone(m.Categories),
 			CustomArgs: mergeStrings(m.CustomArgs, pz.CustomArgs, false),
 			CreatedAt:  now,
@@ -128,6 +154,70 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 		msgs = append(msgs, msg)
 	}
 	return msgs, nil
+}
+
+// sortedHeaderNames returns the names of custom header fields in the order
+// they are written: by name, ignoring case.
+func sortedHeaderNames(headers map[string]string) []string {
+	names := make([]string, 0, len(headers))
+	for name := range headers {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	return names
+}
+
+// sharedField is a header field rendered into the shared body: its place
+// there, or the error rendering it failed with, which only a message that
+// uses the field reports.
+type sharedField struct {
+	off, n int
+	err    error
+}
+
+// sharedBuilder renders the shared body.
+type sharedBuilder struct {
+	data []byte
+}
+
+func (b *sharedBuilder) field(name, value string) sharedField {
+	var h headerBuilder
+	h.field(name, value)
+	if h.err != nil {
+		return sharedField{err: h.err}
+	}
+	off := len(b.data)
+	b.data = append(b.data, h.buf.Bytes()...)
+	return sharedField{off: off, n: h.buf.Len()}
+}
+
+// messageHeader writes one message's header into its layout: its own
+// fields as bytes, the shared ones as slices of the body. As with
+// headerBuilder, the first error sticks and later fields are not written.
+type messageHeader struct {
+	w   layoutWriter
+	h   headerBuilder // renders the own fields, one at a time
+	err error
+}
+
+func (m *messageHeader) own(name, value string) {
+	if m.err != nil {
+		return
+	}
+	m.h.buf.Reset()
+	m.h.field(name, value)
+	if m.err = m.h.err; m.err == nil {
+		m.w.writeOwn(m.h.buf.Bytes())
+	}
+}
+
+func (m *messageHeader) shared(f sharedField) {
+	if m.err != nil {
+		return
+	}
+	if m.err = f.err; m.err == nil {
+		m.w.writeBody(f.off, f.n)
+	}
 }
 
 // validMessageIDPart reports whether id can go into a Message-ID and an

@@ -129,7 +129,7 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 		t.Fatalf("%d messages, want 1", len(msgs))
 	}
 	m := msgs[0]
-	msg := checkWire(t, m.Data)
+	msg := checkWire(t, rendered(t, m))
 	h := msg.Header
 
 	from, err := h.AddressList("From")
@@ -147,8 +147,8 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 	if rt, err := h.AddressList("Reply-To"); err != nil || len(rt) != 1 || rt[0].Address != "reply@example.com" || rt[0].Name != "Replies" {
 		t.Errorf("Reply-To %q parses to %v, %v", h.Get("Reply-To"), rt, err)
 	}
-	if h.Get("Bcc") != "" || bytes.Contains(m.Data, []byte("secret@example.com")) || bytes.Contains(m.Data, []byte("Secret")) {
-		t.Errorf("bcc recipient visible in the message:\n%s", m.Data)
+	if h.Get("Bcc") != "" || bytes.Contains(rendered(t, m), []byte("secret@example.com")) || bytes.Contains(rendered(t, m), []byte("Secret")) {
+		t.Errorf("bcc recipient visible in the message:\n%s", rendered(t, m))
 	}
 	if got := decodeHeader(t, h, "Subject"); got != "Grüße aus Köln — a subject long enough that it has to be folded over more than one line" {
 		t.Errorf("Subject decodes to %q", got)
@@ -175,7 +175,7 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 	if got := parts(t, msg); !reflect.DeepEqual(got, want) {
 		t.Errorf("parts\n got %q\nwant %q", got, want)
 	}
-	for _, line := range strings.Split(string(m.Data), "\r\n") {
+	for _, line := range strings.Split(string(rendered(t, m)), "\r\n") {
 		if len(line) > 78 {
 			t.Errorf("line longer than 78 octets: %q", line)
 		}
@@ -214,7 +214,7 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages, want 2", len(msgs))
 	}
-	m0, m1 := checkWire(t, msgs[0].Data), checkWire(t, msgs[1].Data)
+	m0, m1 := checkWire(t, rendered(t, msgs[0])), checkWire(t, rendered(t, msgs[1]))
 
 	if msgs[0].SMTPID == msgs[1].SMTPID {
 		t.Errorf("both messages have Message-ID %s", msgs[0].SMTPID)
@@ -257,8 +257,8 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if want := []string{"xMsgID_-1.0", "xMsgID_-1.1", "xMsgID_-1.2", "xMsgID_-1.3"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("sg_message_ids %q, want %q", ids, want)
 	}
-	if m1.Header.Get("To") != "<c@example.com>" || m1.Header.Get("Cc") != "" || bytes.Contains(msgs[1].Data, []byte("d@example.com")) {
-		t.Errorf("second message header:\n%s", msgs[1].Data)
+	if m1.Header.Get("To") != "<c@example.com>" || m1.Header.Get("Cc") != "" || bytes.Contains(rendered(t, msgs[1]), []byte("d@example.com")) {
+		t.Errorf("second message header:\n%s", rendered(t, msgs[1]))
 	}
 	msgs[0].Categories[0] = "changed"
 	if msgs[1].Categories[0] != "c1" {
@@ -275,7 +275,7 @@ func TestMessagesSinglePart(t *testing.T) {
 		{"text/html", "text/html; charset=utf-8"},
 	} {
 		msgs := parseAndRender(t, mailBody(t, map[string]any{"content": []any{map[string]any{"type": tt.ctype, "value": "é\n.\nFrom x"}}}))
-		msg := checkWire(t, msgs[0].Data)
+		msg := checkWire(t, rendered(t, msgs[0]))
 		got := parts(t, msg)
 		if len(got) != 1 || got[0].Type != tt.wantType || strings.TrimSuffix(got[0].Value, "\r\n") != "é\r\n.\r\nFrom x" {
 			t.Errorf("%s: parts %q", tt.ctype, got)
@@ -291,7 +291,7 @@ func TestMessagesFurtherAlternativesInOrder(t *testing.T) {
 		map[string]any{"type": "text/x-amp-html", "value": "a"},
 		map[string]any{"type": "text/calendar", "value": "BEGIN:VCALENDAR"},
 	}}))
-	got := parts(t, checkWire(t, msgs[0].Data))
+	got := parts(t, checkWire(t, rendered(t, msgs[0])))
 	want := []sealpost.Content{
 		{Type: "text/plain; charset=utf-8", Value: "p"},
 		{Type: "text/html; charset=utf-8", Value: "h"},
@@ -342,7 +342,7 @@ func TestMessagesLongLinesAndHeaders(t *testing.T) {
 				},
 			})
 			msgs := parseAndRender(t, body)
-			msg := checkWire(t, msgs[0].Data)
+			msg := checkWire(t, rendered(t, msgs[0]))
 			collapse := func(s string) string { return strings.Join(strings.Fields(s), " ") }
 			if got := decodeHeader(t, msg.Header, "Subject"); collapse(got) != collapse(tt.subject) {
 				t.Errorf("Subject decodes to %q", got)
@@ -402,9 +402,9 @@ func TestMessagesNoHeaderInjection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
-	msg := checkWire(t, msgs[0].Data)
+	msg := checkWire(t, rendered(t, msgs[0]))
 	if msg.Header.Get("Bcc") != "" || msg.Header.Get("X-Injected") != "" {
-		t.Fatalf("header injected:\n%s", msgs[0].Data)
+		t.Fatalf("header injected:\n%s", rendered(t, msgs[0]))
 	}
 	if got := decodeHeader(t, msg.Header, "Subject"); got != inject {
 		t.Errorf("Subject decodes to %q", got)
@@ -448,7 +448,7 @@ func TestMessagesBoundaryAvoidsContent(t *testing.T) {
 		map[string]any{"type": "text/plain", "value": tricky},
 		map[string]any{"type": "text/html", "value": tricky},
 	}}))
-	got := parts(t, checkWire(t, msgs[0].Data))
+	got := parts(t, checkWire(t, rendered(t, msgs[0])))
 	if len(got) != 2 || got[0].Value != tricky || got[1].Value != tricky {
 		t.Fatalf("parts %q", got)
 	}
@@ -478,4 +478,14 @@ func BenchmarkParseAndRender(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// rendered is m's complete message.
+func rendered(t testing.TB, m *sealpost.Message) []byte {
+	t.Helper()
+	data, err := m.Render()
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	return data
 }

@@ -18,14 +18,31 @@ type Message struct {
 	SMTPID string
 	// From is the envelope sender (MAIL FROM).
 	From string
-	// Data is the complete message: header, blank line, body, CRLF line ends.
-	Data       []byte
+	// Body holds the bytes this message shares with the other messages of
+	// its mail send, stored once however many messages refer to it. The
+	// complete message (header, blank line, body, CRLF line ends) is Layout
+	// applied to Body; see Render.
+	Body *MessageBody
+	// Layout is this message's own part: its own bytes (recipient header
+	// fields, Message-ID, overrides) and the slices of Body between them.
+	// Empty, the message is Body.Data as is.
+	Layout     []byte
 	Categories []string
 	// CustomArgs are the request's custom_args merged with the
 	// personalization's (the personalization wins); events carry them.
 	CustomArgs map[string]string
 	Recipients []Recipient
 	CreatedAt  time.Time
+}
+
+// MessageBody is what the messages of one mail send share: the header
+// fields no personalization overrides, and the MIME body. A store keeps one
+// copy of it however many messages refer to it, so that what a mail send
+// stores grows with its request, not with the request's size times its
+// personalizations.
+type MessageBody struct {
+	ID   int64 // assigned by the store
+	Data []byte
 }
 
 // Recipient is one envelope recipient (to, cc or bcc) of a Message.
@@ -92,7 +109,9 @@ type QueueService interface {
 	// EnqueueMessages stores msgs and their recipients (one delivery per
 	// message and domain, due now) together with events (processed), in one
 	// transaction: when it returns nil, all of it is durable. It sets the
-	// IDs in msgs.
+	// IDs in msgs and their bodies. Messages sharing one *MessageBody share
+	// one stored copy of it; it is forgotten once no message referring to
+	// it has a delivery pending.
 	EnqueueMessages(ctx context.Context, msgs []*Message, events []Event) error
 	// ClaimDeliveries leases up to limit due deliveries (next attempt at or
 	// before now, no live lease) to owner until now+lease, oldest due first.
@@ -104,4 +123,50 @@ type QueueService interface {
 	// RecipientStates returns every recipient of the messages with the given
 	// X-Message-Id that belong to accountID, in enqueue order.
 	RecipientStates(ctx context.Context, accountID int64, xMessageID string) ([]Recipient, error)
+}
+
+// MessageRows is how a store keeps messages: each distinct body once, and
+// per message either a layout referring to one of them or, for a message
+// without a body, the whole message.
+type MessageRows struct {
+	// Bodies are the distinct bodies of the messages, in order of first
+	// use, with the account of the message that used each first.
+	Bodies      []*MessageBody
+	BodyAccount []int64
+	// BodyNeeded reports whether some message with recipients uses the
+	// body; nothing will ever read one that none does.
+	BodyNeeded []bool
+	// Body is, per message, the index of its body in Bodies, or -1.
+	Body []int
+	// Data is, per message, what is kept of it besides the body: its
+	// layout, or its whole message when it has no body.
+	Data [][]byte
+}
+
+// SplitMessages returns the rows that store msgs. It fails with EINVALID
+// on a message without a body whose layout refers to one.
+func SplitMessages(msgs []*Message) (MessageRows, error) {
+	r := MessageRows{Body: make([]int, len(msgs)), Data: make([][]byte, len(msgs))}
+	index := make(map[*MessageBody]int)
+	for i, m := range msgs {
+		if m.Body == nil {
+			data, err := m.Render()
+			if err != nil {
+				return MessageRows{}, Errorf(EINVALID, "message %s: layout without a body: %v", m.SMTPID, err)
+			}
+			r.Body[i], r.Data[i] = -1, data
+			continue
+		}
+		k, ok := index[m.Body]
+		if !ok {
+			k = len(r.Bodies)
+			index[m.Body] = k
+			r.Bodies = append(r.Bodies, m.Body)
+			r.BodyAccount = append(r.BodyAccount, m.AccountID)
+			r.BodyNeeded = append(r.BodyNeeded, false)
+		}
+		r.BodyNeeded[k] = r.BodyNeeded[k] || len(m.Recipients) > 0
+		r.Body[i], r.Data[i] = k, m.Layout
+	}
+	return r, nil
 }

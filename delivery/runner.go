@@ -193,20 +193,18 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain, "attempt", d.Attempts+1)
 	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
 	if err != nil {
-		// Without the policy nothing may be sent. The attempt is a
-		// deferral like any other: it is reported, and it ends at MaxAge
-		// rather than repeating forever (the account may be gone).
+		// Without the policy nothing may be sent.
 		log.Warn("reading the account's Enforced TLS policy", "err", err)
-		res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
-		for i := range res.Recipients {
-			res.Recipients[i] = RecipientResult{Status: Deferred, Response: "the sending account's Enforced TLS setting could not be read", EnhancedStatus: "4.3.0"}
-		}
-		c, err := r.outcome(d, res)
-		if err != nil {
-			log.Error("building events", "err", err)
-			return
-		}
-		r.complete(ctx, log, d, c)
+		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
+		return
+	}
+	// The message is put together from its mail send's shared body only
+	// now, one per attempt in flight, so that a send with many
+	// personalizations is never held, or stored, once per personalization.
+	data, err := d.Message.Render()
+	if err != nil {
+		log.Error("rendering the message", "err", err)
+		r.deferAll(ctx, log, d, "the stored message could not be read")
 		return
 	}
 	// Cut the attempt off well inside the lease so that no other node can
@@ -218,7 +216,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: d.Message.Data}
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
@@ -229,6 +227,22 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		return
 	}
 	log.Debug("attempted", "policy_mandatory", policy.Mandatory(), "tls", res.TLS.TLS, "mx", res.TLS.MXHost)
+	r.complete(ctx, log, d, c)
+}
+
+// deferAll records an attempt that could not be made as a deferral of
+// every recipient. It is reported like any other, and ends at MaxAge rather
+// than repeating forever (the account may be gone).
+func (r *Runner) deferAll(ctx context.Context, log *slog.Logger, d *sealpost.Delivery, response string) {
+	res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
+	for i := range res.Recipients {
+		res.Recipients[i] = RecipientResult{Status: Deferred, Response: response, EnhancedStatus: "4.3.0"}
+	}
+	c, err := r.outcome(d, res)
+	if err != nil {
+		log.Error("building events", "err", err)
+		return
+	}
 	r.complete(ctx, log, d, c)
 }
 

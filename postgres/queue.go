@@ -121,9 +121,13 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 	}
 	b := &pgx.Batch{}
 	var ids enqueueIDs
+	var rows sealpost.MessageRows
 	if len(msgs) > 0 {
 		var err error
-		if ids, err = db.queueMessages(ctx, b, msgs); err != nil {
+		if rows, err = sealpost.SplitMessages(msgs); err != nil {
+			return err
+		}
+		if ids, err = db.queueMessages(ctx, b, msgs, rows); err != nil {
 			return err
 		}
 	}
@@ -132,6 +136,9 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		return storeErr(err, "message")
 	}
 	// Only stored messages get their ids.
+	for i, body := range rows.Bodies {
+		body.ID = ids.bodies[i]
+	}
 	k := 0
 	for i, m := range msgs {
 		m.ID = ids.messages[i]
@@ -146,13 +153,13 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 
 // enqueueIDs are the ids taken for one enqueue, in enqueue order.
 type enqueueIDs struct {
-	messages, deliveries, recipients []int64
+	bodies, messages, deliveries, recipients []int64
 }
 
 // queueMessages takes ids for msgs, their deliveries and recipients, and
 // adds to b the statements that store them: a delivery per message and
 // domain, in the order the domains first appear among the recipients.
-func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.Message) (enqueueIDs, error) {
+func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.Message, rows sealpost.MessageRows) (enqueueIDs, error) {
 	domains := make([][]string, len(msgs))
 	var nDeliveries, nRecipients int
 	for i, m := range msgs {
@@ -173,8 +180,9 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 		SELECT
 			ARRAY(SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, $1)),
 			ARRAY(SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $2)),
-			ARRAY(SELECT nextval(pg_get_serial_sequence('recipients', 'id')) FROM generate_series(1, $3))`,
-		len(msgs), nDeliveries, nRecipients).Scan(&ids.messages, &ids.deliveries, &ids.recipients)
+			ARRAY(SELECT nextval(pg_get_serial_sequence('recipients', 'id')) FROM generate_series(1, $3)),
+			ARRAY(SELECT nextval(pg_get_serial_sequence('message_bodies', 'id')) FROM generate_series(1, $4))`,
+		len(msgs), nDeliveries, nRecipients, len(rows.Bodies)).Scan(&ids.messages, &ids.deliveries, &ids.recipients, &ids.bodies)
 	if err != nil {
 		return enqueueIDs{}, storeErr(err, "message")
 	}
@@ -182,7 +190,23 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	slices.Sort(ids.messages)
 	slices.Sort(ids.deliveries)
 	slices.Sort(ids.recipients)
+	slices.Sort(ids.bodies)
 
+	bodyData := make([][]byte, len(rows.Bodies))
+	for i, body := range rows.Bodies {
+		if rows.BodyNeeded[i] { // else NULL: no message will ever read it
+			bodyData[i] = body.Data
+			if bodyData[i] == nil {
+				bodyData[i] = []byte{}
+			}
+		}
+	}
+	if len(rows.Bodies) > 0 {
+		b.Queue(`
+			INSERT INTO message_bodies (id, account_id, data)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
+			ids.bodies, rows.BodyAccount, bodyData)
+	}
 	var mr messageRows
 	var dr deliveryRows
 	var rr recipientRows
@@ -192,7 +216,11 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 		if createdAt.IsZero() {
 			createdAt = now
 		}
-		if err := mr.add(ids.messages[i], m, createdAt); err != nil {
+		var bodyID *int64
+		if k := rows.Body[i]; k >= 0 {
+			bodyID = &ids.bodies[k]
+		}
+		if err := mr.add(ids.messages[i], m, bodyID, rows.Data[i], createdAt); err != nil {
 			return enqueueIDs{}, err
 		}
 		byDomain := make(map[string]int64, len(domains[i]))
@@ -216,12 +244,13 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 // for one multi-row INSERT each.
 type messageRows struct {
 	ids, accounts                        []int64
+	bodies                               []*int64
 	xids, smtpIDs, froms, cats, argsJSON []string
 	data                                 [][]byte
 	created                              []int64
 }
 
-func (r *messageRows) add(id int64, m *sealpost.Message, createdAt time.Time) error {
+func (r *messageRows) add(id int64, m *sealpost.Message, bodyID *int64, data []byte, createdAt time.Time) error {
 	cats := m.Categories
 	if cats == nil {
 		cats = []string{}
@@ -238,7 +267,6 @@ func (r *messageRows) add(id int64, m *sealpost.Message, createdAt time.Time) er
 	if err != nil {
 		return fmt.Errorf("postgres: encoding custom args: %w", err)
 	}
-	data := m.Data
 	switch {
 	case len(m.Recipients) == 0:
 		// No delivery will ever send it or drop it when done.
@@ -248,6 +276,7 @@ func (r *messageRows) add(id int64, m *sealpost.Message, createdAt time.Time) er
 	}
 	r.ids = append(r.ids, id)
 	r.accounts = append(r.accounts, m.AccountID)
+	r.bodies = append(r.bodies, bodyID)
 	r.xids = append(r.xids, m.XMessageID)
 	r.smtpIDs = append(r.smtpIDs, m.SMTPID)
 	r.froms = append(r.froms, m.From)
@@ -260,11 +289,11 @@ func (r *messageRows) add(id int64, m *sealpost.Message, createdAt time.Time) er
 
 func (r *messageRows) queue(b *pgx.Batch) {
 	b.Queue(`
-		INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at)
-		SELECT id, a, x, s, f, d, c::jsonb, ca::jsonb, t
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[], $8::text[], $9::bigint[])
-			AS m(id, a, x, s, f, d, c, ca, t)`,
-		r.ids, r.accounts, r.xids, r.smtpIDs, r.froms, r.data, r.cats, r.argsJSON, r.created)
+		INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
+		SELECT id, a, x, s, f, b, d, c::jsonb, ca::jsonb, t
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[], $9::text[], $10::bigint[])
+			AS m(id, a, x, s, f, b, d, c, ca, t)`,
+		r.ids, r.accounts, r.xids, r.smtpIDs, r.froms, r.bodies, r.data, r.cats, r.argsJSON, r.created)
 }
 
 type deliveryRows struct {
@@ -341,10 +370,11 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			RETURNING d.id, d.message_id, d.domain, d.attempts, d.created_at, d.lease_until, d.next_attempt_at
 		)
 		SELECT c.id, c.domain, c.attempts, c.created_at, c.lease_until,
-			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.data, m.categories, m.custom_args, m.created_at,
+			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.body_id, m.data, b.data, m.categories, m.custom_args, m.created_at,
 			r.ids, r.emails, r.domains, r.sg_ids
 		FROM claimed c
 		JOIN messages m ON m.id = c.message_id
+		LEFT JOIN message_bodies b ON b.id = m.body_id
 		CROSS JOIN LATERAL (
 			SELECT COALESCE(array_agg(id ORDER BY ordinal), '{}') AS ids,
 				COALESCE(array_agg(email ORDER BY ordinal), '{}') AS emails,
@@ -357,6 +387,8 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	if err != nil {
 		return nil, storeErr(err, "delivery")
 	}
+	// The deliveries of one mail send share its body in memory too.
+	bodies := make(map[int64]*sealpost.MessageBody)
 	deliveries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*sealpost.Delivery, error) {
 		d := &sealpost.Delivery{Message: &sealpost.Message{}, LeaseOwner: owner}
 		m := d.Message
@@ -368,11 +400,23 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			emails, domains, sgIDs []string
 			categories             []string
 			customArgs             map[string]string
+			bodyID                 *int64
+			data, body             []byte
 		)
 		if err := row.Scan(&d.ID, &d.Domain, &attempts, &createdAt, &leaseUntil,
-			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &m.Data, &categories, &customArgs, &msgCreatedAt,
+			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &bodyID, &data, &body, &categories, &customArgs, &msgCreatedAt,
 			&ids, &emails, &domains, &sgIDs); err != nil {
 			return nil, err
+		}
+		switch {
+		case bodyID == nil:
+			// Stored whole, as before message bodies were shared.
+			m.Body = &sealpost.MessageBody{Data: data}
+		case bodies[*bodyID] != nil:
+			m.Body, m.Layout = bodies[*bodyID], data
+		default:
+			m.Body, m.Layout = &sealpost.MessageBody{ID: *bodyID, Data: body}, data
+			bodies[*bodyID] = m.Body
 		}
 		d.Attempts = int(attempts)
 		d.CreatedAt = fromUnixNanos(createdAt)
@@ -403,8 +447,10 @@ func errLeaseLost() error {
 // CompleteDelivery records an attempt in one transaction. The message row
 // is locked first: it makes completions of one message's deliveries (one
 // per domain, possibly on different nodes) take turns, so that the last one
-// to finish sees the others done and drops the body, and it takes locks in
-// the same order as deleting the account does (message, then deliveries).
+// to finish sees the others done and drops the message's data, and it
+// takes locks in the same order as deleting the account does (message,
+// then deliveries). The shared body is locked last, and only by a
+// completion that finishes its message.
 func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
 	ids := make([]int64, len(c.Recipients))
 	states := make([]string, len(c.Recipients))
@@ -419,10 +465,11 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 	}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var messageID int64
+		var bodyID *int64
 		err := tx.QueryRow(ctx, `
-			SELECT m.id FROM messages m
+			SELECT m.id, m.body_id FROM messages m
 			WHERE m.id = (SELECT message_id FROM deliveries WHERE id = $1)
-			FOR UPDATE`, c.DeliveryID).Scan(&messageID)
+			FOR UPDATE`, c.DeliveryID).Scan(&messageID, &bodyID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Gone with its account, or never there: not owner's either way.
 			return errLeaseLost()
@@ -463,11 +510,30 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 			FROM (SELECT EXISTS (SELECT 1 FROM recipients WHERE delivery_id = $1 AND state = 'queued') AS waiting) q
 			WHERE id = $1`,
 			c.DeliveryID, unixNanos(c.NextAttemptAt), attemptCount(c))
+		if bodyID != nil {
+			// The last messages of a send to finish, on different nodes,
+			// must not each see the other still pending and both keep the
+			// body: a message about to be done locks the body first, and
+			// the check below, a statement of its own, sees every other
+			// message finished before it took the lock.
+			b.Queue(`
+				SELECT 1 FROM message_bodies
+				WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = $1 AND NOT done)
+				FOR UPDATE`,
+				messageID, *bodyID)
+		}
 		b.Queue(`
 			UPDATE messages SET data = NULL
 			WHERE id = $1 AND data IS NOT NULL
 				AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = $1 AND NOT done)`,
 			messageID)
+		if bodyID != nil {
+			b.Queue(`
+				UPDATE message_bodies SET data = NULL
+				WHERE id = $1 AND data IS NOT NULL
+					AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = $1 AND data IS NOT NULL)`,
+				*bodyID)
+		}
 		return sendBatch(ctx, tx, b)
 	})
 	return storeErr(err, "delivery")

@@ -19,7 +19,7 @@ func testMessage(accountID int64, xid string, at time.Time, emails ...string) *s
 		XMessageID: xid,
 		SMTPID:     "<" + xid + "@sealpost.test>",
 		From:       "sender@example.com",
-		Data:       []byte("Subject: " + xid + "\r\n\r\nbody\r\n"),
+		Body:       &sealpost.MessageBody{Data: []byte("Subject: " + xid + "\r\n\r\nbody\r\n")},
 		CreatedAt:  at,
 	}
 	for i, e := range emails {
@@ -141,8 +141,8 @@ func TestLeaseHandover(t *testing.T) {
 	if err != nil || len(ds) != 1 || ds[0].ID != id {
 		t.Fatalf("ClaimDeliveries on B after A's lease ran out = %d deliveries, %v; want delivery %d", len(ds), err, id)
 	}
-	if string(ds[0].Message.Data) != string(m.Data) || len(ds[0].Message.Recipients) != 1 {
-		t.Errorf("B's delivery: Data %q, %d recipients; want the message and its recipient", ds[0].Message.Data, len(ds[0].Message.Recipients))
+	if string(ds[0].Message.Body.Data) != string(m.Body.Data) || len(ds[0].Message.Recipients) != 1 {
+		t.Errorf("B's delivery: Data %q, %d recipients; want the message and its recipient", ds[0].Message.Body.Data, len(ds[0].Message.Recipients))
 	}
 
 	done := sealpost.DeliveryCompletion{
@@ -239,5 +239,74 @@ func TestMessageDataDropped(t *testing.T) {
 	}
 	if !hasData(m.ID) {
 		t.Error("message data dropped while a delivery is still to do")
+	}
+}
+
+// TestSharedBodyDropped: a mail send's shared body goes when the last
+// delivery of the last of its messages is done, also when two nodes finish
+// its last two messages at the same moment.
+func TestSharedBodyDropped(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	ctx := t.Context()
+	a := createTestUser(t, nodes[0], "alice")
+	t0 := time.Now().Truncate(time.Second)
+
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	hasBody := func(id int64) bool {
+		t.Helper()
+		var has bool
+		if err := conn.QueryRow(ctx, `SELECT data IS NOT NULL FROM message_bodies WHERE id = $1`, id).Scan(&has); err != nil {
+			t.Fatal(err)
+		}
+		return has
+	}
+
+	const rounds = 20
+	for i := range rounds {
+		body := &sealpost.MessageBody{Data: []byte("Subject: s\r\n\r\nbody\r\n")}
+		var msgs []*sealpost.Message
+		for j, rcpt := range []string{"a@x.test", "b@y.test"} {
+			m := testMessage(a.ID, fmt.Sprintf("m%d", i), t0, rcpt)
+			m.SMTPID = fmt.Sprintf("<m%d.%d@sealpost>", i, j)
+			m.Body = body
+			msgs = append(msgs, m)
+		}
+		if err := nodes[0].EnqueueMessages(ctx, msgs, nil); err != nil {
+			t.Fatalf("EnqueueMessages: %v", err)
+		}
+		var claimed []*sealpost.Delivery
+		for n, node := range nodes {
+			ds, err := node.ClaimDeliveries(ctx, fmt.Sprint("node", n), t0, time.Minute, 1)
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("ClaimDeliveries on node %d = %d deliveries, %v; want 1", n, len(ds), err)
+			}
+			if got, err := ds[0].Message.Render(); err != nil || string(got) != string(body.Data) {
+				t.Fatalf("node %d's delivery renders %q, %v; want the body", n, got, err)
+			}
+			claimed = append(claimed, ds[0])
+		}
+		var wg sync.WaitGroup
+		for n, node := range nodes {
+			wg.Go(func() {
+				d := claimed[n]
+				err := node.CompleteDelivery(ctx, fmt.Sprint("node", n), sealpost.DeliveryCompletion{
+					DeliveryID: d.ID,
+					Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
+				})
+				if err != nil {
+					t.Errorf("CompleteDelivery on node %d: %v", n, err)
+				}
+			})
+		}
+		wg.Wait()
+		if hasBody(body.ID) {
+			t.Fatalf("round %d: shared body kept after every message was delivered", i)
+		}
 	}
 }

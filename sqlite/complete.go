@@ -62,6 +62,13 @@ const finishDeliverySQL = `UPDATE deliveries SET attempts = attempts + ?4, lease
 const dropBodySQL = `UPDATE messages SET data = NULL WHERE id = ?1
 	AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1 AND +done = 0)`
 
+// dropSharedBodySQL forgets the shared body of a message once no message
+// using it has a delivery pending, which dropBodySQL marks by setting data
+// to NULL.
+const dropSharedBodySQL = `UPDATE message_bodies SET data = NULL
+	WHERE id = (SELECT body_id FROM messages WHERE id = ?1) AND data IS NOT NULL
+	AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = message_bodies.id AND m.data IS NOT NULL)`
+
 // CompleteDelivery checks the lease owner but not the clock: an owner
 // whose lease ran out may record its attempt as long as nobody claimed the
 // delivery since. A zero NextAttemptAt with recipients still queued makes
@@ -207,7 +214,10 @@ func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c 
 	if err != nil || !done {
 		return err
 	}
-	_, err = tx.StmtContext(ctx, db.stmts.dropBody).ExecContext(ctx, messageID)
+	if _, err := tx.StmtContext(ctx, db.stmts.dropBody).ExecContext(ctx, messageID); err != nil {
+		return err
+	}
+	_, err = tx.StmtContext(ctx, db.stmts.dropSharedBody).ExecContext(ctx, messageID)
 	return err
 }
 

@@ -34,7 +34,7 @@ func TestCompletionsShareTransaction(t *testing.T) {
 	for i := range 5 {
 		xid := fmt.Sprintf("x%d", i)
 		m := &sealpost.Message{AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost>", From: "s@example.com",
-			Data: []byte("body"), CreatedAt: t0}
+			Body: &sealpost.MessageBody{Data: []byte("body")}, CreatedAt: t0}
 		for j := range 2 {
 			m.Recipients = append(m.Recipients, sealpost.Recipient{Email: fmt.Sprintf("r%d@x.test", j), Domain: "x.test", SGMessageID: fmt.Sprintf("%s.%d", xid, j)})
 		}
@@ -184,6 +184,7 @@ func TestDeliveryPathPlans(t *testing.T) {
 		due  bool // a claim walks the due deliveries, and only those
 	}{
 		{"dropBody", dropBodySQL, []any{1}, false},
+		{"dropSharedBody", dropSharedBodySQL, []any{1}, false},
 		{"finishDelivery", finishDeliverySQL, []any{1, 2, "w", 1}, false},
 		{"claim", claimSQL, []any{"w", 2, 1, 1, 8}, true},
 	} {

@@ -18,6 +18,7 @@ import (
 // the mail send path, several per accepted message; a transaction reuses
 // them through Tx.StmtContext without preparing again.
 type writeStmts struct {
+	insertBody      *sql.Stmt
 	insertMessage   *sql.Stmt
 	insertDelivery  *sql.Stmt
 	insertRecipient *sql.Stmt
@@ -27,10 +28,12 @@ type writeStmts struct {
 	// The delivery path: a claim, and every completion.
 	claim           *sql.Stmt
 	loadMessage     *sql.Stmt
+	loadBody        *sql.Stmt
 	loadRecipients  *sql.Stmt
 	updateRecipient *sql.Stmt
 	finishDelivery  *sql.Stmt
 	dropBody        *sql.Stmt
+	dropSharedBody  *sql.Stmt
 	leaseOwner      *sql.Stmt
 	savepoint       *sql.Stmt
 	rollbackTo      *sql.Stmt
@@ -43,8 +46,9 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.insertBody, `INSERT INTO message_bodies (account_id, data) VALUES (?, ?) RETURNING id`},
+		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
 		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at)
 			VALUES (?, ?, ?, ?) RETURNING id`},
 		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
@@ -52,13 +56,15 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, created_at) VALUES (?, ?, ?, ?, ?)`},
 		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
 		{&s.claim, claimSQL},
-		{&s.loadMessage, `SELECT account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at
+		{&s.loadMessage, `SELECT account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at
 			FROM messages WHERE id = ?`},
+		{&s.loadBody, `SELECT data FROM message_bodies WHERE id = ?`},
 		{&s.loadRecipients, `SELECT id, email, domain, sg_message_id, state FROM recipients
 			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`},
 		{&s.updateRecipient, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`},
 		{&s.finishDelivery, finishDeliverySQL},
 		{&s.dropBody, dropBodySQL},
+		{&s.dropSharedBody, dropSharedBodySQL},
 		{&s.leaseOwner, `SELECT lease_owner FROM deliveries WHERE id = ? AND done = 0`},
 		{&s.savepoint, `SAVEPOINT completion`},
 		{&s.rollbackTo, `ROLLBACK TO completion`},
@@ -79,8 +85,8 @@ func (s *writeStmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox,
-		s.claim, s.loadMessage, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.leaseOwner,
+	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox,
+		s.claim, s.loadMessage, s.loadBody, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.dropSharedBody, s.leaseOwner,
 		s.savepoint, s.rollbackTo, s.release} {
 		if st != nil {
 			errs = append(errs, st.Close())
@@ -102,7 +108,22 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		rcptIDs []int64
 	}
 	ids := make([]assigned, len(msgs))
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	rows, err := sealpost.SplitMessages(msgs)
+	if err != nil {
+		return err
+	}
+	bodyIDs := make([]int64, len(rows.Bodies))
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		insBody := tx.StmtContext(ctx, db.stmts.insertBody)
+		for i, b := range rows.Bodies {
+			var data []byte // NULL: no message will ever read it
+			if rows.BodyNeeded[i] {
+				data = blob(b.Data)
+			}
+			if err := insBody.QueryRowContext(ctx, rows.BodyAccount[i], data).Scan(&bodyIDs[i]); err != nil {
+				return err
+			}
+		}
 		insMsg := tx.StmtContext(ctx, db.stmts.insertMessage)
 		insDelivery := tx.StmtContext(ctx, db.stmts.insertDelivery)
 		insRcpt := tx.StmtContext(ctx, db.stmts.insertRecipient)
@@ -120,8 +141,16 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 			if err != nil {
 				return err
 			}
+			var bodyID sql.NullInt64
+			if k := rows.Body[i]; k >= 0 {
+				bodyID = sql.NullInt64{Int64: bodyIDs[k], Valid: true}
+			}
+			var data []byte // NULL: nothing left to deliver
+			if len(m.Recipients) > 0 {
+				data = blob(rows.Data[i])
+			}
 			var msgID int64
-			if err := insMsg.QueryRowContext(ctx, m.AccountID, m.XMessageID, m.SMTPID, m.From, blob(m.Data),
+			if err := insMsg.QueryRowContext(ctx, m.AccountID, m.XMessageID, m.SMTPID, m.From, bodyID, data,
 				categories, custom, created.UnixNano()).Scan(&msgID); err != nil {
 				return err
 			}
@@ -150,6 +179,9 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		return mapError("enqueueing messages", err, "account not found", "")
 	}
 	// Only once durable: a failed call leaves the caller's values as given.
+	for i, b := range rows.Bodies {
+		b.ID = bodyIDs[i]
+	}
 	for i, m := range msgs {
 		m.ID = ids[i].msgID
 		if m.CreatedAt.IsZero() {
@@ -279,9 +311,12 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			return cmp.Compare(a.d.ID, b.d.ID)
 		})
 		msgStmt := tx.StmtContext(ctx, db.stmts.loadMessage)
+		bodyStmt := tx.StmtContext(ctx, db.stmts.loadBody)
 		rcptStmt := tx.StmtContext(ctx, db.stmts.loadRecipients)
+		// The deliveries of one mail send share its body in memory too.
+		bodies := make(map[int64]*sealpost.MessageBody)
 		for _, c := range cs {
-			m, err := loadMessage(ctx, msgStmt, c.messageID)
+			m, err := loadMessage(ctx, msgStmt, bodyStmt, bodies, c.messageID)
 			if err != nil {
 				return err
 			}
@@ -299,13 +334,30 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	return out, nil
 }
 
-func loadMessage(ctx context.Context, st *sql.Stmt, id int64) (*sealpost.Message, error) {
+// loadMessage loads a message and its body, which it looks up in bodies
+// first and adds there.
+func loadMessage(ctx context.Context, st, bodyStmt *sql.Stmt, bodies map[int64]*sealpost.MessageBody, id int64) (*sealpost.Message, error) {
 	m := &sealpost.Message{ID: id}
 	var categories, customArgs string
 	var created int64
-	if err := st.QueryRowContext(ctx, id).Scan(&m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &m.Data,
+	var bodyID sql.NullInt64
+	var data []byte
+	if err := st.QueryRowContext(ctx, id).Scan(&m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &bodyID, &data,
 		&categories, &customArgs, &created); err != nil {
 		return nil, fmt.Errorf("loading message %d: %w", id, err)
+	}
+	if !bodyID.Valid {
+		// Stored whole, as before message bodies were shared.
+		m.Body = &sealpost.MessageBody{Data: data}
+	} else {
+		m.Layout = data
+		if m.Body = bodies[bodyID.Int64]; m.Body == nil {
+			m.Body = &sealpost.MessageBody{ID: bodyID.Int64}
+			if err := bodyStmt.QueryRowContext(ctx, bodyID.Int64).Scan(&m.Body.Data); err != nil {
+				return nil, fmt.Errorf("loading body %d of message %d: %w", bodyID.Int64, id, err)
+			}
+			bodies[bodyID.Int64] = m.Body
+		}
 	}
 	if err := json.Unmarshal([]byte(categories), &m.Categories); err != nil {
 		return nil, fmt.Errorf("decoding categories of message %d: %w", id, err)

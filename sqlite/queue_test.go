@@ -34,7 +34,7 @@ func BenchmarkEnqueue(b *testing.B) {
 		i++
 		m := &sealpost.Message{
 			AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost>", From: "s@example.com",
-			Data: data, Categories: []string{"bench"}, CustomArgs: map[string]string{"k": "v"},
+			Body: &sealpost.MessageBody{Data: data}, Categories: []string{"bench"}, CustomArgs: map[string]string{"k": "v"},
 			Recipients: []sealpost.Recipient{{Email: "r@example.net", Domain: "example.net", SGMessageID: xid + ".0"}},
 			CreatedAt:  time.Now(),
 		}
@@ -45,8 +45,9 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
-// TestCompleteDropsDoneData checks that a message's body is dropped once
-// every delivery of it is done, and only then: the queue must not keep
+// TestCompleteDropsDoneData checks that a message's layout is dropped
+// once every delivery of it is done, and the body its mail send shares
+// once every delivery of every message using it is: the queue must not keep
 // every body it ever sent.
 func TestCompleteDropsDoneData(t *testing.T) {
 	ctx := t.Context()
@@ -57,45 +58,76 @@ func TestCompleteDropsDoneData(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
+	body := &sealpost.MessageBody{Data: []byte("body")}
 	m := &sealpost.Message{
-		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Data: []byte("body"),
+		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Body: body, Layout: []byte{2, 'X', 1, 4},
 		Recipients: []sealpost.Recipient{
 			{Email: "a@x.test", Domain: "x.test", SGMessageID: "xid.0"},
 			{Email: "b@y.test", Domain: "y.test", SGMessageID: "xid.1"},
 		},
 		CreatedAt: t0,
 	}
-	if err := db.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+	// A second personalization of the same send, delivered later.
+	m2 := &sealpost.Message{
+		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid2@sealpost>", From: "s@example.com", Body: body,
+		Recipients: []sealpost.Recipient{{Email: "c@z.test", Domain: "z.test", SGMessageID: "xid.2"}},
+		CreatedAt:  t0.Add(time.Hour),
+	}
+	if err := db.EnqueueMessages(ctx, []*sealpost.Message{m, m2}, nil); err != nil {
 		t.Fatal(err)
 	}
 	raw := inspect(t, path)
-	dataLen := func() sql.NullInt64 {
+	lengths := func() (layout, shared sql.NullInt64) {
 		t.Helper()
-		var n sql.NullInt64
-		if err := raw.QueryRowContext(ctx, `SELECT length(data) FROM messages WHERE id = ?`, m.ID).Scan(&n); err != nil {
+		if err := raw.QueryRowContext(ctx, `SELECT length(m.data), length(b.data) FROM messages m JOIN message_bodies b ON b.id = m.body_id
+			WHERE m.id = ?`, m.ID).Scan(&layout, &shared); err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return layout, shared
+	}
+	var bodies int
+	if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM message_bodies`).Scan(&bodies); err != nil || bodies != 1 {
+		t.Fatalf("%d bodies stored (%v), want 1 for two messages sharing one", bodies, err)
 	}
 	ds, err := db.ClaimDeliveries(ctx, "w", t0, time.Minute, 10)
 	if err != nil || len(ds) != 2 {
 		t.Fatalf("ClaimDeliveries = %d, %v; want 2 deliveries", len(ds), err)
 	}
 	for i, d := range ds {
+		if data, err := d.Message.Render(); err != nil || string(data) != "Xbody" {
+			t.Errorf("delivery %d renders %q, %v; want %q", i, data, err, "Xbody")
+		}
 		c := sealpost.DeliveryCompletion{DeliveryID: d.ID, Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}}}
 		if err := db.CompleteDelivery(ctx, "w", c); err != nil {
 			t.Fatal(err)
 		}
-		n := dataLen()
-		if last := i == len(ds)-1; last && n.Valid {
-			t.Errorf("after the last delivery: data is %d bytes, want NULL", n.Int64)
-		} else if !last && (!n.Valid || n.Int64 != 4) {
-			t.Errorf("after delivery %d of %d: data length %v, want 4 (another delivery needs it)", i+1, len(ds), n)
+		layout, shared := lengths()
+		if last := i == len(ds)-1; last && layout.Valid {
+			t.Errorf("after the last delivery: layout is %d bytes, want NULL", layout.Int64)
+		} else if !last && (!layout.Valid || layout.Int64 != 4) {
+			t.Errorf("after delivery %d of %d: layout length %v, want 4 (another delivery needs it)", i+1, len(ds), layout)
+		}
+		if !shared.Valid || shared.Int64 != 4 {
+			t.Errorf("after delivery %d of %d: body length %v, want 4 (the other message needs it)", i+1, len(ds), shared)
 		}
 	}
+	ds, err = db.ClaimDeliveries(ctx, "w", t0.Add(time.Hour), time.Minute, 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ClaimDeliveries = %d, %v; want the second message's delivery", len(ds), err)
+	}
+	if data, err := ds[0].Message.Render(); err != nil || string(data) != "body" {
+		t.Errorf("second message renders %q, %v; want %q", data, err, "body")
+	}
+	c := sealpost.DeliveryCompletion{DeliveryID: ds[0].ID, Recipients: []sealpost.RecipientUpdate{{RecipientID: ds[0].Message.Recipients[0].ID, State: sealpost.StateDelivered}}}
+	if err := db.CompleteDelivery(ctx, "w", c); err != nil {
+		t.Fatal(err)
+	}
+	if _, shared := lengths(); shared.Valid {
+		t.Errorf("after every delivery: body is %d bytes, want NULL", shared.Int64)
+	}
 	got, err := db.RecipientStates(ctx, a.ID, "xid")
-	if err != nil || len(got) != 2 || got[0].State != sealpost.StateDelivered || got[1].State != sealpost.StateDelivered {
-		t.Errorf("RecipientStates after the data was dropped = %+v, %v; want both delivered", got, err)
+	if err != nil || len(got) != 3 || got[0].State != sealpost.StateDelivered || got[2].State != sealpost.StateDelivered {
+		t.Errorf("RecipientStates after the data was dropped = %+v, %v; want all delivered", got, err)
 	}
 }
 
@@ -121,7 +153,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		xid := fmt.Sprintf("bench%d", i)
 		msgs = append(msgs, &sealpost.Message{
 			AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost>", From: "s@example.com",
-			Data: data, Categories: []string{"bench"}, CustomArgs: map[string]string{"k": "v"},
+			Body: &sealpost.MessageBody{Data: data}, Categories: []string{"bench"}, CustomArgs: map[string]string{"k": "v"},
 			Recipients: []sealpost.Recipient{{Email: "r@example.net", Domain: "example.net", SGMessageID: xid + ".0"}},
 			CreatedAt:  t0,
 		})

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -22,7 +23,8 @@ import (
 //     queued whatever State they carry, and their IDs increase in the order
 //     given, which is the order RecipientStates and a claimed delivery's
 //     Message.Recipients list them in.
-//   - A claimed delivery carries the whole message (Data, From, SMTPID,
+//   - A claimed delivery carries the whole message (Body and Layout, which
+//     render to the bytes enqueued, From, SMTPID,
 //     XMessageID, Categories, CustomArgs, AccountID, CreatedAt) but only its
 //     own still-queued recipients; its CreatedAt is the message's.
 //     ClaimDeliveries orders by due time, then by delivery ID; limit <= 0
@@ -55,8 +57,8 @@ func newMessage(accountID int64, xMessageID string, at time.Time, emails ...stri
 		XMessageID: xMessageID,
 		SMTPID:     "<" + xMessageID + "@sealpost.test>",
 		From:       "sender@example.com",
-		// A NUL and a byte that is not UTF-8: Data is bytes, not text.
-		Data:       []byte("Subject: " + xMessageID + "\r\n\r\nbody\x00\xff\r\n"),
+		// A NUL and a byte that is not UTF-8: a body is bytes, not text.
+		Body:       &sealpost.MessageBody{Data: []byte("Subject: " + xMessageID + "\r\n\r\nbody\x00\xff\r\n")},
 		Categories: []string{"cat facts", "ünïcode"},
 		CustomArgs: map[string]string{"order": xMessageID, "quote": `"x"`},
 		CreatedAt:  at,
@@ -155,8 +157,12 @@ func wantMessage(t *testing.T, got, want *sealpost.Message, what string) {
 			what, got.ID, got.AccountID, got.XMessageID, got.SMTPID, got.From, got.CreatedAt,
 			want.ID, want.AccountID, want.XMessageID, want.SMTPID, want.From, want.CreatedAt)
 	}
-	if string(got.Data) != string(want.Data) {
-		t.Errorf("%s: Data = %q, want %q", what, got.Data, want.Data)
+	gotData, err := got.Render()
+	if err != nil {
+		t.Errorf("%s: Render: %v", what, err)
+	}
+	if wantData, _ := want.Render(); string(gotData) != string(wantData) {
+		t.Errorf("%s: renders %q, want %q", what, gotData, wantData)
 	}
 	if !slices.Equal(got.Categories, want.Categories) {
 		t.Errorf("%s: Categories = %q, want %q", what, got.Categories, want.Categories)
@@ -575,5 +581,66 @@ func testCompleteUnattempted(t *testing.T, s sealpost.Store) {
 	complete(t, s, "w2", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID, NextAttemptAt: t0})
 	if ds = claim(t, s, "w3", t0, time.Hour, 10); len(ds) != 1 || ds[0].Attempts != 1 {
 		t.Errorf("after one real attempt: %v, want one delivery with Attempts 1", ds)
+	}
+}
+
+// testEnqueueSharedBody: the messages of one send share one stored body,
+// each renders to its own bytes, and a message without a body is stored
+// whole.
+func testEnqueueSharedBody(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	at := baseTime()
+	body := &sealpost.MessageBody{Data: []byte("Date: x\r\nSubject: shared\r\n\r\nbody\x00\xff\r\n")}
+	layout := func(own string) []byte {
+		// own bytes, then the whole body: "To: ...\r\n" + body
+		return append(append(binary.AppendUvarint(nil, uint64(len(own))<<1), own...),
+			binary.AppendUvarint(binary.AppendUvarint(nil, 1), uint64(len(body.Data)))...)
+	}
+	var sameSend []*sealpost.Message
+	for i, rcpt := range []string{"a@x.test", "b@y.test", "c@x.test"} {
+		m := newMessage(a.ID, "xid", at, rcpt)
+		m.SMTPID = fmt.Sprintf("<xid.%d@sealpost.test>", i)
+		m.Body, m.Layout = body, layout("To: <"+rcpt+">\r\n")
+		sameSend = append(sameSend, m)
+	}
+	// The middle one shares the body as it is.
+	sameSend[1].Layout = nil
+	other := newMessage(a.ID, "other", at, "d@x.test")
+	whole := newMessage(a.ID, "whole", at, "e@x.test")
+	whole.Body, whole.Layout = nil, append(binary.AppendUvarint(nil, 10<<1), "whole\r\n\r\nx"...)
+	enqueue(t, s, append(sameSend, other, whole))
+	if body.ID == 0 || other.Body.ID == 0 || body.ID == other.Body.ID {
+		t.Errorf("body IDs %d and %d: want both set and distinct", body.ID, other.Body.ID)
+	}
+	want := map[int64]string{
+		sameSend[0].ID: "To: <a@x.test>\r\n" + string(body.Data),
+		sameSend[1].ID: string(body.Data),
+		sameSend[2].ID: "To: <c@x.test>\r\n" + string(body.Data),
+		other.ID:       string(other.Body.Data),
+		whole.ID:       "whole\r\n\r\nx",
+	}
+	ds := claim(t, s, "w", at.Add(time.Second), time.Minute, 10)
+	if len(ds) != len(want) {
+		t.Fatalf("claimed %d deliveries, want %d", len(ds), len(want))
+	}
+	for _, d := range ds {
+		got, err := d.Message.Render()
+		if err != nil || string(got) != want[d.Message.ID] {
+			t.Errorf("message %d renders %q, %v; want %q", d.Message.ID, got, err, want[d.Message.ID])
+		}
+		if d.Message.Body == nil || d.Message.Body.ID != 0 && d.Message.Body.ID != body.ID && d.Message.Body.ID != other.Body.ID {
+			t.Errorf("message %d: body %+v, want one of the stored bodies", d.Message.ID, d.Message.Body)
+		}
+		complete(t, s, "w", sealpost.DeliveryCompletion{DeliveryID: d.ID,
+			Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}}})
+	}
+	// A layout referring to a body the message does not have is refused,
+	// and stores nothing.
+	bad := newMessage(a.ID, "bad", at, "f@x.test")
+	bad.Body, bad.Layout = nil, binary.AppendUvarint(binary.AppendUvarint(nil, 1), 1)
+	err := s.EnqueueMessages(t.Context(), []*sealpost.Message{newMessage(a.ID, "bad", at, "g@x.test"), bad}, nil)
+	wantCode(t, err, sealpost.EINVALID, "EnqueueMessages with a layout and no body")
+	if got := recipientStates(t, s, a.ID, "bad"); len(got) != 0 {
+		t.Errorf("RecipientStates after a refused enqueue = %+v, want none", got)
 	}
 }

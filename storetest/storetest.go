@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 
 		{"EnqueueRecipientStates", testEnqueueRecipientStates},
 		{"EnqueueUnknownAccount", testEnqueueUnknownAccount},
+		{"EnqueueSharedBody", testEnqueueSharedBody},
 		{"ClaimGroupsByDomain", testClaimGroupsByDomain},
 		{"ClaimDueOldestFirst", testClaimDueOldestFirst},
 		{"ClaimLease", testClaimLease},

@@ -57,7 +57,7 @@ func enqueueEvents(t *testing.T, db sealpost.Store, a *sealpost.Account, pad str
 	xid := fmt.Sprintf("x%d-%d", a.ID, time.Now().UnixNano())
 	msg := &sealpost.Message{
 		AccountID: a.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost.test>",
-		From: "sender@example.com", Data: []byte("Subject: hi\r\n\r\nbody\r\n"),
+		From: "sender@example.com", Body: &sealpost.MessageBody{Data: []byte("Subject: hi\r\n\r\nbody\r\n")},
 		Categories: []string{"cat facts", "ünïcode"},
 		CustomArgs: map[string]string{"note": "grüße ✓ 😀 中文" + pad},
 		CreatedAt:  time.Now(),
