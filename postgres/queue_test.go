@@ -310,3 +310,41 @@ func TestSharedBodyDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuedBeforeSharedBodies: a message stored before
+// 0004_message_bodies, whole in messages.data and without a body_id, is
+// claimed and rendered as it was.
+func TestQueuedBeforeSharedBodies(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	db := openURL(t, u)
+	ctx := t.Context()
+	a := createTestUser(t, db, "alice")
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const data = "Subject: queued before\r\n\r\nbody\r\n"
+	at := time.Now().Add(-time.Minute).UnixNano()
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, data, categories, custom_args, created_at)
+		VALUES (1000001, $1, 'xid', '<xid.0@sealpost>', 's@example.com', $2, '[]', '{}', $3)`, a.ID, []byte(data), at)
+	b.Queue(`INSERT INTO deliveries (id, message_id, domain, next_attempt_at, created_at) VALUES (1000001, 1000001, 'x.test', $1, $1)`, at)
+	b.Queue(`INSERT INTO recipients (id, message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
+		VALUES (1000001, 1000001, 1000001, 0, 'r@x.test', 'x.test', 'xid.0', 'queued')`)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := db.ClaimDeliveries(ctx, "w", time.Now(), time.Minute, 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ClaimDeliveries = %d, %v; want the queued delivery", len(ds), err)
+	}
+	if got, err := ds[0].Message.Render(); err != nil || string(got) != data {
+		t.Errorf("queued message renders %q, %v; want %q", got, err, data)
+	}
+	if err := db.CompleteDelivery(ctx, "w", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID,
+		Recipients: []sealpost.RecipientUpdate{{RecipientID: ds[0].Message.Recipients[0].ID, State: sealpost.StateDelivered}}}); err != nil {
+		t.Errorf("CompleteDelivery: %v", err)
+	}
+}
