@@ -64,8 +64,9 @@ const (
 	maxLocalPartLen     = 64
 	maxHeaderNameLen    = 100
 	// maxRenderedBytes bounds the content size times the number of
-	// personalizations: every personalization becomes its own stored copy
-	// of the whole body.
+	// personalizations: the content is stored once, but sent once per
+	// personalization, and this bounds what one request makes sealpost
+	// send.
 	maxRenderedBytes = 100 << 20
 	// maxProblems bounds the error list so that a large, thoroughly wrong
 	// body cannot produce an even larger response.
@@ -117,7 +118,7 @@ func reservedHeader(lower string) bool {
 // characters are refused in subjects, names and header values; addresses
 // must be ASCII; Date, Message-ID and MIME-Version are reserved headers
 // too; and the content times the number of personalizations is bounded,
-// because each personalization is stored as its own copy. Unknown fields,
+// because each personalization is sent as its own copy. Unknown fields,
 // and known ones without an effect on the message (send_at, asm,
 // tracking_settings, substitutions, ...), are ignored.
 func ParseMailSend(body []byte) (*MailSend, error) {
@@ -877,8 +878,8 @@ func (p *mailSendParser) unsupported(top members) {
 	}
 }
 
-// renderedSize bounds the bytes Messages would produce: each
-// personalization carries its own copy of the content.
+// renderedSize bounds the bytes sending the request produces: each
+// personalization goes out with its own copy of the content.
 func (p *mailSendParser) renderedSize(ms *MailSend) {
 	size := 0
 	for _, c := range ms.Content {

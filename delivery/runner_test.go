@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -404,5 +405,67 @@ func TestRunnerLastRetryAtMaxAge(t *testing.T) {
 	}
 	if st := w.states(xid)["x@down.test"]; st != sealpost.StateBounced {
 		t.Errorf("state = %s, want bounced", st)
+	}
+}
+
+// TestRunnerRendersSharedBody: each personalization of a send reaches its
+// recipient with its own header and the body they share.
+func TestRunnerRendersSharedBody(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("shared.test", 10, mxtest.Behavior{})
+	var pzs []any
+	for _, to := range []string{"a@shared.test", "b@shared.test", "c@shared.test"} {
+		pzs = append(pzs, map[string]any{"to": []any{map[string]string{"email": to}}})
+	}
+	body, _ := json.Marshal(map[string]any{
+		"personalizations": pzs,
+		"from":             map[string]string{"email": "sender@sealpost.test"},
+		"subject":          "shared",
+		"content":          []any{map[string]string{"type": "text/plain", "value": "the shared body"}},
+	})
+	w.send(string(body))
+	w.drain()
+	got := map[string]string{}
+	for _, d := range mx.Accepted() {
+		got[d.To[0]] = string(d.Data)
+	}
+	if len(got) != 3 {
+		t.Fatalf("accepted for %d recipients, want 3", len(got))
+	}
+	for rcpt, data := range got {
+		if !strings.Contains(data, "\r\nTo: <"+rcpt+">\r\n") || strings.Count(data, "\r\nTo: ") != 1 ||
+			!strings.Contains(data, "\r\nSubject: shared\r\n") || !strings.HasSuffix(data, "\r\n\r\nthe shared body\r\n") {
+			t.Errorf("message to %s:\n%s", rcpt, data)
+		}
+	}
+}
+
+// TestRunnerDefersUnreadableMessage: a message whose stored layout does not
+// fit its body is not sent; the attempt is a deferral that says why.
+func TestRunnerDefersUnreadableMessage(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("broken.test", 10, mxtest.Behavior{})
+	m := &sealpost.Message{
+		AccountID: w.account.ID, XMessageID: "broken", SMTPID: "<broken@sealpost.test>", From: "sender@sealpost.test",
+		Body:       &sealpost.MessageBody{Data: []byte("short")},
+		Layout:     []byte{1, 100}, // 100 bytes of a 5-byte body
+		Recipients: []sealpost.Recipient{{Email: "x@broken.test", SGMessageID: "broken.0"}},
+		CreatedAt:  w.clock.Now(),
+	}
+	if err := w.store.EnqueueMessages(context.Background(), []*sealpost.Message{m}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.drain()
+	if n := len(mx.Accepted()); n != 0 {
+		t.Errorf("the MX accepted %d messages", n)
+	}
+	if st := w.states("broken"); st["x@broken.test"] != sealpost.StateQueued {
+		t.Errorf("state = %v, want queued", st)
+	}
+	evs := w.events()
+	if len(evs) != 1 || evs[0]["event"] != "deferred" || evs[0]["response"] != "the stored message could not be read" {
+		t.Errorf("events = %v, want one deferral saying the message could not be read", evs)
 	}
 }

@@ -54,8 +54,9 @@ const finishDeliverySQL = `UPDATE deliveries SET attempts = attempts + ?4, lease
 	WHERE id = ?2 AND done = 0 AND lease_owner = ?3
 	RETURNING message_id, done`
 
-// dropBodySQL forgets a message's body once its last delivery is done: the
-// body is what makes the queue big; the rows stay for RecipientStates. The
+// dropBodySQL forgets a message's data (its layout, or its whole message
+// if stored before bodies were shared) once its last delivery is done; the
+// rows stay for RecipientStates. The
 // unary + keeps SQLite off the deliveries_due index, on which done = 0
 // would walk every pending delivery of the queue instead of the message's
 // few.

@@ -42,6 +42,9 @@ import (
 //     and makes the account due at once. RetryEventBatch sets FailingSince
 //     to the store's clock at the first failure of a run and keeps it
 //     through later ones. Ack and Retry check only the lease owner.
+//   - Messages sharing one *MessageBody in a call share one stored body,
+//     whose ID EnqueueMessages sets; a message without a body is stored
+//     whole, and one whose layout needs a body it lacks is EINVALID.
 //   - Deleting an account deletes its messages, deliveries, recipients,
 //     events, outbox state and webhook settings.
 
