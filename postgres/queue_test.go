@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -159,31 +160,61 @@ func TestLeaseHandover(t *testing.T) {
 	}
 }
 
+// twoNodes opens two stores on one new schema, with one user, and a plain
+// connection to look at the rows with.
+func twoNodes(t *testing.T) ([]*postgres.DB, *sealpost.Account, *pgx.Conn) {
+	t.Helper()
+	u := pgtest.URL(t)
+	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	a := createTestUser(t, nodes[0], "alice")
+	conn, err := pgx.Connect(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return nodes, a, conn
+}
+
+// notNull reports whether column data of the row of table with id is set.
+func notNull(t *testing.T, conn *pgx.Conn, table string, id int64) bool {
+	t.Helper()
+	var has bool
+	if err := conn.QueryRow(t.Context(), `SELECT data IS NOT NULL FROM `+table+` WHERE id = $1`, id).Scan(&has); err != nil {
+		t.Fatal(err)
+	}
+	return has
+}
+
+// completeOnEach has node n complete claimed[n], all at the same moment,
+// each delivering the delivery's first recipient.
+func completeOnEach(t *testing.T, nodes []*postgres.DB, claimed []*sealpost.Delivery) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for n, node := range nodes {
+		wg.Go(func() {
+			d := claimed[n]
+			err := node.CompleteDelivery(t.Context(), fmt.Sprint("node", n), sealpost.DeliveryCompletion{
+				DeliveryID: d.ID,
+				Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
+			})
+			if err != nil {
+				t.Errorf("CompleteDelivery on node %d: %v", n, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestMessageDataDropped: the body goes when the last of a message's
 // deliveries is done, also when two nodes complete the last two at the
 // same moment (neither sees the other's done in its own snapshot unless
 // completions of one message take turns).
 func TestMessageDataDropped(t *testing.T) {
 	t.Parallel()
-	u := pgtest.URL(t)
-	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	nodes, a, conn := twoNodes(t)
 	ctx := t.Context()
-	a := createTestUser(t, nodes[0], "alice")
 	t0 := time.Now().Truncate(time.Second)
-
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	hasData := func(id int64) bool {
-		t.Helper()
-		var has bool
-		if err := conn.QueryRow(ctx, `SELECT data IS NOT NULL FROM messages WHERE id = $1`, id).Scan(&has); err != nil {
-			t.Fatal(err)
-		}
-		return has
-	}
+	hasData := func(id int64) bool { t.Helper(); return notNull(t, conn, "messages", id) }
 
 	const rounds = 20
 	for i := range rounds {
@@ -199,20 +230,7 @@ func TestMessageDataDropped(t *testing.T) {
 			}
 			claimed = append(claimed, ds[0])
 		}
-		var wg sync.WaitGroup
-		for n, node := range nodes {
-			wg.Go(func() {
-				d := claimed[n]
-				err := node.CompleteDelivery(ctx, fmt.Sprint("node", n), sealpost.DeliveryCompletion{
-					DeliveryID: d.ID,
-					Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
-				})
-				if err != nil {
-					t.Errorf("CompleteDelivery on node %d: %v", n, err)
-				}
-			})
-		}
-		wg.Wait()
+		completeOnEach(t, nodes, claimed)
 		if hasData(m.ID) {
 			t.Fatalf("round %d: message data kept after both deliveries were done", i)
 		}
@@ -247,25 +265,9 @@ func TestMessageDataDropped(t *testing.T) {
 // its last two messages at the same moment.
 func TestSharedBodyDropped(t *testing.T) {
 	t.Parallel()
-	u := pgtest.URL(t)
-	nodes := []*postgres.DB{openURL(t, u), openURL(t, u)}
+	nodes, a, conn := twoNodes(t)
 	ctx := t.Context()
-	a := createTestUser(t, nodes[0], "alice")
 	t0 := time.Now().Truncate(time.Second)
-
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	hasBody := func(id int64) bool {
-		t.Helper()
-		var has bool
-		if err := conn.QueryRow(ctx, `SELECT data IS NOT NULL FROM message_bodies WHERE id = $1`, id).Scan(&has); err != nil {
-			t.Fatal(err)
-		}
-		return has
-	}
 
 	const rounds = 20
 	for i := range rounds {
@@ -291,21 +293,8 @@ func TestSharedBodyDropped(t *testing.T) {
 			}
 			claimed = append(claimed, ds[0])
 		}
-		var wg sync.WaitGroup
-		for n, node := range nodes {
-			wg.Go(func() {
-				d := claimed[n]
-				err := node.CompleteDelivery(ctx, fmt.Sprint("node", n), sealpost.DeliveryCompletion{
-					DeliveryID: d.ID,
-					Recipients: []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateDelivered}},
-				})
-				if err != nil {
-					t.Errorf("CompleteDelivery on node %d: %v", n, err)
-				}
-			})
-		}
-		wg.Wait()
-		if hasBody(body.ID) {
+		completeOnEach(t, nodes, claimed)
+		if notNull(t, conn, "message_bodies", body.ID) {
 			t.Fatalf("round %d: shared body kept after every message was delivered", i)
 		}
 	}

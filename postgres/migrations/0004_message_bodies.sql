@@ -11,7 +11,8 @@ CREATE TABLE message_bodies (
 -- A message with a body_id keeps only its layout in data: its own bytes
 -- and where the body's go (sealpost.Message.Layout). A message stored
 -- before this migration has no body_id and its whole message in data, and
--- is delivered as it is.
+-- is delivered as it is. Nodes of an older version must be stopped before
+-- newer ones accept mail: they would send a layout as the whole message.
 ALTER TABLE messages ADD COLUMN body_id BIGINT REFERENCES message_bodies (id) ON DELETE CASCADE;
 
 -- Finds whether a body is still needed, and only over the messages still
