@@ -29,7 +29,13 @@ type Config struct {
 	Hostname string
 	// MaxMailBytes bounds a mail send body; 0 is SendGrid's 30 MB.
 	MaxMailBytes int64
+	// MaxSubusers caps the subusers of one top-level account, and
+	// separately its customer accounts; 0 is DefaultMaxSubusers.
+	MaxSubusers int
 }
+
+// DefaultMaxSubusers is the subuser cap when none is configured.
+const DefaultMaxSubusers = 100
 
 // WebhookSigner is what the Event Webhook endpoints need from the code that
 // signs and posts events.
@@ -61,11 +67,13 @@ type Server struct {
 	limiter  sealpost.RateLimiter
 	webhooks WebhookSigner
 	hostname string
-	enqueue  *groupCommit
-	log      *slog.Logger
-	now      func() time.Time
-	metrics  *metrics
-	mux      *http.ServeMux
+	// maxChildren caps each kind of child account per parent.
+	maxChildren int
+	enqueue     *groupCommit
+	log         *slog.Logger
+	now         func() time.Time
+	metrics     *metrics
+	mux         *http.ServeMux
 	// unmatched answers every path no route serves.
 	unmatched *route
 
@@ -141,6 +149,10 @@ func New(cfg Config) *Server {
 	s.enqueue = &groupCommit{store: cfg.Store}
 	if s.hostname == "" {
 		s.hostname = "localhost"
+	}
+	s.maxChildren = cfg.MaxSubusers
+	if s.maxChildren <= 0 {
+		s.maxChildren = DefaultMaxSubusers
 	}
 	maxMail := cfg.MaxMailBytes
 	if maxMail <= 0 {

@@ -42,6 +42,10 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"APIKeyScopedToAccount", testAPIKeyScopedToAccount},
 		{"LookupAPIKey", testLookupAPIKey},
 		{"LookupAPIKeyFreshness", testLookupAPIKeyFreshness},
+		{"APIKeyGuard", testAPIKeyGuard},
+		{"APIKeyCap", testAPIKeyCap},
+		{"APIKeyCapConcurrent", testAPIKeyCapConcurrent},
+		{"ChildAccountCap", testChildAccountCap},
 
 		{"EnforcedTLSDefault", testEnforcedTLSDefault},
 		{"EnforcedTLSPatch", testEnforcedTLSPatch},
