@@ -18,9 +18,12 @@ import (
 type Config struct {
 	Store       sealpost.Store
 	RateLimiter sealpost.RateLimiter // nil: no rate limiting
-	Logger      *slog.Logger         // nil: discard
-	Registry    *prometheus.Registry // nil: a new one; /metrics serves it
-	Now         func() time.Time     // nil: time.Now
+	// MailSendLimiter counts mail sends per sending account (a parent and
+	// each of its subusers apart), keyed by MailSendLimitKey; nil: none.
+	MailSendLimiter sealpost.RateLimiter
+	Logger          *slog.Logger         // nil: discard
+	Registry        *prometheus.Registry // nil: a new one; /metrics serves it
+	Now             func() time.Time     // nil: time.Now
 	// Webhooks generates Event Webhook signing keys and sends test posts;
 	// nil makes the signed-webhook and test endpoints answer 500.
 	Webhooks WebhookSigner
@@ -63,10 +66,12 @@ const readyTimeout = 2 * time.Second
 
 // Server is the HTTP API. It is safe for concurrent use.
 type Server struct {
-	store    sealpost.Store
-	limiter  sealpost.RateLimiter
-	webhooks WebhookSigner
-	hostname string
+	store   sealpost.Store
+	limiter sealpost.RateLimiter
+	// mailLimiter counts mail sends per account.
+	mailLimiter sealpost.RateLimiter
+	webhooks    WebhookSigner
+	hostname    string
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
 	enqueue     *groupCommit
@@ -105,9 +110,12 @@ type endpoint struct {
 	body   bool   // read the request body before calling fn
 	// maxBody bounds the body; 0 is maxBodyBytes.
 	maxBody int64
-	// unlimited endpoints are not rate limited and carry no X-RateLimit-*
-	// headers: SendGrid sends none on mail send.
+	// unlimited endpoints are not rate limited per key and carry no
+	// X-RateLimit-* headers: SendGrid sends none on mail send.
 	unlimited bool
+	// perAccountLimit endpoints take one from the acting account's mail
+	// send allowance once the scope is checked.
+	perAccountLimit bool
 	// userOnly endpoints manage child accounts, which only a top-level
 	// account may own.
 	userOnly bool
@@ -131,14 +139,15 @@ type route struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:    cfg.Store,
-		limiter:  cfg.RateLimiter,
-		webhooks: cfg.Webhooks,
-		hostname: cfg.Hostname,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		mux:      http.NewServeMux(),
-		jsonCT:   []string{"application/json"},
+		store:       cfg.Store,
+		limiter:     cfg.RateLimiter,
+		mailLimiter: cfg.MailSendLimiter,
+		webhooks:    cfg.Webhooks,
+		hostname:    cfg.Hostname,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		mux:         http.NewServeMux(),
+		jsonCT:      []string{"application/json"},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -194,7 +203,7 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
 	)
 	s.handle("/v3/mail/send",
-		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, ignoresOnBehalfOf: true, fn: s.sendMail},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, perAccountLimit: true, ignoresOnBehalfOf: true, fn: s.sendMail},
 	)
 	s.handle("/v3/user/webhooks/event/settings",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
@@ -312,6 +321,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		if ep.userOnly && c.acting.Kind != sealpost.KindUser {
 			return s.writeError(w, r, rt.pattern, c, errForbidden)
 		}
+		// Counted before the body is read, so that a refused send costs
+		// no more than its headers. Only a refusal carries the headers:
+		// SendGrid's accepted mail sends have none, and clients check that.
+		if ep.perAccountLimit && s.mailLimiter != nil {
+			rl := s.mailLimiter.Take(MailSendLimitKey(c.acting.ID), s.now())
+			if !rl.Allowed {
+				setRateLimitHeaders(w.Header(), rl)
+				return s.writeError(w, r, rt.pattern, c, errRateLimited)
+			}
+		}
 	}
 	if ep.body {
 		limit := ep.maxBody
@@ -330,6 +349,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		return s.writeError(w, r, rt.pattern, c, err)
 	}
 	return s.write(w, code, body)
+}
+
+// MailSendLimitKey is the limiter key of an account's mail sends. The
+// prefix keeps it apart from API key ids (base64url, no colon) in the
+// counts that nodes share.
+func MailSendLimitKey(accountID int64) string {
+	return "mail.send:" + strconv.FormatInt(accountID, 10)
 }
 
 // resolveOnBehalfOf returns the account the request acts as.

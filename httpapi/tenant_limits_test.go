@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -123,5 +124,46 @@ func TestSubusersCap(t *testing.T) {
 			want(t, "the 101st subuser", http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 subusers on your account."}]}`)
 		e.do(request{method: http.MethodPost, path: "/v3/subusers", token: e.key(other), body: `{"username":"others","email":"o@example.net"}`}).
 			want(t, "another parent's subuser", http.StatusOK, "")
+	})
+}
+
+// TestMailSendRateLimitPerAccount: mail sends are limited per sending
+// account, whichever of its keys sends; a subuser has an allowance of its
+// own; the refusal is SendGrid's 429 with the X-RateLimit-* headers, and
+// accepted sends still carry none.
+func TestMailSendRateLimitPerAccount(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open, func(c *Config) { c.MailSendLimiter = newFixedWindow(3, time.Hour) })
+		p := e.user("parent")
+		sub := e.subuser(p, "sub")
+		first, second := e.key(p, sealpost.ScopeMailSend), e.key(p)
+		subKey := e.key(sub, sealpost.ScopeMailSend)
+		noSend := e.key(p, sealpost.ScopeEnforcedTLSRead)
+		body := simpleMail("r@example.com")
+
+		// A key that may not send spends nothing of the allowance.
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: noSend, body: body}).
+			want(t, "mail send without the scope", http.StatusForbidden, wantForbidden)
+		for i, tok := range []string{first, second, first} {
+			res := e.do(request{method: http.MethodPost, path: pathMailSend, token: tok, body: body})
+			accepted(t, fmt.Sprintf("send %d", i+1), res)
+			if _, ok := res.header[headerRateLimit]; ok {
+				t.Errorf("accepted send %d carries %s", i+1, headerRateLimit)
+			}
+		}
+		for _, tc := range []struct{ name, token, obo string }{
+			{"the fourth send, another key", second, ""},
+			{"the fifth send, under on-behalf-of (ignored)", first, "sub"},
+		} {
+			res := e.do(request{method: http.MethodPost, path: pathMailSend, token: tc.token, obo: tc.obo, body: body})
+			res.want(t, tc.name, http.StatusTooManyRequests, string(bodyTooManyRequests))
+			if exactHeader(res.header, headerRateLimit) != "3" || exactHeader(res.header, headerRateRemain) != "0" || exactHeader(res.header, headerRateReset) == "" {
+				t.Errorf("%s: rate limit headers %v", tc.name, res.header)
+			}
+		}
+		accepted(t, "the subuser's own send", e.do(request{method: http.MethodPost, path: pathMailSend, token: subKey, body: body}))
+		// Other endpoints keep their per-key limit only.
+		e.do(request{method: http.MethodGet, path: "/v3/scopes", token: first}).want(t, "another endpoint", http.StatusOK, "")
 	})
 }

@@ -337,6 +337,8 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		want string
 	}{
 		{[]string{"--rate-limit", "0"}, nil, "--rate-limit must be at least 1"},
+		{[]string{"--mail-send-rate-limit", "0"}, nil, "--mail-send-rate-limit must be at least 1"},
+		{nil, map[string]string{"SEALPOST_MAX_SUBUSERS": "0"}, "--max-subusers must be at least 1"},
 		{nil, map[string]string{"SEALPOST_RATE_LIMIT": "lots"}, "SEALPOST_RATE_LIMIT"},
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
@@ -422,6 +424,62 @@ func TestRateLimitSharedAcrossNodes(t *testing.T) {
 	// though it allowed only four itself.
 	time.Sleep(200 * time.Millisecond)
 	expect(t, call(t, a, key, "GET", settings, "", ""), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+}
+
+// TestMailSendRateLimitSharedAcrossNodes: on PostgreSQL, an account's
+// mail send allowance holds across nodes, whichever of its keys sends.
+func TestMailSendRateLimitSharedAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := DefaultConfig()
+	cfg.RateLimit = 100000
+	cfg.MailSendRateLimit = 6
+	cfg.RateLimitWindow = time.Hour // no window boundary within the test
+	cfg.RateLimitSync = 20 * time.Millisecond
+	cfg.DeliveryWorkers = 0
+	a, key, _ := startMainWith(t, url, cfg)
+	b, _, _ := startMainWith(t, url, cfg)
+	other := createKeyVia(t, a, key)
+	// Sandbox sends are counted like any other and store nothing.
+	sandbox := `{"personalizations":[{"to":[{"email":"r@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"v"}],"mail_settings":{"sandbox_mode":{"enable":true}}}`
+
+	for i := 0; i < 4; i++ {
+		expect(t, call(t, a, key, "POST", "/v3/mail/send", "", sandbox), 200, "")
+	}
+	bAllowed := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := call(t, b, other, "POST", "/v3/mail/send", "", sandbox)
+		if resp.StatusCode == 429 {
+			expect(t, resp, 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+			if http.Header(resp.Headers).Get("X-RateLimit-Limit") != "6" {
+				t.Errorf("429 X-RateLimit-Limit %q, want 6", http.Header(resp.Headers).Get("X-RateLimit-Limit"))
+			}
+			break
+		}
+		expect(t, resp, 200, "")
+		bAllowed++
+		if time.Now().After(deadline) {
+			t.Fatal("node b never refused")
+		}
+		time.Sleep(30 * time.Millisecond) // longer than a sync
+	}
+	if bAllowed >= cfg.MailSendRateLimit {
+		t.Fatalf("node b allowed %d mail sends of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.MailSendRateLimit)
+	}
+}
+
+// createKeyVia makes a second full-access key of key's account through the API.
+func createKeyVia(t *testing.T, m *Main, key string) string {
+	t.Helper()
+	resp := call(t, m, key, "POST", "/v3/api_keys", "", `{"name":"second"}`)
+	var out struct {
+		APIKey string `json:"api_key"`
+	}
+	if resp.StatusCode != 201 || json.Unmarshal([]byte(resp.Body), &out) != nil {
+		t.Fatalf("creating a key: %d %s", resp.StatusCode, resp.Body)
+	}
+	return out.APIKey
 }
 
 // TestPortInUseKeepsTheBootstrap: a serve that cannot listen must not
