@@ -126,6 +126,9 @@ type AccountService interface {
 	AccountByPublicID(ctx context.Context, publicID string) (*Account, error)
 	// ChildAccounts lists parentID's accounts of the given kind, oldest first.
 	ChildAccounts(ctx context.Context, parentID int64, kind AccountKind, f SubuserFilter) ([]*Account, error)
+	// SetAccountDisabled disables or enables the account. Disabling also
+	// makes its pending deliveries due at once, so that delivery workers
+	// drop them now rather than at their next retry.
 	SetAccountDisabled(ctx context.Context, id int64, disabled bool) error
 	// DeleteAccount removes the account with its keys, settings and children.
 	DeleteAccount(ctx context.Context, id int64) error

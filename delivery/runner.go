@@ -17,11 +17,20 @@ type Deliverer interface {
 }
 
 // Queue is what the runner needs of the store: the queue, and the accounts'
-// Enforced TLS settings, read afresh for every attempt.
+// Enforced TLS settings and whether they are disabled, read afresh for
+// every attempt.
 type Queue interface {
 	sealpost.QueueService
 	sealpost.EnforcedTLSService
+	Account(ctx context.Context, id int64) (*sealpost.Account, error)
 }
+
+// Why the recipients of a disabled account are dropped, in SendGrid's
+// dropped event form.
+const (
+	DisabledReason = "Account disabled"
+	DisabledStatus = "5.0.0"
+)
 
 // Runner works the durable queue: it claims due deliveries, delivers each
 // under its account's current policy, and records the outcome with its
@@ -193,19 +202,25 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain, "attempt", d.Attempts+1)
 	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
 	if err != nil {
-		// Without the policy nothing may be sent. The attempt is a
-		// deferral like any other: it is reported, and it ends at MaxAge
-		// rather than repeating forever (the account may be gone).
 		log.Warn("reading the account's Enforced TLS policy", "err", err)
-		res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
-		for i := range res.Recipients {
-			res.Recipients[i] = RecipientResult{Status: Deferred, Response: "the sending account's Enforced TLS setting could not be read", EnhancedStatus: "4.3.0"}
-		}
-		c, err := r.outcome(d, res)
+		r.deferUnattempted(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
+		return
+	}
+	// Checked on every attempt, on whichever node claims it: mail the
+	// account queued before it was disabled is never sent afterwards.
+	acct, err := r.Queue.Account(ctx, d.Message.AccountID)
+	if err != nil {
+		log.Warn("reading the sending account", "err", err)
+		r.deferUnattempted(ctx, log, d, "the sending account could not be read")
+		return
+	}
+	if acct.Disabled {
+		c, err := r.dropAll(d)
 		if err != nil {
 			log.Error("building events", "err", err)
 			return
 		}
+		log.Info("dropped: the account is disabled", "recipients", len(c.Recipients))
 		r.complete(ctx, log, d, c)
 		return
 	}
@@ -267,6 +282,38 @@ retry:
 	default:
 		log.Error("recording an attempt", "err", err)
 	}
+}
+
+// deferUnattempted records an attempt that could not be made because what
+// decides it could not be read. Without it nothing may be sent; the
+// attempt is a deferral like any other: it is reported, and it ends at
+// MaxAge rather than repeating forever (the account may be gone).
+func (r *Runner) deferUnattempted(ctx context.Context, log *slog.Logger, d *sealpost.Delivery, why string) {
+	res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
+	for i := range res.Recipients {
+		res.Recipients[i] = RecipientResult{Status: Deferred, Response: why, EnhancedStatus: "4.3.0"}
+	}
+	c, err := r.outcome(d, res)
+	if err != nil {
+		log.Error("building events", "err", err)
+		return
+	}
+	r.complete(ctx, log, d, c)
+}
+
+// dropAll ends every recipient of d dropped, with SendGrid's dropped event.
+func (r *Runner) dropAll(d *sealpost.Delivery) (sealpost.DeliveryCompletion, error) {
+	now := r.Now()
+	c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+	for _, rc := range d.Message.Recipients {
+		ev, err := sealpost.NewEvent(sealpost.EventDropped, d.Message, rc, now, sealpost.EventDetails{Reason: DisabledReason, Status: DisabledStatus})
+		if err != nil {
+			return c, err
+		}
+		c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: sealpost.StateDropped})
+		c.Events = append(c.Events, ev)
+	}
+	return c, nil
 }
 
 // outcome turns an attempt's result into recipient states and events.

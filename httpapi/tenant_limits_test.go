@@ -167,3 +167,28 @@ func TestMailSendRateLimitPerAccount(t *testing.T) {
 		e.do(request{method: http.MethodGet, path: "/v3/scopes", token: first}).want(t, "another endpoint", http.StatusOK, "")
 	})
 }
+
+// TestMailSendOfDisabledSubuser: once disabled, a subuser's keys cannot
+// send (401), and the parent's key under on-behalf-of sends as the parent,
+// as mail send ignores the header; nothing is queued for the subuser.
+func TestMailSendOfDisabledSubuser(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		p := e.user("parent")
+		sub := e.subuser(p, "sub")
+		parentKey, subKey := e.key(p), e.key(sub, sealpost.ScopeMailSend)
+		e.do(request{method: http.MethodPatch, path: "/v3/subusers/sub", token: parentKey, body: `{"disabled":true}`}).
+			want(t, "disabling the subuser", http.StatusNoContent, "")
+		body := simpleMail("r@example.com")
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: subKey, body: body}).
+			want(t, "the disabled subuser's send", http.StatusUnauthorized, wantUnauthorized)
+		xid := accepted(t, "the parent's send on behalf of the subuser", e.do(request{method: http.MethodPost, path: pathMailSend, token: parentKey, obo: "sub", body: body}))
+		if got := e.recipientsOf(t, sub.ID, xid); len(got) != 0 {
+			t.Errorf("the disabled subuser has recipients %q", got)
+		}
+		if got := e.recipientsOf(t, p.ID, xid); len(got) != 1 {
+			t.Errorf("the parent has recipients %q, want one", got)
+		}
+	})
+}

@@ -145,14 +145,24 @@ func (db *DB) ChildAccounts(ctx context.Context, parentID int64, kind sealpost.A
 }
 
 func (db *DB) SetAccountDisabled(ctx context.Context, id int64, disabled bool) error {
-	tag, err := db.pool.Exec(ctx, `UPDATE accounts SET disabled = $2 WHERE id = $1`, id, disabled)
-	if err != nil {
-		return storeErr(err, "account")
-	}
-	if tag.RowsAffected() == 0 {
-		return sealpost.Errorf(sealpost.ENOTFOUND, "account not found")
-	}
-	return nil
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET disabled = $2 WHERE id = $1`, id, disabled)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return sealpost.Errorf(sealpost.ENOTFOUND, "account not found")
+		}
+		if !disabled {
+			return nil
+		}
+		// Due at once (zero is in the past on every node's clock), so that
+		// delivery workers drop them now rather than at their next retry.
+		_, err = tx.Exec(ctx, `UPDATE deliveries SET next_attempt_at = 0
+			WHERE NOT done AND message_id IN (SELECT id FROM messages WHERE account_id = $1)`, id)
+		return err
+	})
+	return storeErr(err, "account")
 }
 
 // DeleteAccount deletes the account; ON DELETE CASCADE removes its keys,

@@ -159,9 +159,21 @@ func (db *DB) ChildAccounts(ctx context.Context, parentID int64, kind sealpost.A
 
 func (db *DB) SetAccountDisabled(ctx context.Context, id int64, disabled bool) error {
 	defer db.cache.bump()
-	res, err := db.write.ExecContext(ctx, `UPDATE accounts SET disabled = ? WHERE id = ?`, disabled, id)
-	return requireOneRow(res, err, "updating account", "account not found")
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE accounts SET disabled = ? WHERE id = ?`, disabled, id)
+		if err := requireOneRow(res, err, "updating account", "account not found"); err != nil || !disabled {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, duePendingOfAccountSQL, id)
+		return err
+	})
+	return domainError("updating account", err, "account not found", "")
 }
+
+// duePendingOfAccountSQL makes an account's pending deliveries due at
+// once: a due time of zero is in the past on every clock.
+const duePendingOfAccountSQL = `UPDATE deliveries SET next_attempt_at = 0
+	WHERE done = 0 AND message_id IN (SELECT id FROM messages WHERE account_id = ?)`
 
 // DeleteAccount deletes the account; the schema's cascades take its keys,
 // its setting and its child accounts with it.

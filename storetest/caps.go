@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -177,4 +178,51 @@ func testChildAccountCap(t *testing.T, s sealpost.Store) {
 	}
 	err = s.CreateChildAccount(ctx, &sealpost.Account{Kind: sealpost.KindSubuser, ParentID: other.ID + parent.ID + 1000, Username: "orphan", Email: "s@example.net"}, limit)
 	wantCode(t, err, sealpost.ENOTFOUND, "a subuser of a parent that does not exist")
+}
+
+// testDisablingMakesPendingDue: disabling an account makes its pending
+// deliveries due at once, whatever their retry time, and leaves other
+// accounts' alone; a recipient can then end dropped.
+func testDisablingMakesPendingDue(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	p := createUser(t, s, "parent")
+	sub := createSubuser(t, s, p, "sub")
+	t0 := baseTime()
+	m := newMessage(sub.ID, "xid", t0, "a@x.test")
+	other := newMessage(p.ID, "pxid", t0, "b@y.test")
+	enqueue(t, s, []*sealpost.Message{m, other})
+	ds := claim(t, s, "w1", t0, time.Minute, 10)
+	if len(ds) != 2 {
+		t.Fatalf("claim: %d deliveries, want 2", len(ds))
+	}
+	later := t0.Add(time.Hour)
+	for _, d := range ds {
+		complete(t, s, "w1", sealpost.DeliveryCompletion{
+			DeliveryID:    d.ID,
+			Recipients:    []sealpost.RecipientUpdate{{RecipientID: d.Message.Recipients[0].ID, State: sealpost.StateQueued}},
+			NextAttemptAt: later,
+		})
+	}
+	if ds := claim(t, s, "w2", t0.Add(time.Minute), time.Minute, 10); len(ds) != 0 {
+		t.Fatalf("claim before the retry: %v, want none", deliveryIDs(ds))
+	}
+	if err := s.SetAccountDisabled(ctx, sub.ID, true); err != nil {
+		t.Fatalf("SetAccountDisabled: %v", err)
+	}
+	ds = claim(t, s, "w2", t0.Add(time.Minute), time.Minute, 10)
+	if len(ds) != 1 || ds[0].Message.AccountID != sub.ID {
+		t.Fatalf("claim after disabling: %v, want the disabled account's one", deliveryIDs(ds))
+	}
+	complete(t, s, "w2", sealpost.DeliveryCompletion{
+		DeliveryID: ds[0].ID,
+		Recipients: []sealpost.RecipientUpdate{{RecipientID: m.Recipients[0].ID, State: sealpost.StateDropped}},
+		Events:     []sealpost.Event{newEvent(sub.ID, sealpost.EventDropped, "dropped-a")},
+	})
+	if got := recipientStates(t, s, sub.ID, "xid"); len(got) != 1 || got[0].State != sealpost.StateDropped {
+		t.Errorf("RecipientStates = %+v, want one dropped", got)
+	}
+	if ds := claim(t, s, "w3", later.Add(time.Hour), time.Minute, 10); len(ds) != 1 || ds[0].Message.AccountID != p.ID {
+		t.Errorf("claim at the retry time: %v, want only the parent's", deliveryIDs(ds))
+	}
+	wantCode(t, s.SetAccountDisabled(ctx, sub.ID+p.ID+1000, true), sealpost.ENOTFOUND, "SetAccountDisabled of an unknown account")
 }

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"APIKeyCap", testAPIKeyCap},
 		{"APIKeyCapConcurrent", testAPIKeyCapConcurrent},
 		{"ChildAccountCap", testChildAccountCap},
+		{"DisablingMakesPendingDue", testDisablingMakesPendingDue},
 
 		{"EnforcedTLSDefault", testEnforcedTLSDefault},
 		{"EnforcedTLSPatch", testEnforcedTLSPatch},
