@@ -83,6 +83,16 @@ func TestAPIKeysNarrowerKeyCannotTouchBroader(t *testing.T) {
 	})
 }
 
+// fill POSTs n bodies to path, each of which must be answered status.
+func (e *env) fill(t *testing.T, token, path string, n, status int, body func(i int) string) {
+	t.Helper()
+	for i := range n {
+		if res := e.do(request{method: http.MethodPost, path: path, token: token, body: body(i)}); res.status != status {
+			t.Fatalf("POST %s number %d: %d %s", path, i+1, res.status, res.body)
+		}
+	}
+}
+
 // TestAPIKeysCap: SendGrid's cap of 100 keys per account; the 101st is a
 // 400 naming the limit, and another account is not affected.
 func TestAPIKeysCap(t *testing.T) {
@@ -92,12 +102,7 @@ func TestAPIKeysCap(t *testing.T) {
 		p := e.user("parent")
 		e.subuser(p, "sub")
 		full := e.key(p) // the account's first key
-		for i := 1; i < 100; i++ {
-			res := e.do(request{method: http.MethodPost, path: "/v3/api_keys", token: full, body: fmt.Sprintf(`{"name":"k%d"}`, i)})
-			if res.status != http.StatusCreated {
-				t.Fatalf("key %d: %d %s", i+1, res.status, res.body)
-			}
-		}
+		e.fill(t, full, "/v3/api_keys", 99, http.StatusCreated, func(i int) string { return fmt.Sprintf(`{"name":"k%d"}`, i) })
 		e.do(request{method: http.MethodPost, path: "/v3/api_keys", token: full, body: `{"name":"one too many"}`}).
 			want(t, "the 101st key", http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 API Keys on your account."}]}`)
 		e.do(request{method: http.MethodPost, path: "/v3/api_keys", token: full, obo: "sub", body: `{"name":"subuser's"}`}).
@@ -114,12 +119,9 @@ func TestSubusersCap(t *testing.T) {
 		p := e.user("parent")
 		other := e.user("other")
 		full := e.key(p)
-		for i := range 100 {
-			res := e.do(request{method: http.MethodPost, path: "/v3/subusers", token: full, body: fmt.Sprintf(`{"username":"s%d","email":"s%d@example.net"}`, i, i)})
-			if res.status != http.StatusOK {
-				t.Fatalf("subuser %d: %d %s", i+1, res.status, res.body)
-			}
-		}
+		e.fill(t, full, "/v3/subusers", 100, http.StatusOK, func(i int) string {
+			return fmt.Sprintf(`{"username":"s%d","email":"s%d@example.net"}`, i, i)
+		})
 		e.do(request{method: http.MethodPost, path: "/v3/subusers", token: full, body: `{"username":"late","email":"late@example.net"}`}).
 			want(t, "the 101st subuser", http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 subusers on your account."}]}`)
 		e.do(request{method: http.MethodPost, path: "/v3/subusers", token: e.key(other), body: `{"username":"others","email":"o@example.net"}`}).

@@ -403,20 +403,7 @@ func TestRateLimitSharedAcrossNodes(t *testing.T) {
 	}
 	// b learns of a's four within a few syncs, so it allows at most the two
 	// left (plus what it serves before it hears), never six of its own.
-	bAllowed := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp := call(t, b, key, "GET", settings, "", "")
-		if resp.StatusCode == 429 {
-			break
-		}
-		expect(t, resp, 200, defaultBody)
-		bAllowed++
-		if time.Now().After(deadline) {
-			t.Fatal("node b never refused")
-		}
-		time.Sleep(30 * time.Millisecond) // longer than a sync
-	}
+	bAllowed := allowedUntilRefused(t, func() *rest.Response { return call(t, b, key, "GET", settings, "", "") }, 200, defaultBody)
 	if bAllowed >= cfg.RateLimit {
 		t.Fatalf("node b allowed %d requests of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.RateLimit)
 	}
@@ -439,47 +426,45 @@ func TestMailSendRateLimitSharedAcrossNodes(t *testing.T) {
 	cfg.DeliveryWorkers = 0
 	a, key, _ := startMainWith(t, url, cfg)
 	b, _, _ := startMainWith(t, url, cfg)
-	other := createKeyVia(t, a, key)
-	// Sandbox sends are counted like any other and store nothing.
-	sandbox := `{"personalizations":[{"to":[{"email":"r@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"v"}],"mail_settings":{"sandbox_mode":{"enable":true}}}`
+	other, _ := apiKeyOf(t, createVia(t, a, key, "/v3/api_keys", "", `{"name":"second"}`, 201))
 
+	// Sandbox sends are counted like any other and store nothing.
 	for i := 0; i < 4; i++ {
-		expect(t, call(t, a, key, "POST", "/v3/mail/send", "", sandbox), 200, "")
+		expect(t, call(t, a, key, "POST", "/v3/mail/send", "", sandboxSend), 200, "")
 	}
-	bAllowed := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp := call(t, b, other, "POST", "/v3/mail/send", "", sandbox)
-		if resp.StatusCode == 429 {
-			expect(t, resp, 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
-			if http.Header(resp.Headers).Get("X-RateLimit-Limit") != "6" {
-				t.Errorf("429 X-RateLimit-Limit %q, want 6", http.Header(resp.Headers).Get("X-RateLimit-Limit"))
-			}
-			break
-		}
-		expect(t, resp, 200, "")
-		bAllowed++
-		if time.Now().After(deadline) {
-			t.Fatal("node b never refused")
-		}
-		time.Sleep(30 * time.Millisecond) // longer than a sync
+	var refusal *rest.Response
+	bAllowed := allowedUntilRefused(t, func() *rest.Response {
+		refusal = call(t, b, other, "POST", "/v3/mail/send", "", sandboxSend)
+		return refusal
+	}, 200, "")
+	if got := http.Header(refusal.Headers).Get("X-RateLimit-Limit"); got != "6" {
+		t.Errorf("429 X-RateLimit-Limit %q, want 6", got)
 	}
 	if bAllowed >= cfg.MailSendRateLimit {
 		t.Fatalf("node b allowed %d mail sends of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.MailSendRateLimit)
 	}
 }
 
-// createKeyVia makes a second full-access key of key's account through the API.
-func createKeyVia(t *testing.T, m *Main, key string) string {
+// allowedUntilRefused repeats do, each answer ok with okBody, until one is
+// SendGrid's 429, and returns how many were allowed. It waits longer than
+// a sync between requests, so that each may see the other nodes' counts.
+func allowedUntilRefused(t *testing.T, do func() *rest.Response, ok int, okBody string) int {
 	t.Helper()
-	resp := call(t, m, key, "POST", "/v3/api_keys", "", `{"name":"second"}`)
-	var out struct {
-		APIKey string `json:"api_key"`
+	allowed := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := do()
+		if resp.StatusCode == 429 {
+			expect(t, resp, 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+			return allowed
+		}
+		expect(t, resp, ok, okBody)
+		allowed++
+		if time.Now().After(deadline) {
+			t.Fatal("never refused")
+		}
+		time.Sleep(30 * time.Millisecond)
 	}
-	if resp.StatusCode != 201 || json.Unmarshal([]byte(resp.Body), &out) != nil {
-		t.Fatalf("creating a key: %d %s", resp.StatusCode, resp.Body)
-	}
-	return out.APIKey
 }
 
 // TestPortInUseKeepsTheBootstrap: a serve that cannot listen must not
