@@ -18,12 +18,9 @@ import (
 type Config struct {
 	Store       sealpost.Store
 	RateLimiter sealpost.RateLimiter // nil: no rate limiting
-	// MailSendLimiter counts mail sends per sending account (a parent and
-	// each of its subusers apart), keyed by MailSendLimitKey; nil: none.
-	MailSendLimiter sealpost.RateLimiter
-	Logger          *slog.Logger         // nil: discard
-	Registry        *prometheus.Registry // nil: a new one; /metrics serves it
-	Now             func() time.Time     // nil: time.Now
+	Logger      *slog.Logger         // nil: discard
+	Registry    *prometheus.Registry // nil: a new one; /metrics serves it
+	Now         func() time.Time     // nil: time.Now
 	// Webhooks generates Event Webhook signing keys and sends test posts;
 	// nil makes the signed-webhook and test endpoints answer 500.
 	Webhooks WebhookSigner
@@ -35,6 +32,10 @@ type Config struct {
 	// MaxSubusers caps the subusers of one top-level account, and
 	// separately its customer accounts; 0 is DefaultMaxSubusers.
 	MaxSubusers int
+
+	// MailSendLimiter counts mail sends per sending account (a parent and
+	// each of its subusers apart), keyed by MailSendLimitKey; nil: none.
+	MailSendLimiter sealpost.RateLimiter
 }
 
 // DefaultMaxSubusers is the subuser cap when none is configured.
@@ -66,19 +67,21 @@ const readyTimeout = 2 * time.Second
 
 // Server is the HTTP API. It is safe for concurrent use.
 type Server struct {
-	store   sealpost.Store
-	limiter sealpost.RateLimiter
+	store    sealpost.Store
+	limiter  sealpost.RateLimiter
+	webhooks WebhookSigner
+	hostname string
+	enqueue  *groupCommit
+	log      *slog.Logger
+	now      func() time.Time
+	metrics  *metrics
+	mux      *http.ServeMux
+
 	// mailLimiter counts mail sends per account.
 	mailLimiter sealpost.RateLimiter
-	webhooks    WebhookSigner
-	hostname    string
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
-	enqueue     *groupCommit
-	log         *slog.Logger
-	now         func() time.Time
-	metrics     *metrics
-	mux         *http.ServeMux
+
 	// unmatched answers every path no route serves.
 	unmatched *route
 
@@ -139,15 +142,16 @@ type route struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:       cfg.Store,
-		limiter:     cfg.RateLimiter,
+		store:    cfg.Store,
+		limiter:  cfg.RateLimiter,
+		webhooks: cfg.Webhooks,
+		hostname: cfg.Hostname,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		mux:      http.NewServeMux(),
+		jsonCT:   []string{"application/json"},
+
 		mailLimiter: cfg.MailSendLimiter,
-		webhooks:    cfg.Webhooks,
-		hostname:    cfg.Hostname,
-		log:         cfg.Logger,
-		now:         cfg.Now,
-		mux:         http.NewServeMux(),
-		jsonCT:      []string{"application/json"},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

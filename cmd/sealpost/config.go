@@ -17,15 +17,11 @@ const DefaultDatabase = "sqlite:sealpost.db"
 
 // Config is everything serve can be told.
 type Config struct {
-	HTTPAddr        string
-	Database        string
-	RateLimit       int
-	RateLimitWindow time.Duration
-	RateLimitSync   time.Duration
-	// MailSendRateLimit is mail sends per sending account per
-	// RateLimitWindow.
-	MailSendRateLimit int
-	MaxSubusers       int
+	HTTPAddr          string
+	Database          string
+	RateLimit         int
+	RateLimitWindow   time.Duration
+	RateLimitSync     time.Duration
 	LogLevel          slog.Level
 	LogFormat         string
 	BootstrapUsername string
@@ -37,6 +33,11 @@ type Config struct {
 	HTTPReadTimeout       time.Duration
 	HTTPWriteTimeout      time.Duration
 	HTTPIdleTimeout       time.Duration
+
+	// What one tenant may take: mail sends per sending account per
+	// RateLimitWindow, and child accounts of each kind per parent.
+	MailSendRateLimit int
+	MaxSubusers       int
 
 	// Delivery.
 	NodeID          string

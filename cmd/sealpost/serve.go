@@ -103,14 +103,15 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 
 	handler := httpapi.New(httpapi.Config{
-		Store:           store,
-		RateLimiter:     limiter,
+		Store:       store,
+		RateLimiter: limiter,
+		Logger:      m.Logger,
+		Registry:    registry,
+		Webhooks:    webhookSigner{},
+		Hostname:    m.Config.HeloHostname,
+
 		MailSendLimiter: mailLimiter,
 		MaxSubusers:     m.Config.MaxSubusers,
-		Logger:          m.Logger,
-		Registry:        registry,
-		Webhooks:        webhookSigner{},
-		Hostname:        m.Config.HeloHostname,
 	})
 
 	// A Config built without DefaultConfig must not mean no timeouts:
