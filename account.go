@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -92,6 +93,16 @@ func ValidateEmail(field, email string) *FieldError {
 	return nil
 }
 
+// ChildLimit is the ELIMIT error of a parent that owns limit accounts of
+// kind already; its message names the limit.
+func ChildLimit(kind AccountKind, limit int) *Error {
+	what := "subusers"
+	if kind == KindCustomer {
+		what = "customer accounts"
+	}
+	return &Error{Code: ELIMIT, Fields: []FieldError{{Message: fmt.Sprintf("There is a limit of %d %s on your account.", limit, what)}}}
+}
+
 // SubuserFilter narrows a subuser listing.
 type SubuserFilter struct {
 	Username string // exact match when set
@@ -105,11 +116,19 @@ type AccountService interface {
 	// CreateAccount stores a new account with the default Enforced TLS
 	// setting and sets its ID and CreatedAt.
 	CreateAccount(ctx context.Context, a *Account) error
+	// CreateChildAccount stores a, a child of a.ParentID, as CreateAccount
+	// does, unless the parent already owns limit accounts of a.Kind: then
+	// ELIMIT. The count and the insert are one atomic step, also across
+	// nodes.
+	CreateChildAccount(ctx context.Context, a *Account, limit int) error
 	Account(ctx context.Context, id int64) (*Account, error)
 	AccountByUsername(ctx context.Context, username string) (*Account, error)
 	AccountByPublicID(ctx context.Context, publicID string) (*Account, error)
 	// ChildAccounts lists parentID's accounts of the given kind, oldest first.
 	ChildAccounts(ctx context.Context, parentID int64, kind AccountKind, f SubuserFilter) ([]*Account, error)
+	// SetAccountDisabled disables or enables the account. Disabling also
+	// makes its pending deliveries due at once, so that delivery workers
+	// drop them now rather than at their next retry.
 	SetAccountDisabled(ctx context.Context, id int64, disabled bool) error
 	// DeleteAccount removes the account with its keys, settings and children.
 	DeleteAccount(ctx context.Context, id int64) error

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -112,10 +113,32 @@ func ValidateKeyName(field, name string) *FieldError {
 	return nil
 }
 
+// MaxAPIKeysPerAccount is SendGrid's cap on the keys one account holds.
+const MaxAPIKeysPerAccount = 100
+
+// APIKeyLimitMessage is the message of the 400 that refuses a key past
+// MaxAPIKeysPerAccount, worded as SendGrid's documentation words the cap.
+const APIKeyLimitMessage = "There is a limit of 100 API Keys on your account."
+
 // APIKeyUpdate changes a key: nil fields stay as they are.
 type APIKeyUpdate struct {
 	Name   *string
 	Scopes []string // nil keeps the scopes
+	// Within, when not nil, makes the update apply only to a key whose
+	// current scopes are all in Within; any other key is EFORBIDDEN. The
+	// store checks it in the same transaction as the write, so a key
+	// broadened meanwhile cannot slip through.
+	Within []string
+}
+
+// ScopesWithin reports whether every scope in scopes is also in within.
+func ScopesWithin(scopes, within []string) bool {
+	for _, s := range scopes {
+		if !slices.Contains(within, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // Principal is who a request is from: a key and the account that owns it.
@@ -127,12 +150,16 @@ type Principal struct {
 // APIKeyService stores API keys. Every method but LookupAPIKey is scoped to
 // one account: a key of another account is ENOTFOUND.
 type APIKeyService interface {
-	// CreateAPIKey stores k and sets its CreatedAt.
+	// CreateAPIKey stores k and sets its CreatedAt. An account that holds
+	// MaxAPIKeysPerAccount keys already gets ELIMIT; the count and the
+	// insert are one atomic step, also across nodes.
 	CreateAPIKey(ctx context.Context, k *APIKey) error
 	APIKey(ctx context.Context, accountID int64, id string) (*APIKey, error)
 	APIKeys(ctx context.Context, accountID int64) ([]*APIKey, error)
 	UpdateAPIKey(ctx context.Context, accountID int64, id string, upd APIKeyUpdate) (*APIKey, error)
-	DeleteAPIKey(ctx context.Context, accountID int64, id string) error
+	// DeleteAPIKey deletes the key; within, when not nil, is checked as
+	// APIKeyUpdate.Within is.
+	DeleteAPIKey(ctx context.Context, accountID int64, id string, within []string) error
 	// LookupAPIKey finds a key by id with its account, for authentication.
 	// It must reflect every change committed before it is called.
 	LookupAPIKey(ctx context.Context, id string) (*Principal, error)

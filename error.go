@@ -19,6 +19,7 @@ const (
 	ECONFLICT     = "conflict"     // the thing already exists
 	ETOOLARGE     = "too_large"    // the request body is over its limit
 	ERATELIMIT    = "rate_limited" // too many requests in this window
+	ELIMIT        = "limit"        // creating one more would pass a fixed cap (keys, subusers)
 	EUNAVAILABLE  = "unavailable"  // a dependency (the database) is down
 	EINTERNAL     = "internal"     // anything unexpected
 )

@@ -64,6 +64,7 @@ const (
 	StateDelivered RecipientState = "delivered" // the MX accepted it
 	StateBounced   RecipientState = "bounced"   // permanent failure, or retries ran out
 	StateBlocked   RecipientState = "blocked"   // no MX met the Enforced TLS policy
+	StateDropped   RecipientState = "dropped"   // never attempted again: the account was disabled
 )
 
 // Final reports whether no further attempt will be made.

@@ -17,11 +17,20 @@ type Deliverer interface {
 }
 
 // Queue is what the runner needs of the store: the queue, and the accounts'
-// Enforced TLS settings, read afresh for every attempt.
+// Enforced TLS settings and whether they are disabled, read afresh for
+// every attempt.
 type Queue interface {
 	sealpost.QueueService
 	sealpost.EnforcedTLSService
+	Account(ctx context.Context, id int64) (*sealpost.Account, error)
 }
+
+// Why the recipients of a disabled account are dropped, in SendGrid's
+// dropped event form.
+const (
+	DisabledReason = "Account disabled"
+	DisabledStatus = "5.0.0"
+)
 
 // Runner works the durable queue: it claims due deliveries, delivers each
 // under its account's current policy, and records the outcome with its
@@ -198,6 +207,24 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
 		return
 	}
+	// Checked on every attempt, on whichever node claims it: mail the
+	// account queued before it was disabled is never sent afterwards.
+	acct, err := r.Queue.Account(ctx, d.Message.AccountID)
+	if err != nil {
+		log.Warn("reading the sending account", "err", err)
+		r.deferAll(ctx, log, d, "the sending account could not be read")
+		return
+	}
+	if acct.Disabled {
+		c, err := r.dropAll(d)
+		if err != nil {
+			log.Error("building events", "err", err)
+			return
+		}
+		log.Info("dropped: the account is disabled", "recipients", len(c.Recipients))
+		r.complete(ctx, log, d, c)
+		return
+	}
 	// The message is put together from its mail send's shared body only
 	// now, one per attempt in flight, so that a send with many
 	// personalizations is never held, or stored, once per personalization.
@@ -281,6 +308,21 @@ retry:
 	default:
 		log.Error("recording an attempt", "err", err)
 	}
+}
+
+// dropAll ends every recipient of d dropped, with SendGrid's dropped event.
+func (r *Runner) dropAll(d *sealpost.Delivery) (sealpost.DeliveryCompletion, error) {
+	now := r.Now()
+	c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+	for _, rc := range d.Message.Recipients {
+		ev, err := sealpost.NewEvent(sealpost.EventDropped, d.Message, rc, now, sealpost.EventDetails{Reason: DisabledReason, Status: DisabledStatus})
+		if err != nil {
+			return c, err
+		}
+		c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: sealpost.StateDropped})
+		c.Events = append(c.Events, ev)
+	}
+	return c, nil
 }
 
 // outcome turns an attempt's result into recipient states and events.

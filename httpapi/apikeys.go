@@ -100,7 +100,7 @@ func (s *Server) putAPIKey(ctx context.Context, r *http.Request, c *call) (int, 
 		return 0, nil, err
 	}
 	name, _ := o.checkedStr("name", true, sealpost.ValidateKeyName)
-	upd := sealpost.APIKeyUpdate{Name: &name}
+	upd := sealpost.APIKeyUpdate{Name: &name, Within: callerScopes(c)}
 	// Absent scopes keep the key's scopes, as in SendGrid's spec where only
 	// the name is required.
 	if requested, ok := o.strs("scopes"); ok && requested != nil {
@@ -141,7 +141,7 @@ func (s *Server) patchAPIKey(ctx context.Context, r *http.Request, c *call) (int
 	if err != nil {
 		return 0, nil, err
 	}
-	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, id, sealpost.APIKeyUpdate{Name: &name})
+	key, err := s.store.UpdateAPIKey(ctx, c.acting.ID, id, sealpost.APIKeyUpdate{Name: &name, Within: callerScopes(c)})
 	if err != nil {
 		return 0, nil, keyError(err, c)
 	}
@@ -156,10 +156,21 @@ func (s *Server) deleteAPIKey(ctx context.Context, r *http.Request, c *call) (in
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.store.DeleteAPIKey(ctx, c.acting.ID, id); err != nil {
+	if err := s.store.DeleteAPIKey(ctx, c.acting.ID, id, callerScopes(c)); err != nil {
 		return 0, nil, keyError(err, c)
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// callerScopes bounds which keys a call may change or delete: only keys
+// whose every scope the caller holds, so that a narrower key can neither
+// strip a broader one (locking its owner out) nor revoke it. The caller is
+// the key that authenticated, also under on-behalf-of: a parent's key
+// acting for a subuser may change the subuser's keys only within its own
+// scopes, the same bound NormalizeScopes puts on what it may grant. The
+// result is never nil, so the store always applies the guard.
+func callerScopes(c *call) []string {
+	return nonNil(c.principal.Key.Scopes)
 }
 
 // keyID returns the path's key id, or errNotFound when it cannot be one:

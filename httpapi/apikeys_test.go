@@ -151,7 +151,7 @@ func TestAPIKeysLifecycle(t *testing.T) {
 		adminID, _, _ := sealpost.ParseToken(admin)
 		for _, k := range mustKeys(t, e, p) {
 			if k.ID != adminID {
-				if err := e.store.DeleteAPIKey(t.Context(), p.ID, k.ID); err != nil {
+				if err := e.store.DeleteAPIKey(t.Context(), p.ID, k.ID, nil); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -36,6 +36,9 @@ func errorResponse(err error) (status int, body []byte) {
 	switch sealpost.ErrorCode(err) {
 	case sealpost.EINVALID:
 		return http.StatusBadRequest, fieldErrorsBody(err)
+	case sealpost.ELIMIT:
+		// SendGrid refuses a key past its cap with a 400.
+		return http.StatusBadRequest, fieldErrorsBody(err)
 	case sealpost.ECONFLICT:
 		// SendGrid reports duplicates (an existing username, say) as
 		// validation failures, not 409.

@@ -791,6 +791,10 @@ func (r *propRun) createKey(k *propKey, acting *propAccount) (request, func(resp
 			r.expect(res, http.StatusBadRequest, scopeErrors(problems))
 			return
 		}
+		if len(r.liveKeys(acting)) >= sealpost.MaxAPIKeysPerAccount {
+			r.expect(res, http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 API Keys on your account."}]}`)
+			return
+		}
 		var out struct {
 			APIKey   string `json:"api_key"`
 			APIKeyID string `json:"api_key_id"`
@@ -856,6 +860,9 @@ func (r *propRun) putKey(k *propKey, acting *propAccount) (request, func(respons
 		case target == nil:
 			r.expect(res, http.StatusNotFound, wantNotFound)
 			return
+		case !r.mayChange(k, target):
+			r.expect(res, http.StatusForbidden, wantForbidden)
+			return
 		}
 		target.name = name
 		if withScopes {
@@ -871,7 +878,7 @@ func (r *propRun) putKey(k *propKey, acting *propAccount) (request, func(respons
 	}
 }
 
-func (r *propRun) patchKey(_ *propKey, acting *propAccount) (request, func(response)) {
+func (r *propRun) patchKey(k *propKey, acting *propAccount) (request, func(response)) {
 	id, target := r.pickKeyID(acting)
 	name := fmt.Sprintf("patched key %d", r.unique())
 	r.what += " on key " + id
@@ -880,12 +887,16 @@ func (r *propRun) patchKey(_ *propKey, acting *propAccount) (request, func(respo
 			r.expect(res, http.StatusNotFound, wantNotFound)
 			return
 		}
+		if !r.mayChange(k, target) {
+			r.expect(res, http.StatusForbidden, wantForbidden)
+			return
+		}
 		target.name = name
 		r.expect(res, http.StatusOK, fmt.Sprintf(`{"api_key_id":%q,"name":%q}`, target.id, name))
 	}
 }
 
-func (r *propRun) deleteKey(_ *propKey, acting *propAccount) (request, func(response)) {
+func (r *propRun) deleteKey(k *propKey, acting *propAccount) (request, func(response)) {
 	id, target := r.pickKeyID(acting)
 	r.what += " on key " + id
 	if target != nil {
@@ -896,10 +907,22 @@ func (r *propRun) deleteKey(_ *propKey, acting *propAccount) (request, func(resp
 			r.expect(res, http.StatusNotFound, wantNotFound)
 			return
 		}
+		if !r.mayChange(k, target) {
+			r.expect(res, http.StatusForbidden, wantForbidden)
+			r.probe(target)
+			return
+		}
 		target.deleted = true
 		r.expect(res, http.StatusNoContent, "")
 		r.probe(target)
 	}
+}
+
+// mayChange is the contract's bound on updating and deleting keys: the
+// calling key (the parent's, under on-behalf-of) must hold every scope of
+// the target.
+func (r *propRun) mayChange(caller, target *propKey) bool {
+	return caller == nil || sealpost.ScopesWithin(target.scopes, caller.scopes)
 }
 
 // probe calls GET /v3/scopes with each of keys, which must answer as the
@@ -1012,6 +1035,10 @@ func (r *propRun) createSubuser(_ *propKey, acting *propAccount) (request, func(
 	email := name + "@example.net"
 	body := fmt.Sprintf(`{"username":%q,"email":%q,"password":"s3cret-Pass","ips":[]}`, name, email)
 	return request{method: http.MethodPost, path: "/v3/subusers", body: body}, func(res response) {
+		if len(r.children(acting, sealpost.KindSubuser)) >= DefaultMaxSubusers {
+			r.expect(res, http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 subusers on your account."}]}`)
+			return
+		}
 		if r.liveByUsername(name) != nil {
 			r.expect(res, http.StatusBadRequest, `{"errors":[{"field":"username","message":"username is already taken"}]}`)
 			return
@@ -1103,6 +1130,10 @@ func (r *propRun) createCustomer(_ *propKey, acting *propAccount) (request, func
 		email = ""
 	}
 	return request{method: http.MethodPost, path: "/v3/partners/accounts", body: body}, func(res response) {
+		if len(r.children(acting, sealpost.KindCustomer)) >= DefaultMaxSubusers {
+			r.expect(res, http.StatusBadRequest, `{"errors":[{"field":null,"message":"There is a limit of 100 customer accounts on your account."}]}`)
+			return
+		}
 		var out struct {
 			AccountID string `json:"account_id"`
 		}

@@ -46,7 +46,7 @@ func (s *Server) createPartnerAccount(ctx context.Context, _ *http.Request, c *c
 		ParentID: c.acting.ID,
 		Email:    email,
 	}
-	if err := s.store.CreateAccount(ctx, a); err != nil {
+	if err := s.store.CreateChildAccount(ctx, a, s.maxChildren); err != nil {
 		return 0, nil, fmt.Errorf("creating customer account of account %d: %w", c.acting.ID, err)
 	}
 	return jsonResponse(http.StatusCreated, struct {

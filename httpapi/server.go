@@ -29,7 +29,17 @@ type Config struct {
 	Hostname string
 	// MaxMailBytes bounds a mail send body; 0 is SendGrid's 30 MB.
 	MaxMailBytes int64
+	// MaxSubusers caps the subusers of one top-level account, and
+	// separately its customer accounts; 0 is DefaultMaxSubusers.
+	MaxSubusers int
+
+	// MailSendLimiter counts mail sends per sending account (a parent and
+	// each of its subusers apart), keyed by MailSendLimitKey; nil: none.
+	MailSendLimiter sealpost.RateLimiter
 }
+
+// DefaultMaxSubusers is the subuser cap when none is configured.
+const DefaultMaxSubusers = 100
 
 // WebhookSigner is what the Event Webhook endpoints need from the code that
 // signs and posts events.
@@ -66,6 +76,12 @@ type Server struct {
 	now      func() time.Time
 	metrics  *metrics
 	mux      *http.ServeMux
+
+	// mailLimiter counts mail sends per account.
+	mailLimiter sealpost.RateLimiter
+	// maxChildren caps each kind of child account per parent.
+	maxChildren int
+
 	// unmatched answers every path no route serves.
 	unmatched *route
 
@@ -97,9 +113,12 @@ type endpoint struct {
 	body   bool   // read the request body before calling fn
 	// maxBody bounds the body; 0 is maxBodyBytes.
 	maxBody int64
-	// unlimited endpoints are not rate limited and carry no X-RateLimit-*
-	// headers: SendGrid sends none on mail send.
+	// unlimited endpoints are not rate limited per key and carry no
+	// X-RateLimit-* headers: SendGrid sends none on mail send.
 	unlimited bool
+	// perAccountLimit endpoints take one from the acting account's mail
+	// send allowance once the scope is checked.
+	perAccountLimit bool
 	// userOnly endpoints manage child accounts, which only a top-level
 	// account may own.
 	userOnly bool
@@ -131,6 +150,8 @@ func New(cfg Config) *Server {
 		now:      cfg.Now,
 		mux:      http.NewServeMux(),
 		jsonCT:   []string{"application/json"},
+
+		mailLimiter: cfg.MailSendLimiter,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -141,6 +162,10 @@ func New(cfg Config) *Server {
 	s.enqueue = &groupCommit{store: cfg.Store}
 	if s.hostname == "" {
 		s.hostname = "localhost"
+	}
+	s.maxChildren = cfg.MaxSubusers
+	if s.maxChildren <= 0 {
+		s.maxChildren = DefaultMaxSubusers
 	}
 	maxMail := cfg.MaxMailBytes
 	if maxMail <= 0 {
@@ -182,7 +207,7 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
 	)
 	s.handle("/v3/mail/send",
-		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, ignoresOnBehalfOf: true, fn: s.sendMail},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, perAccountLimit: true, ignoresOnBehalfOf: true, fn: s.sendMail},
 	)
 	s.handle("/v3/user/webhooks/event/settings",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
@@ -300,6 +325,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		if ep.userOnly && c.acting.Kind != sealpost.KindUser {
 			return s.writeError(w, r, rt.pattern, c, errForbidden)
 		}
+		// Counted before the body is read, so that a refused send costs
+		// no more than its headers. Only a refusal carries the headers:
+		// SendGrid's accepted mail sends have none, and clients check that.
+		if ep.perAccountLimit && s.mailLimiter != nil {
+			rl := s.mailLimiter.Take(MailSendLimitKey(c.acting.ID), s.now())
+			if !rl.Allowed {
+				setRateLimitHeaders(w.Header(), rl)
+				return s.writeError(w, r, rt.pattern, c, errRateLimited)
+			}
+		}
 	}
 	if ep.body {
 		limit := ep.maxBody
@@ -318,6 +353,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		return s.writeError(w, r, rt.pattern, c, err)
 	}
 	return s.write(w, code, body)
+}
+
+// MailSendLimitKey is the limiter key of an account's mail sends. The
+// prefix keeps it apart from API key ids (base64url, no colon) in the
+// counts that nodes share.
+func MailSendLimitKey(accountID int64) string {
+	return "mail.send:" + strconv.FormatInt(accountID, 10)
 }
 
 // resolveOnBehalfOf returns the account the request acts as.

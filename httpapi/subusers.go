@@ -30,7 +30,7 @@ func (s *Server) createSubuser(ctx context.Context, _ *http.Request, c *call) (i
 		Username: username,
 		Email:    email,
 	}
-	if err := s.store.CreateAccount(ctx, a); err != nil {
+	if err := s.store.CreateChildAccount(ctx, a, s.maxChildren); err != nil {
 		if sealpost.ErrorCode(err) == sealpost.ECONFLICT {
 			return 0, nil, sealpost.Invalid(sealpost.FieldError{Field: "username", Message: "username is already taken"})
 		}

@@ -46,6 +46,18 @@ func validKind(k sealpost.AccountKind) bool {
 // CreateAccount stores a and its default Enforced TLS setting in one
 // transaction, so no account is ever seen without a setting.
 func (db *DB) CreateAccount(ctx context.Context, a *sealpost.Account) error {
+	return db.createAccount(ctx, a, -1)
+}
+
+// CreateChildAccount stores a unless its parent owns limit accounts of its
+// kind already. The parent's row stays locked from the count to the commit,
+// so creations on any number of nodes pass the cap one at a time.
+func (db *DB) CreateChildAccount(ctx context.Context, a *sealpost.Account, limit int) error {
+	return db.createAccount(ctx, a, max(limit, 0))
+}
+
+// createAccount stores a; a limit of -1 counts nothing.
+func (db *DB) createAccount(ctx context.Context, a *sealpost.Account, limit int) error {
 	if !validKind(a.Kind) {
 		return sealpost.Invalid(sealpost.FieldError{Field: "kind", Message: "unknown account kind " + string(a.Kind)})
 	}
@@ -53,6 +65,18 @@ func (db *DB) CreateAccount(ctx context.Context, a *sealpost.Account) error {
 	var id int64
 	var createdAt time.Time
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if limit >= 0 {
+			if err := lockAccount(ctx, tx, a.ParentID); err != nil {
+				return err
+			}
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE parent_id = $1 AND kind = $2`, a.ParentID, string(a.Kind)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= int64(limit) {
+				return sealpost.ChildLimit(a.Kind, limit)
+			}
+		}
 		err := tx.QueryRow(ctx, `
 			INSERT INTO accounts (public_id, kind, parent_id, username, email, disabled)
 			VALUES ($1, $2, $3, $4, $5, $6)
@@ -121,14 +145,24 @@ func (db *DB) ChildAccounts(ctx context.Context, parentID int64, kind sealpost.A
 }
 
 func (db *DB) SetAccountDisabled(ctx context.Context, id int64, disabled bool) error {
-	tag, err := db.pool.Exec(ctx, `UPDATE accounts SET disabled = $2 WHERE id = $1`, id, disabled)
-	if err != nil {
-		return storeErr(err, "account")
-	}
-	if tag.RowsAffected() == 0 {
-		return sealpost.Errorf(sealpost.ENOTFOUND, "account not found")
-	}
-	return nil
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET disabled = $2 WHERE id = $1`, id, disabled)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return sealpost.Errorf(sealpost.ENOTFOUND, "account not found")
+		}
+		if !disabled {
+			return nil
+		}
+		// Due at once (zero is in the past on every node's clock), so that
+		// delivery workers drop them now rather than at their next retry.
+		_, err = tx.Exec(ctx, `UPDATE deliveries SET next_attempt_at = 0
+			WHERE NOT done AND message_id IN (SELECT id FROM messages WHERE account_id = $1)`, id)
+		return err
+	})
+	return storeErr(err, "account")
 }
 
 // DeleteAccount deletes the account; ON DELETE CASCADE removes its keys,

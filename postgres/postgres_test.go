@@ -124,7 +124,7 @@ func TestNodes(t *testing.T) {
 		t.Errorf("EnforcedTLS on A right after patch on B = %+v, %v; want %+v", got, err, want)
 	}
 
-	if err := nodeA.DeleteAPIKey(ctx, parent.ID, key.ID); err != nil {
+	if err := nodeA.DeleteAPIKey(ctx, parent.ID, key.ID, nil); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
 	wantCode(t, auth(), sealpost.EUNAUTHORIZED, "Authenticate on B right after deleting the key on A")

@@ -456,7 +456,7 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 	states := make([]string, len(c.Recipients))
 	for i, u := range c.Recipients {
 		switch u.State {
-		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
+		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked, sealpost.StateDropped:
 		default:
 			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: "unknown recipient state " + string(u.State)})
 		}

@@ -55,10 +55,31 @@ func nullIfZero[T comparable](v T) any {
 
 // CreateAccount stores a with the default Enforced TLS setting.
 func (db *DB) CreateAccount(ctx context.Context, a *sealpost.Account) error {
+	return db.createAccount(ctx, a, -1)
+}
+
+// CreateChildAccount stores a unless its parent owns limit accounts of its
+// kind already. The count and the insert share one write transaction, which
+// SQLite's single writer serialises.
+func (db *DB) CreateChildAccount(ctx context.Context, a *sealpost.Account, limit int) error {
+	return db.createAccount(ctx, a, max(limit, 0))
+}
+
+// createAccount stores a; a limit of -1 counts nothing.
+func (db *DB) createAccount(ctx context.Context, a *sealpost.Account, limit int) error {
 	defer db.cache.bump()
 	created := now()
 	var id int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if limit >= 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE parent_id = ? AND kind = ?`, a.ParentID, string(a.Kind)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= limit {
+				return sealpost.ChildLimit(a.Kind, limit)
+			}
+		}
 		err := tx.QueryRowContext(ctx,
 			`INSERT INTO accounts (public_id, kind, parent_id, username, email, disabled, created_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -73,7 +94,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *sealpost.Account) error {
 		return err
 	})
 	if err != nil {
-		return mapError("creating account", err, "account not found", "an account with this username or account id already exists")
+		return domainError("creating account", err, "account not found", "an account with this username or account id already exists")
 	}
 	a.ID, a.CreatedAt = id, created
 	return nil
@@ -138,9 +159,21 @@ func (db *DB) ChildAccounts(ctx context.Context, parentID int64, kind sealpost.A
 
 func (db *DB) SetAccountDisabled(ctx context.Context, id int64, disabled bool) error {
 	defer db.cache.bump()
-	res, err := db.write.ExecContext(ctx, `UPDATE accounts SET disabled = ? WHERE id = ?`, disabled, id)
-	return requireOneRow(res, err, "updating account", "account not found")
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE accounts SET disabled = ? WHERE id = ?`, disabled, id)
+		if err := requireOneRow(res, err, "updating account", "account not found"); err != nil || !disabled {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, duePendingOfAccountSQL, id)
+		return err
+	})
+	return domainError("updating account", err, "account not found", "")
 }
+
+// duePendingOfAccountSQL makes an account's pending deliveries due at
+// once: a due time of zero is in the past on every clock.
+const duePendingOfAccountSQL = `UPDATE deliveries SET next_attempt_at = 0
+	WHERE done = 0 AND message_id IN (SELECT id FROM messages WHERE account_id = ?)`
 
 // DeleteAccount deletes the account; the schema's cascades take its keys,
 // its setting and its child accounts with it.

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 
 	"github.com/sealpost/sealpost"
@@ -44,7 +45,9 @@ func splitScopes(s string) []string {
 	return strings.Split(s, " ")
 }
 
-// CreateAPIKey stores k and sets its CreatedAt.
+// CreateAPIKey stores k and sets its CreatedAt. The count and the insert
+// share one write transaction, which SQLite's single writer serialises, so
+// concurrent creations cannot pass the cap together.
 func (db *DB) CreateAPIKey(ctx context.Context, k *sealpost.APIKey) error {
 	defer db.cache.bump()
 	scopes, err := joinScopes(k.Scopes)
@@ -52,13 +55,41 @@ func (db *DB) CreateAPIKey(ctx context.Context, k *sealpost.APIKey) error {
 		return err
 	}
 	created := now()
-	_, err = db.write.ExecContext(ctx,
-		`INSERT INTO api_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, k.AccountID, k.Name, scopes, k.SecretHash, created.UnixNano())
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE account_id = ?`, k.AccountID).Scan(&n); err != nil {
+			return err
+		}
+		if n >= sealpost.MaxAPIKeysPerAccount {
+			return apiKeyLimit()
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO api_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+			k.ID, k.AccountID, k.Name, scopes, k.SecretHash, created.UnixNano())
+		return err
+	})
 	if err != nil {
-		return mapError("creating API key", err, "account not found", "an API key with this id already exists")
+		return domainError("creating API key", err, "account not found", "an API key with this id already exists")
 	}
 	k.CreatedAt = created
+	return nil
+}
+
+func apiKeyLimit() error {
+	return &sealpost.Error{Code: sealpost.ELIMIT, Fields: []sealpost.FieldError{{Message: sealpost.APIKeyLimitMessage}}}
+}
+
+// keyWithin fails unless the key exists (ENOTFOUND) and its scopes are
+// all in within (EFORBIDDEN); a nil within checks only existence.
+func keyWithin(ctx context.Context, tx *sql.Tx, accountID int64, id string, within []string) error {
+	var scopes string
+	err := tx.QueryRowContext(ctx, `SELECT scopes FROM api_keys WHERE id = ? AND account_id = ?`, id, accountID).Scan(&scopes)
+	if err != nil {
+		return mapError("reading API key", err, "API key not found", "")
+	}
+	if within != nil && !sealpost.ScopesWithin(splitScopes(scopes), within) {
+		return sealpost.Errorf(sealpost.EFORBIDDEN, "the API key holds scopes the caller lacks")
+	}
 	return nil
 }
 
@@ -94,7 +125,8 @@ func (db *DB) APIKeys(ctx context.Context, accountID int64) ([]*sealpost.APIKey,
 }
 
 // UpdateAPIKey changes the key in one statement, so concurrent updates of
-// different fields cannot undo each other.
+// different fields cannot undo each other; with upd.Within, the check and
+// the statement share a write transaction.
 func (db *DB) UpdateAPIKey(ctx context.Context, accountID int64, id string, upd sealpost.APIKeyUpdate) (*sealpost.APIKey, error) {
 	defer db.cache.bump()
 	var name, scopes any // NULL keeps the column
@@ -108,20 +140,36 @@ func (db *DB) UpdateAPIKey(ctx context.Context, accountID int64, id string, upd 
 		}
 		scopes = s
 	}
-	k, err := scanKey(db.write.QueryRowContext(ctx,
-		`UPDATE api_keys SET name = COALESCE(?, name), scopes = COALESCE(?, scopes)
-		 WHERE id = ? AND account_id = ? RETURNING `+keyColumns,
-		name, scopes, id, accountID))
+	var k *sealpost.APIKey
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if upd.Within != nil {
+			if err := keyWithin(ctx, tx, accountID, id, upd.Within); err != nil {
+				return err
+			}
+		}
+		var err error
+		k, err = scanKey(tx.QueryRowContext(ctx,
+			`UPDATE api_keys SET name = COALESCE(?, name), scopes = COALESCE(?, scopes)
+			 WHERE id = ? AND account_id = ? RETURNING `+keyColumns,
+			name, scopes, id, accountID))
+		return err
+	})
 	if err != nil {
-		return nil, mapError("updating API key", err, "API key not found", "")
+		return nil, domainError("updating API key", err, "API key not found", "")
 	}
 	return k, nil
 }
 
-func (db *DB) DeleteAPIKey(ctx context.Context, accountID int64, id string) error {
+func (db *DB) DeleteAPIKey(ctx context.Context, accountID int64, id string, within []string) error {
 	defer db.cache.bump()
-	res, err := db.write.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND account_id = ?`, id, accountID)
-	return requireOneRow(res, err, "deleting API key", "API key not found")
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := keyWithin(ctx, tx, accountID, id, within); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ? AND account_id = ?`, id, accountID)
+		return requireOneRow(res, err, "deleting API key", "API key not found")
+	})
+	return domainError("deleting API key", err, "API key not found", "")
 }
 
 // LookupAPIKey finds a key with its account. It is on every request's path,

@@ -114,7 +114,7 @@ func TestEveryWriteBumpsGeneration(t *testing.T) {
 			_, err := db.UpdateEnforcedTLS(ctx, a.ID, sealpost.EnforcedTLSPatch{})
 			return err
 		}},
-		{"DeleteAPIKey", func() error { return db.DeleteAPIKey(ctx, a.ID, k.ID) }},
+		{"DeleteAPIKey", func() error { return db.DeleteAPIKey(ctx, a.ID, k.ID, nil) }},
 		{"DeleteAccount", func() error { return db.DeleteAccount(ctx, doomed.ID) }},
 	}
 	for _, w := range writes {
@@ -333,7 +333,7 @@ func TestCacheFreshUnderConcurrentReads(t *testing.T) {
 		}
 	}
 
-	if err := db.DeleteAPIKey(ctx, a.ID, k.ID); err != nil {
+	if err := db.DeleteAPIKey(ctx, a.ID, k.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.LookupAPIKey(ctx, k.ID); sealpost.ErrorCode(err) != sealpost.ENOTFOUND {

@@ -78,7 +78,7 @@ const dropSharedBodySQL = `UPDATE message_bodies SET data = NULL
 func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
 	for _, u := range c.Recipients {
 		switch u.State {
-		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked:
+		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked, sealpost.StateDropped:
 		default:
 			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: fmt.Sprintf("unknown recipient state %q", u.State)})
 		}

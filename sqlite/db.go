@@ -256,6 +256,16 @@ func mapError(op string, err error, notFound, conflict string) error {
 	return internal(op, err)
 }
 
+// domainError keeps an error fn already mapped to the domain's and maps
+// any other (a failed BEGIN or COMMIT, say) as mapError does.
+func domainError(op string, err error, notFound, conflict string) error {
+	var de *sealpost.Error
+	if err == nil || errors.As(err, &de) {
+		return err
+	}
+	return mapError(op, err, notFound, conflict)
+}
+
 // writeTx runs fn in a write transaction.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return inTx(ctx, db.write, fn)

@@ -186,7 +186,7 @@ func testDeleteAPIKey(t *testing.T, s sealpost.Store) {
 	doomed := createKey(t, s, a.ID, "doomed", []string{sealpost.ScopeMailSend})
 	kept := createKey(t, s, a.ID, "kept", []string{sealpost.ScopeMailSend})
 
-	if err := s.DeleteAPIKey(ctx, a.ID, doomed.ID); err != nil {
+	if err := s.DeleteAPIKey(ctx, a.ID, doomed.ID, nil); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
 	_, err := s.APIKey(ctx, a.ID, doomed.ID)
@@ -195,7 +195,7 @@ func testDeleteAPIKey(t *testing.T, s sealpost.Store) {
 	wantCode(t, err, sealpost.ENOTFOUND, "LookupAPIKey of a deleted key")
 	_, err = s.UpdateAPIKey(ctx, a.ID, doomed.ID, sealpost.APIKeyUpdate{Name: ptr("zombie")})
 	wantCode(t, err, sealpost.ENOTFOUND, "UpdateAPIKey of a deleted key")
-	wantCode(t, s.DeleteAPIKey(ctx, a.ID, doomed.ID), sealpost.ENOTFOUND, "DeleteAPIKey twice")
+	wantCode(t, s.DeleteAPIKey(ctx, a.ID, doomed.ID, nil), sealpost.ENOTFOUND, "DeleteAPIKey twice")
 
 	list, err := s.APIKeys(ctx, a.ID)
 	if err != nil {
@@ -238,7 +238,7 @@ func testAPIKeyScopedToAccount(t *testing.T, s sealpost.Store) {
 		wantCode(t, err, sealpost.ENOTFOUND, tc.name+": APIKey")
 		_, err = s.UpdateAPIKey(ctx, tc.account, tc.key.ID, sealpost.APIKeyUpdate{Name: ptr("stolen"), Scopes: sealpost.FullAccessScopes(sealpost.KindUser)})
 		wantCode(t, err, sealpost.ENOTFOUND, tc.name+": UpdateAPIKey")
-		wantCode(t, s.DeleteAPIKey(ctx, tc.account, tc.key.ID), sealpost.ENOTFOUND, tc.name+": DeleteAPIKey")
+		wantCode(t, s.DeleteAPIKey(ctx, tc.account, tc.key.ID, nil), sealpost.ENOTFOUND, tc.name+": DeleteAPIKey")
 		list, err := s.APIKeys(ctx, tc.account)
 		if err != nil {
 			t.Fatalf("%s: APIKeys: %v", tc.name, err)
@@ -263,7 +263,7 @@ func testAPIKeyScopedToAccount(t *testing.T, s sealpost.Store) {
 	wantCode(t, err, sealpost.ENOTFOUND, "APIKey of an unknown id")
 	_, err = s.UpdateAPIKey(ctx, owner.ID, unknown, sealpost.APIKeyUpdate{Name: ptr("x")})
 	wantCode(t, err, sealpost.ENOTFOUND, "UpdateAPIKey of an unknown id")
-	wantCode(t, s.DeleteAPIKey(ctx, owner.ID, unknown), sealpost.ENOTFOUND, "DeleteAPIKey of an unknown id")
+	wantCode(t, s.DeleteAPIKey(ctx, owner.ID, unknown, nil), sealpost.ENOTFOUND, "DeleteAPIKey of an unknown id")
 	_, err = s.LookupAPIKey(ctx, unknown)
 	wantCode(t, err, sealpost.ENOTFOUND, "LookupAPIKey of an unknown id")
 	_, err = s.LookupAPIKey(ctx, "")
@@ -362,7 +362,7 @@ func testLookupAPIKeyFreshness(t *testing.T, s sealpost.Store) {
 	}
 
 	warm(k.ID)
-	if err := s.DeleteAPIKey(ctx, a.ID, k.ID); err != nil {
+	if err := s.DeleteAPIKey(ctx, a.ID, k.ID, nil); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
 	_, err := s.LookupAPIKey(ctx, k.ID)

@@ -42,6 +42,11 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"APIKeyScopedToAccount", testAPIKeyScopedToAccount},
 		{"LookupAPIKey", testLookupAPIKey},
 		{"LookupAPIKeyFreshness", testLookupAPIKeyFreshness},
+		{"APIKeyGuard", testAPIKeyGuard},
+		{"APIKeyCap", testAPIKeyCap},
+		{"APIKeyCapConcurrent", testAPIKeyCapConcurrent},
+		{"ChildAccountCap", testChildAccountCap},
+		{"DisablingMakesPendingDue", testDisablingMakesPendingDue},
 
 		{"EnforcedTLSDefault", testEnforcedTLSDefault},
 		{"EnforcedTLSPatch", testEnforcedTLSPatch},

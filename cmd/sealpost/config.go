@@ -34,6 +34,11 @@ type Config struct {
 	HTTPWriteTimeout      time.Duration
 	HTTPIdleTimeout       time.Duration
 
+	// What one tenant may take: mail sends per sending account per
+	// RateLimitWindow, and child accounts of each kind per parent.
+	MailSendRateLimit int
+	MaxSubusers       int
+
 	// Delivery.
 	NodeID          string
 	DNSServer       string
@@ -62,6 +67,8 @@ func DefaultConfig() Config {
 		RateLimit:         600,
 		RateLimitWindow:   time.Minute,
 		RateLimitSync:     250 * time.Millisecond,
+		MailSendRateLimit: 60000,
+		MaxSubusers:       100,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "json",
 		BootstrapUsername: "admin",
@@ -167,7 +174,9 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.String(&c.HTTPAddr, "http-addr", "host:port to serve the HTTP API on")
 	fs.String(&c.Database, "database", "sqlite:PATH, a file path, or a postgres:// URL")
 	fs.Int(&c.RateLimit, "rate-limit", "requests allowed per API key per window on non-mail endpoints")
-	fs.Duration(&c.RateLimitWindow, "rate-limit-window", "rate limit window")
+	fs.Duration(&c.RateLimitWindow, "rate-limit-window", "rate limit window, for --rate-limit and --mail-send-rate-limit")
+	fs.Int(&c.MailSendRateLimit, "mail-send-rate-limit", "mail sends allowed per sending account (a parent and each subuser apart) per window")
+	fs.Int(&c.MaxSubusers, "max-subusers", "subusers one account may own, and separately customer accounts")
 	fs.Duration(&c.RateLimitSync, "rate-limit-sync", "on PostgreSQL, how often nodes share their rate limit counts")
 	fs.Level(&c.LogLevel, "log-level", "debug, info, warn or error")
 	fs.String(&c.LogFormat, "log-format", "json or text")
@@ -200,6 +209,12 @@ func (c Config) validate() error {
 	var problems []string
 	if c.RateLimit < 1 {
 		problems = append(problems, "--rate-limit must be at least 1")
+	}
+	if c.MailSendRateLimit < 1 {
+		problems = append(problems, "--mail-send-rate-limit must be at least 1")
+	}
+	if c.MaxSubusers < 1 {
+		problems = append(problems, "--max-subusers must be at least 1")
 	}
 	if c.RateLimitWindow < time.Second {
 		problems = append(problems, "--rate-limit-window must be at least 1s")

@@ -337,6 +337,8 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		want string
 	}{
 		{[]string{"--rate-limit", "0"}, nil, "--rate-limit must be at least 1"},
+		{[]string{"--mail-send-rate-limit", "0"}, nil, "--mail-send-rate-limit must be at least 1"},
+		{nil, map[string]string{"SEALPOST_MAX_SUBUSERS": "0"}, "--max-subusers must be at least 1"},
 		{nil, map[string]string{"SEALPOST_RATE_LIMIT": "lots"}, "SEALPOST_RATE_LIMIT"},
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
@@ -401,20 +403,7 @@ func TestRateLimitSharedAcrossNodes(t *testing.T) {
 	}
 	// b learns of a's four within a few syncs, so it allows at most the two
 	// left (plus what it serves before it hears), never six of its own.
-	bAllowed := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp := call(t, b, key, "GET", settings, "", "")
-		if resp.StatusCode == 429 {
-			break
-		}
-		expect(t, resp, 200, defaultBody)
-		bAllowed++
-		if time.Now().After(deadline) {
-			t.Fatal("node b never refused")
-		}
-		time.Sleep(30 * time.Millisecond) // longer than a sync
-	}
+	bAllowed := allowedUntilRefused(t, func() *rest.Response { return call(t, b, key, "GET", settings, "", "") }, 200, defaultBody)
 	if bAllowed >= cfg.RateLimit {
 		t.Fatalf("node b allowed %d requests of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.RateLimit)
 	}
@@ -422,6 +411,60 @@ func TestRateLimitSharedAcrossNodes(t *testing.T) {
 	// though it allowed only four itself.
 	time.Sleep(200 * time.Millisecond)
 	expect(t, call(t, a, key, "GET", settings, "", ""), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+}
+
+// TestMailSendRateLimitSharedAcrossNodes: on PostgreSQL, an account's
+// mail send allowance holds across nodes, whichever of its keys sends.
+func TestMailSendRateLimitSharedAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := DefaultConfig()
+	cfg.RateLimit = 100000
+	cfg.MailSendRateLimit = 6
+	cfg.RateLimitWindow = time.Hour // no window boundary within the test
+	cfg.RateLimitSync = 20 * time.Millisecond
+	cfg.DeliveryWorkers = 0
+	a, key, _ := startMainWith(t, url, cfg)
+	b, _, _ := startMainWith(t, url, cfg)
+	other, _ := apiKeyOf(t, createVia(t, a, key, "/v3/api_keys", "", `{"name":"second"}`, 201))
+
+	// Sandbox sends are counted like any other and store nothing.
+	for i := 0; i < 4; i++ {
+		expect(t, call(t, a, key, "POST", "/v3/mail/send", "", sandboxSend), 200, "")
+	}
+	var refusal *rest.Response
+	bAllowed := allowedUntilRefused(t, func() *rest.Response {
+		refusal = call(t, b, other, "POST", "/v3/mail/send", "", sandboxSend)
+		return refusal
+	}, 200, "")
+	if got := http.Header(refusal.Headers).Get("X-RateLimit-Limit"); got != "6" {
+		t.Errorf("429 X-RateLimit-Limit %q, want 6", got)
+	}
+	if bAllowed >= cfg.MailSendRateLimit {
+		t.Fatalf("node b allowed %d mail sends of a limit of %d after node a's four: the limit is per node", bAllowed, cfg.MailSendRateLimit)
+	}
+}
+
+// allowedUntilRefused repeats do, each answer ok with okBody, until one is
+// SendGrid's 429, and returns how many were allowed. It waits longer than
+// a sync between requests, so that each may see the other nodes' counts.
+func allowedUntilRefused(t *testing.T, do func() *rest.Response, ok int, okBody string) int {
+	t.Helper()
+	allowed := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := do()
+		if resp.StatusCode == 429 {
+			expect(t, resp, 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+			return allowed
+		}
+		expect(t, resp, ok, okBody)
+		allowed++
+		if time.Now().After(deadline) {
+			t.Fatal("never refused")
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
 }
 
 // TestPortInUseKeepsTheBootstrap: a serve that cannot listen must not

@@ -65,14 +65,22 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 
 	limiter := ratelimit.New(m.Config.RateLimit, m.Config.RateLimitWindow)
+	// The same window for both: nodes forget counts of windows that ended
+	// before the one they report, so counts of different windows must not
+	// share the table.
+	mailLimiter := ratelimit.New(m.Config.MailSendRateLimit, m.Config.RateLimitWindow)
 	var background context.Context
 	background, m.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if counter, ok := store.(sealpost.RateCounter); ok {
-		// Several nodes on one database apply one limit per key.
+		// Several nodes on one database apply one limit per key and per
+		// sending account.
 		m.shared = make(chan struct{})
 		go func() {
 			defer close(m.shared)
+			var sharing sync.WaitGroup
+			sharing.Go(func() { mailLimiter.Share(background, counter, m.Config.RateLimitSync, m.Logger) })
 			limiter.Share(background, counter, m.Config.RateLimitSync, m.Logger)
+			sharing.Wait()
 		}()
 	}
 
@@ -101,6 +109,9 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:    registry,
 		Webhooks:    webhookSigner{},
 		Hostname:    m.Config.HeloHostname,
+
+		MailSendLimiter: mailLimiter,
+		MaxSubusers:     m.Config.MaxSubusers,
 	})
 
 	// A Config built without DefaultConfig must not mean no timeouts:

@@ -1,0 +1,68 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/sqlite"
+)
+
+// The migration that rebuilds recipients for the dropped state keeps every
+// row, its id and the id sequence. It is run again here on a populated
+// database, which copies the rows exactly as the first run did.
+func TestDroppedStateMigrationKeepsRecipients(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sealpost.db")
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "alice", Email: "alice@example.com"}
+	if err := db.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	m := &sealpost.Message{
+		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Body: &sealpost.MessageBody{Data: []byte("body")},
+		Recipients: []sealpost.Recipient{
+			{Email: "a@x.test", Domain: "x.test", SGMessageID: "xid.0"},
+			{Email: "b@y.test", Domain: "y.test", SGMessageID: "xid.1"},
+		},
+		CreatedAt: time.Now(),
+	}
+	if err := db.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := db.RecipientStates(ctx, a.ID, "xid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw := inspect(t, path)
+	if _, err := raw.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = '0005_dropped_state'`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	db = openAt(t, path)
+	after, err := db.RecipientStates(ctx, a.ID, "xid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(before, after) {
+		t.Errorf("recipients after the migration %+v, want %+v", after, before)
+	}
+	m2 := &sealpost.Message{
+		AccountID: a.ID, XMessageID: "xid2", SMTPID: "<xid2@sealpost>", From: "s@example.com", Body: &sealpost.MessageBody{Data: []byte("body")},
+		Recipients: []sealpost.Recipient{{Email: "c@x.test", Domain: "x.test", SGMessageID: "xid2.0"}},
+		CreatedAt:  time.Now(),
+	}
+	if err := db.EnqueueMessages(ctx, []*sealpost.Message{m2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if id := m2.Recipients[0].ID; id <= max(before[0].ID, before[1].ID) {
+		t.Errorf("a new recipient got id %d, not past the old ones %d, %d", id, before[0].ID, before[1].ID)
+	}
+}
