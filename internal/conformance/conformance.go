@@ -246,6 +246,51 @@ func Middleware(t testing.TB, next http.Handler) http.Handler {
 	})
 }
 
+// Transport returns base (nil: http.DefaultTransport) wrapped so that
+// every response received through it is checked; a mismatch fails t. It
+// is for tests that reach sealpost in another process.
+func Transport(t testing.TB, base http.RoundTripper) http.RoundTripper {
+	t.Helper()
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("loading SendGrid's OpenAPI documents: %v", err)
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// What was read so far is passed on, with the read error, so the
+		// caller sees a cut-off answer as one.
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+		if err == nil {
+			if err := c.Check(r.Context(), r, resp.StatusCode, resp.Header, body); err != nil {
+				t.Errorf("response conformance: %v", err)
+			}
+		}
+		return resp, nil
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// errReader fails every read with err, or reports the end when err is nil.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) {
+	if r.err == nil {
+		return 0, io.EOF
+	}
+	return 0, r.err
+}
+
 // recorder passes a response through and keeps a copy of it.
 type recorder struct {
 	http.ResponseWriter
