@@ -42,6 +42,8 @@ func TestCheck(t *testing.T) {
 		{"mail accepted with a body", "POST", "/v3/mail/send", 202, `{"ok":true}`, "specifies none"},
 		{"mail in sandbox mode", "POST", "/v3/mail/send", 200, "", ""},
 		{"classic webhook settings", "GET", "/v3/user/webhooks/event/settings", 200, `{"enabled":false,"url":"","delivered":false}`, ""},
+		{"signed webhook", "GET", "/v3/user/webhooks/event/settings/signed", 200, `{"id":"","public_key":"MFkw"}`, ""},
+		{"signed webhook with a number for its key", "PATCH", "/v3/user/webhooks/event/settings/signed", 200, `{"id":"","public_key":5}`, "public_key"},
 		{"classic webhook settings, enabled as a string", "GET", "/v3/user/webhooks/event/settings", 200, `{"enabled":"no","url":""}`, "enabled"},
 
 		// The three deviations on customer accounts, and their fixes.
