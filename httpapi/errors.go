@@ -52,9 +52,9 @@ func errorResponse(err error, form errorForm) (status int, body []byte) {
 
 // inForm returns body, one of SendGrid's error bodies for status, in form.
 func inForm(form errorForm, status int, body []byte) []byte {
-	// A bad key is refused before the request reaches the API behind it,
-	// so SendGrid's 401 is the generic body on every API, whatever the
-	// Account Provisioning document says.
+	// A bad key is refused before the request reaches the API behind it:
+	// every 401 SendGrid is seen to answer is the generic body, whatever
+	// the Account Provisioning document says (README, "The API").
 	if form != provisioningErrors || status == http.StatusUnauthorized {
 		return body
 	}

@@ -192,10 +192,10 @@ func nullableAsTypeNull(_ string, doc *openapi3.T) error {
 // provisioning401AsObserved makes the Account Provisioning 401 SendGrid's
 // generic error body. The document gives it as
 // {"errors":[{"message":..,"field":"","error_id":"10-40100"}]}, but
-// SendGrid refuses a bad key at its API gateway, before any API is
-// reached, and clients quote the same 62-byte generic body,
-// {"errors":[{"field":null,"message":"authorization required"}]}, from
-// every /v3 path. sealpost follows what SendGrid answers.
+// SendGrid refuses a bad key before the API behind it is reached, and
+// every SendGrid 401 clients have published is in the generic form, field
+// null and no error_id (sendgrid-php issues 643, 627, 824); none shows the
+// document's. sealpost follows what SendGrid is seen to answer.
 func provisioning401AsObserved(file string, doc *openapi3.T) error {
 	if file != "tsg_account_provisioning_v3.json" {
 		return nil
