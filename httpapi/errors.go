@@ -55,7 +55,7 @@ func inForm(form errorForm, status int, body []byte) []byte {
 	// A bad key is refused before the request reaches the API behind it:
 	// every 401 SendGrid is seen to answer is the generic body, whatever
 	// the Account Provisioning document says (README, "The API").
-	if form != provisioningErrors || status == http.StatusUnauthorized {
+	if form == sendGridErrors || status == http.StatusUnauthorized {
 		return body
 	}
 	return provisioningErrorsBody(status, body)
