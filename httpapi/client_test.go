@@ -19,7 +19,7 @@ func TestOfficialGoClient(t *testing.T) {
 	p := e.user("parent")
 	e.subuser(p, "child")
 	key := e.key(p)
-	ts := httptest.NewServer(e.srv)
+	ts := httptest.NewServer(e.handler())
 	defer ts.Close()
 
 	call := func(what string, req func() (int, string, error), wantStatus int, wantBody string) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sealpost/sealpost"
 )
@@ -30,9 +31,37 @@ var (
 	errRateLimited error = sealpost.Errorf(sealpost.ERATELIMIT, "too many requests")
 )
 
+// errorForm is the shape of a route's error bodies.
+type errorForm int
+
+const (
+	// sendGridErrors is the body most of SendGrid's APIs answer:
+	// {"errors":[{"field":<string or null>,"message":...}]}.
+	sendGridErrors errorForm = iota
+	// provisioningErrors is the Account Provisioning API's: every entry
+	// has a string field and an error_id.
+	provisioningErrors
+)
+
 // errorResponse is the one mapping from a sealpost error to an HTTP status
 // and body. Nothing else chooses a response from an error code.
-func errorResponse(err error) (status int, body []byte) {
+func errorResponse(err error, form errorForm) (status int, body []byte) {
+	status, body = sendGridError(err)
+	return status, inForm(form, status, body)
+}
+
+// inForm returns body, one of SendGrid's error bodies for status, in form.
+func inForm(form errorForm, status int, body []byte) []byte {
+	// A bad key is refused before the request reaches the API behind it:
+	// every 401 SendGrid is seen to answer is the generic body, whatever
+	// the Account Provisioning document says (README, "The API").
+	if form == sendGridErrors || status == http.StatusUnauthorized {
+		return body
+	}
+	return provisioningErrorsBody(status, body)
+}
+
+func sendGridError(err error) (status int, body []byte) {
 	switch sealpost.ErrorCode(err) {
 	case sealpost.EINVALID:
 		return http.StatusBadRequest, fieldErrorsBody(err)
@@ -66,8 +95,9 @@ func errorResponse(err error) (status int, body []byte) {
 }
 
 // writeError sends err's response, logging what a client must not see.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, pattern string, c *call, err error) int {
-	status, body := errorResponse(err)
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, rt *route, c *call, err error) int {
+	pattern := rt.pattern
+	status, body := errorResponse(err, rt.errors)
 	switch status {
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
@@ -132,6 +162,46 @@ func fieldErrorsBody(err error) []byte {
 	if mErr != nil {
 		// Strings and pointers to strings always marshal.
 		panic(mErr)
+	}
+	return b
+}
+
+// provisioningError is one entry of an Account Provisioning error body.
+type provisioningError struct {
+	Message string `json:"message"`
+	Field   string `json:"field"`
+	ErrorID string `json:"error_id"`
+}
+
+// provisioningErrorsBody rewrites one of SendGrid's error bodies for status
+// in the Account Provisioning form: the field is "" when the problem is
+// about no field, and error_id is "10-" and the status followed by "00"
+// (the document's 10-40300, 10-40400, 10-50000 ...), but for the one
+// problem the document gives a code of its own.
+func provisioningErrorsBody(status int, body []byte) []byte {
+	var in errorsBody
+	if err := json.Unmarshal(body, &in); err != nil {
+		// The bodies are this package's own.
+		panic(err)
+	}
+	out := struct {
+		Errors []provisioningError `json:"errors"`
+	}{make([]provisioningError, 0, len(in.Errors))}
+	statusID := "10-" + strconv.Itoa(status) + "00"
+	for _, e := range in.Errors {
+		pe := provisioningError{Message: e.Message, ErrorID: statusID}
+		if e.Field != nil {
+			pe.Field = *e.Field
+		}
+		if status == http.StatusBadRequest && pe.Field == "profile.email" {
+			// "Field must be a valid email".
+			pe.ErrorID = "10-40002"
+		}
+		out.Errors = append(out.Errors, pe)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		panic(err)
 	}
 	return b
 }

@@ -18,7 +18,7 @@ import (
 
 // serveRaw sends one request built by the caller's header function, for
 // fuzzers that need headers do() does not make.
-func (e *env) serveRaw(method, path, body string, header func(http.Header)) (int, string) {
+func (e *env) serveRaw(t testing.TB, method, path, body string, header func(http.Header)) (int, string) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -26,7 +26,7 @@ func (e *env) serveRaw(method, path, body string, header func(http.Header)) (int
 	req := httptest.NewRequest(method, path, r)
 	header(req.Header)
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, req)
+	e.serve(t, rec, req)
 	return rec.Code, rec.Body.String()
 }
 
@@ -54,6 +54,8 @@ func checkErrorBody(t *testing.T, status int, body string) {
 		Errors []struct {
 			Field   *string `json:"field"`
 			Message *string `json:"message"`
+			// The Account Provisioning API's errors carry one.
+			ErrorID *string `json:"error_id"`
 		} `json:"errors"`
 	}
 	if err := dec.Decode(&eb); err != nil || dec.More() || len(eb.Errors) == 0 || !utf8.ValidString(body) {
@@ -117,7 +119,7 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		status, got := e.serveRaw(http.MethodPatch, pathTLS, body, func(h http.Header) {
+		status, got := e.serveRaw(t, http.MethodPatch, pathTLS, body, func(h http.Header) {
 			h.Set("Authorization", "Bearer "+token)
 		})
 		after, err := e.store.EnforcedTLS(ctx, acct.ID)
@@ -183,7 +185,7 @@ func FuzzOnBehalfOf(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		status, body := e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+		status, body := e.serveRaw(t, http.MethodGet, pathTLS, "", func(h http.Header) {
 			h.Set("Authorization", "Bearer "+parentKey)
 			h["On-Behalf-Of"] = []string{value}
 		})
@@ -206,7 +208,7 @@ func FuzzOnBehalfOf(f *testing.F) {
 			t.Fatalf("status %d (%s) for on-behalf-of %q", status, body, value)
 		}
 
-		status, body = e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+		status, body = e.serveRaw(t, http.MethodGet, pathTLS, "", func(h http.Header) {
 			h.Set("Authorization", "Bearer "+childKey)
 			h["On-Behalf-Of"] = []string{value}
 		})
@@ -239,7 +241,7 @@ func FuzzAuthorization(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, auth string) {
-		status, body := e.serveRaw(http.MethodGet, pathTLS, "", func(h http.Header) {
+		status, body := e.serveRaw(t, http.MethodGet, pathTLS, "", func(h http.Header) {
 			h["Authorization"] = []string{auth}
 		})
 		switch {
@@ -299,7 +301,7 @@ func FuzzMailSend(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, "/v3/mail/send", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
-		e.srv.ServeHTTP(rec, req)
+		e.serve(t, rec, req)
 		// The domain decides what is acceptable: the parser, then the
 		// rendering of each personalization.
 		ms, rejected := sealpost.ParseMailSend([]byte(body))

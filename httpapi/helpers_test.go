@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/internal/conformance"
 	"github.com/sealpost/sealpost/postgres"
 	"github.com/sealpost/sealpost/postgres/pgtest"
 	"github.com/sealpost/sealpost/sqlite"
@@ -40,6 +41,17 @@ const (
 	headerOnBehalfOf  = "On-Behalf-Of"
 	headerContentType = "Content-Type"
 )
+
+// provisioningForm maps the fixed bodies to the Account Provisioning API's
+// forms of them; its 401 is the generic body, as SendGrid answers it.
+var provisioningForm = map[string]string{
+	wantUnauthorized: wantUnauthorized,
+	wantForbidden:    `{"errors":[{"message":"access forbidden","field":"","error_id":"10-40300"}]}`,
+	wantOBONotFound:  `{"errors":[{"message":"on-behalf-of names no account of yours","field":"on-behalf-of","error_id":"10-40400"}]}`,
+	wantMethod:       `{"errors":[{"message":"method not allowed","field":"","error_id":"10-40500"}]}`,
+	wantTooLarge:     `{"errors":[{"message":"content too large","field":"","error_id":"10-41300"}]}`,
+	"":               "",
+}
 
 // storeKind is one real store the tests run against.
 type storeKind struct {
@@ -175,7 +187,7 @@ func (e *env) do(r request) response {
 		req.Header[k] = vs
 	}
 	rec := httptest.NewRecorder()
-	e.srv.ServeHTTP(rec, req)
+	e.serve(e.t, rec, req)
 	res := rec.Result()
 	b, _ := io.ReadAll(res.Body)
 	out := response{status: res.StatusCode, header: res.Header, body: string(b)}
@@ -184,6 +196,20 @@ func (e *env) do(r request) response {
 		e.t.Errorf("%s %s: Content-Type %q with body %q", r.method, r.path, out.header.Get(headerContentType), out.body)
 	}
 	return out
+}
+
+// serve runs req through the server and checks the response against
+// SendGrid's OpenAPI documents: a mismatch fails t.
+func (e *env) serve(t testing.TB, w http.ResponseWriter, req *http.Request) {
+	t.Helper()
+	conformance.Middleware(t, e.srv).ServeHTTP(w, req)
+}
+
+// handler is the server for httptest.NewServer, every response checked as
+// serve checks it.
+func (e *env) handler() http.Handler {
+	e.t.Helper()
+	return conformance.Middleware(e.t, e.srv)
 }
 
 // want fails unless res has status and, when body is not "", exactly body.

@@ -341,6 +341,8 @@ type propRoute struct {
 	scope      string
 	userOnly   bool // acting account must be top-level
 	ignoresOBO bool
+	// provisioning routes answer errors in the Account Provisioning form.
+	provisioning bool
 	// aspect is what the route may change, audited after each call; "" for
 	// reads.
 	aspect string
@@ -373,8 +375,8 @@ var propRoutes = []propRoute{
 	{name: "POST subusers", weight: 2, scope: sealpost.ScopeSubusersCreate, userOnly: true, aspect: aspectAccounts, build: (*propRun).createSubuser},
 	{name: "PATCH subusers/{name}", weight: 3, scope: sealpost.ScopeSubusersUpdate, userOnly: true, aspect: aspectAccounts, build: (*propRun).patchSubuser},
 	{name: "DELETE subusers/{name}", weight: 1, scope: sealpost.ScopeSubusersDelete, userOnly: true, aspect: aspectAccounts, build: (*propRun).deleteSubuser},
-	{name: "GET partners/accounts", weight: 3, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, build: (*propRun).listCustomers},
-	{name: "POST partners/accounts", weight: 1, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, aspect: aspectAccounts, build: (*propRun).createCustomer},
+	{name: "GET partners/accounts", weight: 3, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, provisioning: true, build: (*propRun).listCustomers},
+	{name: "POST partners/accounts", weight: 1, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, provisioning: true, aspect: aspectAccounts, build: (*propRun).createCustomer},
 	{name: "POST mail/send", weight: 4, scope: sealpost.ScopeMailSend, ignoresOBO: true, aspect: aspectMail, build: (*propRun).sendMail},
 	{name: "GET webhook settings", weight: 6, scope: sealpost.ScopeEventWebhookRead, build: (*propRun).getHook},
 	{name: "PATCH webhook settings", weight: 6, scope: sealpost.ScopeEventWebhookUpdate, aspect: aspectHook, build: (*propRun).patchHook},
@@ -431,6 +433,9 @@ func (r *propRun) step() {
 	}
 	if acting != nil {
 		r.what += " acting as " + acting.label
+	}
+	if rt.provisioning {
+		body = provisioningForm[body]
 	}
 
 	base := acting
@@ -1098,8 +1103,8 @@ func (r *propRun) listCustomers(_ *propKey, acting *propAccount) (request, func(
 	return request{method: http.MethodGet, path: "/v3/partners/accounts"}, func(res response) {
 		var out struct {
 			Accounts []struct {
-				AccountID string `json:"account_id"`
-				CreatedAt int64  `json:"created_at"`
+				ID        string `json:"id"`
+				CreatedAt string `json:"created_at"`
 			} `json:"accounts"`
 		}
 		if res.status != http.StatusOK || json.Unmarshal([]byte(res.body), &out) != nil || out.Accounts == nil {
@@ -1107,10 +1112,10 @@ func (r *propRun) listCustomers(_ *propKey, acting *propAccount) (request, func(
 		}
 		var got, want []string
 		for _, a := range out.Accounts {
-			if a.CreatedAt <= 0 {
-				r.fail("customer account %s has created_at %d", a.AccountID, a.CreatedAt)
+			if _, err := time.Parse(time.RFC3339, a.CreatedAt); err != nil {
+				r.fail("customer account %s has created_at %q", a.ID, a.CreatedAt)
 			}
-			got = append(got, a.AccountID)
+			got = append(got, a.ID)
 		}
 		for _, a := range r.children(acting, sealpost.KindCustomer) {
 			want = append(want, a.publicID)

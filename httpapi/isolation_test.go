@@ -181,7 +181,7 @@ func TestOnBehalfOfHeaderCase(t *testing.T) {
 	if _, err := e.store.UpdateEnforcedTLS(t.Context(), s.ID, sealpost.EnforcedTLSPatch{RequireTLS: new(true)}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(e.srv)
+	ts := httptest.NewServer(e.handler())
 	defer ts.Close()
 	for _, name := range []string{"on-behalf-of", "On-Behalf-Of", "ON-BEHALF-OF"} {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.URL+pathTLS, nil)

@@ -163,7 +163,7 @@ func TestMailSendRefused(t *testing.T) {
 		req.ContentLength = -1
 		req.Header.Set("Authorization", "Bearer "+token)
 		rec := httptest.NewRecorder()
-		e.srv.ServeHTTP(rec, req)
+		e.serve(t, rec, req)
 		if rec.Code != http.StatusRequestEntityTooLarge || rec.Body.String() != wantTooLarge || rec.Header().Get(headerMessageID) != "" {
 			t.Errorf("chunked body over the limit: %d %s %v", rec.Code, rec.Body, rec.Header())
 		}
@@ -347,7 +347,7 @@ func TestMailSendOfficialClient(t *testing.T) {
 	e := newEnv(t, openSQLite)
 	a := e.user("sender")
 	key := e.key(a, sealpost.ScopeMailSend)
-	ts := httptest.NewServer(e.srv)
+	ts := httptest.NewServer(e.handler())
 	defer ts.Close()
 
 	client := sendgrid.NewSendClient(key)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -69,9 +70,11 @@ func checkOffering(o *object, i int, raw json.RawMessage) {
 	}
 }
 
+// partnerAccount is one item of the Account Provisioning list: the
+// account's id and its creation time in RFC 3339.
 type partnerAccount struct {
-	AccountID string `json:"account_id"`
-	CreatedAt int64  `json:"created_at"`
+	ID        string `json:"id"`
+	CreatedAt string `json:"created_at"`
 }
 
 func (s *Server) listPartnerAccounts(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
@@ -81,7 +84,7 @@ func (s *Server) listPartnerAccounts(ctx context.Context, _ *http.Request, c *ca
 	}
 	out := make([]partnerAccount, 0, len(accounts))
 	for _, a := range accounts {
-		out = append(out, partnerAccount{AccountID: a.PublicID, CreatedAt: a.CreatedAt.Unix()})
+		out = append(out, partnerAccount{ID: a.PublicID, CreatedAt: a.CreatedAt.UTC().Format(time.RFC3339)})
 	}
 	return jsonResponse(http.StatusOK, struct {
 		Accounts []partnerAccount `json:"accounts"`

@@ -137,6 +137,7 @@ type route struct {
 	allow     string
 	endpoints []endpoint
 	metrics   *routeMetrics
+	errors    errorForm
 }
 
 // New returns a Server for cfg.
@@ -205,7 +206,7 @@ func New(cfg Config) *Server {
 	s.handle("/v3/partners/accounts",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, fn: s.listPartnerAccounts},
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
-	)
+	).errors = provisioningErrors
 	s.handle("/v3/mail/send",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, perAccountLimit: true, ignoresOnBehalfOf: true, fn: s.sendMail},
 	)
@@ -232,7 +233,7 @@ func New(cfg Config) *Server {
 	return s
 }
 
-func (s *Server) handle(pattern string, eps ...endpoint) {
+func (s *Server) handle(pattern string, eps ...endpoint) *route {
 	rt := &route{s: s, pattern: pattern, endpoints: eps, metrics: s.metrics.route(pattern)}
 	for i, ep := range eps {
 		if i > 0 {
@@ -241,6 +242,7 @@ func (s *Server) handle(pattern string, eps ...endpoint) {
 		rt.allow += ep.method
 	}
 	s.mux.Handle(pattern, rt)
+	return rt
 }
 
 // ServeHTTP implements http.Handler.
@@ -282,14 +284,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 	}
 	if ep == nil {
 		w.Header().Set("Allow", rt.allow)
-		return s.write(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+		return s.write(w, http.StatusMethodNotAllowed, inForm(rt.errors, http.StatusMethodNotAllowed, bodyMethodNotAllowed))
 	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			status = s.writeError(w, r, rt.pattern, c, fmt.Errorf("panic serving %s %s: %v", r.Method, rt.pattern, v))
+			status = s.writeError(w, r, rt, c, fmt.Errorf("panic serving %s %s: %v", r.Method, rt.pattern, v))
 		}
 	}()
 	if ep.raw != nil {
@@ -301,7 +303,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 	if !ep.public {
 		p, err := sealpost.Authenticate(ctx, s.store, r.Header.Get("Authorization"))
 		if err != nil {
-			return s.writeError(w, r, rt.pattern, c, err)
+			return s.writeError(w, r, rt, c, err)
 		}
 		c.principal = p
 		c.acting = p.Account
@@ -309,21 +311,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 			rl := s.limiter.Take(p.Key.ID, s.now())
 			setRateLimitHeaders(w.Header(), rl)
 			if !rl.Allowed {
-				return s.writeError(w, r, rt.pattern, c, errRateLimited)
+				return s.writeError(w, r, rt, c, errRateLimited)
 			}
 		}
 		if ep.scope != "" && !p.Key.HasScope(ep.scope) {
-			return s.writeError(w, r, rt.pattern, c, errForbidden)
+			return s.writeError(w, r, rt, c, errForbidden)
 		}
 		if !ep.ignoresOnBehalfOf {
 			acting, err := s.resolveOnBehalfOf(ctx, r, p)
 			if err != nil {
-				return s.writeError(w, r, rt.pattern, c, err)
+				return s.writeError(w, r, rt, c, err)
 			}
 			c.acting = acting
 		}
 		if ep.userOnly && c.acting.Kind != sealpost.KindUser {
-			return s.writeError(w, r, rt.pattern, c, errForbidden)
+			return s.writeError(w, r, rt, c, errForbidden)
 		}
 		// Counted before the body is read, so that a refused send costs
 		// no more than its headers. Only a refusal carries the headers:
@@ -332,7 +334,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 			rl := s.mailLimiter.Take(MailSendLimitKey(c.acting.ID), s.now())
 			if !rl.Allowed {
 				setRateLimitHeaders(w.Header(), rl)
-				return s.writeError(w, r, rt.pattern, c, errRateLimited)
+				return s.writeError(w, r, rt, c, errRateLimited)
 			}
 		}
 	}
@@ -343,14 +345,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		}
 		body, err := readBody(w, r, limit)
 		if err != nil {
-			return s.writeError(w, r, rt.pattern, c, err)
+			return s.writeError(w, r, rt, c, err)
 		}
 		c.body = body
 	}
 	c.header = w.Header()
 	code, body, err := ep.fn(ctx, r, c)
 	if err != nil {
-		return s.writeError(w, r, rt.pattern, c, err)
+		return s.writeError(w, r, rt, c, err)
 	}
 	return s.write(w, code, body)
 }

@@ -207,8 +207,8 @@ func TestPartnerAccounts(t *testing.T) {
 			res := e.do(request{method: http.MethodGet, path: "/v3/partners/accounts", token: token})
 			var got struct {
 				Accounts []struct {
-					AccountID string `json:"account_id"`
-					CreatedAt int64  `json:"created_at"`
+					ID        string `json:"id"`
+					CreatedAt string `json:"created_at"`
 				} `json:"accounts"`
 			}
 			if res.status != http.StatusOK || json.Unmarshal([]byte(res.body), &got) != nil || got.Accounts == nil {
@@ -216,10 +216,11 @@ func TestPartnerAccounts(t *testing.T) {
 			}
 			var ids []string
 			for _, a := range got.Accounts {
-				if d := time.Since(time.Unix(a.CreatedAt, 0)); d < -time.Minute || d > time.Minute {
-					t.Errorf("created_at %d is not a recent Unix time", a.CreatedAt)
+				created, err := time.Parse(time.RFC3339, a.CreatedAt)
+				if d := time.Since(created); err != nil || d < -time.Minute || d > time.Minute {
+					t.Errorf("created_at %q is not a recent RFC 3339 time", a.CreatedAt)
 				}
-				ids = append(ids, a.AccountID)
+				ids = append(ids, a.ID)
 			}
 			return ids
 		}
@@ -256,14 +257,14 @@ func TestPartnerAccounts(t *testing.T) {
 			want(t, "acting as new customer", http.StatusOK, wantDefaultTLS)
 
 		for _, tc := range []struct{ name, body, want string }{
-			{"profile not object", `{"profile":"x"}`, `{"errors":[{"field":"profile","message":"profile must be an object"}]}`},
-			{"profile email invalid", `{"profile":{"email":"no"}}`, `{"errors":[{"field":"profile.email","message":"profile.email must be a valid email address"}]}`},
-			{"profile field wrong type", `{"profile":{"phone":5}}`, `{"errors":[{"field":"profile.phone","message":"profile.phone must be a string"}]}`},
-			{"offerings not array", `{"offerings":{}}`, `{"errors":[{"field":"offerings","message":"offerings must be an array"}]}`},
-			{"offering not object", `{"offerings":["x"]}`, `{"errors":[{"field":"offerings[0]","message":"offerings[0] must be an object"}]}`},
+			{"profile not object", `{"profile":"x"}`, `{"errors":[{"message":"profile must be an object","field":"profile","error_id":"10-40000"}]}`},
+			{"profile email invalid", `{"profile":{"email":"no"}}`, `{"errors":[{"message":"profile.email must be a valid email address","field":"profile.email","error_id":"10-40002"}]}`},
+			{"profile field wrong type", `{"profile":{"phone":5}}`, `{"errors":[{"message":"profile.phone must be a string","field":"profile.phone","error_id":"10-40000"}]}`},
+			{"offerings not array", `{"offerings":{}}`, `{"errors":[{"message":"offerings must be an array","field":"offerings","error_id":"10-40000"}]}`},
+			{"offering not object", `{"offerings":["x"]}`, `{"errors":[{"message":"offerings[0] must be an object","field":"offerings[0]","error_id":"10-40000"}]}`},
 			{"offering bad fields", `{"offerings":[{"name":1,"quantity":1.5}]}`,
-				`{"errors":[{"field":"offerings[0].name","message":"offerings[0].name must be a string"},{"field":"offerings[0].quantity","message":"offerings[0].quantity must be a non-negative integer"}]}`},
-			{"not JSON", `{`, `{"errors":[{"field":null,"message":"request body is not valid JSON"}]}`},
+				`{"errors":[{"message":"offerings[0].name must be a string","field":"offerings[0].name","error_id":"10-40000"},{"message":"offerings[0].quantity must be a non-negative integer","field":"offerings[0].quantity","error_id":"10-40000"}]}`},
+			{"not JSON", `{`, `{"errors":[{"message":"request body is not valid JSON","field":"","error_id":"10-40000"}]}`},
 		} {
 			e.do(request{method: http.MethodPost, path: "/v3/partners/accounts", token: full, body: tc.body}).
 				want(t, tc.name, http.StatusBadRequest, tc.want)
@@ -282,7 +283,17 @@ func TestPartnerAccounts(t *testing.T) {
 			{"key without partners scope", request{method: http.MethodGet, token: e.key(p, sealpost.ScopePartnerAccountsCreate)}},
 		} {
 			tc.r.path = "/v3/partners/accounts"
-			e.do(tc.r).want(t, tc.name, http.StatusForbidden, wantForbidden)
+			e.do(tc.r).want(t, tc.name, http.StatusForbidden, provisioningForm[wantForbidden])
 		}
+
+		// Every other error in the Account Provisioning form too, but a bad
+		// key's: SendGrid refuses it before the API is reached, with the
+		// generic body.
+		e.do(request{method: http.MethodGet, path: "/v3/partners/accounts", obo: "account-id sgnone", token: full}).
+			want(t, "unknown account", http.StatusNotFound, `{"errors":[{"message":"on-behalf-of names no account of yours","field":"on-behalf-of","error_id":"10-40400"}]}`)
+		e.do(request{method: http.MethodDelete, path: "/v3/partners/accounts", token: full}).
+			want(t, "wrong method", http.StatusMethodNotAllowed, provisioningForm[wantMethod])
+		e.do(request{method: http.MethodGet, path: "/v3/partners/accounts", token: "SG.nope.nope"}).
+			want(t, "bad key", http.StatusUnauthorized, wantUnauthorized)
 	})
 }

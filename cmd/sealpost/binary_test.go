@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/internal/conformance"
 	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
@@ -137,7 +138,8 @@ func (p *process) do(t *testing.T, method, path, key, body string) (int, string,
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
+	client := &http.Client{Transport: conformance.Transport(t, nil)}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/internal/conformance"
 	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
@@ -255,8 +256,9 @@ type crashSender struct {
 	out    []crashOutcome
 }
 
-func crashNewSender(key string, n int) *crashSender {
-	return &crashSender{key: key, client: &http.Client{Timeout: time.Minute}, out: make([]crashOutcome, n)}
+func crashNewSender(t *testing.T, key string, n int) *crashSender {
+	client := &http.Client{Timeout: time.Minute, Transport: conformance.Transport(t, nil)}
+	return &crashSender{key: key, client: client, out: make([]crashOutcome, n)}
 }
 
 // send posts the given messages to base. With killAfter > 0 it calls kill
@@ -571,7 +573,7 @@ func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 		// Everything runs while the mail sends come in.
 		victim = start("first")
 		crashEnableWebhook(t, victim)
-		s = crashNewSender(victim.key, n)
+		s = crashNewSender(t, victim.key, n)
 		s.send(t, victim.base, crashAll(n), kp.at(n), func() {
 			atKill = mx.AcceptedCount()
 			killed = time.Now()
@@ -582,7 +584,7 @@ func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 		// no 202 may be lost even without a graceful shutdown.
 		acceptor := start("acceptor", "SEALPOST_DELIVERY_WORKERS=0", "SEALPOST_WEBHOOK_WORKERS=0")
 		crashEnableWebhook(t, acceptor)
-		s = crashNewSender(acceptor.key, n)
+		s = crashNewSender(t, acceptor.key, n)
 		s.send(t, acceptor.base, crashAll(n), 0, nil)
 		crashKill(t, acceptor)
 
@@ -693,7 +695,7 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 		b = start("node-b")
 		crashEnableWebhook(t, b)
 		a := start("node-a")
-		s = crashNewSender(b.key, n)
+		s = crashNewSender(t, b.key, n)
 		s.send(t, a.base, crashAll(n), kp.at(n), func() {
 			atKill = mx.AcceptedCount()
 			killed = time.Now()
@@ -706,7 +708,7 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 	} else {
 		acceptor := start("acceptor", "SEALPOST_DELIVERY_WORKERS=0", "SEALPOST_WEBHOOK_WORKERS=0")
 		crashEnableWebhook(t, acceptor)
-		s = crashNewSender(acceptor.key, n)
+		s = crashNewSender(t, acceptor.key, n)
 		s.send(t, acceptor.base, crashAll(n), 0, nil)
 		crashKill(t, acceptor)
 		if t.Failed() {

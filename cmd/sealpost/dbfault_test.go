@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/internal/conformance"
 )
 
 // The only error bodies a client may see while the database is away: api.md
@@ -160,7 +161,9 @@ type faultAnswer struct {
 	status     int    // 0: no answer (transport error or timeout)
 	body       string // for a mail send answered 202, its X-Message-Id
 	err        error
-	rcpt       string // a mail send's recipient
+	// offDocument says how the answer departs from SendGrid's document.
+	offDocument error
+	rcpt        string // a mail send's recipient
 }
 
 func (a faultAnswer) latency() time.Duration { return a.end.Sub(a.start) }
@@ -204,6 +207,9 @@ func faultDo(op, method, url, key, obo, body string) faultAnswer {
 			b, err = io.ReadAll(resp.Body)
 			resp.Body.Close()
 			a.status, a.body = resp.StatusCode, string(b)
+			if err == nil {
+				a.offDocument = faultConformance(req, resp, b)
+			}
 			if err == nil && a.op == "send" && a.status == 202 {
 				a.body = resp.Header.Get("X-Message-Id")
 			}
@@ -213,8 +219,18 @@ func faultDo(op, method, url, key, obo, body string) faultAnswer {
 	return a
 }
 
+// faultConformance checks an answer against SendGrid's documents.
+func faultConformance(req *http.Request, resp *http.Response, body []byte) error {
+	c, err := conformance.Load()
+	if err != nil {
+		return err
+	}
+	return c.Check(req.Context(), req, resp.StatusCode, resp.Header, body)
+}
+
 // faultCheckBodies requires every answer to be one the API may give: a
-// success, or a 500 or 503 with exactly SendGrid's body, and no driver text.
+// success, or a 500 or 503 with exactly SendGrid's body, and no driver text,
+// each in the shape SendGrid's documents give.
 func faultCheckBodies(t *testing.T, answers []faultAnswer, ok ...int) {
 	t.Helper()
 	bad := 0
@@ -227,6 +243,8 @@ func faultCheckBodies(t *testing.T, answers []faultAnswer, ok ...int) {
 			problem = "not SendGrid's error body"
 		case a.status != 500 && a.status != 503 && !slices.Contains(ok, a.status):
 			problem = "unexpected status"
+		case a.offDocument != nil:
+			problem = a.offDocument.Error()
 		}
 		if problem == "" && a.status >= 300 {
 			lower := strings.ToLower(a.body)

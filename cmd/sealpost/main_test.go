@@ -16,6 +16,7 @@ import (
 	"github.com/sendgrid/rest"
 	"github.com/sendgrid/sendgrid-go"
 
+	"github.com/sealpost/sealpost/internal/conformance"
 	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
@@ -58,6 +59,9 @@ func startMainWith(t *testing.T, database string, cfg Config) (*Main, string, *s
 		Config: cfg,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Stdout: &stdout,
+		Middleware: func(h http.Handler) http.Handler {
+			return conformance.Middleware(t, h)
+		},
 	}
 	if err := m.Open(context.Background()); err != nil {
 		t.Fatalf("starting sealpost: %v", err)
@@ -158,6 +162,24 @@ func TestSendGridGoClient(t *testing.T) {
 			if resp.StatusCode != 404 || !strings.Contains(resp.Body, oboNotFound) {
 				t.Fatalf("on-behalf-of an unknown subuser: %d %s", resp.StatusCode, resp.Body)
 			}
+
+			// A customer account, created and listed as the Account
+			// Provisioning document shapes them, and driven on its behalf.
+			resp = call(t, m, key, "POST", "/v3/partners/accounts", "", `{"profile":{"email":"shop@example.com"},"offerings":[{"name":"org.ei.free.v1","type":"package","quantity":1}]}`)
+			var customer struct {
+				AccountID string `json:"account_id"`
+			}
+			if resp.StatusCode != 201 || json.Unmarshal([]byte(resp.Body), &customer) != nil {
+				t.Fatalf("creating a customer account: %d %s", resp.StatusCode, resp.Body)
+			}
+			resp = call(t, m, key, "GET", "/v3/partners/accounts", "", "")
+			if resp.StatusCode != 200 || !strings.Contains(resp.Body, `{"id":"`+customer.AccountID+`","created_at":"`) {
+				t.Fatalf("listing customer accounts: %d %s", resp.StatusCode, resp.Body)
+			}
+			expect(t, call(t, m, key, "GET", settings, "account-id "+customer.AccountID, ""), 200, defaultBody)
+			expect(t, call(t, m, key, "POST", "/v3/partners/accounts", "", `{"profile":{"email":"no"}}`), 400,
+				`{"errors":[{"message":"profile.email must be a valid email address","field":"profile.email","error_id":"10-40002"}]}`)
+			expect(t, call(t, m, "SG.nope.nope", "GET", "/v3/partners/accounts", "", ""), 401, unauthorized)
 
 			// A wrong key, a malformed one, and no key at all.
 			expect(t, call(t, m, key+"x", "GET", settings, "", ""), 401, unauthorized)

@@ -27,6 +27,9 @@ type Main struct {
 	Logger *slog.Logger
 	// Stdout receives the bootstrap API key, and nothing else.
 	Stdout io.Writer
+	// Middleware, when set, wraps the API handler: end-to-end tests check
+	// every response against SendGrid's documents with it.
+	Middleware func(http.Handler) http.Handler
 
 	store    sealpost.Store
 	stop     context.CancelFunc // ends background work
@@ -102,7 +105,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.workers.Go(func() { _ = poster.Run(background) })
 	}
 
-	handler := httpapi.New(httpapi.Config{
+	var handler http.Handler = httpapi.New(httpapi.Config{
 		Store:       store,
 		RateLimiter: limiter,
 		Logger:      m.Logger,
@@ -113,6 +116,9 @@ func (m *Main) Open(ctx context.Context) error {
 		MailSendLimiter: mailLimiter,
 		MaxSubusers:     m.Config.MaxSubusers,
 	})
+	if m.Middleware != nil {
+		handler = m.Middleware(handler)
+	}
 
 	// A Config built without DefaultConfig must not mean no timeouts:
 	// net/http takes zero as none.
