@@ -67,13 +67,34 @@ func TestDestinationsEndToEnd(t *testing.T) {
 	if status, resp := apiDo(t, m, "POST", "/v3/user/webhooks/event/test", key, fmt.Sprintf(`{"url":%q}`, hook.srv.URL)); status != 204 {
 		t.Fatalf("test post to the allowed receiver: %d %s", status, resp)
 	}
-	mxURL := "http://" + net.JoinHostPort(mx.IP(), strconv.Itoa(h.Port())) + "/"
-	for _, path := range []string{"/v3/user/webhooks/event/settings", "/v3/user/webhooks/event/test"} {
-		method := map[bool]string{true: "PATCH", false: "POST"}[strings.HasSuffix(path, "settings")]
-		status, resp := apiDo(t, m, method, path, key, fmt.Sprintf(`{"url":%q}`, mxURL))
-		if status != 400 || !strings.Contains(resp, `"field":"url"`) {
-			t.Errorf("%s %s with a refused address: %d %s, want 400 on url", method, path, status, resp)
+	// A refused address answers the same, port open (the MX) or closed,
+	// and before any connection is tried.
+	openURL := "http://" + net.JoinHostPort(mx.IP(), strconv.Itoa(h.Port())) + "/"
+	closedURL := "http://" + net.JoinHostPort(mx.IP(), "1") + "/"
+	var answers []string
+	var slowest time.Duration
+	for _, u := range []string{openURL, closedURL} {
+		for _, path := range []string{"/v3/user/webhooks/event/settings", "/v3/user/webhooks/event/test"} {
+			method := map[bool]string{true: "PATCH", false: "POST"}[strings.HasSuffix(path, "settings")]
+			for range 10 {
+				start := time.Now()
+				status, resp := apiDo(t, m, method, path, key, fmt.Sprintf(`{"url":%q}`, u))
+				slowest = max(slowest, time.Since(start))
+				if status != 400 || !strings.Contains(resp, `"field":"url"`) {
+					t.Errorf("%s %s with a refused address: %d %s, want 400 on url", method, path, status, resp)
+				}
+				answers = append(answers, resp)
+			}
 		}
+	}
+	for _, a := range answers {
+		if a != answers[0] {
+			t.Errorf("answers differ: %s and %s", answers[0], a)
+		}
+	}
+	t.Logf("%d requests naming a refused address (port open or closed): one answer, slowest %v", len(answers), slowest)
+	if mx.Connections() != 0 {
+		t.Errorf("the MX got %d connections from webhook URLs", mx.Connections())
 	}
 
 	xid := sendWithOfficialClient(t, m.URL(), key, "ssrf", "root@internal.test")
