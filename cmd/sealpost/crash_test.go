@@ -193,14 +193,30 @@ func (r *crashReceiver) poster(c net.Conn) string {
 		if ok && inode != "" {
 			return name
 		}
+		if inode == "" {
+			inode = socketInode(c.RemoteAddr().String(), c.LocalAddr().String())
+			r.mu.Lock()
+			r.conns[c] = inode
+			r.mu.Unlock()
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return "unknown"
 }
 
 // socketInode finds, in /proc/net/tcp, the inode of the IPv4 socket whose
-// local end is local and remote end is remote.
+// local end is local and remote end is remote. The file is read again when
+// the socket is not in it: a read while sockets come and go may skip some.
 func socketInode(local, remote string) string {
+	for range 5 {
+		if inode := readSocketInode(local, remote); inode != "" {
+			return inode
+		}
+	}
+	return ""
+}
+
+func readSocketInode(local, remote string) string {
 	hexAddr := func(hostport string) string {
 		ap, err := netip.ParseAddrPort(hostport)
 		if err != nil || !ap.Addr().Is4() {
