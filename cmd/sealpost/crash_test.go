@@ -53,6 +53,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,6 +114,7 @@ type crashReceiver struct {
 
 	mu          sync.Mutex
 	pids        map[string]int      // process name -> pid
+	silent      map[string]bool     // processes started with posting off
 	owners      map[string]string   // socket inode -> the name of the process that had it open
 	conns       map[net.Conn]string // connection -> the inode of the poster's end
 	posts       []crashPost
@@ -127,7 +129,7 @@ func crashNewReceiver(t *testing.T) *crashReceiver {
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skipf("telling posters apart needs Linux /proc: %v", err)
 	}
-	r := &crashReceiver{pids: map[string]int{}, owners: map[string]string{}, conns: map[net.Conn]string{},
+	r := &crashReceiver{pids: map[string]int{}, silent: map[string]bool{}, owners: map[string]string{}, conns: map[net.Conn]string{},
 		byID: map[string][]int{}, byRcpt: map[string]map[string]bool{}}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
@@ -173,17 +175,23 @@ func crashNewReceiver(t *testing.T) *crashReceiver {
 type crashConnKey struct{}
 
 // register returns a startServeNotify callback that names the process
-// whose posts are recorded as made by name.
-func (r *crashReceiver) register(name string) func(pid int) {
+// whose posts are recorded as made by name; env is its extra environment.
+func (r *crashReceiver) register(name string, env []string) func(pid int) {
+	posts := !slices.Contains(env, "SEALPOST_WEBHOOK_WORKERS=0")
 	return func(pid int) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.pids[name] = pid
+		if !posts {
+			r.silent[name] = true
+		}
 	}
 }
 
 // poster names the registered process at the other end of c, waiting a
-// little for the socket watcher to have seen it.
+// little for the socket watcher to have seen it. A process killed right
+// after connecting may never be seen: a post nobody living owns is the
+// dead poster's, when exactly one posting process has died.
 func (r *crashReceiver) poster(c net.Conn) string {
 	for range 200 {
 		r.mu.Lock()
@@ -200,6 +208,17 @@ func (r *crashReceiver) poster(c net.Conn) string {
 			r.mu.Unlock()
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var dead []string
+	for name, pid := range r.pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil && !r.silent[name] {
+			dead = append(dead, name)
+		}
+	}
+	if len(dead) == 1 {
+		return dead[0]
 	}
 	return "unknown"
 }
@@ -694,7 +713,7 @@ func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 	dbPath := filepath.Join(t.TempDir(), "sealpost.db")
 	env := crashEnv(h, "sqlite:"+dbPath)
 	start := func(name string, extra ...string) *process {
-		return startServeNotify(t, bin, hook.register(name), append(env, extra...)...)
+		return startServeNotify(t, bin, hook.register(name, extra), append(env, extra...)...)
 	}
 
 	var (
@@ -814,7 +833,7 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 	hook := crashNewReceiver(t)
 	env := crashEnv(h, url)
 	start := func(name string, extra ...string) *process {
-		return startServeNotify(t, bin, hook.register(name), append(env, append([]string{"SEALPOST_NODE_ID=" + name}, extra...)...)...)
+		return startServeNotify(t, bin, hook.register(name, extra), append(env, append([]string{"SEALPOST_NODE_ID=" + name}, extra...)...)...)
 	}
 
 	var (
