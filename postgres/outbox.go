@@ -20,6 +20,22 @@ var errNothingToPost = errors.New("no events to post")
 // behind one; a row another node leased and committed meanwhile is checked
 // again against its new lease and passed over.
 func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
+	return db.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
+}
+
+// laneFilter is the condition on outbox_accounts s that selects lane.
+func laneFilter(lane sealpost.OutboxLane) string {
+	switch lane {
+	case sealpost.HealthyOutbox:
+		return " AND s.attempts = 0"
+	case sealpost.FailingOutbox:
+		return " AND s.attempts > 0"
+	}
+	return ""
+}
+
+// ClaimEventBatchInLane is ClaimEventBatch among the accounts of lane.
+func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if max < 1 {
 		return nil, sealpost.Invalid(sealpost.FieldError{Field: "max", Message: "a batch holds at least one event"})
 	}
@@ -31,7 +47,7 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 		err := tx.QueryRow(ctx, `
 			WITH candidate AS (
 				SELECT s.account_id FROM outbox_accounts s
-				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2
+				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2`+laneFilter(lane)+`
 					AND EXISTS (SELECT 1 FROM outbox_events e WHERE e.account_id = s.account_id)
 				ORDER BY (SELECT min(e.id) FROM outbox_events e WHERE e.account_id = s.account_id)
 				LIMIT 1

@@ -76,6 +76,8 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxAck", testOutboxAck},
 		{"OutboxRetry", testOutboxRetry},
 		{"OutboxAccounts", testOutboxAccounts},
+		{"OutboxLanes", testOutboxLanes},
+		{"OutboxBackoffPerAccount", testOutboxBackoffPerAccount},
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 	}

@@ -37,6 +37,8 @@ const (
 	defaultMaxBatch = 1000
 	defaultInterval = 200 * time.Millisecond
 	defaultWorkers  = 4
+	defaultSlowLane = 64
+	defaultSlowAt   = 50 * time.Millisecond
 	defaultMaxAge   = 24 * time.Hour
 	defaultTimeout  = 10 * time.Second
 	firstBackoff    = 5 * time.Second
@@ -62,8 +64,22 @@ type Poster struct {
 	MaxBatch int
 	// Interval is how long a worker waits when nothing is due; 0: 200 ms.
 	Interval time.Duration
-	// Workers is how many account batches are posted concurrently; 0: 4.
+	// Workers is how many account batches are claimed and posted at once,
+	// not counting the slow lane; 0: 4.
 	Workers int
+	// SlowLane is how many posts may wait on slow or failing receivers at
+	// once beside the workers; 0: 64. A post unanswered after SlowAfter
+	// moves there and frees its worker, and the accounts whose last post
+	// failed are posted only there, in at most half of it. Receivers that
+	// hang then hold a worker for SlowAfter at most, not for the whole
+	// timeout, and healthy accounts never queue behind them; only when the
+	// lane is full does a worker wait a slow post out.
+	SlowLane int
+	// SlowAfter is how long a worker waits for an answer before moving the
+	// post to the slow lane; 0: 50 ms. It bounds how long receivers that
+	// have never failed but hang can delay the others: a worker gets past
+	// one of them every SlowAfter.
+	SlowAfter time.Duration
 	// MaxAge is how long events are retried: a batch is given up on (acked
 	// unposted) when its posts have failed for MaxAge, or when its oldest
 	// event has waited MaxAge and its post fails; 0: 24 hours.
@@ -143,6 +159,8 @@ type run struct {
 	maxBatch int
 	interval time.Duration
 	workers  int
+	slowLane int
+	slowAt   time.Duration
 	maxAge   time.Duration
 	backoff  func(int) time.Duration
 	log      *slog.Logger
@@ -158,8 +176,8 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	r := &run{
 		p: p, client: noRedirects(p.Client), lease: p.Lease, maxBatch: p.MaxBatch,
-		interval: p.Interval, workers: p.Workers, maxAge: p.MaxAge, backoff: p.Backoff,
-		log: p.Logger, now: p.Now,
+		interval: p.Interval, workers: p.Workers, slowLane: p.SlowLane, slowAt: p.SlowAfter,
+		maxAge: p.MaxAge, backoff: p.Backoff, log: p.Logger, now: p.Now,
 	}
 	if r.lease <= 0 {
 		r.lease = defaultLease
@@ -172,6 +190,12 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	if r.workers <= 0 {
 		r.workers = defaultWorkers
+	}
+	if r.slowLane <= 0 {
+		r.slowLane = defaultSlowLane
+	}
+	if r.slowAt <= 0 {
+		r.slowAt = defaultSlowAt
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = defaultMaxAge
@@ -188,22 +212,50 @@ func (p *Poster) resolve() (*run, error) {
 	return r, nil
 }
 
-// Run claims and posts batches with Workers workers until ctx is done, and
-// then returns nil. Store errors are logged and retried after Interval.
+// lanes is the slow lane of one Run or Flush.
+type lanes struct {
+	slow    chan struct{} // a token per post in the slow lane
+	failing chan struct{} // a token per failing account's post, a part of slow
+	posts   sync.WaitGroup
+	report  func(error) // a store error of a batch handled in the slow lane
+}
+
+func (r *run) newLanes(report func(error)) *lanes {
+	return &lanes{
+		slow:    make(chan struct{}, r.slowLane),
+		failing: make(chan struct{}, max(1, r.slowLane/2)),
+		report:  report,
+	}
+}
+
+// Run claims and posts batches with Workers workers and the slow lane until
+// ctx is done, and then returns nil. Store errors are logged and retried
+// after Interval.
 func (p *Poster) Run(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
 		return err
 	}
+	l := r.newLanes(func(err error) { r.logStoreError(ctx, err) })
 	var wg sync.WaitGroup
 	for range r.workers {
-		wg.Go(func() { r.work(ctx) })
+		wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.healthy(ctx, l) }) })
 	}
+	wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.failing(ctx, l) }) })
 	wg.Wait()
+	l.posts.Wait()
 	return nil
 }
 
-func (r *run) work(ctx context.Context) {
+func (r *run) logStoreError(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		r.log.ErrorContext(ctx, "event webhook", "error", err)
+	}
+}
+
+// loop runs once until ctx is done, at once again after a claim and after
+// Interval when nothing was due or the store failed.
+func (r *run) loop(ctx context.Context, once func() (bool, error)) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -212,10 +264,8 @@ func (r *run) work(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		claimed, err := r.once(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log.ErrorContext(ctx, "event webhook", "error", err)
-		}
+		claimed, err := once()
+		r.logStoreError(ctx, err)
 		if claimed && err == nil {
 			timer.Reset(0)
 		} else {
@@ -224,62 +274,151 @@ func (r *run) work(ctx context.Context) {
 	}
 }
 
-// Flush claims and posts until nothing is due, with Workers workers, and
-// returns the store errors it met. A failed post is not an error: its batch
-// is retried later (or given up on) as in Run. A Backoff of zero makes a
-// failing batch due again at once, so Flush would not end while its
-// receiver fails.
+// Flush claims and posts until nothing is due, with Workers workers and the
+// slow lane, and returns the store errors it met. A failed post is not an
+// error: its batch is retried later (or given up on) as in Run. A Backoff
+// of zero makes a failing batch due again at once, so Flush would not end
+// while its receiver fails.
 func (p *Poster) Flush(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
 		return err
 	}
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for range r.workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				claimed, err := r.once(ctx)
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-				if !claimed {
-					return
-				}
-			}
-		})
+	report := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
 	}
-	wg.Wait()
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(errs) > 0
+	}
+	l := r.newLanes(report)
+	// A round ends when neither lane finds anything due; posts settled in
+	// the slow lane meanwhile (a failure with no backoff) can make more
+	// due, so rounds go on until one claims nothing.
+	for ctx.Err() == nil && !failed() {
+		var (
+			wg      sync.WaitGroup
+			claimed atomic.Bool
+		)
+		drain := func(once func() (bool, error)) {
+			for ctx.Err() == nil {
+				ok, err := once()
+				if err != nil {
+					report(err)
+					return
+				}
+				if !ok {
+					return
+				}
+				claimed.Store(true)
+			}
+		}
+		for range r.workers {
+			wg.Go(func() { drain(func() (bool, error) { return r.healthy(ctx, l) }) })
+		}
+		wg.Go(func() { drain(func() (bool, error) { return r.failing(ctx, l) }) })
+		wg.Wait()
+		l.posts.Wait()
+		if !claimed.Load() {
+			break
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return errors.Join(errs...)
 }
 
-// once claims one batch and handles it, reporting whether there was one.
-func (r *run) once(ctx context.Context) (bool, error) {
+// healthy claims one batch of an account whose last post did not fail and
+// handles it, moving it to the slow lane if its post outlasts SlowAfter. It
+// reports whether there was one.
+func (r *run) healthy(ctx context.Context, l *lanes) (bool, error) {
+	b, held, err := r.claim(ctx, sealpost.HealthyOutbox)
+	if b == nil || err != nil {
+		return false, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.settle(ctx, held, b) }()
+	timer := time.NewTimer(r.slowAt)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return true, err
+	case <-timer.C:
+	}
+	select {
+	case l.slow <- struct{}{}:
+		l.posts.Go(func() {
+			defer func() { <-l.slow }()
+			l.report(<-done)
+		})
+		return true, nil
+	case err := <-done:
+		// The slow lane is full: wait the post out, as every post was
+		// waited out before there was a slow lane.
+		return true, err
+	}
+}
+
+// failing claims one batch of an account whose last post failed, once the
+// slow lane has room for it, and hands it to the slow lane: endpoints known
+// to fail never hold a worker. It reports whether there was one.
+func (r *run) failing(ctx context.Context, l *lanes) (bool, error) {
+	select {
+	case l.failing <- struct{}{}:
+	case <-ctx.Done():
+		return false, nil
+	}
+	select {
+	case l.slow <- struct{}{}:
+	case <-ctx.Done():
+		<-l.failing
+		return false, nil
+	}
+	release := func() { <-l.slow; <-l.failing }
+	b, held, err := r.claim(ctx, sealpost.FailingOutbox)
+	if b == nil || err != nil {
+		release()
+		return false, err
+	}
+	l.posts.Go(func() {
+		defer release()
+		l.report(r.settle(ctx, held, b))
+	})
+	return true, nil
+}
+
+// claim leases one batch of lane, or returns nil when none is due.
+func (r *run) claim(ctx context.Context, lane sealpost.OutboxLane) (*sealpost.EventBatch, *holding, error) {
 	claimed := time.Now()
-	b, err := r.p.Store.ClaimEventBatch(ctx, r.p.Owner, r.now(), r.lease, r.maxBatch)
+	b, err := r.p.Store.ClaimEventBatchInLane(ctx, r.p.Owner, lane, r.now(), r.lease, r.maxBatch)
 	if err != nil {
-		return false, fmt.Errorf("claiming an event batch: %w", err)
+		return nil, nil, fmt.Errorf("claiming an event batch: %w", err)
 	}
 	if b == nil {
-		return false, nil
+		return nil, nil, nil
 	}
 	// Work on the batch may wait out a database outage only while the
 	// lease is surely still this poster's; the lease was taken at or
 	// after claimed.
-	held := &holding{r: r, ctx: ctx, until: claimed.Add(r.lease / 2)}
+	return b, &holding{r: r, ctx: ctx, until: claimed.Add(r.lease / 2)}, nil
+}
+
+// settle posts a claimed batch and acknowledges or defers it.
+func (r *run) settle(ctx context.Context, held *holding, b *sealpost.EventBatch) error {
 	if len(b.Events) == 0 {
-		return true, r.ack(ctx, held, r.log, b)
+		return r.ack(ctx, held, r.log, b)
 	}
-	return true, r.handle(ctx, held, b)
+	return r.handle(ctx, held, b)
 }
 
 // holding is a claimed batch's hold on the store. A batch claimed just

@@ -1,0 +1,178 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/postgres/pgtest"
+)
+
+// The bound issue 9 sets: with receivers that hang, a healthy account's
+// events still arrive within this long of being recorded.
+const healthyBound = 2 * time.Second
+
+func TestSQLiteHangingReceiversDoNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	testHangingReceiversDoNotDelayOthers(t, openSQLite(t))
+}
+
+func TestPostgresHangingReceiversDoNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	testHangingReceiversDoNotDelayOthers(t, openPostgres(t, pgtest.URL(t)))
+}
+
+// hangingReceiver accepts posts and never answers them; it counts them.
+type hangingReceiver struct {
+	*httptest.Server
+	mu    sync.Mutex
+	posts int
+}
+
+func newHangingReceiver(t *testing.T, release <-chan struct{}) *hangingReceiver {
+	h := &hangingReceiver{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.posts++
+		h.mu.Unlock()
+		select {
+		case <-release:
+		case <-r.Context().Done(): // the poster gave up on the post
+		}
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hangingReceiver) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.posts
+}
+
+// arrivals is a receiver that notes when each event reached it.
+type arrivals struct {
+	mu sync.Mutex
+	at map[string]time.Time // payload as posted
+}
+
+func (a *arrivals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var events []json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&events); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	for _, e := range events {
+		if _, seen := a.at[string(e)]; !seen {
+			a.at[string(e)] = now
+		}
+	}
+	a.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *arrivals) arrived(payload string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.at[payload]
+	return at, ok
+}
+
+// testHangingReceiversDoNotDelayOthers is issue 9's attack: 50 accounts
+// whose webhook receivers accept the connection and never answer, their
+// events recorded before a healthy account's so that oldest-first would
+// serve them first. With the default workers, timeout and backoff, the
+// healthy account's events must arrive within healthyBound of being
+// recorded: on the first round (no receiver has failed yet), while the
+// hanging posts time out, and once the hanging accounts back off and are
+// retried.
+func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
+	const (
+		hanging = 50
+		ticks   = 17 // a healthy event a second: past the 10 s timeout and the first retries
+	)
+	release := make(chan struct{})
+	var stuck []*hangingReceiver
+	var stuckAccounts []*sealpost.Account
+	for i := range hanging {
+		h := newHangingReceiver(t, release)
+		stuck = append(stuck, h)
+		stuckAccounts = append(stuckAccounts, storeAccount(t, db, fmt.Sprintf("hanging%d", i), h.URL, nil))
+	}
+	// Registered after the servers' Close, so it runs before them: Close
+	// waits for the handlers.
+	t.Cleanup(func() { close(release) })
+	healthyRcv := &arrivals{at: map[string]time.Time{}}
+	healthySrv := httptest.NewServer(healthyRcv)
+	t.Cleanup(healthySrv.Close)
+	healthy := storeAccount(t, db, "healthy", healthySrv.URL, nil)
+
+	p := &Poster{Store: db, Owner: "node-a", Client: NewClient(), Logger: testLogger(t)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	for _, a := range stuckAccounts {
+		enqueueEvents(t, db, a, "", sealpost.EventProcessed)
+	}
+	start := time.Now()
+	var delays []time.Duration
+	for tick := range ticks {
+		if wait := time.Until(start.Add(time.Duration(tick) * time.Second)); wait > 0 {
+			time.Sleep(wait)
+		}
+		// The hanging accounts keep sending too.
+		enqueueEvents(t, db, stuckAccounts[tick%hanging], "", sealpost.EventProcessed)
+		recorded := time.Now() // before the commit: the delay measured is an upper bound
+		payloads := enqueueEvents(t, db, healthy, "", sealpost.EventProcessed, sealpost.EventDelivered)
+		for _, pl := range payloads {
+			at, ok := waitArrival(healthyRcv, pl, recorded.Add(5*healthyBound))
+			if !ok {
+				t.Fatalf("tick %d (+%v): a healthy event had not arrived %v after it was recorded; arrived before: %v",
+					tick, recorded.Sub(start).Round(time.Millisecond), 5*healthyBound, delays)
+			}
+			delays = append(delays, at.Sub(recorded))
+		}
+	}
+	slices.Sort(delays)
+	t.Logf("%d healthy events beside %d hanging receivers: delay median %v, max %v; stats %+v",
+		len(delays), hanging, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond), p.Stats())
+	if worst := delays[len(delays)-1]; worst > healthyBound {
+		t.Errorf("a healthy account's event arrived %v after it was recorded, want at most %v (delays %v)", worst, healthyBound, delays)
+	}
+	// Each hanging endpoint is tried, and then backs off on its own: in
+	// the test's 17 s, its first post times out after 10 s and the retry
+	// waits 4 to 5 s more.
+	for i, h := range stuck {
+		if n := h.count(); n < 1 || n > 2 {
+			t.Errorf("hanging receiver %d got %d posts, want 1 or 2 (tried, then backing off)", i, n)
+		}
+	}
+}
+
+func waitArrival(a *arrivals, payload string, deadline time.Time) (time.Time, bool) {
+	for {
+		if at, ok := a.arrived(payload); ok {
+			return at, true
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
