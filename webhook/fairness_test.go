@@ -176,3 +176,71 @@ func waitArrival(a *arrivals, payload string, deadline time.Time) (time.Time, bo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestFailingAccountsKeepToTheSlowLane checks the slow lane's bounds:
+// accounts whose last post failed are posted only there and hold at most
+// half of it, so that however many hang, the workers stay free for healthy
+// accounts.
+func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
+	t.Parallel()
+	const (
+		failing  = 6
+		slowLane = 4
+	)
+	c := &clock{} // real time
+	store := newFakeStore(c)
+	release := make(chan struct{})
+	var stuck []*hangingReceiver
+	for i := range failing {
+		h := newHangingReceiver(t, release)
+		stuck = append(stuck, h)
+		id := int64(i + 1)
+		store.setWebhook(id, allKinds(h.URL), nil)
+		store.add(id, sealpost.EventDelivered, payload(sealpost.EventDelivered, i))
+		store.mu.Lock()
+		store.account(id).attempts = 1 // failed before, and due again
+		store.mu.Unlock()
+	}
+	t.Cleanup(func() { close(release) })
+	rcv := newReceiver(t, nil)
+	const healthyID = failing + 1
+	store.setWebhook(healthyID, allKinds(rcv.URL), nil)
+
+	p := &Poster{Store: store, Owner: "node-a", Client: NewClient(), Workers: 1, SlowLane: slowLane,
+		Interval: 10 * time.Millisecond, Logger: testLogger(t)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	inFlight := func() int {
+		n := 0
+		for _, h := range stuck {
+			n += h.count()
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for inFlight() < slowLane/2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// With the failing accounts' share of the lane taken, a healthy
+	// account's events go out on the worker at once.
+	for n := range 3 {
+		store.add(healthyID, sealpost.EventDelivered, payload(sealpost.EventDelivered, n))
+		for len(rcv.accepted(t)) <= n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if got := len(rcv.accepted(t)); got != 3 {
+		t.Errorf("healthy account: %d events accepted beside %d hanging failing accounts, want 3", got, failing)
+	}
+	if got := inFlight(); got != slowLane/2 {
+		t.Errorf("%d posts to failing accounts in flight, want %d (half the slow lane of %d)", got, slowLane/2, slowLane)
+	}
+}
