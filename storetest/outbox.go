@@ -464,3 +464,47 @@ func testOutboxBackoffPerAccount(t *testing.T, s sealpost.Store) {
 		}
 	}
 }
+
+// testOutboxNewURLEndsBackoff checks that changing the webhook URL makes a
+// backing-off account due at once: a new URL is a new endpoint. It stays in
+// the failing lane until a post to it works; other changes keep the wait.
+func testOutboxNewURLEndsBackoff(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"))
+	now := time.Now()
+	b := claimInLane(t, s, "p", sealpost.AnyOutbox, now)
+	if b == nil {
+		t.Fatal("claim = nil")
+	}
+	if err := s.RetryEventBatch(ctx, b, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	patch := func(p sealpost.EventWebhookPatch) {
+		t.Helper()
+		if _, err := s.UpdateEventWebhookSettings(ctx, a.ID, p); err != nil {
+			t.Fatalf("UpdateEventWebhookSettings: %v", err)
+		}
+	}
+	url := "https://fixed.example/hook"
+	patch(sealpost.EventWebhookPatch{Bools: map[string]bool{"delivered": true}})
+	if got := claimInLane(t, s, "p", sealpost.AnyOutbox, now); got != nil {
+		t.Errorf("claim after a patch without a URL = account %d, want nil (still backing off)", got.AccountID)
+	}
+	patch(sealpost.EventWebhookPatch{URL: &url})
+	if got := claimInLane(t, s, "p", sealpost.HealthyOutbox, now); got != nil {
+		t.Errorf("healthy lane after a new URL = account %d, want nil (failing until a post works)", got.AccountID)
+	}
+	got := claimInLane(t, s, "p", sealpost.FailingOutbox, now)
+	if batchAccount(got) != a.ID {
+		t.Fatalf("failing lane after a new URL = account %d, want %d due at once", batchAccount(got), a.ID)
+	}
+	if err := s.RetryEventBatch(ctx, got, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	// The same URL again is no new endpoint.
+	patch(sealpost.EventWebhookPatch{URL: &url})
+	if got := claimInLane(t, s, "p", sealpost.AnyOutbox, now); got != nil {
+		t.Errorf("claim after patching the same URL = account %d, want nil (still backing off)", got.AccountID)
+	}
+}

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxAccounts", testOutboxAccounts},
 		{"OutboxLanes", testOutboxLanes},
 		{"OutboxBackoffPerAccount", testOutboxBackoffPerAccount},
+		{"OutboxNewURLEndsBackoff", testOutboxNewURLEndsBackoff},
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 	}
