@@ -101,10 +101,11 @@ type Stats struct {
 	EventsSkipped int64 // acked unposted: kind not wanted, webhook off, account gone
 	EventsGivenUp int64 // acked unposted after failing for MaxAge
 	LeasesLost    int64 // acks and retries refused because the lease had moved on
+	SlowPosts     int64 // posts that waited in the slow lane: failing accounts' and those unanswered after SlowAfter
 }
 
 type counters struct {
-	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost atomic.Int64
+	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost, slowPosts atomic.Int64
 }
 
 // Stats returns the counters; safe to call while Run runs.
@@ -116,6 +117,7 @@ func (p *Poster) Stats() Stats {
 		EventsSkipped: p.stats.eventsSkipped.Load(),
 		EventsGivenUp: p.stats.eventsGivenUp.Load(),
 		LeasesLost:    p.stats.leasesLost.Load(),
+		SlowPosts:     p.stats.slowPosts.Load(),
 	}
 }
 
@@ -357,6 +359,7 @@ func (r *run) healthy(ctx context.Context, l *lanes) (bool, error) {
 	}
 	select {
 	case l.slow <- struct{}{}:
+		r.p.stats.slowPosts.Add(1)
 		l.posts.Go(func() {
 			defer func() { <-l.slow }()
 			l.report(<-done)
@@ -390,6 +393,7 @@ func (r *run) failing(ctx context.Context, l *lanes) (bool, error) {
 		release()
 		return false, err
 	}
+	r.p.stats.slowPosts.Add(1)
 	l.posts.Go(func() {
 		defer release()
 		l.report(r.settle(ctx, held, b))
