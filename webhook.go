@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/url"
 	"time"
 	"unicode/utf8"
@@ -196,6 +197,18 @@ const (
 	// backing off (Attempts above 0).
 	FailingOutbox
 )
+
+// AttemptsRange is the range of failed attempts (EventBatch.Attempts) of
+// the accounts in l, both ends included.
+func (l OutboxLane) AttemptsRange() (lo, hi int) {
+	switch l {
+	case HealthyOutbox:
+		return 0, 0
+	case FailingOutbox:
+		return 1, math.MaxInt32
+	}
+	return 0, math.MaxInt32
+}
 
 // OutboxService is the durable outbox of events waiting to be posted.
 type OutboxService interface {

@@ -23,17 +23,6 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 	return db.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
 }
 
-// laneFilter is the condition on outbox_accounts s that selects lane.
-func laneFilter(lane sealpost.OutboxLane) string {
-	switch lane {
-	case sealpost.HealthyOutbox:
-		return " AND s.attempts = 0"
-	case sealpost.FailingOutbox:
-		return " AND s.attempts > 0"
-	}
-	return ""
-}
-
 // ClaimEventBatchInLane is ClaimEventBatch among the accounts of lane.
 func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if max < 1 {
@@ -44,10 +33,11 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 		b := &sealpost.EventBatch{LeaseOwner: owner}
 		var attempts int32
 		var failingSince *time.Time
+		lo, hi := lane.AttemptsRange()
 		err := tx.QueryRow(ctx, `
 			WITH candidate AS (
 				SELECT s.account_id FROM outbox_accounts s
-				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2`+laneFilter(lane)+`
+				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2 AND s.attempts BETWEEN $4 AND $5
 					AND EXISTS (SELECT 1 FROM outbox_events e WHERE e.account_id = s.account_id)
 				ORDER BY (SELECT min(e.id) FROM outbox_events e WHERE e.account_id = s.account_id)
 				LIMIT 1
@@ -56,7 +46,7 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 			UPDATE outbox_accounts s SET lease_owner = $1, lease_until = $3
 			FROM candidate c WHERE s.account_id = c.account_id
 			RETURNING s.account_id, s.attempts, s.failing_since`,
-			owner, unixNanos(now), unixNanos(now.Add(lease))).Scan(&b.AccountID, &attempts, &failingSince)
+			owner, unixNanos(now), unixNanos(now.Add(lease)), lo, hi).Scan(&b.AccountID, &attempts, &failingSince)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

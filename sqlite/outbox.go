@@ -17,17 +17,6 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 	return db.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
 }
 
-// laneFilter is the condition on outbox_state s that selects lane.
-func laneFilter(lane sealpost.OutboxLane) string {
-	switch lane {
-	case sealpost.HealthyOutbox:
-		return " AND s.attempts = 0"
-	case sealpost.FailingOutbox:
-		return " AND s.attempts > 0"
-	}
-	return ""
-}
-
 // ClaimEventBatchInLane is ClaimEventBatch among the accounts of lane.
 func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if max <= 0 {
@@ -38,14 +27,15 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 		out = nil
 		b := &sealpost.EventBatch{LeaseOwner: owner}
 		var failingSince int64
+		lo, hi := lane.AttemptsRange()
 		err := tx.QueryRowContext(ctx,
 			`SELECT account_id, attempts, failing_since FROM (
 				SELECT s.account_id, s.attempts, s.failing_since,
 					(SELECT min(e.id) FROM events e WHERE e.account_id = s.account_id) AS head
 				FROM outbox_state s
-				WHERE s.lease_until <= ? AND s.next_attempt_at <= ?`+laneFilter(lane)+`)
+				WHERE s.lease_until <= ? AND s.next_attempt_at <= ? AND s.attempts BETWEEN ? AND ?)
 			 WHERE head IS NOT NULL ORDER BY head LIMIT 1`,
-			now.UnixNano(), now.UnixNano()).Scan(&b.AccountID, &b.Attempts, &failingSince)
+			now.UnixNano(), now.UnixNano(), lo, hi).Scan(&b.AccountID, &b.Attempts, &failingSince)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}

@@ -117,15 +117,7 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 	healthy := storeAccount(t, db, "healthy", healthySrv.URL, nil)
 
 	p := &Poster{Store: db, Owner: "node-a", Client: NewClient(), Logger: testLogger(t)}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer startRun(t, p)()
 
 	for _, a := range stuckAccounts {
 		enqueueEvents(t, db, a, "", sealpost.EventProcessed)
@@ -208,15 +200,7 @@ func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
 
 	p := &Poster{Store: store, Owner: "node-a", Client: NewClient(), Workers: 1, SlowLane: slowLane,
 		Interval: 10 * time.Millisecond, Logger: testLogger(t)}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer startRun(t, p)()
 
 	inFlight := func() int {
 		n := 0
@@ -242,5 +226,18 @@ func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
 	}
 	if got := inFlight(); got != slowLane/2 {
 		t.Errorf("%d posts to failing accounts in flight, want %d (half the slow lane of %d)", got, slowLane/2, slowLane)
+	}
+}
+
+// startRun runs p until the returned stop is called.
+func startRun(t *testing.T, p *Poster) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
 }
