@@ -214,7 +214,9 @@ func (l OutboxLane) AttemptsRange() (lo, hi int) {
 type OutboxService interface {
 	// ClaimEventBatch leases the oldest waiting events (at most max) of one
 	// account whose outbox is due (no live lease, next attempt at or before
-	// now) to owner until now+lease. It returns nil when none is due.
+	// now) to owner until now+lease. It returns nil when none is due. Of the
+	// due accounts it takes the one served least recently, so that claims go
+	// round the accounts and none keeps the posters to itself.
 	ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*EventBatch, error)
 	// ClaimEventBatchInLane is ClaimEventBatch narrowed to the accounts
 	// of lane.

@@ -508,3 +508,35 @@ func testOutboxNewURLEndsBackoff(t *testing.T, s sealpost.Store) {
 		t.Errorf("claim after patching the same URL = account %d, want nil (still backing off)", got.AccountID)
 	}
 }
+
+// testOutboxRoundRobin checks that claims go round the accounts with events
+// waiting: an account with a backlog, served, goes behind the others even
+// though its next events are older than theirs, so that it cannot keep the
+// posters to itself while they wait.
+func testOutboxRoundRobin(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	busy := createUser(t, s, "busy")
+	quiet1 := createUser(t, s, "quiet1")
+	quiet2 := createUser(t, s, "quiet2")
+	storeEvents(t, s, busy.ID,
+		newEvent(busy.ID, sealpost.EventProcessed, "b1"),
+		newEvent(busy.ID, sealpost.EventProcessed, "b2"),
+		newEvent(busy.ID, sealpost.EventProcessed, "b3"))
+	storeEvents(t, s, quiet1.ID, newEvent(quiet1.ID, sealpost.EventProcessed, "q1"))
+	storeEvents(t, s, quiet2.ID, newEvent(quiet2.ID, sealpost.EventProcessed, "r1"))
+	now := time.Now()
+	var got []string
+	for i := range 5 {
+		b := claimBatch(t, s, "p", now.Add(time.Duration(i)*time.Millisecond), time.Minute, 1)
+		if b == nil {
+			t.Fatalf("claim %d = nil, want a batch (got %q so far)", i, got)
+		}
+		got = append(got, eventNames(t, b)...)
+		if err := s.AckEventBatch(ctx, b); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+	if want := []string{"b1", "q1", "r1", "b2", "b3"}; !slices.Equal(got, want) {
+		t.Errorf("claims served %q, want %q (each account once a round)", got, want)
+	}
+}

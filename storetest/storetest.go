@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxLanes", testOutboxLanes},
 		{"OutboxBackoffPerAccount", testOutboxBackoffPerAccount},
 		{"OutboxNewURLEndsBackoff", testOutboxNewURLEndsBackoff},
+		{"OutboxRoundRobin", testOutboxRoundRobin},
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 	}
