@@ -19,13 +19,13 @@ import (
 // events still arrive within this long of being recorded.
 const healthyBound = 2 * time.Second
 
+// Not parallel: the bound is on time, and the package's other tests would
+// take CPU from the poster (under -race, SQLite's claims are CPU-bound).
 func TestSQLiteHangingReceiversDoNotDelayOthers(t *testing.T) {
-	t.Parallel()
 	testHangingReceiversDoNotDelayOthers(t, openSQLite(t))
 }
 
 func TestPostgresHangingReceiversDoNotDelayOthers(t *testing.T) {
-	t.Parallel()
 	testHangingReceiversDoNotDelayOthers(t, openPostgres(t, pgtest.URL(t)))
 }
 
@@ -117,8 +117,6 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 	healthy := storeAccount(t, db, "healthy", healthySrv.URL, nil)
 
 	p := &Poster{Store: db, Owner: "node-a", Client: NewClient(), Logger: testLogger(t)}
-	defer startRun(t, p)()
-
 	for _, a := range stuckAccounts {
 		enqueueEvents(t, db, a, "", sealpost.EventProcessed)
 	}
@@ -132,6 +130,11 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 		enqueueEvents(t, db, stuckAccounts[tick%hanging], "", sealpost.EventProcessed)
 		recorded := time.Now() // before the commit: the delay measured is an upper bound
 		payloads := enqueueEvents(t, db, healthy, "", sealpost.EventProcessed, sealpost.EventDelivered)
+		if tick == 0 {
+			// Started only now, the poster finds all 50 hanging accounts
+			// ahead of the healthy one: the worst first round.
+			defer startRun(t, p)()
+		}
 		for _, pl := range payloads {
 			at, ok := waitArrival(healthyRcv, pl, recorded.Add(5*healthyBound))
 			if !ok {
@@ -141,9 +144,13 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 			delays = append(delays, at.Sub(recorded))
 		}
 	}
+	// The first tick's two events meet 50 receivers no post has failed on
+	// yet; the later ones meet them timing out, backing off and retried.
+	firstRound, later := slices.Max(delays[:2]), slices.Max(delays[2:])
 	slices.Sort(delays)
-	t.Logf("%d healthy events beside %d hanging receivers: delay median %v, max %v; stats %+v",
-		len(delays), hanging, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond), p.Stats())
+	t.Logf("%d healthy events beside %d hanging receivers: delay median %v, max %v (first round %v, later %v); stats %+v",
+		len(delays), hanging, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond),
+		firstRound.Round(time.Millisecond), later.Round(time.Millisecond), p.Stats())
 	if worst := delays[len(delays)-1]; worst > healthyBound {
 		t.Errorf("a healthy account's event arrived %v after it was recorded, want at most %v (delays %v)", worst, healthyBound, delays)
 	}
@@ -169,15 +176,14 @@ func waitArrival(a *arrivals, payload string, deadline time.Time) (time.Time, bo
 	}
 }
 
-// TestFailingAccountsKeepToTheSlowLane checks the slow lane's bounds:
-// accounts whose last post failed are posted only there and hold at most
-// half of it, so that however many hang, the workers stay free for healthy
-// accounts.
-func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
+// TestFailingAccountsHoldHalfThePosts checks the bound on accounts whose
+// last post failed: however many of their receivers hang, they hold at most
+// half of MaxPosts, and a healthy account's events go out beside them.
+func TestFailingAccountsHoldHalfThePosts(t *testing.T) {
 	t.Parallel()
 	const (
 		failing  = 6
-		slowLane = 4
+		maxPosts = 4
 	)
 	c := &clock{} // real time
 	store := newFakeStore(c)
@@ -198,7 +204,7 @@ func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
 	const healthyID = failing + 1
 	store.setWebhook(healthyID, allKinds(rcv.URL), nil)
 
-	p := &Poster{Store: store, Owner: "node-a", Client: NewClient(), Workers: 1, SlowLane: slowLane,
+	p := &Poster{Store: store, Owner: "node-a", Client: NewClient(), Workers: 1, MaxPosts: maxPosts,
 		Interval: 10 * time.Millisecond, Logger: testLogger(t)}
 	defer startRun(t, p)()
 
@@ -210,7 +216,7 @@ func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
 		return n
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for inFlight() < slowLane/2 && time.Now().Before(deadline) {
+	for inFlight() < maxPosts/2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// With the failing accounts' share of the lane taken, a healthy
@@ -224,8 +230,8 @@ func TestFailingAccountsKeepToTheSlowLane(t *testing.T) {
 	if got := len(rcv.accepted(t)); got != 3 {
 		t.Errorf("healthy account: %d events accepted beside %d hanging failing accounts, want 3", got, failing)
 	}
-	if got := inFlight(); got != slowLane/2 {
-		t.Errorf("%d posts to failing accounts in flight, want %d (half the slow lane of %d)", got, slowLane/2, slowLane)
+	if got := inFlight(); got != maxPosts/2 {
+		t.Errorf("%d posts to failing accounts in flight, want %d (half of MaxPosts %d)", got, maxPosts/2, maxPosts)
 	}
 }
 

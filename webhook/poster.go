@@ -37,8 +37,7 @@ const (
 	defaultMaxBatch = 1000
 	defaultInterval = 200 * time.Millisecond
 	defaultWorkers  = 4
-	defaultSlowLane = 64
-	defaultSlowAt   = 50 * time.Millisecond
+	defaultMaxPosts = 64
 	defaultMaxAge   = 24 * time.Hour
 	defaultTimeout  = 10 * time.Second
 	firstBackoff    = 5 * time.Second
@@ -64,22 +63,14 @@ type Poster struct {
 	MaxBatch int
 	// Interval is how long a worker waits when nothing is due; 0: 200 ms.
 	Interval time.Duration
-	// Workers is how many account batches are claimed and posted at once,
-	// not counting the slow lane; 0: 4.
+	// Workers is how many goroutines claim batches and start their posts;
+	// 0: 4. They never wait on a receiver, only for room in MaxPosts.
 	Workers int
-	// SlowLane is how many posts may wait on slow or failing receivers at
-	// once beside the workers; 0: 64. A post unanswered after SlowAfter
-	// moves there and frees its worker, and the accounts whose last post
-	// failed are posted only there, in at most half of it. Receivers that
-	// hang then hold a worker for SlowAfter at most, not for the whole
-	// timeout, and healthy accounts never queue behind them; only when the
-	// lane is full does a worker wait a slow post out.
-	SlowLane int
-	// SlowAfter is how long a worker waits for an answer before moving the
-	// post to the slow lane; 0: 50 ms. It bounds how long receivers that
-	// have never failed but hang can delay the others: a worker gets past
-	// one of them every SlowAfter.
-	SlowAfter time.Duration
+	// MaxPosts is how many posts may be in flight at once; 0: 64. Accounts
+	// whose last post failed may hold at most half of them: however many
+	// receivers hang or fail, healthy accounts keep the other half, and a
+	// receiver that hangs holds one post until the timeout, never a worker.
+	MaxPosts int
 	// MaxAge is how long events are retried: a batch is given up on (acked
 	// unposted) when its posts have failed for MaxAge, or when its oldest
 	// event has waited MaxAge and its post fails; 0: 24 hours.
@@ -101,11 +92,10 @@ type Stats struct {
 	EventsSkipped int64 // acked unposted: kind not wanted, webhook off, account gone
 	EventsGivenUp int64 // acked unposted after failing for MaxAge
 	LeasesLost    int64 // acks and retries refused because the lease had moved on
-	SlowPosts     int64 // posts that waited in the slow lane: failing accounts' and those unanswered after SlowAfter
 }
 
 type counters struct {
-	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost, slowPosts atomic.Int64
+	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost atomic.Int64
 }
 
 // Stats returns the counters; safe to call while Run runs.
@@ -117,7 +107,6 @@ func (p *Poster) Stats() Stats {
 		EventsSkipped: p.stats.eventsSkipped.Load(),
 		EventsGivenUp: p.stats.eventsGivenUp.Load(),
 		LeasesLost:    p.stats.leasesLost.Load(),
-		SlowPosts:     p.stats.slowPosts.Load(),
 	}
 }
 
@@ -161,8 +150,7 @@ type run struct {
 	maxBatch int
 	interval time.Duration
 	workers  int
-	slowLane int
-	slowAt   time.Duration
+	maxPosts int
 	maxAge   time.Duration
 	backoff  func(int) time.Duration
 	log      *slog.Logger
@@ -178,7 +166,7 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	r := &run{
 		p: p, client: noRedirects(p.Client), lease: p.Lease, maxBatch: p.MaxBatch,
-		interval: p.Interval, workers: p.Workers, slowLane: p.SlowLane, slowAt: p.SlowAfter,
+		interval: p.Interval, workers: p.Workers, maxPosts: p.MaxPosts,
 		maxAge: p.MaxAge, backoff: p.Backoff, log: p.Logger, now: p.Now,
 	}
 	if r.lease <= 0 {
@@ -193,11 +181,8 @@ func (p *Poster) resolve() (*run, error) {
 	if r.workers <= 0 {
 		r.workers = defaultWorkers
 	}
-	if r.slowLane <= 0 {
-		r.slowLane = defaultSlowLane
-	}
-	if r.slowAt <= 0 {
-		r.slowAt = defaultSlowAt
+	if r.maxPosts <= 0 {
+		r.maxPosts = defaultMaxPosts
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = defaultMaxAge
@@ -214,38 +199,40 @@ func (p *Poster) resolve() (*run, error) {
 	return r, nil
 }
 
-// lanes is the slow lane of one Run or Flush.
-type lanes struct {
-	slow    chan struct{} // a token per post in the slow lane
-	failing chan struct{} // a token per failing account's post, a part of slow
-	posts   sync.WaitGroup
-	report  func(error) // a store error of a batch handled in the slow lane
+// posting is the posts in flight of one Run or Flush.
+type posting struct {
+	posts   chan struct{} // a token per post in flight
+	failing chan struct{} // a token per failing account's post, a part of posts
+	wg      sync.WaitGroup
+	report  func(error) // a store error of a batch handled in the background
 }
 
-func (r *run) newLanes(report func(error)) *lanes {
-	return &lanes{
-		slow:    make(chan struct{}, r.slowLane),
-		failing: make(chan struct{}, max(1, r.slowLane/2)),
+func (r *run) newPosting(report func(error)) *posting {
+	return &posting{
+		posts:   make(chan struct{}, r.maxPosts),
+		failing: make(chan struct{}, max(1, r.maxPosts/2)),
 		report:  report,
 	}
 }
 
-// Run claims and posts batches with Workers workers and the slow lane until
-// ctx is done, and then returns nil. Store errors are logged and retried
-// after Interval.
+// Run claims and posts batches with Workers workers, up to MaxPosts at once,
+// until ctx is done, and then returns nil. Store errors are logged and
+// retried after Interval.
 func (p *Poster) Run(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
 		return err
 	}
-	l := r.newLanes(func(err error) { r.logStoreError(ctx, err) })
+	ps := r.newPosting(func(err error) { r.logStoreError(ctx, err) })
 	var wg sync.WaitGroup
 	for range r.workers {
-		wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.healthy(ctx, l) }) })
+		wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.startHealthy(ctx, ps) }) })
 	}
-	wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.failing(ctx, l) }) })
+	// One worker is enough for the failing accounts: their share of the
+	// posts, not the claiming, is what bounds them.
+	wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.startFailing(ctx, ps) }) })
 	wg.Wait()
-	l.posts.Wait()
+	ps.wg.Wait()
 	return nil
 }
 
@@ -276,8 +263,8 @@ func (r *run) loop(ctx context.Context, once func() (bool, error)) {
 	}
 }
 
-// Flush claims and posts until nothing is due, with Workers workers and the
-// slow lane, and returns the store errors it met. A failed post is not an
+// Flush claims and posts until nothing is due, with Workers workers and up
+// to MaxPosts posts at once, and returns the store errors it met. A failed post is not an
 // error: its batch is retried later (or given up on) as in Run. A Backoff
 // of zero makes a failing batch due again at once, so Flush would not end
 // while its receiver fails.
@@ -302,10 +289,10 @@ func (p *Poster) Flush(ctx context.Context) error {
 		defer mu.Unlock()
 		return len(errs) > 0
 	}
-	l := r.newLanes(report)
-	// A round ends when neither lane finds anything due; posts settled in
-	// the slow lane meanwhile (a failure with no backoff) can make more
-	// due, so rounds go on until one claims nothing.
+	ps := r.newPosting(report)
+	// A round ends when the workers find nothing due; posts settled
+	// meanwhile (a failure with no backoff) can make more due, so rounds
+	// go on until one claims nothing.
 	for ctx.Err() == nil && !failed() {
 		var (
 			wg      sync.WaitGroup
@@ -325,11 +312,11 @@ func (p *Poster) Flush(ctx context.Context) error {
 			}
 		}
 		for range r.workers {
-			wg.Go(func() { drain(func() (bool, error) { return r.healthy(ctx, l) }) })
+			wg.Go(func() { drain(func() (bool, error) { return r.startHealthy(ctx, ps) }) })
 		}
-		wg.Go(func() { drain(func() (bool, error) { return r.failing(ctx, l) }) })
+		wg.Go(func() { drain(func() (bool, error) { return r.startFailing(ctx, ps) }) })
 		wg.Wait()
-		l.posts.Wait()
+		ps.wg.Wait()
 		if !claimed.Load() {
 			break
 		}
@@ -340,63 +327,45 @@ func (p *Poster) Flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// healthy claims one batch of an account whose last post did not fail and
-// handles it, moving it to the slow lane if its post outlasts SlowAfter. It
+// startHealthy claims a batch of an account whose last post did not fail,
+// once there is room for its post, and posts it in the background. It
 // reports whether there was one.
-func (r *run) healthy(ctx context.Context, l *lanes) (bool, error) {
-	b, held, err := r.claim(ctx, sealpost.HealthyOutbox)
-	if b == nil || err != nil {
-		return false, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.settle(ctx, held, b) }()
-	timer := time.NewTimer(r.slowAt)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		return true, err
-	case <-timer.C:
-	}
-	select {
-	case l.slow <- struct{}{}:
-		r.p.stats.slowPosts.Add(1)
-		l.posts.Go(func() {
-			defer func() { <-l.slow }()
-			l.report(<-done)
-		})
-		return true, nil
-	case err := <-done:
-		// The slow lane is full: wait the post out, as every post was
-		// waited out before there was a slow lane.
-		return true, err
-	}
+func (r *run) startHealthy(ctx context.Context, ps *posting) (bool, error) {
+	return r.start(ctx, ps, sealpost.HealthyOutbox, ps.posts)
 }
 
-// failing claims one batch of an account whose last post failed, once the
-// slow lane has room for it, and hands it to the slow lane: endpoints known
-// to fail never hold a worker. It reports whether there was one.
-func (r *run) failing(ctx context.Context, l *lanes) (bool, error) {
-	select {
-	case l.failing <- struct{}{}:
-	case <-ctx.Done():
-		return false, nil
+// startFailing is startHealthy for the accounts whose last post failed,
+// within their share of the posts.
+func (r *run) startFailing(ctx context.Context, ps *posting) (bool, error) {
+	return r.start(ctx, ps, sealpost.FailingOutbox, ps.failing, ps.posts)
+}
+
+// start takes a token of each of slots, in order, claims a batch of lane
+// and posts it in the background, holding the tokens until it is settled.
+// Tokens come first so that no batch is leased while its post could not
+// start.
+func (r *run) start(ctx context.Context, ps *posting, lane sealpost.OutboxLane, slots ...chan struct{}) (bool, error) {
+	release := func(taken []chan struct{}) {
+		for _, s := range taken {
+			<-s
+		}
 	}
-	select {
-	case l.slow <- struct{}{}:
-	case <-ctx.Done():
-		<-l.failing
-		return false, nil
+	for i, s := range slots {
+		select {
+		case s <- struct{}{}:
+		case <-ctx.Done():
+			release(slots[:i])
+			return false, nil
+		}
 	}
-	release := func() { <-l.slow; <-l.failing }
-	b, held, err := r.claim(ctx, sealpost.FailingOutbox)
+	b, held, err := r.claim(ctx, lane)
 	if b == nil || err != nil {
-		release()
+		release(slots)
 		return false, err
 	}
-	r.p.stats.slowPosts.Add(1)
-	l.posts.Go(func() {
-		defer release()
-		l.report(r.settle(ctx, held, b))
+	ps.wg.Go(func() {
+		defer release(slots)
+		ps.report(r.settle(ctx, held, b))
 	})
 	return true, nil
 }

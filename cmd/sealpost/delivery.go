@@ -92,7 +92,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, reg prometheus.Regis
 		Store:    store,
 		Owner:    node,
 		Workers:  m.Config.WebhookWorkers,
-		SlowLane: m.Config.WebhookSlowLane,
+		MaxPosts: m.Config.WebhookMaxPosts,
 		Interval: m.Config.WebhookInterval,
 		Lease:    m.Config.WebhookLease,
 		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),

@@ -338,8 +338,8 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 	}{
 		{[]string{"--rate-limit", "0"}, nil, "--rate-limit must be at least 1"},
 		{nil, map[string]string{"SEALPOST_RATE_LIMIT": "lots"}, "SEALPOST_RATE_LIMIT"},
-		{[]string{"--webhook-slow-lane", "0"}, nil, "--webhook-slow-lane must be at least 1"},
-		{nil, map[string]string{"SEALPOST_WEBHOOK_SLOW_LANE": "-3"}, "--webhook-slow-lane must be at least 1"},
+		{[]string{"--webhook-max-posts", "0"}, nil, "--webhook-max-posts must be at least 1"},
+		{nil, map[string]string{"SEALPOST_WEBHOOK_MAX_POSTS": "-3"}, "--webhook-max-posts must be at least 1"},
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"extra"}, nil, "unexpected argument"},

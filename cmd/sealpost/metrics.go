@@ -60,7 +60,6 @@ func registerPosterMetrics(reg prometheus.Registerer, p *webhook.Poster) {
 		counter("sealpost_webhook_failed_posts_total", "Event Webhook posts that failed (non-2xx, redirect, network, timeout) and will be retried.", func(s webhook.Stats) int64 { return s.FailedPosts }),
 		counter("sealpost_webhook_events_posted_total", "Events delivered to Event Webhooks.", func(s webhook.Stats) int64 { return s.EventsPosted }),
 		counter("sealpost_webhook_events_skipped_total", "Events not posted because their kind is off, the webhook is off, or the account is gone.", func(s webhook.Stats) int64 { return s.EventsSkipped }),
-		counter("sealpost_webhook_slow_posts_total", "Event Webhook posts that waited in the slow lane: to accounts whose last post failed, or unanswered after 50 ms.", func(s webhook.Stats) int64 { return s.SlowPosts }),
 		counter("sealpost_webhook_events_given_up_total", "Events dropped after their webhook failed for 24 hours.", func(s webhook.Stats) int64 { return s.EventsGivenUp }),
 	)
 }
