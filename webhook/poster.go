@@ -264,10 +264,10 @@ func (r *run) loop(ctx context.Context, once func() (bool, error)) {
 }
 
 // Flush claims and posts until nothing is due, with Workers workers and up
-// to MaxPosts posts at once, and returns the store errors it met. A failed post is not an
-// error: its batch is retried later (or given up on) as in Run. A Backoff
-// of zero makes a failing batch due again at once, so Flush would not end
-// while its receiver fails.
+// to MaxPosts posts at once, and returns the store errors it met. A failed
+// post is not an error: its batch is retried later (or given up on) as in
+// Run. A Backoff of zero makes a failing batch due again at once, so Flush
+// would not end while its receiver fails.
 func (p *Poster) Flush(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
