@@ -15,9 +15,19 @@ import (
 	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
-// The bound issue 9 sets: with receivers that hang, a healthy account's
-// events still arrive within this long of being recorded.
-const healthyBound = 2 * time.Second
+// healthyBound is the bound issue 9 sets: with receivers that hang, a
+// healthy account's events still arrive within this long of being recorded.
+// Under -race on a busy 2-core machine a healthy account with nothing in
+// its way already takes over 2 s now and then (the store calls are CPU
+// bound there), so the race build allows five times as long; that still
+// fails a poster that queues the account behind the hanging posts, which
+// takes at least one 10 s timeout.
+func healthyBound() time.Duration {
+	if raceDetector {
+		return 10 * time.Second
+	}
+	return 2 * time.Second
+}
 
 // Not parallel: the bound is on time, and the package's other tests would
 // take CPU from the poster (under -race, SQLite's claims are CPU-bound).
@@ -120,6 +130,7 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 	for _, a := range stuckAccounts {
 		enqueueEvents(t, db, a, "", sealpost.EventProcessed)
 	}
+	bound := healthyBound()
 	start := time.Now()
 	var delays []time.Duration
 	for tick := range ticks {
@@ -136,10 +147,17 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 			defer startRun(t, p)()
 		}
 		for _, pl := range payloads {
-			at, ok := waitArrival(healthyRcv, pl, recorded.Add(5*healthyBound))
+			at, ok := waitArrival(healthyRcv, pl, recorded.Add(bound+5*time.Second))
 			if !ok {
 				t.Fatalf("tick %d (+%v): a healthy event had not arrived %v after it was recorded; arrived before: %v",
-					tick, recorded.Sub(start).Round(time.Millisecond), 5*healthyBound, delays)
+					tick, recorded.Sub(start).Round(time.Millisecond), bound+5*time.Second, delays)
+			}
+			if tick == 0 {
+				// However slow the machine, the first round must not have
+				// waited for any hanging post to time out.
+				if failed := p.Stats().FailedPosts; failed != 0 {
+					t.Errorf("the healthy account's first events arrived after %d hanging posts had timed out, want 0", failed)
+				}
 			}
 			delays = append(delays, at.Sub(recorded))
 		}
@@ -151,8 +169,8 @@ func testHangingReceiversDoNotDelayOthers(t *testing.T, db sealpost.Store) {
 	t.Logf("%d healthy events beside %d hanging receivers: delay median %v, max %v (first round %v, later %v); stats %+v",
 		len(delays), hanging, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond),
 		firstRound.Round(time.Millisecond), later.Round(time.Millisecond), p.Stats())
-	if worst := delays[len(delays)-1]; worst > healthyBound {
-		t.Errorf("a healthy account's event arrived %v after it was recorded, want at most %v (delays %v)", worst, healthyBound, delays)
+	if worst := delays[len(delays)-1]; worst > bound {
+		t.Errorf("a healthy account's event arrived %v after it was recorded, want at most %v (delays %v)", worst, bound, delays)
 	}
 	// Each hanging endpoint is tried, and then backs off on its own: in
 	// the test's 17 s, its first post times out after 10 s and the retry
