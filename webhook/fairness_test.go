@@ -251,6 +251,9 @@ func TestFailingAccountsHoldHalfThePosts(t *testing.T) {
 	if got := inFlight(); got != maxPosts/2 {
 		t.Errorf("%d posts to failing accounts in flight, want %d (half of MaxPosts %d)", got, maxPosts/2, maxPosts)
 	}
+	if st := p.Stats(); st.FailingInFlight != maxPosts/2 || st.InFlight < st.FailingInFlight {
+		t.Errorf("Stats: InFlight %d, FailingInFlight %d; want FailingInFlight %d, InFlight at least that", st.InFlight, st.FailingInFlight, maxPosts/2)
+	}
 }
 
 // startRun runs p until the returned stop is called.

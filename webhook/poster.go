@@ -84,7 +84,7 @@ type Poster struct {
 	stats counters
 }
 
-// Stats are a Poster's counters since it was made.
+// Stats are a Poster's counters since it was made, and its posts in flight.
 type Stats struct {
 	Posts         int64 // posts answered 2xx
 	FailedPosts   int64 // posts that failed (non-2xx, 3xx, network, timeout)
@@ -92,10 +92,14 @@ type Stats struct {
 	EventsSkipped int64 // acked unposted: kind not wanted, webhook off, account gone
 	EventsGivenUp int64 // acked unposted after failing for MaxAge
 	LeasesLost    int64 // acks and retries refused because the lease had moved on
+	// Posts in flight now, and those of them to accounts whose last post
+	// failed: receivers that hang show here until they time out.
+	InFlight, FailingInFlight int64
 }
 
 type counters struct {
 	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost atomic.Int64
+	inFlight, failingInFlight                                                  atomic.Int64
 }
 
 // Stats returns the counters; safe to call while Run runs.
@@ -107,6 +111,9 @@ func (p *Poster) Stats() Stats {
 		EventsSkipped: p.stats.eventsSkipped.Load(),
 		EventsGivenUp: p.stats.eventsGivenUp.Load(),
 		LeasesLost:    p.stats.leasesLost.Load(),
+
+		InFlight:        p.stats.inFlight.Load(),
+		FailingInFlight: p.stats.failingInFlight.Load(),
 	}
 }
 
@@ -331,20 +338,21 @@ func (p *Poster) Flush(ctx context.Context) error {
 // once there is room for its post, and posts it in the background. It
 // reports whether there was one.
 func (r *run) startHealthy(ctx context.Context, ps *posting) (bool, error) {
-	return r.start(ctx, ps, sealpost.HealthyOutbox, ps.posts)
+	return r.start(ctx, ps, sealpost.HealthyOutbox, []*atomic.Int64{&r.p.stats.inFlight}, ps.posts)
 }
 
 // startFailing is startHealthy for the accounts whose last post failed,
 // within their share of the posts.
 func (r *run) startFailing(ctx context.Context, ps *posting) (bool, error) {
-	return r.start(ctx, ps, sealpost.FailingOutbox, ps.failing, ps.posts)
+	gauges := []*atomic.Int64{&r.p.stats.inFlight, &r.p.stats.failingInFlight}
+	return r.start(ctx, ps, sealpost.FailingOutbox, gauges, ps.failing, ps.posts)
 }
 
 // start takes a token of each of slots, in order, claims a batch of lane
-// and posts it in the background, holding the tokens until it is settled.
-// Tokens come first so that no batch is leased while its post could not
-// start.
-func (r *run) start(ctx context.Context, ps *posting, lane sealpost.OutboxLane, slots ...chan struct{}) (bool, error) {
+// and posts it in the background, holding the tokens (and counting the post
+// in gauges) until it is settled. Tokens come first so that no batch is
+// leased while its post could not start.
+func (r *run) start(ctx context.Context, ps *posting, lane sealpost.OutboxLane, gauges []*atomic.Int64, slots ...chan struct{}) (bool, error) {
 	release := func(taken []chan struct{}) {
 		for _, s := range taken {
 			<-s
@@ -363,8 +371,16 @@ func (r *run) start(ctx context.Context, ps *posting, lane sealpost.OutboxLane, 
 		release(slots)
 		return false, err
 	}
+	for _, g := range gauges {
+		g.Add(1)
+	}
 	ps.wg.Go(func() {
 		defer release(slots)
+		defer func() {
+			for _, g := range gauges {
+				g.Add(-1)
+			}
+		}()
 		ps.report(r.settle(ctx, held, b))
 	})
 	return true, nil
