@@ -481,6 +481,13 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 		head.Events = b.Events[:cut]
 		done = &head
 	}
+	posted := len(chunk)
+	// The events are in body now: a post waiting on a slow receiver, one
+	// of up to MaxPosts, keeps one copy of them, not two (wanted and chunk
+	// are dead from here).
+	for i := range b.Events {
+		b.Events[i].Payload = nil
+	}
 
 	var key []byte
 	err = held.retry(func() (err error) {
@@ -492,11 +499,11 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 	}
 	start := time.Now()
 	postErr := r.post(ctx, settings.URL, key, body)
-	log = log.With("host", hostOf(settings.URL), "events", len(chunk), "bytes", len(body))
+	log = log.With("host", hostOf(settings.URL), "events", posted, "bytes", len(body))
 	if postErr == nil {
 		r.p.stats.posts.Add(1)
-		r.p.stats.eventsPosted.Add(int64(len(chunk)))
-		r.p.stats.eventsSkipped.Add(int64(cut - len(chunk)))
+		r.p.stats.eventsPosted.Add(int64(posted))
+		r.p.stats.eventsSkipped.Add(int64(cut - posted))
 		log.DebugContext(ctx, "event webhook posted", "duration", time.Since(start))
 		// The receiver has the events: record it even when shutting down,
 		// so that they are not posted twice; during an outage, for as long
