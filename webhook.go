@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/url"
 	"time"
 	"unicode/utf8"
@@ -181,12 +182,45 @@ type EventBatch struct {
 	LeaseOwner   string
 }
 
+// OutboxLane sorts the accounts with events waiting by how their last post
+// went, so that endpoints known to fail can be served apart from healthy
+// ones and never hold up their posts.
+type OutboxLane int
+
+const (
+	// AnyOutbox is every account.
+	AnyOutbox OutboxLane = iota
+	// HealthyOutbox is the accounts whose last post did not fail
+	// (Attempts is 0).
+	HealthyOutbox
+	// FailingOutbox is the accounts whose last post failed and that are
+	// backing off (Attempts above 0).
+	FailingOutbox
+)
+
+// AttemptsRange is the range of failed attempts (EventBatch.Attempts) of
+// the accounts in l, both ends included.
+func (l OutboxLane) AttemptsRange() (lo, hi int) {
+	switch l {
+	case HealthyOutbox:
+		return 0, 0
+	case FailingOutbox:
+		return 1, math.MaxInt32
+	}
+	return 0, math.MaxInt32
+}
+
 // OutboxService is the durable outbox of events waiting to be posted.
 type OutboxService interface {
 	// ClaimEventBatch leases the oldest waiting events (at most max) of one
 	// account whose outbox is due (no live lease, next attempt at or before
-	// now) to owner until now+lease. It returns nil when none is due.
+	// now) to owner until now+lease. It returns nil when none is due. Of the
+	// due accounts it takes the one served least recently, so that claims go
+	// round the accounts and none keeps the posters to itself.
 	ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*EventBatch, error)
+	// ClaimEventBatchInLane is ClaimEventBatch narrowed to the accounts
+	// of lane.
+	ClaimEventBatchInLane(ctx context.Context, owner string, lane OutboxLane, now time.Time, lease time.Duration, max int) (*EventBatch, error)
 	// AckEventBatch deletes the batch's events (posted, or given up on),
 	// clears the failure count and releases the lease. ECONFLICT when the
 	// lease is no longer owner's.

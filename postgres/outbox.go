@@ -18,8 +18,15 @@ var errNothingToPost = errors.New("no events to post")
 // one transaction. The state row is taken FOR UPDATE SKIP LOCKED, so nodes
 // claiming at the same moment take different accounts instead of queueing
 // behind one; a row another node leased and committed meanwhile is checked
-// again against its new lease and passed over.
+// again against its new lease and passed over. Accounts are served least
+// recently served first (then oldest waiting event first), so that one with
+// a backlog goes behind the others after each batch.
 func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
+	return db.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
+}
+
+// ClaimEventBatchInLane is ClaimEventBatch among the accounts of lane.
+func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if max < 1 {
 		return nil, sealpost.Invalid(sealpost.FieldError{Field: "max", Message: "a batch holds at least one event"})
 	}
@@ -28,19 +35,20 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 		b := &sealpost.EventBatch{LeaseOwner: owner}
 		var attempts int32
 		var failingSince *time.Time
+		lo, hi := lane.AttemptsRange()
 		err := tx.QueryRow(ctx, `
 			WITH candidate AS (
 				SELECT s.account_id FROM outbox_accounts s
-				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2
+				WHERE (s.lease_until IS NULL OR s.lease_until <= $2) AND s.next_attempt_at <= $2 AND s.attempts BETWEEN $4 AND $5
 					AND EXISTS (SELECT 1 FROM outbox_events e WHERE e.account_id = s.account_id)
-				ORDER BY (SELECT min(e.id) FROM outbox_events e WHERE e.account_id = s.account_id)
+				ORDER BY s.served_at, (SELECT min(e.id) FROM outbox_events e WHERE e.account_id = s.account_id)
 				LIMIT 1
 				FOR UPDATE SKIP LOCKED
 			)
-			UPDATE outbox_accounts s SET lease_owner = $1, lease_until = $3
+			UPDATE outbox_accounts s SET lease_owner = $1, lease_until = $3, served_at = $2
 			FROM candidate c WHERE s.account_id = c.account_id
 			RETURNING s.account_id, s.attempts, s.failing_since`,
-			owner, unixNanos(now), unixNanos(now.Add(lease))).Scan(&b.AccountID, &attempts, &failingSince)
+			owner, unixNanos(now), unixNanos(now.Add(lease)), lo, hi).Scan(&b.AccountID, &attempts, &failingSince)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -76,8 +77,31 @@ func (db *DB) UpdateEventWebhookSettings(ctx context.Context, accountID int64, p
 		}
 		args = append(args, v)
 	}
-	s, err := scanWebhookSettings(db.pool.QueryRow(ctx, webhookUpsert, args...))
-	return s, storeErr(err, "account")
+	var s sealpost.EventWebhookSettings
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var oldURL string
+		if patch.URL != nil {
+			err := tx.QueryRow(ctx, `SELECT url FROM event_webhooks WHERE account_id = $1 FOR UPDATE`, accountID).Scan(&oldURL)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		var err error
+		if s, err = scanWebhookSettings(tx.QueryRow(ctx, webhookUpsert, args...)); err != nil {
+			return err
+		}
+		if patch.URL != nil && *patch.URL != oldURL {
+			// A new URL is a new endpoint: the old one's backoff must
+			// not keep the account's events from it. Attempts stay, so
+			// that it is served in the failing lane until a post works.
+			_, err = tx.Exec(ctx, `UPDATE outbox_accounts SET next_attempt_at = DEFAULT WHERE account_id = $1`, accountID)
+		}
+		return err
+	})
+	if err != nil {
+		return sealpost.EventWebhookSettings{}, storeErr(err, "account")
+	}
+	return s, nil
 }
 
 func (db *DB) EventWebhookSigningKey(ctx context.Context, accountID int64) ([]byte, error) {

@@ -10,10 +10,16 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// ClaimEventBatch serves the due account whose oldest waiting event is
-// oldest, so that no account's events wait behind a busier one's for long.
-// max <= 0 claims nothing.
+// ClaimEventBatch serves the due account served least recently, and among
+// those never served the one whose oldest waiting event is oldest, so that
+// no account's events wait behind a busier one's for long. max <= 0 claims
+// nothing.
 func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
+	return db.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
+}
+
+// ClaimEventBatchInLane is ClaimEventBatch among the accounts of lane.
+func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if max <= 0 {
 		return nil, nil
 	}
@@ -22,14 +28,15 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 		out = nil
 		b := &sealpost.EventBatch{LeaseOwner: owner}
 		var failingSince int64
+		lo, hi := lane.AttemptsRange()
 		err := tx.QueryRowContext(ctx,
 			`SELECT account_id, attempts, failing_since FROM (
-				SELECT s.account_id, s.attempts, s.failing_since,
+				SELECT s.account_id, s.attempts, s.failing_since, s.served_at,
 					(SELECT min(e.id) FROM events e WHERE e.account_id = s.account_id) AS head
 				FROM outbox_state s
-				WHERE s.lease_until <= ? AND s.next_attempt_at <= ?)
-			 WHERE head IS NOT NULL ORDER BY head LIMIT 1`,
-			now.UnixNano(), now.UnixNano()).Scan(&b.AccountID, &b.Attempts, &failingSince)
+				WHERE s.lease_until <= ? AND s.next_attempt_at <= ? AND s.attempts BETWEEN ? AND ?)
+			 WHERE head IS NOT NULL ORDER BY served_at, head LIMIT 1`,
+			now.UnixNano(), now.UnixNano(), lo, hi).Scan(&b.AccountID, &b.Attempts, &failingSince)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -39,8 +46,8 @@ func (db *DB) ClaimEventBatch(ctx context.Context, owner string, now time.Time, 
 		if failingSince != 0 {
 			b.FailingSince = fromUnixNano(failingSince)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox_state SET lease_owner = ?, lease_until = ? WHERE account_id = ?`,
-			owner, now.Add(lease).UnixNano(), b.AccountID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox_state SET lease_owner = ?, lease_until = ?, served_at = ? WHERE account_id = ?`,
+			owner, now.Add(lease).UnixNano(), now.UnixNano(), b.AccountID); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT id, kind, payload, created_at FROM events

@@ -53,8 +53,19 @@ func (db *DB) UpdateEventWebhookSettings(ctx context.Context, accountID int64, p
 				click = excluded.click, dropped = excluded.dropped`,
 			accountID, s.Enabled, s.URL, s.GroupResubscribe, s.Delivered, s.GroupUnsubscribe, s.SpamReport,
 			s.Bounce, s.Deferred, s.Unsubscribe, s.Processed, s.Open, s.Click, s.Dropped)
+		if err != nil {
+			return err
+		}
+		if s.URL != cur.URL {
+			// A new URL is a new endpoint: the old one's backoff must
+			// not keep the account's events from it. Attempts stay, so
+			// that it is served in the failing lane until a post works.
+			if _, err := tx.ExecContext(ctx, `UPDATE outbox_state SET next_attempt_at = 0 WHERE account_id = ?`, accountID); err != nil {
+				return err
+			}
+		}
 		out = s
-		return err
+		return nil
 	})
 	if err != nil {
 		return sealpost.EventWebhookSettings{}, mapError("updating Event Webhook settings", err, "account not found", "")

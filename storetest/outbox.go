@@ -346,3 +346,197 @@ func testOutboxConcurrentClaims(t *testing.T, s sealpost.Store) {
 		t.Errorf("concurrent posters got %d accounts, want %d", len(owners), accounts)
 	}
 }
+
+func claimInLane(t *testing.T, s sealpost.Store, owner string, lane sealpost.OutboxLane, now time.Time) *sealpost.EventBatch {
+	t.Helper()
+	b, err := s.ClaimEventBatchInLane(t.Context(), owner, lane, now, time.Minute, 10)
+	if err != nil {
+		t.Fatalf("ClaimEventBatchInLane(%s, lane %d): %v", owner, lane, err)
+	}
+	return b
+}
+
+func batchAccount(b *sealpost.EventBatch) int64 {
+	if b == nil {
+		return 0
+	}
+	return b.AccountID
+}
+
+// testOutboxLanes checks that an account whose post failed is served only
+// by the failing lane, so that a poster can keep endpoints known to fail
+// away from the capacity healthy ones need, and that a success moves it
+// back.
+func testOutboxLanes(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	failing := createUser(t, s, "failing")
+	healthy := createUser(t, s, "healthy")
+	// The failing account's events are the oldest: oldest-first alone
+	// would serve it first in every lane.
+	storeEvents(t, s, failing.ID, newEvent(failing.ID, sealpost.EventProcessed, "f1"))
+	storeEvents(t, s, healthy.ID, newEvent(healthy.ID, sealpost.EventProcessed, "h1"))
+	now := time.Now()
+
+	b := claimInLane(t, s, "p", sealpost.AnyOutbox, now)
+	if batchAccount(b) != failing.ID {
+		t.Fatalf("claim in any lane = account %d, want %d (oldest events)", batchAccount(b), failing.ID)
+	}
+	next := now.Add(time.Minute)
+	if err := s.RetryEventBatch(ctx, b, next); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	// Due again: still only in the failing lane.
+	for _, tc := range []struct {
+		lane sealpost.OutboxLane
+		at   time.Time
+		want int64
+	}{
+		{sealpost.FailingOutbox, now, 0}, // backing off
+		{sealpost.FailingOutbox, next, failing.ID},
+		{sealpost.HealthyOutbox, next, healthy.ID},
+	} {
+		got := claimInLane(t, s, "p", tc.lane, tc.at)
+		if batchAccount(got) != tc.want {
+			t.Errorf("claim in lane %d at +%v = account %d, want %d", tc.lane, tc.at.Sub(now), batchAccount(got), tc.want)
+		}
+		if got == nil {
+			continue
+		}
+		if tc.lane == sealpost.FailingOutbox && got.Attempts != 1 {
+			t.Errorf("failing lane batch: Attempts %d, want 1", got.Attempts)
+		}
+		if err := s.AckEventBatch(ctx, got); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+	// A success puts the account back in the healthy lane.
+	storeEvents(t, s, failing.ID, newEvent(failing.ID, sealpost.EventProcessed, "f2"))
+	if got := claimInLane(t, s, "p", sealpost.FailingOutbox, next); got != nil {
+		t.Errorf("failing lane after a success = account %d, want nil", got.AccountID)
+	}
+	got := claimInLane(t, s, "p", sealpost.HealthyOutbox, next)
+	if batchAccount(got) != failing.ID {
+		t.Fatalf("healthy lane after a success = account %d, want %d", batchAccount(got), failing.ID)
+	}
+	wantEventNames(t, got, []string{"f2"}, "healthy lane after a success")
+}
+
+// testOutboxBackoffPerAccount checks that the backoff is kept per account
+// endpoint in the store, where every node sees it: one account's failures
+// defer none of the others, and no owner can claim a deferred account
+// early.
+func testOutboxBackoffPerAccount(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	const accounts = 5
+	var ids []int64
+	for i := range accounts {
+		a := createUser(t, s, fmt.Sprintf("user%d", i))
+		ids = append(ids, a.ID)
+		storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, fmt.Sprintf("a%d", i)))
+	}
+	now := time.Now()
+	// Every account fails once; account i backs off i+1 minutes.
+	for range accounts {
+		b := claimInLane(t, s, "node-a", sealpost.HealthyOutbox, now)
+		if b == nil {
+			t.Fatal("claim = nil, want a batch")
+		}
+		i := slices.Index(ids, b.AccountID)
+		if err := s.RetryEventBatch(ctx, b, now.Add(time.Duration(i+1)*time.Minute)); err != nil {
+			t.Fatalf("RetryEventBatch: %v", err)
+		}
+	}
+	if b := claimInLane(t, s, "node-b", sealpost.AnyOutbox, now); b != nil {
+		t.Errorf("claim while every account backs off = account %d, want nil", b.AccountID)
+	}
+	// Another node sees each account come due at its own time.
+	for i, id := range ids {
+		at := now.Add(time.Duration(i+1) * time.Minute)
+		got := claimInLane(t, s, "node-b", sealpost.FailingOutbox, at)
+		if batchAccount(got) != id {
+			t.Fatalf("failing lane at +%v = account %d, want %d", at.Sub(now), batchAccount(got), id)
+		}
+		if more := claimInLane(t, s, "node-b", sealpost.FailingOutbox, at); more != nil {
+			t.Errorf("second claim at +%v = account %d, want nil (not due yet)", at.Sub(now), more.AccountID)
+		}
+		if err := s.AckEventBatch(ctx, got); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+}
+
+// testOutboxNewURLEndsBackoff checks that changing the webhook URL makes a
+// backing-off account due at once: a new URL is a new endpoint. It stays in
+// the failing lane until a post to it works; other changes keep the wait.
+func testOutboxNewURLEndsBackoff(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"))
+	now := time.Now()
+	b := claimInLane(t, s, "p", sealpost.AnyOutbox, now)
+	if b == nil {
+		t.Fatal("claim = nil")
+	}
+	if err := s.RetryEventBatch(ctx, b, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	patch := func(p sealpost.EventWebhookPatch) {
+		t.Helper()
+		if _, err := s.UpdateEventWebhookSettings(ctx, a.ID, p); err != nil {
+			t.Fatalf("UpdateEventWebhookSettings: %v", err)
+		}
+	}
+	url := "https://fixed.example/hook"
+	patch(sealpost.EventWebhookPatch{Bools: map[string]bool{"delivered": true}})
+	if got := claimInLane(t, s, "p", sealpost.AnyOutbox, now); got != nil {
+		t.Errorf("claim after a patch without a URL = account %d, want nil (still backing off)", got.AccountID)
+	}
+	patch(sealpost.EventWebhookPatch{URL: &url})
+	if got := claimInLane(t, s, "p", sealpost.HealthyOutbox, now); got != nil {
+		t.Errorf("healthy lane after a new URL = account %d, want nil (failing until a post works)", got.AccountID)
+	}
+	got := claimInLane(t, s, "p", sealpost.FailingOutbox, now)
+	if batchAccount(got) != a.ID {
+		t.Fatalf("failing lane after a new URL = account %d, want %d due at once", batchAccount(got), a.ID)
+	}
+	if err := s.RetryEventBatch(ctx, got, now.Add(time.Hour)); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	// The same URL again is no new endpoint.
+	patch(sealpost.EventWebhookPatch{URL: &url})
+	if got := claimInLane(t, s, "p", sealpost.AnyOutbox, now); got != nil {
+		t.Errorf("claim after patching the same URL = account %d, want nil (still backing off)", got.AccountID)
+	}
+}
+
+// testOutboxRoundRobin checks that claims go round the accounts with events
+// waiting: an account with a backlog, served, goes behind the others even
+// though its next events are older than theirs, so that it cannot keep the
+// posters to itself while they wait.
+func testOutboxRoundRobin(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	busy := createUser(t, s, "busy")
+	quiet1 := createUser(t, s, "quiet1")
+	quiet2 := createUser(t, s, "quiet2")
+	storeEvents(t, s, busy.ID,
+		newEvent(busy.ID, sealpost.EventProcessed, "b1"),
+		newEvent(busy.ID, sealpost.EventProcessed, "b2"),
+		newEvent(busy.ID, sealpost.EventProcessed, "b3"))
+	storeEvents(t, s, quiet1.ID, newEvent(quiet1.ID, sealpost.EventProcessed, "q1"))
+	storeEvents(t, s, quiet2.ID, newEvent(quiet2.ID, sealpost.EventProcessed, "r1"))
+	now := time.Now()
+	var got []string
+	for i := range 5 {
+		b := claimBatch(t, s, "p", now.Add(time.Duration(i)*time.Millisecond), time.Minute, 1)
+		if b == nil {
+			t.Fatalf("claim %d = nil, want a batch (got %q so far)", i, got)
+		}
+		got = append(got, eventNames(t, b)...)
+		if err := s.AckEventBatch(ctx, b); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+	if want := []string{"b1", "q1", "r1", "b2", "b3"}; !slices.Equal(got, want) {
+		t.Errorf("claims served %q, want %q (each account once a round)", got, want)
+	}
+}

@@ -82,6 +82,10 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxAck", testOutboxAck},
 		{"OutboxRetry", testOutboxRetry},
 		{"OutboxAccounts", testOutboxAccounts},
+		{"OutboxLanes", testOutboxLanes},
+		{"OutboxBackoffPerAccount", testOutboxBackoffPerAccount},
+		{"OutboxNewURLEndsBackoff", testOutboxNewURLEndsBackoff},
+		{"OutboxRoundRobin", testOutboxRoundRobin},
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 	}

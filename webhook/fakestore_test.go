@@ -96,6 +96,10 @@ func (s *fakeStore) stealLease(id int64) {
 }
 
 func (s *fakeStore) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
+	return s.ClaimEventBatchInLane(ctx, owner, sealpost.AnyOutbox, now, lease, max)
+}
+
+func (s *fakeStore) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, max int) (*sealpost.EventBatch, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -110,6 +114,9 @@ func (s *fakeStore) ClaimEventBatch(ctx context.Context, owner string, now time.
 			continue
 		}
 		if a.leaseOwner != "" && a.leaseUntil.After(now) {
+			continue
+		}
+		if (lane == sealpost.HealthyOutbox && a.attempts > 0) || (lane == sealpost.FailingOutbox && a.attempts == 0) {
 			continue
 		}
 		if best == nil || a.events[0].ID < best.events[0].ID {

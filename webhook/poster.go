@@ -38,6 +38,7 @@ const (
 	defaultMaxBatch = 1000
 	defaultInterval = 200 * time.Millisecond
 	defaultWorkers  = 4
+	defaultMaxPosts = 64
 	defaultMaxAge   = 24 * time.Hour
 	defaultTimeout  = 10 * time.Second
 	firstBackoff    = 5 * time.Second
@@ -69,8 +70,14 @@ type Poster struct {
 	MaxBatch int
 	// Interval is how long a worker waits when nothing is due; 0: 200 ms.
 	Interval time.Duration
-	// Workers is how many account batches are posted concurrently; 0: 4.
+	// Workers is how many goroutines claim batches and start their posts;
+	// 0: 4. They never wait on a receiver, only for room in MaxPosts.
 	Workers int
+	// MaxPosts is how many posts may be in flight at once; 0: 64. Accounts
+	// whose last post failed may hold at most half of them: however many
+	// receivers hang or fail, healthy accounts keep the other half, and a
+	// receiver that hangs holds one post until the timeout, never a worker.
+	MaxPosts int
 	// MaxAge is how long events are retried: a batch is given up on (acked
 	// unposted) when its posts have failed for MaxAge, or when its oldest
 	// event has waited MaxAge and its post fails; 0: 24 hours.
@@ -84,7 +91,7 @@ type Poster struct {
 	stats counters
 }
 
-// Stats are a Poster's counters since it was made.
+// Stats are a Poster's counters since it was made, and its posts in flight.
 type Stats struct {
 	Posts         int64 // posts answered 2xx
 	FailedPosts   int64 // posts that failed (non-2xx, 3xx, network, timeout)
@@ -92,10 +99,14 @@ type Stats struct {
 	EventsSkipped int64 // acked unposted: kind not wanted, webhook off, account gone
 	EventsGivenUp int64 // acked unposted after failing for MaxAge
 	LeasesLost    int64 // acks and retries refused because the lease had moved on
+	// Posts in flight now, and those of them to accounts whose last post
+	// failed: receivers that hang show here until they time out.
+	InFlight, FailingInFlight int64
 }
 
 type counters struct {
 	posts, failedPosts, eventsPosted, eventsSkipped, eventsGivenUp, leasesLost atomic.Int64
+	inFlight, failingInFlight                                                  atomic.Int64
 }
 
 // Stats returns the counters; safe to call while Run runs.
@@ -107,6 +118,9 @@ func (p *Poster) Stats() Stats {
 		EventsSkipped: p.stats.eventsSkipped.Load(),
 		EventsGivenUp: p.stats.eventsGivenUp.Load(),
 		LeasesLost:    p.stats.leasesLost.Load(),
+
+		InFlight:        p.stats.inFlight.Load(),
+		FailingInFlight: p.stats.failingInFlight.Load(),
 	}
 }
 
@@ -166,6 +180,7 @@ type run struct {
 	maxBatch int
 	interval time.Duration
 	workers  int
+	maxPosts int
 	maxAge   time.Duration
 	backoff  func(int) time.Duration
 	log      *slog.Logger
@@ -181,8 +196,8 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	r := &run{
 		p: p, client: noRedirects(p.Client, p.Destinations), lease: p.Lease, maxBatch: p.MaxBatch,
-		interval: p.Interval, workers: p.Workers, maxAge: p.MaxAge, backoff: p.Backoff,
-		log: p.Logger, now: p.Now,
+		interval: p.Interval, workers: p.Workers, maxPosts: p.MaxPosts,
+		maxAge: p.MaxAge, backoff: p.Backoff, log: p.Logger, now: p.Now,
 	}
 	if r.lease <= 0 {
 		r.lease = defaultLease
@@ -195,6 +210,9 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	if r.workers <= 0 {
 		r.workers = defaultWorkers
+	}
+	if r.maxPosts <= 0 {
+		r.maxPosts = defaultMaxPosts
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = defaultMaxAge
@@ -211,22 +229,52 @@ func (p *Poster) resolve() (*run, error) {
 	return r, nil
 }
 
-// Run claims and posts batches with Workers workers until ctx is done, and
-// then returns nil. Store errors are logged and retried after Interval.
+// posting is the posts in flight of one Run or Flush.
+type posting struct {
+	posts   chan struct{} // a token per post in flight
+	failing chan struct{} // a token per failing account's post, a part of posts
+	wg      sync.WaitGroup
+	report  func(error) // a store error of a batch handled in the background
+}
+
+func (r *run) newPosting(report func(error)) *posting {
+	return &posting{
+		posts:   make(chan struct{}, r.maxPosts),
+		failing: make(chan struct{}, max(1, r.maxPosts/2)),
+		report:  report,
+	}
+}
+
+// Run claims and posts batches with Workers workers, up to MaxPosts at once,
+// until ctx is done, and then returns nil. Store errors are logged and
+// retried after Interval.
 func (p *Poster) Run(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
 		return err
 	}
+	ps := r.newPosting(func(err error) { r.logStoreError(ctx, err) })
 	var wg sync.WaitGroup
 	for range r.workers {
-		wg.Go(func() { r.work(ctx) })
+		wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.startHealthy(ctx, ps) }) })
 	}
+	// One worker is enough for the failing accounts: their share of the
+	// posts, not the claiming, is what bounds them.
+	wg.Go(func() { r.loop(ctx, func() (bool, error) { return r.startFailing(ctx, ps) }) })
 	wg.Wait()
+	ps.wg.Wait()
 	return nil
 }
 
-func (r *run) work(ctx context.Context) {
+func (r *run) logStoreError(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		r.log.ErrorContext(ctx, "event webhook", "error", err)
+	}
+}
+
+// loop runs once until ctx is done, at once again after a claim and after
+// Interval when nothing was due or the store failed.
+func (r *run) loop(ctx context.Context, once func() (bool, error)) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -235,10 +283,8 @@ func (r *run) work(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		claimed, err := r.once(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log.ErrorContext(ctx, "event webhook", "error", err)
-		}
+		claimed, err := once()
+		r.logStoreError(ctx, err)
 		if claimed && err == nil {
 			timer.Reset(0)
 		} else {
@@ -247,62 +293,144 @@ func (r *run) work(ctx context.Context) {
 	}
 }
 
-// Flush claims and posts until nothing is due, with Workers workers, and
-// returns the store errors it met. A failed post is not an error: its batch
-// is retried later (or given up on) as in Run. A Backoff of zero makes a
-// failing batch due again at once, so Flush would not end while its
-// receiver fails.
+// Flush claims and posts until nothing is due, with Workers workers and up
+// to MaxPosts posts at once, and returns the store errors it met. A failed
+// post is not an error: its batch is retried later (or given up on) as in
+// Run. A Backoff of zero makes a failing batch due again at once, so Flush
+// would not end while its receiver fails.
 func (p *Poster) Flush(ctx context.Context) error {
 	r, err := p.resolve()
 	if err != nil {
 		return err
 	}
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for range r.workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				claimed, err := r.once(ctx)
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-				if !claimed {
-					return
-				}
-			}
-		})
+	report := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
 	}
-	wg.Wait()
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(errs) > 0
+	}
+	ps := r.newPosting(report)
+	// A round ends when the workers find nothing due; posts settled
+	// meanwhile (a failure with no backoff) can make more due, so rounds
+	// go on until one claims nothing.
+	for ctx.Err() == nil && !failed() {
+		var (
+			wg      sync.WaitGroup
+			claimed atomic.Bool
+		)
+		drain := func(once func() (bool, error)) {
+			for ctx.Err() == nil {
+				ok, err := once()
+				if err != nil {
+					report(err)
+					return
+				}
+				if !ok {
+					return
+				}
+				claimed.Store(true)
+			}
+		}
+		for range r.workers {
+			wg.Go(func() { drain(func() (bool, error) { return r.startHealthy(ctx, ps) }) })
+		}
+		wg.Go(func() { drain(func() (bool, error) { return r.startFailing(ctx, ps) }) })
+		wg.Wait()
+		ps.wg.Wait()
+		if !claimed.Load() {
+			break
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return errors.Join(errs...)
 }
 
-// once claims one batch and handles it, reporting whether there was one.
-func (r *run) once(ctx context.Context) (bool, error) {
+// startHealthy claims a batch of an account whose last post did not fail,
+// once there is room for its post, and posts it in the background. It
+// reports whether there was one.
+func (r *run) startHealthy(ctx context.Context, ps *posting) (bool, error) {
+	return r.start(ctx, ps, sealpost.HealthyOutbox, []*atomic.Int64{&r.p.stats.inFlight}, ps.posts)
+}
+
+// startFailing is startHealthy for the accounts whose last post failed,
+// within their share of the posts.
+func (r *run) startFailing(ctx context.Context, ps *posting) (bool, error) {
+	gauges := []*atomic.Int64{&r.p.stats.inFlight, &r.p.stats.failingInFlight}
+	return r.start(ctx, ps, sealpost.FailingOutbox, gauges, ps.failing, ps.posts)
+}
+
+// start takes a token of each of slots, in order, claims a batch of lane
+// and posts it in the background, holding the tokens (and counting the post
+// in gauges) until it is settled. Tokens come first so that no batch is
+// leased while its post could not start.
+func (r *run) start(ctx context.Context, ps *posting, lane sealpost.OutboxLane, gauges []*atomic.Int64, slots ...chan struct{}) (bool, error) {
+	release := func(taken []chan struct{}) {
+		for _, s := range taken {
+			<-s
+		}
+	}
+	for i, s := range slots {
+		select {
+		case s <- struct{}{}:
+		case <-ctx.Done():
+			release(slots[:i])
+			return false, nil
+		}
+	}
+	b, held, err := r.claim(ctx, lane)
+	if b == nil || err != nil {
+		release(slots)
+		return false, err
+	}
+	for _, g := range gauges {
+		g.Add(1)
+	}
+	ps.wg.Go(func() {
+		defer release(slots)
+		defer func() {
+			for _, g := range gauges {
+				g.Add(-1)
+			}
+		}()
+		ps.report(r.settle(ctx, held, b))
+	})
+	return true, nil
+}
+
+// claim leases one batch of lane, or returns nil when none is due.
+func (r *run) claim(ctx context.Context, lane sealpost.OutboxLane) (*sealpost.EventBatch, *holding, error) {
 	claimed := time.Now()
-	b, err := r.p.Store.ClaimEventBatch(ctx, r.p.Owner, r.now(), r.lease, r.maxBatch)
+	b, err := r.p.Store.ClaimEventBatchInLane(ctx, r.p.Owner, lane, r.now(), r.lease, r.maxBatch)
 	if err != nil {
-		return false, fmt.Errorf("claiming an event batch: %w", err)
+		return nil, nil, fmt.Errorf("claiming an event batch: %w", err)
 	}
 	if b == nil {
-		return false, nil
+		return nil, nil, nil
 	}
 	// Work on the batch may wait out a database outage only while the
 	// lease is surely still this poster's; the lease was taken at or
 	// after claimed.
-	held := &holding{r: r, ctx: ctx, until: claimed.Add(r.lease / 2)}
+	return b, &holding{r: r, ctx: ctx, until: claimed.Add(r.lease / 2)}, nil
+}
+
+// settle posts a claimed batch and acknowledges or defers it.
+func (r *run) settle(ctx context.Context, held *holding, b *sealpost.EventBatch) error {
 	if len(b.Events) == 0 {
-		return true, r.ack(ctx, held, r.log, b)
+		return r.ack(ctx, held, r.log, b)
 	}
-	return true, r.handle(ctx, held, b)
+	return r.handle(ctx, held, b)
 }
 
 // holding is a claimed batch's hold on the store. A batch claimed just
@@ -376,6 +504,13 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 		head.Events = b.Events[:cut]
 		done = &head
 	}
+	posted := len(chunk)
+	// The events are in body now: a post waiting on a slow receiver, one
+	// of up to MaxPosts, keeps one copy of them, not two (wanted and chunk
+	// are dead from here).
+	for i := range b.Events {
+		b.Events[i].Payload = nil
+	}
 
 	var key []byte
 	err = held.retry(func() (err error) {
@@ -387,11 +522,11 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 	}
 	start := time.Now()
 	postErr := r.post(ctx, settings.URL, key, body)
-	log = log.With("host", hostOf(settings.URL), "events", len(chunk), "bytes", len(body))
+	log = log.With("host", hostOf(settings.URL), "events", posted, "bytes", len(body))
 	if postErr == nil {
 		r.p.stats.posts.Add(1)
-		r.p.stats.eventsPosted.Add(int64(len(chunk)))
-		r.p.stats.eventsSkipped.Add(int64(cut - len(chunk)))
+		r.p.stats.eventsPosted.Add(int64(posted))
+		r.p.stats.eventsSkipped.Add(int64(cut - posted))
 		log.DebugContext(ctx, "event webhook posted", "duration", time.Since(start))
 		// The receiver has the events: record it even when shutting down,
 		// so that they are not posted twice; during an outage, for as long

@@ -117,8 +117,8 @@ type overlapCounter struct {
 	sameAccount bool
 }
 
-func (s *trackingStore) ClaimEventBatch(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) (*sealpost.EventBatch, error) {
-	b, err := s.fakeStore.ClaimEventBatch(ctx, owner, now, lease, limit)
+func (s *trackingStore) ClaimEventBatchInLane(ctx context.Context, owner string, lane sealpost.OutboxLane, now time.Time, lease time.Duration, limit int) (*sealpost.EventBatch, error) {
+	b, err := s.fakeStore.ClaimEventBatchInLane(ctx, owner, lane, now, lease, limit)
 	if b != nil {
 		o := s.overlap
 		o.mu.Lock()
@@ -180,7 +180,7 @@ func TestLostLeaseIsNotAnError(t *testing.T) {
 // failingStore fails every claim.
 type failingStore struct{ *fakeStore }
 
-func (failingStore) ClaimEventBatch(context.Context, string, time.Time, time.Duration, int) (*sealpost.EventBatch, error) {
+func (failingStore) ClaimEventBatchInLane(context.Context, string, sealpost.OutboxLane, time.Time, time.Duration, int) (*sealpost.EventBatch, error) {
 	return nil, sealpost.Errorf(sealpost.EUNAVAILABLE, "database is down")
 }
 

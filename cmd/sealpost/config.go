@@ -60,6 +60,7 @@ type Config struct {
 
 	// Event Webhook.
 	WebhookWorkers  int
+	WebhookMaxPosts int
 	WebhookInterval time.Duration
 	WebhookRetry    time.Duration
 	WebhookLease    time.Duration
@@ -95,6 +96,7 @@ func DefaultConfig() Config {
 		MaxDeliveryAge:  72 * time.Hour,
 
 		WebhookWorkers:  4,
+		WebhookMaxPosts: 64,
 		WebhookInterval: 200 * time.Millisecond,
 		WebhookRetry:    5 * time.Second,
 		WebhookLease:    time.Minute,
@@ -206,7 +208,8 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
 
-	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook posts in flight at once by this node (0 turns posting off on this node)")
+	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook workers on this node: they claim batches and start their posts, never waiting on a receiver (0 turns posting off on this node)")
+	fs.Int(&c.WebhookMaxPosts, "webhook-max-posts", "Event Webhook posts in flight at once on this node; accounts whose last post failed may hold at most half of them")
 	fs.Duration(&c.WebhookInterval, "webhook-interval", "how often to look for events to post when idle")
 	fs.Duration(&c.WebhookLease, "webhook-lease", "how long a claimed Event Webhook batch stays this node's; after a crash, another node posts it once this has passed (a post is cut off at half of it)")
 	fs.Duration(&c.WebhookRetry, "webhook-retry", "wait before re-posting a failed Event Webhook batch the first time; it doubles after each failure, up to 10 minutes")
@@ -241,6 +244,9 @@ func (c Config) validate() error {
 	}
 	if c.DeliveryWorkers < 0 || c.WebhookWorkers < 0 {
 		problems = append(problems, "--delivery-workers and --webhook-workers must not be negative")
+	}
+	if c.WebhookMaxPosts < 1 {
+		problems = append(problems, "--webhook-max-posts must be at least 1")
 	}
 	if c.DeliveryLease < 10*time.Second {
 		problems = append(problems, "--delivery-lease must be at least 10s")

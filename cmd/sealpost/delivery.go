@@ -94,6 +94,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, dests sealpost.Desti
 		Owner:        node,
 		Destinations: dests,
 		Workers:      m.Config.WebhookWorkers,
+		MaxPosts:     m.Config.WebhookMaxPosts,
 		Interval:     m.Config.WebhookInterval,
 		Lease:        m.Config.WebhookLease,
 		Backoff:      exponential(m.Config.WebhookRetry, 10*time.Minute),

@@ -362,6 +362,8 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		{[]string{"--mail-send-rate-limit", "0"}, nil, "--mail-send-rate-limit must be at least 1"},
 		{nil, map[string]string{"SEALPOST_MAX_SUBUSERS": "0"}, "--max-subusers must be at least 1"},
 		{nil, map[string]string{"SEALPOST_RATE_LIMIT": "lots"}, "SEALPOST_RATE_LIMIT"},
+		{[]string{"--webhook-max-posts", "0"}, nil, "--webhook-max-posts must be at least 1"},
+		{nil, map[string]string{"SEALPOST_WEBHOOK_MAX_POSTS": "-3"}, "--webhook-max-posts must be at least 1"},
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"extra"}, nil, "unexpected argument"},

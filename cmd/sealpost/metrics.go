@@ -49,10 +49,15 @@ func (d *measuredDeliverer) Deliver(ctx context.Context, policy sealpost.Enforce
 	return res
 }
 
-// registerPosterMetrics exposes the Event Webhook poster's counters.
+// registerPosterMetrics exposes the Event Webhook poster's counters and
+// posts in flight.
 func registerPosterMetrics(reg prometheus.Registerer, p *webhook.Poster) {
 	counter := func(name, help string, f func(webhook.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(p.Stats())) })
+	}
+	gauge := func(name, help string, f func(webhook.Stats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(f(p.Stats())) })
 	}
 	reg.MustRegister(
@@ -60,6 +65,8 @@ func registerPosterMetrics(reg prometheus.Registerer, p *webhook.Poster) {
 		counter("sealpost_webhook_failed_posts_total", "Event Webhook posts that failed (non-2xx, redirect, network, timeout) and will be retried.", func(s webhook.Stats) int64 { return s.FailedPosts }),
 		counter("sealpost_webhook_events_posted_total", "Events delivered to Event Webhooks.", func(s webhook.Stats) int64 { return s.EventsPosted }),
 		counter("sealpost_webhook_events_skipped_total", "Events not posted because their kind is off, the webhook is off, or the account is gone.", func(s webhook.Stats) int64 { return s.EventsSkipped }),
+		gauge("sealpost_webhook_posts_in_flight", "Event Webhook posts in flight on this node (at most --webhook-max-posts).", func(s webhook.Stats) int64 { return s.InFlight }),
+		gauge("sealpost_webhook_failing_posts_in_flight", "Event Webhook posts in flight to accounts whose last post failed (at most half of --webhook-max-posts).", func(s webhook.Stats) int64 { return s.FailingInFlight }),
 		counter("sealpost_webhook_events_given_up_total", "Events dropped after their webhook failed for 24 hours.", func(s webhook.Stats) int64 { return s.EventsGivenUp }),
 	)
 }
