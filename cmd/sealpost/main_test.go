@@ -363,6 +363,9 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		{nil, map[string]string{"SEALPOST_MAX_SUBUSERS": "0"}, "--max-subusers must be at least 1"},
 		{nil, map[string]string{"SEALPOST_RATE_LIMIT": "lots"}, "SEALPOST_RATE_LIMIT"},
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
+		{[]string{"--tls-registry-retention", "0s"}, nil, "--tls-registry-retention must be positive"},
+		{nil, map[string]string{"SEALPOST_TLS_REGISTRY_RETENTION": "-1h"}, "--tls-registry-retention must be positive"},
+		{nil, map[string]string{"SEALPOST_TLS_REGISTRY_RETENTION": "a month"}, "SEALPOST_TLS_REGISTRY_RETENTION"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 	}

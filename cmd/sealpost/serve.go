@@ -100,6 +100,8 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
+	retention := orDefault(m.Config.TLSRegistryRetention, DefaultConfig().TLSRegistryRetention)
+	m.workers.Go(func() { pruneTLSRegistry(background, store, retention, tlsRegistryPruneEvery, m.Logger) })
 	if m.Config.WebhookWorkers > 0 {
 		poster := m.newPoster(store, node, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
@@ -113,8 +115,9 @@ func (m *Main) Open(ctx context.Context) error {
 		Webhooks:    webhookSigner{},
 		Hostname:    m.Config.HeloHostname,
 
-		MailSendLimiter: mailLimiter,
-		MaxSubusers:     m.Config.MaxSubusers,
+		MailSendLimiter:   mailLimiter,
+		MaxSubusers:       m.Config.MaxSubusers,
+		RegistryRetention: retention,
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)
