@@ -30,6 +30,7 @@ func TestPreviewAgreesWithMatrix(t *testing.T) {
 				HeloHostname: "sender.sealpost.test",
 				RootCAs:      h.CertPool(),
 				Timeout:      10 * time.Second,
+				Destinations: loopbackOnly(),
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

@@ -65,6 +65,7 @@ func testPreviewMatchesEnforcement(t *testing.T, database string) {
 		"SEALPOST_TLS_CA_FILE="+h.CAFile(),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
 		"SEALPOST_WEBHOOK_INTERVAL=50ms",
+		allowLoopback,
 	)
 	key := p.key
 	settings := fmt.Sprintf(`{"enabled":true,"url":%q,"delivered":true,"deferred":true,"bounce":true}`, hook.srv.URL)
