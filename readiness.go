@@ -41,7 +41,7 @@ type TLSRegistryService interface {
 // Facts.ResultType when that names a certificate failure, else
 // validation-failure. It is "" for a valid certificate or no TLS.
 func (o HostObservation) CertResultOf() string {
-	if !o.Facts.TLS && o.Facts.VerifyError == "" || o.Facts.Verified {
+	if o.Facts.Verified || (!o.Facts.TLS && o.Facts.VerifyError == "") {
 		return ""
 	}
 	if o.CertResult != "" {

@@ -130,7 +130,6 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		if ids, err = db.queueMessages(ctx, b, msgs, rows); err != nil {
 			return err
 		}
-		queueRecipientCounts(b, msgs, time.Now())
 	}
 	queueEvents(b, events)
 	if err := sendBatch(ctx, db.pool, b); err != nil {
@@ -238,6 +237,7 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	mr.queue(b)
 	dr.queue(b)
 	rr.queue(b)
+	queueRecipientCounts(b, msgs, now)
 	return ids, nil
 }
 

@@ -60,6 +60,21 @@ func testTLSRegistryCounts(t *testing.T, s sealpost.Store) {
 	if got := registry(t, s, b.ID, today-10); len(got) != 1 || got["plain.example"].Recipients != 1 {
 		t.Errorf("b's domains = %+v, want only its own recipient", got)
 	}
+	// Deleting an account deletes its registry.
+	if err := s.RecordObservations(t.Context(), []sealpost.HostObservation{
+		{AccountID: b.ID, Domain: "plain.example", MXHost: "mx.plain.example", At: now, Facts: sealpost.TLSFacts{MXHost: "mx.plain.example"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(t.Context(), b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := registry(t, s, b.ID, 0); len(got) != 0 {
+		t.Errorf("a deleted account's registry = %+v, want empty", got)
+	}
+	if got := registry(t, s, a.ID, today); got["plain.example"].Recipients != 3 {
+		t.Errorf("a's plain.example after b was deleted = %+v, want 3 recipients", got["plain.example"])
+	}
 }
 
 func testTLSRegistryCompletion(t *testing.T, s sealpost.Store) {
