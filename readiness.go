@@ -77,8 +77,8 @@ type HostFacts struct {
 // account.
 type RegistryDomain struct {
 	Domain string
-	// Recipients is how many recipients at Domain the account's mail sends
-	// had in the window asked for.
+	// Recipients is how many recipients at Domain the account's accepted
+	// mail sends asked for in the window, attempted or not.
 	Recipients int64
 	// The summary over every host observation kept: the highest TLS
 	// version any host negotiated ("" for none), whether any presented a
