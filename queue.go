@@ -101,6 +101,10 @@ type DeliveryCompletion struct {
 	// Unattempted hands the delivery back without having tried it (a node
 	// shutting down with work claimed ahead): the attempt count stays.
 	Unattempted bool
+	// Observations are what the attempt learnt of the MX hosts it reached,
+	// for the registry of recipient domains; recorded in the same
+	// transaction as the rest.
+	Observations []HostObservation
 }
 
 // QueueService is the durable delivery queue. On PostgreSQL several nodes
@@ -109,7 +113,9 @@ type DeliveryCompletion struct {
 type QueueService interface {
 	// EnqueueMessages stores msgs and their recipients (one delivery per
 	// message and domain, due now) together with events (processed), in one
-	// transaction: when it returns nil, all of it is durable. It sets the
+	// transaction: when it returns nil, all of it is durable. It also
+	// counts the recipients per domain and day for the registry of
+	// recipient domains (DomainRecipients). It sets the
 	// IDs in msgs and their bodies. Messages sharing one *MessageBody share
 	// one stored copy of it; it is forgotten once no message referring to
 	// it has a delivery pending.

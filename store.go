@@ -11,6 +11,7 @@ type Store interface {
 	EventWebhookService
 	QueueService
 	OutboxService
+	TLSRegistryStore
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

@@ -93,6 +93,17 @@ type Result struct {
 	// delivering session; the one that got the 5xx; for Blocked the last MX
 	// host tried, with ResultType set; for Deferred the last attempt.
 	TLS sealpost.TLSFacts
+	// Hosts are the MX hosts the attempt reached (a session got as far as
+	// the server's EHLO reply), in the order tried, with what each showed.
+	Hosts []HostResult
+}
+
+// HostResult is what an attempt learnt of one MX host's TLS.
+type HostResult struct {
+	Facts sealpost.TLSFacts
+	// CertResult is the RFC 8460 type of the certificate's failure when
+	// the certificate was checked and not valid.
+	CertResult string
 }
 
 const (
@@ -164,6 +175,9 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		}
 		out := c.tryHost(ctx, log, policy, host, env, pending)
 		res.TLS = out.facts
+		if out.reached {
+			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
+		}
 		switch out.kind {
 		case outcomeDone:
 			for i, rr := range out.perRecipient {
@@ -293,6 +307,9 @@ type outcome struct {
 	result       RecipientResult         // outcomeTransient, outcomePolicy, outcomeFinal
 	perRecipient map[int]RecipientResult // outcomeDone, keyed by recipient index
 	facts        sealpost.TLSFacts
+	// reached: the session learnt whether the host offers STARTTLS.
+	reached    bool
+	certResult string // RFC 8460 type of a failed certificate check
 }
 
 // tryHost delivers to the first reachable address of host.

@@ -131,15 +131,13 @@ func versionName(v uint16) string {
 	return tls.VersionName(v)
 }
 
-// meetsPolicy reports whether a TLS session satisfies a mandatory policy:
-// at least the policy's version, and a verified certificate when
-// require_valid_cert is set. Opportunistic policies accept anything.
+// meetsPolicy reports whether a TLS session satisfies policy, by the same
+// judgement the readiness preview applies to recorded facts.
 func meetsPolicy(policy sealpost.EnforcedTLS, cs *tls.ConnectionState, verified bool) bool {
-	if !policy.Mandatory() {
-		return true
+	f := sealpost.TLSFacts{Verified: verified}
+	if cs != nil && cs.HandshakeComplete {
+		f.TLS, f.Version = true, versionName(cs.Version)
 	}
-	if cs == nil || !cs.HandshakeComplete || cs.Version < uint16(policy.Version) {
-		return false
-	}
-	return !policy.RequireValidCert || verified
+	ok, _ := policy.Permits(f, "")
+	return ok
 }

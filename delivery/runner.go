@@ -378,5 +378,11 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 		c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: state})
 		c.Events = append(c.Events, ev)
 	}
+	for _, h := range res.Hosts {
+		c.Observations = append(c.Observations, sealpost.HostObservation{
+			AccountID: d.Message.AccountID, Domain: d.Domain, MXHost: h.Facts.MXHost, At: now,
+			Facts: h.Facts, Recipients: len(d.Message.Recipients), CertResult: h.CertResult,
+		})
+	}
 	return c, nil
 }

@@ -477,3 +477,42 @@ func TestRunnerDefersUnreadableMessage(t *testing.T) {
 		t.Errorf("events = %v, want one deferral saying the message could not be read", evs)
 	}
 }
+
+// TestRunnerRecordsObservations: an attempt records, with its outcome,
+// what each MX host it reached showed; a host it could not connect to and
+// a domain whose DNS failed leave no facts (the preview's unknown).
+func TestRunnerRecordsObservations(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.h.AddServer("mx2.two.test", mxtest.TLS12Only())
+	w.h.DNS().SetA("dead.two.test", "127.0.0.254") // nothing listens there
+	w.h.DNS().SetMX("two.test", mxtest.MX{Pref: 10, Host: "dead.two.test"}, mxtest.MX{Pref: 20, Host: "mx2.two.test"})
+	w.h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	w.h.DNS().SetServFail("nodns.test")
+	w.send(mailTo("a@two.test", "b@two.test", "c@plain.test", "d@nodns.test"))
+	w.drain()
+
+	got, err := w.store.TLSRegistry(context.Background(), w.account.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDomain := map[string]sealpost.RegistryDomain{}
+	for _, d := range got {
+		byDomain[d.Domain] = d
+	}
+	two := byDomain["two.test"]
+	if two.Recipients != 2 || len(two.Hosts) != 1 || two.Hosts[0].MXHost != "mx2.two.test" ||
+		!two.Hosts[0].Facts.TLS || two.Hosts[0].Facts.Version != "1.2" || !two.Hosts[0].Facts.Verified {
+		t.Errorf("two.test = %+v, want 2 recipients and mx2 only, TLS 1.2 with a valid certificate", two)
+	}
+	if two.HighestVersion != "1.2" || !two.ValidCertSeen || !two.LastAttempt.Equal(w.clock.Now()) {
+		t.Errorf("two.test summary = %+v, want 1.2, a valid certificate, last attempt %v", two, w.clock.Now())
+	}
+	plain := byDomain["plain.test"]
+	if plain.Recipients != 1 || len(plain.Hosts) != 1 || plain.Hosts[0].Facts.TLS {
+		t.Errorf("plain.test = %+v, want one host without TLS", plain)
+	}
+	if nodns := byDomain["nodns.test"]; nodns.Recipients != 1 || len(nodns.Hosts) != 0 {
+		t.Errorf("nodns.test = %+v, want 1 recipient and no facts", nodns)
+	}
+}

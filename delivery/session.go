@@ -61,6 +61,8 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, p
 	defer func() {
 		stop()
 		s.conn.Close()
+		out.reached = s.ext != nil || s.tls != nil || out.kind == outcomePolicy
+		out.certResult = s.check.resultType
 	}()
 
 	greeting, err := s.read(c.timeout())

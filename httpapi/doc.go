@@ -5,6 +5,7 @@
 // Routes:
 //
 //	GET, PATCH         /v3/user/settings/enforced_tls
+//	GET                /v3/user/settings/enforced_tls/preview (sealpost's own)
 //	GET                /v3/scopes
 //	GET, POST          /v3/api_keys
 //	GET, PUT, PATCH,

@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -81,4 +84,80 @@ func (s *Server) patchEnforcedTLS(ctx context.Context, _ *http.Request, c *call)
 		return 0, nil, err
 	}
 	return http.StatusOK, body, nil
+}
+
+// Bounds of the preview's pagination.
+const (
+	defaultPreviewLimit = 100
+	maxPreviewLimit     = 500
+)
+
+// previewEnforcedTLS answers what a policy (by default the account's own)
+// would have blocked of the account's mail over the last days.
+func (s *Server) previewEnforcedTLS(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	policy, err := s.store.EnforcedTLS(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading enforced TLS of account %d: %w", c.acting.ID, err)
+	}
+	q := r.URL.Query()
+	var problems []sealpost.FieldError
+	boolParam := func(name string, dst *bool) {
+		if !q.Has(name) {
+			return
+		}
+		switch q.Get(name) {
+		case "true":
+			*dst = true
+		case "false":
+			*dst = false
+		default:
+			problems = append(problems, sealpost.FieldError{Field: name, Message: name + " must be true or false"})
+		}
+	}
+	intParam := func(name string, def, lo, hi int) int {
+		if !q.Has(name) {
+			return def
+		}
+		n, err := strconv.Atoi(q.Get(name))
+		if err != nil || n < lo || n > hi {
+			problems = append(problems, sealpost.FieldError{Field: name, Message: fmt.Sprintf("%s must be an integer from %d to %d", name, lo, hi)})
+			return def
+		}
+		return n
+	}
+	boolParam("require_tls", &policy.RequireTLS)
+	boolParam("require_valid_cert", &policy.RequireValidCert)
+	if q.Has("version") {
+		if v, err := sealpost.ParseTLSVersion(q.Get("version")); err != nil {
+			problems = append(problems, sealpost.FieldError{Field: "version", Message: "version must be one of 1.1, 1.2, 1.3"})
+		} else {
+			policy.Version = v
+		}
+	}
+	maxDays := s.maxPreviewDays()
+	days := intParam("days", min(30, maxDays), 1, maxDays)
+	limit := intParam("limit", defaultPreviewLimit, 1, maxPreviewLimit)
+	offset := intParam("offset", 0, 0, math.MaxInt32)
+	if len(problems) > 0 {
+		return 0, nil, sealpost.Invalid(problems...)
+	}
+	now := s.now()
+	domains, err := s.store.TLSRegistry(ctx, c.acting.ID, sealpost.RegistryDay(now)-int64(days)+1)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the TLS registry of account %d: %w", c.acting.ID, err)
+	}
+	p := sealpost.PreviewPolicy(policy, days, domains)
+	p.Domains = p.Domains[min(offset, len(p.Domains)):]
+	p.Domains = p.Domains[:min(limit, len(p.Domains))]
+	body, err := json.Marshal(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, body, nil
+}
+
+// maxPreviewDays is the longest window the registry still holds: whole
+// days of the retention, at least one.
+func (s *Server) maxPreviewDays() int {
+	return max(1, int(s.registryRetention/(24*time.Hour)))
 }

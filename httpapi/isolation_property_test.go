@@ -114,8 +114,11 @@ type propAccount struct {
 	disabled bool
 	deleted  bool
 	tls      sealpost.EnforcedTLS
-	hook     sealpost.EventWebhookSettings
-	pubKey   string // "" while signing is off
+	// previewRecipients are the recipients of its own domain (see
+	// previewDomain) that the registry holds, blocked under require_tls.
+	previewRecipients int
+	hook              sealpost.EventWebhookSettings
+	pubKey            string // "" while signing is off
 }
 
 // propKey is the model of one API key.
@@ -258,6 +261,7 @@ func (r *propRun) randomizeState(a *propAccount) {
 		r.t.Fatal(err)
 	}
 	a.hook = hook
+	r.seedPreview(a)
 	if r.rng.IntN(2) == 0 {
 		priv, pub, err := ecdsaSigner{}.GenerateKey()
 		if err != nil {
@@ -268,6 +272,32 @@ func (r *propRun) randomizeState(a *propAccount) {
 		}
 		a.pubKey = pub
 	}
+}
+
+// previewDomain is a's own recipient domain, which no mail send of the
+// run uses.
+func (a *propAccount) previewDomain() string { return fmt.Sprintf("acct-%d.preview.test", a.id) }
+
+// seedPreview gives a registry history of its own: recipients at its
+// domain, whose MX host offers no STARTTLS.
+func (r *propRun) seedPreview(a *propAccount) {
+	ctx := r.t.Context()
+	n := 1 + r.rng.IntN(5)
+	domain := a.previewDomain()
+	m := &sealpost.Message{AccountID: a.id, XMessageID: "preview-" + domain, SMTPID: "<preview@" + domain + ">", From: "s@example.com",
+		Body: &sealpost.MessageBody{Data: []byte("Subject: x\r\n\r\nx\r\n")}}
+	for i := range n {
+		m.Recipients = append(m.Recipients, sealpost.Recipient{Email: fmt.Sprintf("r%d@%s", i, domain), Domain: domain, SGMessageID: fmt.Sprintf("preview-%d.%d", a.id, i)})
+	}
+	if err := r.e.store.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+		r.t.Fatal(err)
+	}
+	err := r.e.store.RecordObservations(ctx, []sealpost.HostObservation{{AccountID: a.id, Domain: domain, MXHost: "mx." + domain, At: time.Now(),
+		Facts: sealpost.TLSFacts{MXHost: "mx." + domain, ResultType: sealpost.ResultSTARTTLSNotSupported}}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	a.previewRecipients = n
 }
 
 func (r *propRun) storeKey(a *propAccount, scopes []string) *propKey {
@@ -364,6 +394,7 @@ const (
 var propRoutes = []propRoute{
 	{name: "GET enforced_tls", weight: 10, scope: sealpost.ScopeEnforcedTLSRead, build: (*propRun).getTLS},
 	{name: "PATCH enforced_tls", weight: 10, scope: sealpost.ScopeEnforcedTLSUpdate, aspect: aspectTLS, build: (*propRun).patchTLS},
+	{name: "GET enforced_tls preview", weight: 5, scope: sealpost.ScopeEnforcedTLSRead, build: (*propRun).previewTLS},
 	{name: "GET scopes", weight: 3, build: (*propRun).getScopes},
 	{name: "GET api_keys", weight: 4, scope: sealpost.ScopeAPIKeysRead, build: (*propRun).listKeys},
 	{name: "POST api_keys", weight: 5, scope: sealpost.ScopeAPIKeysCreate, aspect: aspectKeys, build: (*propRun).createKey},
@@ -669,6 +700,44 @@ func (r *propRun) patchTLS(_ *propKey, acting *propAccount) (request, func(respo
 	return request{method: http.MethodPatch, path: pathTLS, body: body}, func(res response) {
 		acting.tls = p.Apply(acting.tls)
 		r.expect(res, http.StatusOK, settingJSON(acting.tls))
+	}
+}
+
+// previewTLS asks what require_tls would block: the acting account's own
+// domain and nothing else, whatever its mail sends added.
+func (r *propRun) previewTLS(_ *propKey, acting *propAccount) (request, func(response)) {
+	if r.rng.IntN(10) == 0 {
+		return request{method: http.MethodGet, path: pathPreview + "?require_tls=maybe"}, func(res response) {
+			r.expect400(res, "require_tls")
+		}
+	}
+	return request{method: http.MethodGet, path: pathPreview + "?require_tls=true&days=1"}, func(res response) {
+		var got struct {
+			Policy     sealpost.EnforcedTLS  `json:"policy"`
+			WouldBlock sealpost.PreviewCount `json:"would_block"`
+			Domains    []struct {
+				Domain     string `json:"domain"`
+				Recipients int64  `json:"recipients"`
+			} `json:"domains"`
+		}
+		if res.status != http.StatusOK || json.Unmarshal([]byte(res.body), &got) != nil {
+			r.t.Fatalf("%s: %d %s, want 200 with a preview", r.what, res.status, res.body)
+		}
+		want := acting.tls
+		want.RequireTLS = true
+		var wantDomains []string
+		wantCount := sealpost.PreviewCount{}
+		if acting.previewRecipients > 0 {
+			wantDomains = []string{acting.previewDomain()}
+			wantCount = sealpost.PreviewCount{Domains: 1, Recipients: int64(acting.previewRecipients)}
+		}
+		var gotDomains []string
+		for _, d := range got.Domains {
+			gotDomains = append(gotDomains, d.Domain)
+		}
+		if got.Policy != want || got.WouldBlock != wantCount || !slices.Equal(gotDomains, wantDomains) {
+			r.t.Fatalf("%s: %s, want policy %+v blocking %v (%+v)", r.what, res.body, want, wantDomains, wantCount)
+		}
 	}
 }
 

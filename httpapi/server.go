@@ -41,7 +41,16 @@ type Config struct {
 	// MailSendLimiter counts mail sends per sending account (a parent and
 	// each of its subusers apart), keyed by MailSendLimitKey; nil: none.
 	MailSendLimiter sealpost.RateLimiter
+
+	// RegistryRetention is how long the registry of recipient domains
+	// keeps what it learnt; the readiness preview looks back at most this
+	// far. 0 is DefaultRegistryRetention.
+	RegistryRetention time.Duration
 }
+
+// DefaultRegistryRetention is the registry's retention when none is
+// configured: 30 days.
+const DefaultRegistryRetention = 30 * 24 * time.Hour
 
 // DefaultMaxSubusers is the subuser cap when none is configured.
 const DefaultMaxSubusers = 100
@@ -87,6 +96,8 @@ type Server struct {
 	mailLimiter sealpost.RateLimiter
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
+	// registryRetention bounds the preview's window.
+	registryRetention time.Duration
 
 	// unmatched answers every path no route serves.
 	unmatched *route
@@ -175,6 +186,10 @@ func New(cfg Config) *Server {
 	if s.maxChildren <= 0 {
 		s.maxChildren = DefaultMaxSubusers
 	}
+	s.registryRetention = cfg.RegistryRetention
+	if s.registryRetention <= 0 {
+		s.registryRetention = DefaultRegistryRetention
+	}
 	maxMail := cfg.MaxMailBytes
 	if maxMail <= 0 {
 		maxMail = defaultMaxMailBytes
@@ -188,6 +203,9 @@ func New(cfg Config) *Server {
 	s.handle("/v3/user/settings/enforced_tls",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.getEnforcedTLS},
 		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEnforcedTLSUpdate, body: true, fn: s.patchEnforcedTLS},
+	)
+	s.handle("/v3/user/settings/enforced_tls/preview",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.previewEnforcedTLS},
 	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},

@@ -237,6 +237,7 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	mr.queue(b)
 	dr.queue(b)
 	rr.queue(b)
+	queueRecipientCounts(b, msgs, now)
 	return ids, nil
 }
 
@@ -452,6 +453,10 @@ func errLeaseLost() error {
 // then deliveries). The shared body is locked last, and only by a
 // completion that finishes its message.
 func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
+	obs, err := sealpost.CleanObservations(c.Observations)
+	if err != nil {
+		return err
+	}
 	ids := make([]int64, len(c.Recipients))
 	states := make([]string, len(c.Recipients))
 	for i, u := range c.Recipients {
@@ -463,7 +468,7 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 		ids[i] = u.RecipientID
 		states[i] = string(u.State)
 	}
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var messageID int64
 		var bodyID *int64
 		err := tx.QueryRow(ctx, `
@@ -534,6 +539,7 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 					AND NOT EXISTS (SELECT 1 FROM messages WHERE body_id = $1 AND data IS NOT NULL)`,
 				*bodyID)
 		}
+		queueObservations(b, obs)
 		return sendBatch(ctx, tx, b)
 	})
 	return storeErr(err, "delivery")

@@ -76,6 +76,11 @@ const dropSharedBodySQL = `UPDATE message_bodies SET data = NULL
 // the delivery due at once. It returns once the completion is committed,
 // possibly together with concurrent ones.
 func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
+	obs, err := sealpost.CleanObservations(c.Observations)
+	if err != nil {
+		return err
+	}
+	c.Observations = obs
 	for _, u := range c.Recipients {
 		switch u.State {
 		case sealpost.StateQueued, sealpost.StateDelivered, sealpost.StateBounced, sealpost.StateBlocked, sealpost.StateDropped:
@@ -212,8 +217,14 @@ func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c 
 	if errors.Is(err, sql.ErrNoRows) {
 		return errLeaseLost
 	}
-	if err != nil || !done {
+	if err != nil {
 		return err
+	}
+	if err := db.recordObservations(ctx, tx, c.Observations); err != nil {
+		return err
+	}
+	if !done {
+		return nil
 	}
 	if _, err := tx.StmtContext(ctx, db.stmts.dropBody).ExecContext(ctx, messageID); err != nil {
 		return err

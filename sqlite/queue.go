@@ -38,6 +38,11 @@ type writeStmts struct {
 	savepoint       *sql.Stmt
 	rollbackTo      *sql.Stmt
 	release         *sql.Stmt
+
+	// The registry of recipient domains, written with the above.
+	upsertHost      *sql.Stmt
+	upsertDomain    *sql.Stmt
+	countRecipients *sql.Stmt
 }
 
 func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
@@ -69,6 +74,9 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.savepoint, `SAVEPOINT completion`},
 		{&s.rollbackTo, `ROLLBACK TO completion`},
 		{&s.release, `RELEASE completion`},
+		{&s.upsertHost, upsertHostSQL},
+		{&s.upsertDomain, upsertDomainSQL},
+		{&s.countRecipients, countRecipientsSQL},
 	} {
 		st, err := w.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -87,7 +95,7 @@ func (s *writeStmts) close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox,
 		s.claim, s.loadMessage, s.loadBody, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.dropSharedBody, s.leaseOwner,
-		s.savepoint, s.rollbackTo, s.release} {
+		s.savepoint, s.rollbackTo, s.release, s.upsertHost, s.upsertDomain, s.countRecipients} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -172,6 +180,9 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 				}
 			}
 			ids[i] = assigned{msgID, rcptIDs}
+		}
+		if err := db.countRecipients(ctx, tx, msgs, stamp); err != nil {
+			return err
 		}
 		return db.insertEvents(ctx, tx, events, stamp)
 	})

@@ -76,6 +76,11 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"CompleteKeepsOtherDeliveries", testCompleteKeepsOtherDeliveries},
 		{"ClaimConcurrent", testClaimConcurrent},
 
+		{"TLSRegistryCounts", testTLSRegistryCounts},
+		{"TLSRegistryCompletion", testTLSRegistryCompletion},
+		{"TLSRegistryLatest", testTLSRegistryLatest},
+		{"TLSRegistryPrune", testTLSRegistryPrune},
+
 		{"OutboxEmpty", testOutboxEmpty},
 		{"OutboxOrder", testOutboxOrder},
 		{"OutboxLease", testOutboxLease},

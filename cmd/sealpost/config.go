@@ -57,6 +57,9 @@ type Config struct {
 	RetryInitial    time.Duration
 	RetryMax        time.Duration
 	MaxDeliveryAge  time.Duration
+	// TLSRegistryRetention is how long the registry of recipient domains
+	// keeps what deliveries and probes learnt.
+	TLSRegistryRetention time.Duration
 
 	// Event Webhook.
 	WebhookWorkers  int
@@ -94,6 +97,8 @@ func DefaultConfig() Config {
 		RetryInitial:    time.Minute,
 		RetryMax:        time.Hour,
 		MaxDeliveryAge:  72 * time.Hour,
+
+		TLSRegistryRetention: 30 * 24 * time.Hour,
 
 		WebhookWorkers:  4,
 		WebhookMaxPosts: 64,
@@ -207,6 +212,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
+	fs.Duration(&c.TLSRegistryRetention, "tls-registry-retention", "how long the TLS facts and recipient counts of recipient domains are kept; the Enforced TLS preview looks back at most this far")
 
 	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook workers on this node: they claim batches and start their posts, never waiting on a receiver (0 turns posting off on this node)")
 	fs.Int(&c.WebhookMaxPosts, "webhook-max-posts", "Event Webhook posts in flight at once on this node; accounts whose last post failed may hold at most half of them")
@@ -262,6 +268,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxDeliveryAge <= 0 || c.WebhookInterval <= 0 || c.WebhookRetry <= 0 {
 		problems = append(problems, "--max-delivery-age, --webhook-interval and --webhook-retry must be positive")
+	}
+	if c.TLSRegistryRetention <= 0 {
+		problems = append(problems, "--tls-registry-retention must be positive")
 	}
 	if _, err := c.destinations(); err != nil {
 		problems = append(problems, err.Error())

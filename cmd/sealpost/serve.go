@@ -105,6 +105,8 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
+	retention := orDefault(m.Config.TLSRegistryRetention, DefaultConfig().TLSRegistryRetention)
+	m.workers.Go(func() { pruneTLSRegistry(background, store, retention, tlsRegistryPruneEvery, m.Logger) })
 	if m.Config.WebhookWorkers > 0 {
 		poster := m.newPoster(store, node, dests, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
@@ -119,8 +121,9 @@ func (m *Main) Open(ctx context.Context) error {
 		Destinations: dests,
 		Hostname:     m.Config.HeloHostname,
 
-		MailSendLimiter: mailLimiter,
-		MaxSubusers:     m.Config.MaxSubusers,
+		MailSendLimiter:   mailLimiter,
+		MaxSubusers:       m.Config.MaxSubusers,
+		RegistryRetention: retention,
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)

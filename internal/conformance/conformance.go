@@ -70,6 +70,7 @@ var Unspecified = []string{
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",
+	"GET /v3/user/settings/enforced_tls/preview",
 }
 
 // Checker validates responses. It is safe for concurrent use.
