@@ -61,7 +61,9 @@ func exponential(initial, most time.Duration) func(int) time.Duration {
 	}
 }
 
-func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Registerer) (*delivery.Runner, error) {
+// newRunner makes the delivery runner; Open gives it its Queue once the store
+// is open.
+func (m *Main) newRunner(node string, reg prometheus.Registerer) (*delivery.Runner, error) {
 	roots, err := rootCAs(m.Config.TLSCAFile)
 	if err != nil {
 		return nil, err
@@ -75,7 +77,6 @@ func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Regis
 		Logger:       m.Logger.With("component", "smtp"),
 	}
 	return &delivery.Runner{
-		Queue:     store,
 		Deliverer: newMeasuredDeliverer(client, reg),
 		Owner:     node,
 		Workers:   m.Config.DeliveryWorkers,

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
 )
@@ -47,12 +48,25 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Stdout == nil {
 		m.Stdout = io.Discard
 	}
-	store, kind, err := openStore(ctx, m.Config.Database, true)
+	// Everything that can fail on a flag or a file comes before the
+	// bootstrap: its key is shown only once, so a start that prints it and
+	// then fails would leave nobody holding it.
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node := nodeID(m.Config.NodeID)
+	var runner *delivery.Runner
+	if m.Config.DeliveryWorkers > 0 {
+		var err error
+		if runner, err = m.newRunner(node, registry); err != nil {
+			return err
+		}
+	}
+	store, kind, err := openStore(ctx, m.Config.Database, true, m.Config.SQLiteSynchronous)
 	if err != nil {
 		return err
 	}
 	m.store = store
-	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	ln, err := listen(m.Config.HTTPAddr, m.Config.HTTPMaxConnections, m.Logger)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
@@ -76,17 +90,8 @@ func (m *Main) Open(ctx context.Context) error {
 		}()
 	}
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node := nodeID(m.Config.NodeID)
-	if m.Config.DeliveryWorkers > 0 {
-		runner, err := m.newRunner(store, node, registry)
-		if err != nil {
-			m.stopBackground()
-			ln.Close()
-			store.Close()
-			return err
-		}
+	if runner != nil {
+		runner.Queue = store
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
 	if m.Config.WebhookWorkers > 0 {
@@ -107,7 +112,8 @@ func (m *Main) Open(ctx context.Context) error {
 	// net/http takes zero as none.
 	defaults := DefaultConfig()
 	m.server = &http.Server{
-		Handler:           handler,
+		Handler:           serving(handler),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: orDefault(m.Config.HTTPReadHeaderTimeout, defaults.HTTPReadHeaderTimeout),
 		ReadTimeout:       orDefault(m.Config.HTTPReadTimeout, defaults.HTTPReadTimeout),
 		WriteTimeout:      orDefault(m.Config.HTTPWriteTimeout, defaults.HTTPWriteTimeout),
@@ -209,12 +215,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
-		return 2
+		return usageError(stderr, "sealpost serve", err)
 	}
 	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
-		return 2
+		return usageError(stderr, "sealpost serve", err)
 	}
 	logger := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	m := &Main{Config: cfg, Logger: logger, Stdout: stdout}
