@@ -49,6 +49,9 @@ type Runner struct {
 	// is done (a shutdown) before they are cut off; 0: 10 seconds.
 	Grace  time.Duration
 	Logger *slog.Logger
+	// Outage logs the queue's unavailability as changes of state rather
+	// than a line per poll; nil: one of the runner's own.
+	Outage *sealpost.OutageLog
 	Now    func() time.Time
 }
 
@@ -87,6 +90,9 @@ func (r *Runner) defaults() {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.Outage == nil {
+		r.Outage = sealpost.NewOutageLog(r.Logger, "database")
 	}
 }
 
@@ -141,7 +147,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		want := cap(work) - len(work)
 		claimed, err := r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, want)
-		if err != nil && ctx.Err() == nil {
+		if ctx.Err() == nil && !r.Outage.Report(ctx, err) && err != nil {
 			r.Logger.Warn("claiming deliveries", "err", err)
 		}
 		for _, d := range claimed {
@@ -196,7 +202,9 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		// Without the policy nothing may be sent. The attempt is a
 		// deferral like any other: it is reported, and it ends at MaxAge
 		// rather than repeating forever (the account may be gone).
-		log.Warn("reading the account's Enforced TLS policy", "err", err)
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the account's Enforced TLS policy", "err", err)
+		}
 		res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
 		for i := range res.Recipients {
 			res.Recipients[i] = RecipientResult{Status: Deferred, Response: "the sending account's Enforced TLS setting could not be read", EnhancedStatus: "4.3.0"}
@@ -249,7 +257,7 @@ func (r *Runner) complete(ctx context.Context, log *slog.Logger, d *sealpost.Del
 	err := r.Queue.CompleteDelivery(cctx, r.Owner, c)
 retry:
 	for sealpost.ErrorCode(err) == sealpost.EUNAVAILABLE && time.Now().Add(r.Poll).Before(until) {
-		log.Warn("recording an attempt: database unavailable; retrying", "err", err)
+		r.Outage.Failed(ctx, err)
 		select {
 		case <-ctx.Done(): // past the shutdown's grace
 			break retry
@@ -259,6 +267,7 @@ retry:
 	}
 	switch {
 	case err == nil:
+		r.Outage.Succeeded(ctx)
 	case sealpost.ErrorCode(err) == sealpost.ECONFLICT:
 		// The lease ran out and another node took the delivery over; its
 		// attempt is the one that counts.

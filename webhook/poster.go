@@ -72,7 +72,10 @@ type Poster struct {
 	// nil: DefaultBackoff.
 	Backoff func(attempt int) time.Duration
 	Logger  *slog.Logger
-	Now     func() time.Time
+	// Outage logs the store's unavailability as changes of state rather
+	// than a line per poll; nil: one of the poster's own.
+	Outage *sealpost.OutageLog
+	Now    func() time.Time
 
 	stats counters
 }
@@ -147,6 +150,7 @@ type run struct {
 	backoff  func(int) time.Duration
 	log      *slog.Logger
 	now      func() time.Time
+	outage   *sealpost.OutageLog
 }
 
 func (p *Poster) resolve() (*run, error) {
@@ -159,7 +163,7 @@ func (p *Poster) resolve() (*run, error) {
 	r := &run{
 		p: p, client: noRedirects(p.Client), lease: p.Lease, maxBatch: p.MaxBatch,
 		interval: p.Interval, workers: p.Workers, maxAge: p.MaxAge, backoff: p.Backoff,
-		log: p.Logger, now: p.Now,
+		log: p.Logger, now: p.Now, outage: p.Outage,
 	}
 	if r.lease <= 0 {
 		r.lease = defaultLease
@@ -184,6 +188,9 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.outage == nil {
+		r.outage = sealpost.NewOutageLog(r.log, "database")
 	}
 	return r, nil
 }
@@ -213,7 +220,7 @@ func (r *run) work(ctx context.Context) {
 		case <-timer.C:
 		}
 		claimed, err := r.once(ctx)
-		if err != nil && ctx.Err() == nil {
+		if ctx.Err() == nil && !r.outage.Report(ctx, err) && err != nil {
 			r.log.ErrorContext(ctx, "event webhook", "error", err)
 		}
 		if claimed && err == nil {

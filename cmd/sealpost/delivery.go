@@ -85,6 +85,7 @@ func (m *Main) newRunner(node string, reg prometheus.Registerer) (*delivery.Runn
 		Backoff:   exponential(m.Config.RetryInitial, m.Config.RetryMax),
 		Grace:     m.Config.ShutdownTimeout,
 		Logger:    m.Logger.With("component", "delivery"),
+		Outage:    m.outage,
 	}, nil
 }
 
@@ -97,6 +98,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, reg prometheus.Regis
 		Lease:    m.Config.WebhookLease,
 		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),
 		Logger:   m.Logger.With("component", "webhook"),
+		Outage:   m.outage,
 	}
 	registerPosterMetrics(reg, p)
 	return p

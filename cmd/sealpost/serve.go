@@ -34,6 +34,7 @@ type Main struct {
 	shared   chan struct{}      // closed when rate limit sharing has stopped
 	workers  sync.WaitGroup     // delivery and webhook posting
 	listener net.Listener
+	outage   *sealpost.OutageLog
 	server   *http.Server
 	done     chan error
 }
@@ -51,6 +52,9 @@ func (m *Main) Open(ctx context.Context) error {
 	// Everything that can fail on a flag or a file comes before the
 	// bootstrap: its key is shown only once, so a start that prints it and
 	// then fails would leave nobody holding it.
+	// One for everything on the database, so that an outage is logged
+	// once, not by every worker and every request.
+	m.outage = sealpost.NewOutageLog(m.Logger, "database")
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node := nodeID(m.Config.NodeID)
@@ -106,6 +110,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Registry:    registry,
 		Webhooks:    webhookSigner{},
 		Hostname:    m.Config.HeloHostname,
+		Outage:      m.outage,
 	})
 
 	// A Config built without DefaultConfig must not mean no timeouts:
