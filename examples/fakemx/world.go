@@ -290,8 +290,15 @@ func (w *world) startSMTP(ctx context.Context, port int, ca *certAuthority, now 
 			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: d.MaxVersion}
 		}
 		l := listeners[i]
-		w.goServe(log, d.MXHost, func() error { return srv.Serve(l) }, smtp.ErrServerClosed)
-		w.closers = append(w.closers, srv.Shutdown)
+		w.goServe(log, d.MXHost, func() error { return srv.Serve(l) }, smtp.ErrServerClosed, net.ErrClosed)
+		// Shutdown knows only the listeners Serve has started on: a world
+		// closed right after it started (a quick restart) would otherwise
+		// leave Serve accepting on l for ever.
+		w.closers = append(w.closers, func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			l.Close()
+			return err
+		})
 	}
 	return nil
 }
