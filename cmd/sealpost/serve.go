@@ -49,12 +49,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Stdout == nil {
 		m.Stdout = io.Discard
 	}
-	// Everything that can fail on a flag or a file comes before the
-	// bootstrap: its key is shown only once, so a start that prints it and
-	// then fails would leave nobody holding it.
 	// One for everything on the database, so that an outage is logged
 	// once, not by every worker and every request.
 	m.outage = sealpost.NewOutageLog(m.Logger, "database")
+	// Everything that can fail on a flag or a file comes before the
+	// bootstrap: its key is shown only once, so a start that prints it and
+	// then fails would leave nobody holding it.
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node := nodeID(m.Config.NodeID)
