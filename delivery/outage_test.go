@@ -2,6 +2,10 @@ package delivery_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,4 +61,61 @@ func TestRunnerRecordsAttemptAfterShortOutage(t *testing.T) {
 	if n := mx.AcceptedCount(); n != 1 {
 		t.Fatalf("the MX accepted %d copies, want 1", n)
 	}
+}
+
+// downQueue is a queue whose database is down: every claim fails as
+// PostgreSQL's do, with pgx's multi-line message.
+type downQueue struct {
+	delivery.Queue
+	claims atomic.Int64
+}
+
+func (q *downQueue) ClaimDeliveries(context.Context, string, time.Time, time.Duration, int) ([]*sealpost.Delivery, error) {
+	q.claims.Add(1)
+	return nil, &sealpost.Error{Code: sealpost.EUNAVAILABLE, Message: "database unavailable",
+		Err: errors.New("failed to connect to `user=postgres`:\n\t127.0.0.1:5432: dial error: connection refused")}
+}
+
+// TestRunnerLogsAnOutageOnce: polling a down database every millisecond
+// logs the outage once, not once per poll.
+func TestRunnerLogsAnOutageOnce(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	q := &downQueue{Queue: w.store}
+	var logs syncBuffer
+	w.runner.Queue = q
+	w.runner.Poll = time.Millisecond
+	w.runner.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.runner.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for q.claims.Load() < 50 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "\n"); n != 1 || !strings.Contains(out, "database unavailable") {
+		t.Fatalf("%d failed claims logged %d lines, want 1:\n%s", q.claims.Load(), n, out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

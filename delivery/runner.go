@@ -58,6 +58,9 @@ type Runner struct {
 	// is done (a shutdown) before they are cut off; 0: 10 seconds.
 	Grace  time.Duration
 	Logger *slog.Logger
+	// Outage logs the queue's unavailability as changes of state rather
+	// than a line per poll; nil: one of the runner's own.
+	Outage *sealpost.OutageLog
 	Now    func() time.Time
 }
 
@@ -96,6 +99,9 @@ func (r *Runner) defaults() {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.Outage == nil {
+		r.Outage = sealpost.NewOutageLog(r.Logger, "database")
 	}
 }
 
@@ -150,7 +156,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		want := cap(work) - len(work)
 		claimed, err := r.Queue.ClaimDeliveries(ctx, r.Owner, r.Now(), r.Lease, want)
-		if err != nil && ctx.Err() == nil {
+		if ctx.Err() == nil && !r.Outage.Report(ctx, err) && err != nil {
 			r.Logger.Warn("claiming deliveries", "err", err)
 		}
 		for _, d := range claimed {
@@ -203,7 +209,9 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
 	if err != nil {
 		// Without the policy nothing may be sent.
-		log.Warn("reading the account's Enforced TLS policy", "err", err)
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the account's Enforced TLS policy", "err", err)
+		}
 		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
 		return
 	}
@@ -211,7 +219,9 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	// account queued before it was disabled is never sent afterwards.
 	acct, err := r.Queue.Account(ctx, d.Message.AccountID)
 	if err != nil {
-		log.Warn("reading the sending account", "err", err)
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the sending account", "err", err)
+		}
 		r.deferAll(ctx, log, d, "the sending account could not be read")
 		return
 	}
@@ -290,7 +300,7 @@ func (r *Runner) complete(ctx context.Context, log *slog.Logger, d *sealpost.Del
 	err := r.Queue.CompleteDelivery(cctx, r.Owner, c)
 retry:
 	for sealpost.ErrorCode(err) == sealpost.EUNAVAILABLE && time.Now().Add(r.Poll).Before(until) {
-		log.Warn("recording an attempt: database unavailable; retrying", "err", err)
+		r.Outage.Failed(ctx, err)
 		select {
 		case <-ctx.Done(): // past the shutdown's grace
 			break retry
@@ -300,6 +310,7 @@ retry:
 	}
 	switch {
 	case err == nil:
+		r.Outage.Succeeded(ctx)
 	case sealpost.ErrorCode(err) == sealpost.ECONFLICT:
 		// The lease ran out and another node took the delivery over; its
 		// attempt is the one that counts.

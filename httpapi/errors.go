@@ -101,7 +101,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, rt *route, c
 	switch status {
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "dependency unavailable", s.errorAttrs(r, pattern, status, c, err)...)
+		s.outage.Failed(r.Context(), err, slog.String("route", pattern), slog.String("method", r.Method))
 	case http.StatusInternalServerError:
 		level := slog.LevelError
 		// A client that hung up makes store calls fail; that is not a

@@ -20,8 +20,9 @@ func (s *Server) readyz(ctx context.Context, _ *http.Request, _ *call) (int, []b
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		// Whatever the cause, the answer to "ready?" is no: 503, not 500.
-		s.log.WarnContext(ctx, "readiness check failed", "error", err.Error())
+		s.outage.Failed(ctx, err)
 		return http.StatusServiceUnavailable, bodyUnavailable, nil
 	}
+	s.outage.Succeeded(ctx)
 	return http.StatusOK, bodyStatusOK, nil
 }

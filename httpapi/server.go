@@ -46,6 +46,9 @@ type Config struct {
 	// keeps what it learnt; the readiness preview looks back at most this
 	// far. 0 is DefaultRegistryRetention.
 	RegistryRetention time.Duration
+	// Outage logs the database's unavailability (503s) as changes of
+	// state rather than a line per request; nil: one of the server's own.
+	Outage *sealpost.OutageLog
 }
 
 // DefaultRegistryRetention is the registry's retention when none is
@@ -88,6 +91,7 @@ type Server struct {
 	hostname string
 	enqueue  *groupCommit
 	log      *slog.Logger
+	outage   *sealpost.OutageLog
 	now      func() time.Time
 	metrics  *metrics
 	mux      *http.ServeMux
@@ -177,6 +181,10 @@ func New(cfg Config) *Server {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.outage = cfg.Outage
+	if s.outage == nil {
+		s.outage = sealpost.NewOutageLog(s.log, "database")
 	}
 	s.enqueue = &groupCommit{store: cfg.Store}
 	if s.hostname == "" {
@@ -295,6 +303,11 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := rt.s.serve(w, r, rt, ep, &c)
 	elapsed := time.Since(start)
 	rt.metrics.observe(r.Method, status, elapsed)
+	if c.principal != nil && status < 500 {
+		// Authenticating read the database (or its cache, which is kept
+		// only while the database answers writes).
+		rt.s.outage.Succeeded(r.Context())
+	}
 	if rt.s.log.Enabled(r.Context(), slog.LevelDebug) {
 		rt.s.logRequest(r, rt.pattern, status, elapsed, &c)
 	}

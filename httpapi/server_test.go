@@ -273,7 +273,7 @@ func TestStoreFailures(t *testing.T) {
 			http.StatusInternalServerError, wantInternal, `"level":"ERROR"`},
 		{"unavailable", func(s *faultyStore) {
 			s.settingsErr = &sealpost.Error{Code: sealpost.EUNAVAILABLE, Message: "connection refused to " + secret}
-		}, http.StatusServiceUnavailable, wantUnavailable, `"level":"WARN"`},
+		}, http.StatusServiceUnavailable, wantUnavailable, `"msg":"database unavailable"`},
 		{"panic", func(s *faultyStore) { s.panicking = true },
 			http.StatusInternalServerError, wantInternal, `store exploded`},
 	}
@@ -498,4 +498,36 @@ func TestHostileIdentifiers(t *testing.T) {
 				want(t, "key id "+what, http.StatusUnauthorized, wantUnauthorized)
 		}
 	})
+}
+
+// TestUnavailableDatabaseLoggedOnce: 200 requests answered 503 while the
+// database fails them log one line when it starts failing and one when a
+// request is next served, not a line per request, even though /readyz
+// keeps succeeding in between (the database flaps).
+func TestUnavailableDatabaseLoggedOnce(t *testing.T) {
+	t.Parallel()
+	fs := &faultyStore{}
+	logs := &logBuffer{}
+	e := newEnv(t, func(t testing.TB) sealpost.Store { fs.Store = openSQLite(t); return fs }, func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	token := e.key(e.user("alice"))
+	fs.settingsErr = &sealpost.Error{Code: sealpost.EUNAVAILABLE, Message: "database unavailable",
+		Err: errors.New("failed to connect:\n\tdial error: connection refused")}
+	for i := range 200 {
+		e.do(request{method: http.MethodGet, path: pathTLS, token: token}).want(t, "database down", http.StatusServiceUnavailable, wantUnavailable)
+		if i%2 == 0 {
+			e.do(request{method: http.MethodGet, path: "/readyz"})
+		}
+	}
+	fs.pingErr = nil
+	fs.settingsErr = nil
+	e.do(request{method: http.MethodGet, path: pathTLS, token: token}).want(t, "database back", http.StatusOK, `{"require_tls":false,"require_valid_cert":false,"version":1.1}`)
+	out := logs.String()
+	if n := strings.Count(out, "\n"); n != 2 || !strings.Contains(out, `"msg":"database unavailable"`) || !strings.Contains(out, `"msg":"database available again"`) {
+		t.Fatalf("200 503s and a recovery logged %d lines, want 2:\n%s", n, out)
+	}
+	if strings.Contains(out, `\n`) {
+		t.Errorf("a log line holds an escaped newline:\n%s", out)
+	}
 }

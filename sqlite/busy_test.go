@@ -43,7 +43,7 @@ func TestWriteLockHeldPastBusyTimeoutIsUnavailable(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := open(ctx, path, 100*time.Millisecond)
+	db, err := Open(ctx, path, withBusyTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

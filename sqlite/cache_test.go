@@ -11,9 +11,9 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-func newTestDB(t testing.TB) *DB {
+func newTestDB(t testing.TB, opts ...Option) *DB {
 	t.Helper()
-	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "sealpost.db"))
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "sealpost.db"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +44,23 @@ func mustKey(t testing.TB, db *DB, accountID int64) *sealpost.APIKey {
 
 // TestConnectionPragmas checks every connection of both pools, not just the
 // first: a PRAGMA run once on one connection would leave the others without.
+// Commits are durable (synchronous=FULL) unless asked otherwise.
 func TestConnectionPragmas(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		opts        []Option
+		synchronous int64
+	}{
+		{"default", nil, 2}, // FULL
+		{"full", []Option{WithSynchronous(SynchronousFull)}, 2},
+		{"normal", []Option{WithSynchronous(SynchronousNormal)}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) { checkConnectionPragmas(t, newTestDB(t, tt.opts...), tt.synchronous) })
+	}
+}
+
+func checkConnectionPragmas(t *testing.T, db *DB, synchronous int64) {
 	ctx := t.Context()
-	db := newTestDB(t)
 	check := func(name string, conns int, queryOnly int, open func() (*sql.Conn, error)) {
 		var held []*sql.Conn
 		defer func() {
@@ -63,7 +77,7 @@ func TestConnectionPragmas(t *testing.T) {
 			want := map[string]any{
 				"foreign_keys": int64(1),
 				"busy_timeout": int64(5000),
-				"synchronous":  int64(1), // NORMAL
+				"synchronous":  synchronous,
 				"journal_mode": "wal",
 				"query_only":   int64(queryOnly),
 			}

@@ -13,10 +13,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,18 +56,68 @@ var _ sealpost.Store = (*DB)(nil)
 // connection (a backup, the sqlite3 shell) before failing with SQLITE_BUSY.
 const busyTimeout = 5 * time.Second
 
-// Open opens the database at path, creating the file if needed, and brings
-// its schema up to date.
-func Open(ctx context.Context, path string) (*DB, error) {
-	return open(ctx, path, busyTimeout)
+// Synchronous is how hard SQLite makes a commit durable before it returns.
+type Synchronous string
+
+const (
+	// SynchronousFull fsyncs the write-ahead log at every commit: a
+	// transaction that committed (a 202 for mail send) survives a power
+	// failure. The default.
+	SynchronousFull Synchronous = "full"
+	// SynchronousNormal fsyncs only at checkpoints: faster, and still
+	// consistent after a crash, but the last commits before a power failure
+	// (not a process crash) can be lost.
+	SynchronousNormal Synchronous = "normal"
+)
+
+// ParseSynchronous reads a --sqlite-synchronous value.
+func ParseSynchronous(s string) (Synchronous, error) {
+	switch v := Synchronous(strings.ToLower(s)); v {
+	case SynchronousFull, SynchronousNormal:
+		return v, nil
+	}
+	return "", fmt.Errorf("%q is not full or normal", s)
 }
 
-// open is Open with the wait for other connections' locks given, so that
-// tests can run into SQLITE_BUSY without waiting the full timeout.
-func open(ctx context.Context, path string, busy time.Duration) (*DB, error) {
+// Option changes how Open opens the database.
+type Option func(*options)
+
+type options struct {
+	synchronous Synchronous
+	busy        time.Duration
+}
+
+// WithSynchronous sets the durability of commits; SynchronousFull when not
+// given.
+func WithSynchronous(s Synchronous) Option {
+	return func(o *options) { o.synchronous = s }
+}
+
+// withBusyTimeout sets the wait for other connections' locks, so that tests
+// can run into SQLITE_BUSY without waiting the full timeout.
+func withBusyTimeout(d time.Duration) Option {
+	return func(o *options) { o.busy = d }
+}
+
+// Open opens the database at path, creating the file if needed, and brings
+// its schema up to date. A new file, and the -wal and -shm files SQLite
+// makes beside it, are readable by their owner only: they hold webhook
+// signing keys, webhook URLs with credentials and message bodies.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	o := options{synchronous: SynchronousFull, busy: busyTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if _, err := ParseSynchronous(string(o.synchronous)); err != nil {
+		return nil, fmt.Errorf("sqlite: synchronous: %w", err)
+	}
+	busy := o.busy
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: resolving %s: %w", path, err)
+	}
+	if err := createPrivate(abs); err != nil {
+		return nil, err
 	}
 	db := &DB{path: abs}
 	db.cache.enabled.Store(true)
@@ -76,7 +128,7 @@ func open(ctx context.Context, path string, busy time.Duration) (*DB, error) {
 	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	params.Add("_pragma", "journal_mode(WAL)")
 	params.Add("_pragma", "foreign_keys(1)")
-	params.Add("_pragma", "synchronous(NORMAL)")
+	params.Add("_pragma", "synchronous("+strings.ToUpper(string(o.synchronous))+")")
 
 	writeParams := cloneValues(params)
 	writeParams.Set("_txlock", "immediate")
@@ -124,6 +176,30 @@ func open(ctx context.Context, path string, busy time.Duration) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: preparing statements: %w", err)
 	}
 	return db, nil
+}
+
+// createPrivate creates the database file with mode 0600 if it does not
+// exist yet, whatever the umask. SQLite would create it 0644 less the umask;
+// it gives the -wal and -shm files it makes later the main file's mode, so
+// they are private too. An existing file keeps the mode its owner gave it.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: creating %s: %w", path, err)
+	}
+	// The umask can only take bits away from 0600; Chmod makes sure
+	// nothing else (a default ACL) added any.
+	err = f.Chmod(0o600)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: creating %s: %w", path, err)
+	}
+	return nil
 }
 
 // connect makes w's first connection. On a new file that connection switches

@@ -218,3 +218,22 @@ func TestOpenFailsInMissingDirectory(t *testing.T) {
 		t.Fatal("Open in a directory that does not exist succeeded")
 	}
 }
+
+func TestParseSynchronous(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want sqlite.Synchronous
+		ok   bool
+	}{
+		{"full", sqlite.SynchronousFull, true},
+		{"FULL", sqlite.SynchronousFull, true},
+		{"normal", sqlite.SynchronousNormal, true},
+		{"off", "", false},
+		{"", "", false},
+	} {
+		got, err := sqlite.ParseSynchronous(tt.in)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("ParseSynchronous(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}

@@ -86,7 +86,10 @@ type Poster struct {
 	// nil: DefaultBackoff.
 	Backoff func(attempt int) time.Duration
 	Logger  *slog.Logger
-	Now     func() time.Time
+	// Outage logs the store's unavailability as changes of state rather
+	// than a line per poll; nil: one of the poster's own.
+	Outage *sealpost.OutageLog
+	Now    func() time.Time
 
 	stats counters
 }
@@ -185,6 +188,7 @@ type run struct {
 	backoff  func(int) time.Duration
 	log      *slog.Logger
 	now      func() time.Time
+	outage   *sealpost.OutageLog
 }
 
 func (p *Poster) resolve() (*run, error) {
@@ -197,7 +201,7 @@ func (p *Poster) resolve() (*run, error) {
 	r := &run{
 		p: p, client: noRedirects(p.Client, p.Destinations), lease: p.Lease, maxBatch: p.MaxBatch,
 		interval: p.Interval, workers: p.Workers, maxPosts: p.MaxPosts,
-		maxAge: p.MaxAge, backoff: p.Backoff, log: p.Logger, now: p.Now,
+		maxAge: p.MaxAge, backoff: p.Backoff, log: p.Logger, now: p.Now, outage: p.Outage,
 	}
 	if r.lease <= 0 {
 		r.lease = defaultLease
@@ -225,6 +229,9 @@ func (p *Poster) resolve() (*run, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.outage == nil {
+		r.outage = sealpost.NewOutageLog(r.log, "database")
 	}
 	return r, nil
 }
@@ -266,9 +273,11 @@ func (p *Poster) Run(ctx context.Context) error {
 	return nil
 }
 
+// logStoreError logs a failed claim; an unavailable database goes to the
+// outage log, which says so once rather than on every claim.
 func (r *run) logStoreError(ctx context.Context, err error) {
-	if err != nil && ctx.Err() == nil {
-		r.log.ErrorContext(ctx, "event webhook", "error", err)
+	if ctx.Err() == nil && !r.outage.Report(ctx, err) && err != nil {
+		r.log.ErrorContext(ctx, "event webhook", "err", err)
 	}
 }
 

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/sqlite"
 )
 
 // DefaultDatabase is a SQLite file in the working directory, so that
@@ -28,6 +32,12 @@ type Config struct {
 	LogFormat         string
 	BootstrapUsername string
 	ShutdownTimeout   time.Duration
+	// SQLiteSynchronous is "full" (a commit survives a power failure) or
+	// "normal" (faster; the last commits can be lost on power failure).
+	SQLiteSynchronous string
+	// HTTPMaxConnections caps the HTTP connections open at once, so that a
+	// flood of connections cannot use up the process's file descriptors.
+	HTTPMaxConnections int
 	// HTTP server timeouts, so that slow or stalled clients cannot hold
 	// connections and handlers: the request headers, the whole request,
 	// the response, and an idle keep-alive connection.
@@ -83,6 +93,9 @@ func DefaultConfig() Config {
 		LogFormat:         "json",
 		BootstrapUsername: "admin",
 		ShutdownTimeout:   10 * time.Second,
+		SQLiteSynchronous: string(sqlite.SynchronousFull),
+
+		HTTPMaxConnections: 1024,
 
 		HTTPReadHeaderTimeout: 10 * time.Second,
 		HTTPReadTimeout:       60 * time.Second,
@@ -113,13 +126,28 @@ func DefaultConfig() Config {
 type envFlagSet struct {
 	*flag.FlagSet
 	getenv func(string) string
+	stderr io.Writer
 	errs   []string
 }
 
+// newFlagSet makes the flag set of a command. The flag package's own
+// reporting is silenced: on a bad flag it prints the error and then every
+// flag, and the caller would print the error again. Only -h prints the
+// flags, to stderr (see parse).
 func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *envFlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return &envFlagSet{FlagSet: fs, getenv: getenv}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &envFlagSet{FlagSet: fs, getenv: getenv, stderr: stderr}
+}
+
+// usageError is how every command reports a bad flag or argument: one line
+// on stderr, naming what is wrong and where to read about the flags, and
+// exit code 2.
+func usageError(stderr io.Writer, command string, err error) int {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "%s: %s (see \"%s --help\")\n", command, msg, command)
+	return 2
 }
 
 func envName(flagName string) string {
@@ -161,17 +189,36 @@ func (f *envFlagSet) Duration(p *time.Duration, name, usage string) {
 }
 
 func (f *envFlagSet) Level(p *slog.Level, name, usage string) {
-	if v, ok := f.env(name); ok {
-		if err := p.UnmarshalText([]byte(v)); err != nil {
-			f.errs = append(f.errs, fmt.Sprintf("%s=%q: not a log level", envName(name), v))
+	v := (*levelValue)(p)
+	if s, ok := f.env(name); ok {
+		if err := v.Set(s); err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q: %v", envName(name), s, err))
 		}
 	}
-	f.TextVar(p, name, *p, usage+" ("+envName(name)+")")
+	f.Var(v, name, usage+" ("+envName(name)+")")
+}
+
+// levelValue is a log level flag whose error names the accepted values,
+// where slog's says only "unknown name".
+type levelValue slog.Level
+
+func (l *levelValue) String() string { return strings.ToLower((*slog.Level)(l).String()) }
+
+func (l *levelValue) Set(s string) error {
+	if err := (*slog.Level)(l).UnmarshalText([]byte(s)); err != nil {
+		return errors.New("not a log level; use debug, info, warn or error")
+	}
+	return nil
 }
 
 // parse parses args and reports environment and flag errors together.
 func (f *envFlagSet) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(f.stderr, "usage of %s:\n", f.Name())
+			f.SetOutput(f.stderr)
+			f.PrintDefaults()
+		}
 		return err
 	}
 	if f.NArg() > 0 {
@@ -191,10 +238,12 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Int(&c.MailSendRateLimit, "mail-send-rate-limit", "mail sends allowed per sending account (a parent and each subuser apart) per window")
 	fs.Int(&c.MaxSubusers, "max-subusers", "subusers one account may own, and separately customer accounts")
 	fs.Duration(&c.RateLimitSync, "rate-limit-sync", "on PostgreSQL, how often nodes share their rate limit counts")
-	fs.Level(&c.LogLevel, "log-level", "debug, info, warn or error")
+	fs.Level(&c.LogLevel, "log-level", "`level` of the least important lines logged: debug, info (the default), warn or error")
 	fs.String(&c.LogFormat, "log-format", "json or text")
 	fs.String(&c.BootstrapUsername, "bootstrap-username", "on an empty database, create this account and print its key (empty: don't)")
 	fs.Duration(&c.ShutdownTimeout, "shutdown-timeout", "how long to wait for requests in flight on SIGINT/SIGTERM")
+	fs.String(&c.SQLiteSynchronous, "sqlite-synchronous", "full: a 202 survives a power failure; normal: faster, but the last commits before a power failure can be lost")
+	fs.Int(&c.HTTPMaxConnections, "http-max-connections", "HTTP connections open at once; past it, connections still waiting for a request are closed to make room, or else the new one is")
 	fs.Duration(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", "how long a client may take to send a request's headers")
 	fs.Duration(&c.HTTPReadTimeout, "http-read-timeout", "how long a client may take to send a whole request, body included")
 	fs.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "how long the server may take to send a response, counted from the end of the request headers")
@@ -221,8 +270,43 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.WebhookRetry, "webhook-retry", "wait before re-posting a failed Event Webhook batch the first time; it doubles after each failure, up to 10 minutes")
 }
 
+// validate checks every setting, so that a bad one stops serve before it
+// opens anything, and before an empty database is given its first account
+// (whose key is shown only once). A new flag gets its check here; the test
+// of every flag (TestEveryFlagIsValidated) fails for a flag without one.
 func (c Config) validate() error {
 	var problems []string
+	if err := checkHostPort(c.HTTPAddr, true); err != nil {
+		problems = append(problems, "--http-addr: "+err.Error())
+	}
+	if _, _, err := storeKind(c.Database); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if c.BootstrapUsername != "" {
+		if p := sealpost.ValidateUsername("--bootstrap-username", c.BootstrapUsername); p != nil {
+			problems = append(problems, p.Message)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		problems = append(problems, "--shutdown-timeout must be positive")
+	}
+	if _, err := sqlite.ParseSynchronous(c.SQLiteSynchronous); err != nil {
+		problems = append(problems, "--sqlite-synchronous: "+err.Error())
+	}
+	if c.HTTPMaxConnections < 1 {
+		problems = append(problems, "--http-max-connections must be at least 1")
+	}
+	if strings.ContainsFunc(c.NodeID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) || len(c.NodeID) > 200 {
+		problems = append(problems, "--node-id must be at most 200 characters without spaces")
+	}
+	if c.DNSServer != "" {
+		if err := checkHostPort(c.DNSServer, false); err != nil {
+			problems = append(problems, "--dns-server: "+err.Error())
+		}
+	}
+	if _, err := rootCAs(c.TLSCAFile); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if c.RateLimit < 1 {
 		problems = append(problems, "--rate-limit must be at least 1")
 	}
@@ -291,6 +375,23 @@ func (c Config) destinations() (sealpost.Destinations, error) {
 		return sealpost.Destinations{}, fmt.Errorf("--allow-destinations: %w", err)
 	}
 	return d, nil
+}
+
+// checkHostPort checks a host:port flag value; port 0 (any free port) is
+// allowed only for a listening address.
+func checkHostPort(addr string, listen bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if !listen && host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (n == 0 && !listen) {
+		return fmt.Errorf("%q: port must be a number from 1 to 65535", addr)
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {

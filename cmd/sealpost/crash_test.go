@@ -773,7 +773,7 @@ func crashCheckDrained(t *testing.T, database string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, _, err := openStore(ctx, database, false)
+	st, _, err := openStore(ctx, database, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}

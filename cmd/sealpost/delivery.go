@@ -61,7 +61,9 @@ func exponential(initial, most time.Duration) func(int) time.Duration {
 	}
 }
 
-func (m *Main) newRunner(store sealpost.Store, node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
+// newRunner makes the delivery runner; Open gives it its Queue once the store
+// is open.
+func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
 	roots, err := rootCAs(m.Config.TLSCAFile)
 	if err != nil {
 		return nil, err
@@ -76,7 +78,6 @@ func (m *Main) newRunner(store sealpost.Store, node string, dests sealpost.Desti
 		Logger:       m.Logger.With("component", "smtp"),
 	}
 	return &delivery.Runner{
-		Queue:     store,
 		Deliverer: newMeasuredDeliverer(client, reg),
 		Owner:     node,
 		Workers:   m.Config.DeliveryWorkers,
@@ -85,6 +86,7 @@ func (m *Main) newRunner(store sealpost.Store, node string, dests sealpost.Desti
 		Backoff:   exponential(m.Config.RetryInitial, m.Config.RetryMax),
 		Grace:     m.Config.ShutdownTimeout,
 		Logger:    m.Logger.With("component", "delivery"),
+		Outage:    m.outage,
 	}, nil
 }
 
@@ -99,6 +101,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, dests sealpost.Desti
 		Lease:        m.Config.WebhookLease,
 		Backoff:      exponential(m.Config.WebhookRetry, 10*time.Minute),
 		Logger:       m.Logger.With("component", "webhook"),
+		Outage:       m.outage,
 	}
 	registerPosterMetrics(reg, p)
 	return p

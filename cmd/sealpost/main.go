@@ -2,6 +2,8 @@
 //
 //	sealpost serve            run the HTTP API
 //	sealpost account create   create a top-level account and print its first API key
+//	sealpost apikey create    give an account a new full-access API key
+//	sealpost version          print the version
 package main
 
 import (
@@ -10,6 +12,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -22,10 +27,13 @@ func main() {
 const usage = `usage:
   sealpost serve [flags]                                  run the HTTP API
   sealpost account create --username NAME [--email E]     create an account, print its API key
-  sealpost help [command]
+  sealpost apikey create --username NAME [--name N]       give an account a new full-access key, print it
+  sealpost version                                        print the version and the commit it was built from
+  sealpost help
 
 Every flag has a SEALPOST_* environment equivalent (--http-addr -> SEALPOST_HTTP_ADDR).
-Run "sealpost serve -h" or "sealpost account create -h" for the flags.
+Run "sealpost serve --help", "sealpost account create --help" or
+"sealpost apikey create --help" for the flags.
 `
 
 // run is main without the process: tests call it with their own arguments,
@@ -44,6 +52,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		return runAccountCreate(ctx, args[2:], getenv, stdout, stderr)
+	case "apikey":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprint(stderr, "usage: sealpost apikey create --username NAME [--name N] [--database DSN]\n")
+			return 2
+		}
+		return runAPIKeyCreate(ctx, args[2:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -51,4 +68,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "sealpost: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// version describes the build: the module version ("(devel)" when built
+// from a clone), the commit and its time, whether the tree had uncommitted
+// changes, and the Go release.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "sealpost (no build information) " + runtime.Version()
+	}
+	parts := []string{"sealpost", info.Main.Version}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		parts = append(parts, "commit "+rev)
+	}
+	if t := settings["vcs.time"]; t != "" {
+		parts = append(parts, "("+t+")")
+	}
+	if settings["vcs.modified"] == "true" {
+		parts = append(parts, "with uncommitted changes")
+	}
+	return strings.Join(append(parts, info.GoVersion), " ")
 }

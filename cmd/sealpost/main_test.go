@@ -297,7 +297,7 @@ func TestAccountCreateCommand(t *testing.T) {
 		{[]string{"account", "create", "--username", "bad name", "--database", db}, 2, false, "username may contain"},
 		{[]string{"account", "create", "--database", db}, 2, false, "username is required"},
 		{[]string{"account", "create", "--username", "x", "--email", "not-an-address", "--database", db}, 2, false, "email must be"},
-		{[]string{"account", "create", "--username", "y", "--database", "mysql://h/db"}, 1, false, "unsupported scheme"},
+		{[]string{"account", "create", "--username", "y", "--database", "mysql://h/db"}, 2, false, "unsupported scheme"},
 		{[]string{"account", "delete"}, 2, false, "usage"},
 		{[]string{"frobnicate"}, 2, false, "unknown command"},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
 	"github.com/sealpost/sealpost/webhook"
@@ -37,6 +38,7 @@ type Main struct {
 	shared   chan struct{}      // closed when rate limit sharing has stopped
 	workers  sync.WaitGroup     // delivery and webhook posting
 	listener net.Listener
+	outage   *sealpost.OutageLog
 	server   *http.Server
 	done     chan error
 }
@@ -51,16 +53,31 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Stdout == nil {
 		m.Stdout = io.Discard
 	}
+	// One for everything on the database, so that an outage is logged
+	// once, not by every worker and every request.
+	m.outage = sealpost.NewOutageLog(m.Logger, "database")
+	// Everything that can fail on a flag or a file comes before the
+	// bootstrap: its key is shown only once, so a start that prints it and
+	// then fails would leave nobody holding it.
 	dests, err := m.Config.destinations()
 	if err != nil {
 		return err
 	}
-	store, kind, err := openStore(ctx, m.Config.Database, true)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node := nodeID(m.Config.NodeID)
+	var runner *delivery.Runner
+	if m.Config.DeliveryWorkers > 0 {
+		if runner, err = m.newRunner(node, dests, registry); err != nil {
+			return err
+		}
+	}
+	store, kind, err := openStore(ctx, m.Config.Database, true, m.Config.SQLiteSynchronous)
 	if err != nil {
 		return err
 	}
 	m.store = store
-	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	ln, err := listen(m.Config.HTTPAddr, m.Config.HTTPMaxConnections, m.Logger)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("listening on %s: %w", m.Config.HTTPAddr, err)
@@ -92,17 +109,8 @@ func (m *Main) Open(ctx context.Context) error {
 		}()
 	}
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	node := nodeID(m.Config.NodeID)
-	if m.Config.DeliveryWorkers > 0 {
-		runner, err := m.newRunner(store, node, dests, registry)
-		if err != nil {
-			m.stopBackground()
-			ln.Close()
-			store.Close()
-			return err
-		}
+	if runner != nil {
+		runner.Queue = store
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
 	retention := orDefault(m.Config.TLSRegistryRetention, DefaultConfig().TLSRegistryRetention)
@@ -120,6 +128,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Webhooks:     webhookSigner{client: webhook.NewClient(dests)},
 		Destinations: dests,
 		Hostname:     m.Config.HeloHostname,
+		Outage:       m.outage,
 
 		MailSendLimiter:   mailLimiter,
 		MaxSubusers:       m.Config.MaxSubusers,
@@ -133,7 +142,8 @@ func (m *Main) Open(ctx context.Context) error {
 	// net/http takes zero as none.
 	defaults := DefaultConfig()
 	m.server = &http.Server{
-		Handler:           handler,
+		Handler:           serving(handler),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: orDefault(m.Config.HTTPReadHeaderTimeout, defaults.HTTPReadHeaderTimeout),
 		ReadTimeout:       orDefault(m.Config.HTTPReadTimeout, defaults.HTTPReadTimeout),
 		WriteTimeout:      orDefault(m.Config.HTTPWriteTimeout, defaults.HTTPWriteTimeout),
@@ -236,12 +246,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
-		return 2
+		return usageError(stderr, "sealpost serve", err)
 	}
 	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(stderr, "sealpost serve: %v\n", err)
-		return 2
+		return usageError(stderr, "sealpost serve", err)
 	}
 	logger := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	m := &Main{Config: cfg, Logger: logger, Stdout: stdout}

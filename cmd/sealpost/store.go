@@ -37,8 +37,9 @@ func storeKind(dsn string) (kind, target string, err error) {
 
 // openStore opens the store --database names. exclusive asks a SQLite store
 // to refuse a second serving process: its in-process caches are only
-// correct while one process serves the file.
-func openStore(ctx context.Context, dsn string, exclusive bool) (sealpost.Store, string, error) {
+// correct while one process serves the file. synchronous is a SQLite
+// store's --sqlite-synchronous; "" is the default, full.
+func openStore(ctx context.Context, dsn string, exclusive bool, synchronous string) (sealpost.Store, string, error) {
 	kind, target, err := storeKind(dsn)
 	if err != nil {
 		return nil, "", err
@@ -51,7 +52,15 @@ func openStore(ctx context.Context, dsn string, exclusive bool) (sealpost.Store,
 		}
 		return db, kind, nil
 	default:
-		db, err := sqlite.Open(ctx, target)
+		var opts []sqlite.Option
+		if synchronous != "" {
+			sync, err := sqlite.ParseSynchronous(synchronous)
+			if err != nil {
+				return nil, "", fmt.Errorf("--sqlite-synchronous: %w", err)
+			}
+			opts = append(opts, sqlite.WithSynchronous(sync))
+		}
+		db, err := sqlite.Open(ctx, target, opts...)
 		if err != nil {
 			return nil, "", fmt.Errorf("opening SQLite database %s: %w", target, err)
 		}

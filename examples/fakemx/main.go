@@ -11,9 +11,9 @@
 //	plain.example      mx.plain.example -> 127.0.0.4  no STARTTLS
 //	wrongname.example  mx.wrongname.example -> 127.0.0.5  STARTTLS, certificate for other.example
 //
-// The certificates come from a CA generated at start; its certificate is
-// written to ca.pem so that sealpost can be told to trust it with
-// --tls-ca-file. An Event Webhook receiver prints every event sealpost
+// The certificates come from a CA generated at the first start and kept in
+// -dir (ca.pem, ca-key.pem), so that sealpost can be told to trust it with
+// --tls-ca-file and keeps trusting it when fakemx is restarted. An Event Webhook receiver prints every event sealpost
 // posts and checks its signature with SendGrid's own helper.
 //
 // Usage:
@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.SMTPPort, "smtp-port", 2525, "TCP port every SMTP server listens on (0: a free one)")
 	fs.StringVar(&cfg.WebhookAddr, "webhook", "127.0.0.1:8099", "host:port of the Event Webhook receiver")
 	fs.StringVar(&cfg.WebhookPublicKey, "webhook-public-key", "", "base64 public key to verify signed Event Webhook posts with")
-	fs.StringVar(&cfg.Dir, "dir", "", "directory to write ca.pem to (empty: a new temporary directory, removed on exit)")
+	fs.StringVar(&cfg.Dir, "dir", "", "directory to keep the CA in, ca.pem and ca-key.pem, across restarts (empty: a new temporary directory, removed on exit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -113,5 +113,5 @@ func printBanner(out io.Writer, w *world) {
 	fmt.Fprintf(out, "fakemx: CA certificate in %s\n", w.CAFile)
 	fmt.Fprintf(out, "fakemx: Event Webhook receiver at %s\n", w.WebhookURL)
 	fmt.Fprintf(out, "fakemx: run sealpost against this world with:\n")
-	fmt.Fprintf(out, "  go run ./cmd/sealpost serve --dns-server %s --smtp-port %d --tls-ca-file %s --allow-destinations 127.0.0.0/8\n", w.DNSAddr, w.SMTPPort, w.CAFile)
+	fmt.Fprintf(out, "  go run ./cmd/sealpost serve --database sqlite:demo.db --dns-server %s --smtp-port %d --tls-ca-file %s --allow-destinations 127.0.0.0/8\n", w.DNSAddr, w.SMTPPort, w.CAFile)
 }

@@ -7,12 +7,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/smtp"
 	"os"
 	"strconv"
 	"strings"
@@ -217,6 +219,10 @@ func TestRunPrintsTheSealpostCommandAndStopsOnCancel(t *testing.T) {
 	if _, err := os.Stat(dir + "/ca.pem"); err != nil {
 		t.Errorf("ca.pem: %v", err)
 	}
+	// The same database as the README's walkthrough.
+	if !strings.Contains(out.String(), "serve --database sqlite:demo.db ") {
+		t.Errorf("the printed command does not name the README's database:\n%s", out)
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -228,5 +234,59 @@ func TestRunPrintsTheSealpostCommandAndStopsOnCancel(t *testing.T) {
 	}
 	if !strings.HasSuffix(out.String(), "fakemx: stopped\n") {
 		t.Errorf("output does not end with the stop line:\n%s", out)
+	}
+}
+
+// TestRestartKeepsTheCA: restarting fakemx with the same -dir (to add
+// -webhook-public-key, say) keeps ca.pem, so a sealpost started with
+// --tls-ca-file on the first run still trusts the new run's certificates.
+func TestRestartKeepsTheCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logs := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func() *world {
+		cfg := config{DNSAddr: "127.0.0.1:0", SMTPPort: 0, WebhookAddr: "127.0.0.1:0", Dir: dir}
+		w, err := startWorld(t.Context(), cfg, io.Discard, logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	stop := func(w *world) {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := start()
+	firstPEM, err := os.ReadFile(first.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop(first)
+	second := start()
+	defer stop(second)
+	secondPEM, err := os.ReadFile(second.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(firstPEM, secondPEM) {
+		t.Fatal("the restart wrote a new ca.pem")
+	}
+	if fi, err := os.Stat(dir + "/ca-key.pem"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ca-key.pem: %v, want mode 0600", err)
+	}
+	// The restarted world's certificate verifies against the first ca.pem.
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(firstPEM)
+	d := second.Domains[0]
+	c, err := smtp.Dial(d.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.StartTLS(&tls.Config{RootCAs: roots, ServerName: d.CertName}); err != nil {
+		t.Fatalf("STARTTLS with the first run's ca.pem: %v", err)
 	}
 }

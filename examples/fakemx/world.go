@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"mime"
@@ -114,13 +115,10 @@ func (w *world) start(ctx context.Context, cfg config, out io.Writer, log *slog.
 	}
 
 	now := time.Now()
-	ca, err := newCA(now)
+	w.CAFile = filepath.Join(cfg.Dir, "ca.pem")
+	ca, err := loadOrNewCA(w.CAFile, filepath.Join(cfg.Dir, "ca-key.pem"), now, log)
 	if err != nil {
 		return err
-	}
-	w.CAFile = filepath.Join(cfg.Dir, "ca.pem")
-	if err := os.WriteFile(w.CAFile, ca.pem, 0o644); err != nil {
-		return fmt.Errorf("writing the CA certificate: %w", err)
 	}
 
 	if err := w.startDNS(ctx, cfg.DNSAddr, log); err != nil {
@@ -292,8 +290,15 @@ func (w *world) startSMTP(ctx context.Context, port int, ca *certAuthority, now 
 			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: d.MaxVersion}
 		}
 		l := listeners[i]
-		w.goServe(log, d.MXHost, func() error { return srv.Serve(l) }, smtp.ErrServerClosed)
-		w.closers = append(w.closers, srv.Shutdown)
+		w.goServe(log, d.MXHost, func() error { return srv.Serve(l) }, smtp.ErrServerClosed, net.ErrClosed)
+		// Shutdown knows only the listeners Serve has started on: a world
+		// closed right after it started (a quick restart) would otherwise
+		// leave Serve accepting on l for ever.
+		w.closers = append(w.closers, func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			l.Close()
+			return err
+		})
 	}
 	return nil
 }
@@ -542,8 +547,8 @@ type certAuthority struct {
 	pem  []byte
 }
 
-// certLifetime is long enough for any trial run; certificates are made
-// afresh at every start.
+// certLifetime is long enough for any trial run; server certificates are
+// made afresh at every start, by a CA kept in -dir across restarts.
 const certLifetime = 30 * 24 * time.Hour
 
 func newCA(now time.Time) (*certAuthority, error) {
@@ -574,6 +579,67 @@ func newCA(now time.Time) (*certAuthority, error) {
 		return nil, fmt.Errorf("parsing the CA certificate: %w", err)
 	}
 	return &certAuthority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// loadOrNewCA loads the CA kept in certFile and keyFile, or makes one and
+// keeps it there. A restart with the same -dir (to add -webhook-public-key,
+// say) then keeps the CA that a running sealpost was told to trust with
+// --tls-ca-file; a new one would make it refuse every certificate. A CA
+// that is unreadable, mismatched or about to expire is replaced.
+func loadOrNewCA(certFile, keyFile string, now time.Time, log *slog.Logger) (*certAuthority, error) {
+	if ca, err := loadCA(certFile, keyFile, now); err == nil {
+		return ca, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("making a new CA; a sealpost already running must be restarted to trust it", slog.Any("reason", err))
+	}
+	ca, err := newCA(now)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the CA key: %w", err)
+	}
+	// The key first: a ca.pem without its key would be replaced next time.
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, fmt.Errorf("writing the CA key: %w", err)
+	}
+	if err := os.WriteFile(certFile, ca.pem, 0o644); err != nil {
+		return nil, fmt.Errorf("writing the CA certificate: %w", err)
+	}
+	return ca, nil
+}
+
+func loadCA(certFile, keyFile string, now time.Time) (*certAuthority, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, errors.New("ca.pem or ca-key.pem holds no PEM block")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", certFile, err)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", keyFile, err)
+	}
+	key, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok || !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("ca-key.pem is not the key of ca.pem")
+	}
+	if now.Add(certLifetime / 2).After(cert.NotAfter) {
+		return nil, errors.New("the CA expires soon")
+	}
+	return &certAuthority{cert: cert, key: key, pem: certPEM}, nil
 }
 
 // issue makes a server certificate for name.
