@@ -116,7 +116,7 @@ func ProbePolicies() []EnforcedTLS {
 		ps = append(ps, EnforcedTLS{RequireTLS: true, Version: v})
 	}
 	for _, v := range []TLSVersion{TLS11, TLS12, TLS13} {
-		ps = append(ps, EnforcedTLS{RequireTLS: true, RequireValidCert: true, Version: v})
+		ps = append(ps, EnforcedTLS{RequireValidCert: true, Version: v})
 	}
 	return ps
 }

@@ -1,0 +1,213 @@
+package delivery_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/delivery/mxtest"
+)
+
+// probeDomain's servers are what each row of probeTable builds.
+const probeDomain = "probe.test"
+
+// expect is one policy's outcome, as a probe verdict and as a delivery.
+type expect struct {
+	outcome    string
+	resultType string
+}
+
+var (
+	delivers  = expect{outcome: sealpost.ProbeDelivered}
+	defers    = expect{outcome: sealpost.ProbeDeferred}
+	blockedBy = func(rt string) expect { return expect{outcome: sealpost.ProbeBlocked, resultType: rt} }
+)
+
+func tls10Only() mxtest.Behavior {
+	b := mxtest.TLS11Only()
+	b.MaxVersion = tls.VersionTLS10
+	return b
+}
+
+// deadMX publishes host's address, where connections are accepted and
+// never answered: a hung server, the worst a dead host can do to a client
+// waiting for its greeting.
+func deadMX(t *testing.T, h *mxtest.Harness, host string) {
+	ln := h.Listen()
+	h.DNS().SetA(host, ln.Addr().(*net.TCPAddr).IP.String())
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+}
+
+// probeTable drives both halves of TestProbeAgreesWithDelivery: each row's
+// servers are probed, and mail is delivered to them under each policy; the
+// probe's verdicts and the deliveries must both come out as the row says.
+// Cells follow sealpost.ProbePolicies: default; require_tls at 1.1, 1.2,
+// 1.3; require_valid_cert at 1.1, 1.2, 1.3.
+var probeTable = []struct {
+	name  string
+	hosts []mxtest.Behavior // mx1, mx2... in preference order; nil: a dead host
+	dead  []bool
+	// What the probe must find at mx1.
+	starttls   bool
+	versions   []string
+	certValid  bool
+	certResult string
+	cells      [7]expect
+}{
+	{
+		name: "TLS 1.3", hosts: []mxtest.Behavior{{}},
+		starttls: true, versions: []string{"1.2", "1.3"}, certValid: true,
+		cells: [7]expect{delivers, delivers, delivers, delivers, delivers, delivers, delivers},
+	},
+	{
+		name: "TLS 1.2 only", hosts: []mxtest.Behavior{mxtest.TLS12Only()},
+		starttls: true, versions: []string{"1.2"}, certValid: true,
+		cells: [7]expect{delivers, delivers, delivers, blockedBy(failure), delivers, delivers, blockedBy(failure)},
+	},
+	{
+		name: "TLS 1.1 only", hosts: []mxtest.Behavior{mxtest.TLS11Only()},
+		starttls: true, versions: []string{"1.0", "1.1"}, certValid: true,
+		cells: [7]expect{delivers, delivers, blockedBy(failure), blockedBy(failure), delivers, blockedBy(failure), blockedBy(failure)},
+	},
+	{
+		name: "TLS 1.0 only", hosts: []mxtest.Behavior{tls10Only()},
+		starttls: true, versions: []string{"1.0"}, certValid: true,
+		cells: [7]expect{delivers, blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure)},
+	},
+	{
+		name: "no STARTTLS", hosts: []mxtest.Behavior{{STARTTLS: mxtest.NoSTARTTLS}},
+		versions: []string{},
+		cells:    [7]expect{delivers, blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS)},
+	},
+	{
+		name: "STARTTLS answered 454", hosts: []mxtest.Behavior{{STARTTLS: mxtest.RejectSTARTTLS}},
+		starttls: true, versions: []string{},
+		cells: [7]expect{delivers, blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure)},
+	},
+	{
+		name: "wrong host name", hosts: []mxtest.Behavior{{Cert: mxtest.CertWrongName}},
+		starttls: true, versions: []string{"1.2", "1.3"}, certResult: mismatch,
+		cells: [7]expect{delivers, delivers, delivers, delivers, blockedBy(mismatch), blockedBy(mismatch), blockedBy(mismatch)},
+	},
+	{
+		name: "expired certificate", hosts: []mxtest.Behavior{{Cert: mxtest.CertExpired}},
+		starttls: true, versions: []string{"1.2", "1.3"}, certResult: expired,
+		cells: [7]expect{delivers, delivers, delivers, delivers, blockedBy(expired), blockedBy(expired), blockedBy(expired)},
+	},
+	{
+		name: "self-signed", hosts: []mxtest.Behavior{{Cert: mxtest.CertSelfSigned}},
+		starttls: true, versions: []string{"1.2", "1.3"}, certResult: notTrusted,
+		cells: [7]expect{delivers, delivers, delivers, delivers, blockedBy(notTrusted), blockedBy(notTrusted), blockedBy(notTrusted)},
+	},
+	{
+		name: "two MX hosts, the first without STARTTLS, the second good", hosts: []mxtest.Behavior{{STARTTLS: mxtest.NoSTARTTLS}, {}},
+		versions: []string{},
+		cells:    [7]expect{delivers, delivers, delivers, delivers, delivers, delivers, delivers},
+	},
+	{
+		name: "two MX hosts, the first 1.2 only, the second with an expired certificate", hosts: []mxtest.Behavior{mxtest.TLS12Only(), {Cert: mxtest.CertExpired}},
+		starttls: true, versions: []string{"1.2"}, certValid: true,
+		cells: [7]expect{delivers, delivers, delivers, delivers, delivers, delivers, blockedBy(expired)},
+	},
+	{
+		name: "a dead host and a host without STARTTLS", hosts: []mxtest.Behavior{{}, {STARTTLS: mxtest.NoSTARTTLS}}, dead: []bool{true, false},
+		versions: []string{},
+		cells:    [7]expect{delivers, defers, defers, defers, defers, defers, defers},
+	},
+}
+
+func TestProbeAgreesWithDelivery(t *testing.T) {
+	t.Parallel()
+	policies := sealpost.ProbePolicies()
+	for _, row := range probeTable {
+		t.Run(row.name, func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			var records []mxtest.MX
+			for i, b := range row.hosts {
+				host := fmt.Sprintf("mx%d.%s", i+1, probeDomain)
+				if i < len(row.dead) && row.dead[i] {
+					deadMX(t, h, host)
+				} else {
+					h.AddServer(host, b)
+				}
+				records = append(records, mxtest.MX{Pref: uint16(10 * (i + 1)), Host: host})
+			}
+			h.DNS().SetMX(probeDomain, records...)
+			client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: 3 * time.Second}
+
+			prober := &delivery.Prober{Client: client, DNSServer: h.DNSAddr()}
+			rep, err := prober.Probe(t.Context(), probeDomain)
+			if err != nil || rep.Error != "" {
+				t.Fatalf("probe: %v %q", err, rep.Error)
+			}
+			mx1 := rep.MXHosts[0]
+			if len(row.dead) == 0 || !row.dead[0] {
+				if mx1.STARTTLS != row.starttls || !slices.Equal(mx1.TLSVersions, row.versions) {
+					t.Errorf("mx1: starttls %v versions %v, want %v %v (errors %+v)", mx1.STARTTLS, mx1.TLSVersions, row.starttls, row.versions, mx1.Errors)
+				}
+				if len(row.versions) > 0 {
+					c := mx1.Certificate
+					if c == nil || c.Valid != row.certValid || c.ResultType != row.certResult {
+						t.Errorf("mx1 certificate %+v, want valid %v result type %q", c, row.certValid, row.certResult)
+					}
+				}
+			}
+			for i, want := range row.cells {
+				v := rep.Verdicts[i]
+				if v.Policy != policies[i] || v.Outcome != want.outcome || v.ResultType != want.resultType || v.Delivered != (want.outcome == sealpost.ProbeDelivered) {
+					t.Errorf("probe verdict under %+v: %+v, want %+v", policies[i], v, want)
+				}
+			}
+
+			// The same servers, real deliveries, at once so that a dead
+			// host costs one timeout.
+			got := make([]expect, len(policies))
+			var wg sync.WaitGroup
+			for i, policy := range policies {
+				wg.Go(func() {
+					res := client.Deliver(t.Context(), policy, delivery.Envelope{
+						From: "sender@example.com", Domain: probeDomain, Recipients: []string{"someone@" + probeDomain},
+						Data: []byte("Subject: probe\r\n\r\nhello\r\n"),
+					})
+					got[i] = expect{outcome: res.Recipients[0].Status.String()}
+					if res.Recipients[0].Status == delivery.Blocked {
+						got[i].resultType = res.TLS.ResultType
+					}
+				})
+			}
+			wg.Wait()
+			for i, want := range row.cells {
+				if got[i] != want {
+					t.Errorf("delivery under %+v: %+v, want %+v", policies[i], got[i], want)
+				}
+			}
+		})
+	}
+}
