@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,5 +210,60 @@ func TestProbeAgreesWithDelivery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProbeDeadHostsAreBounded: three MX hosts, two of them hung, under
+// delivery's own long timeout: the probe still ends within its deadline,
+// with the live host fully probed.
+func TestProbeDeadHostsAreBounded(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	deadMX(t, h, "mx1."+probeDomain)
+	deadMX(t, h, "mx2."+probeDomain)
+	h.AddServer("mx3."+probeDomain, mxtest.Behavior{})
+	h.DNS().SetMX(probeDomain,
+		mxtest.MX{Pref: 10, Host: "mx1." + probeDomain},
+		mxtest.MX{Pref: 20, Host: "mx2." + probeDomain},
+		mxtest.MX{Pref: 30, Host: "mx3." + probeDomain})
+	// Delivery would wait a minute for each greeting.
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: time.Minute}
+	prober := &delivery.Prober{Client: client, DNSServer: h.DNSAddr()}
+	start := time.Now()
+	rep, err := prober.Probe(t.Context(), probeDomain)
+	elapsed := time.Since(start)
+	if err != nil || rep.Error != "" {
+		t.Fatalf("probe: %v %q", err, rep.Error)
+	}
+	if elapsed >= 10*time.Second {
+		t.Errorf("probe took %v, want under 10s", elapsed)
+	}
+	for i, host := range rep.MXHosts[:2] {
+		if len(host.Errors) == 0 || host.Errors[0].Step != "greeting" {
+			t.Errorf("dead host %d: errors %+v, want a greeting timeout", i+1, host.Errors)
+		}
+	}
+	if live := rep.MXHosts[2]; !slices.Equal(live.TLSVersions, []string{"1.2", "1.3"}) || live.Certificate == nil || !live.Certificate.Valid {
+		t.Errorf("live host: %+v", live)
+	}
+	for _, v := range rep.Verdicts {
+		if !v.Delivered {
+			t.Errorf("verdict %+v: the live host meets every policy", v)
+		}
+	}
+}
+
+// TestProbeNonexistentDomain: the probe runs and says plainly that the
+// domain does not exist.
+func TestProbeNonexistentDomain(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool()}
+	rep, err := (&delivery.Prober{Client: client, DNSServer: h.DNSAddr()}).Probe(t.Context(), "nowhere.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Error, "does not exist") || len(rep.MXHosts) != 0 || len(rep.Verdicts) != 0 {
+		t.Errorf("report %+v, want the domain said not to exist", rep)
 	}
 }
