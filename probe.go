@@ -2,6 +2,7 @@ package sealpost
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -152,4 +153,36 @@ func (p *TLSProbe) Observations(accountID int64) []HostObservation {
 // for the probe's own failures.
 type TLSProber interface {
 	Probe(ctx context.Context, domain string) (*TLSProbe, error)
+}
+
+// ValidateProbeDomain accepts a domain name to probe: ASCII letters,
+// digits and hyphens in dot-separated labels (an internationalised name in
+// its xn-- form), at least two labels, not an IP address.
+func ValidateProbeDomain(field, d string) *FieldError {
+	bad := func(msg string) *FieldError { return &FieldError{Field: field, Message: field + " " + msg} }
+	if d == "" {
+		return bad("is required")
+	}
+	d = strings.TrimSuffix(d, ".")
+	if len(d) > 253 {
+		return bad("must be at most 253 characters")
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return bad("must be a domain name such as example.com")
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return bad("must be a domain name such as example.com")
+		}
+		for i := range len(l) {
+			if c := l[i]; !isAlnumByte(c) && c != '-' {
+				return bad("must be a domain name such as example.com (an internationalised name in its xn-- form)")
+			}
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return bad("must be a domain name, not an IP address")
+	}
+	return nil
 }
