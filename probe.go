@@ -92,9 +92,10 @@ type TLSRPTFinding struct {
 type ProbeVerdict struct {
 	Policy    EnforcedTLS `json:"policy"`
 	Delivered bool        `json:"delivered"`
-	// Outcome is "delivered", "blocked" (no MX host meets the policy) or
+	// Outcome is "delivered", "blocked" (no MX host meets the policy),
 	// "deferred" (no host met it, and one could not be reached: a later
-	// attempt may still deliver).
+	// attempt may still deliver) or "bounced" (every host is at an address
+	// this server may not connect to).
 	Outcome string `json:"outcome"`
 	// ResultType is the RFC 8460 result type of a blocked delivery, as its
 	// event would carry it.
@@ -106,6 +107,7 @@ const (
 	ProbeDelivered = "delivered"
 	ProbeBlocked   = "blocked"
 	ProbeDeferred  = "deferred"
+	ProbeBounced   = "bounced"
 )
 
 // ProbePolicies are the seven distinct Enforced TLS policies: the default

@@ -34,9 +34,13 @@ type Client struct {
 	// When zero, the reply to the end of the message data gets RFC 5321's
 	// 10 minutes instead; ctx's deadline bounds everything.
 	Timeout   time.Duration
-	LocalAddr net.Addr         // optional source address
-	Logger    *slog.Logger     // nil: discard
-	Now       func() time.Time // for certificate validity; nil: time.Now
+	LocalAddr net.Addr // optional source address
+	// Destinations are the addresses MX hosts may be reached at; the zero
+	// value allows public unicast addresses only. A host whose addresses
+	// are all refused is skipped; when no host is left, the mail bounces.
+	Destinations sealpost.Destinations
+	Logger       *slog.Logger     // nil: discard
+	Now          func() time.Time // for certificate validity; nil: time.Now
 }
 
 // Envelope is one SMTP transaction's worth of mail.
@@ -151,6 +155,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	var (
 		transient      *outcome
 		policyFailures int
+		refusedHosts   int
 	)
 	for _, host := range hosts {
 		if err := ctx.Err(); err != nil {
@@ -177,7 +182,19 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			transient = &out
 			log.Info("MX host failed", slog.String("mx_host", out.facts.MXHost), slog.String("mx_ip", out.facts.MXIP),
 				slog.String("response", out.result.Response))
+		case outcomeRefused:
+			refusedHosts++
+			log.Warn("MX host skipped: none of its addresses may be connected to", slog.String("mx_host", out.facts.MXHost))
 		}
+	}
+	if transient == nil && policyFailures == 0 && refusedHosts > 0 {
+		// Only hosts in places this server does not connect to (loopback,
+		// private networks): no later attempt will do better. The reason
+		// names no address, since the tenant chose the name and what it
+		// resolves to inside the operator's network is not theirs to learn.
+		res.TLS = sealpost.TLSFacts{}
+		setAll(RecipientResult{Status: Bounced, Response: fmt.Sprintf("no MX host of %s has an address this server may deliver to", env.Domain), EnhancedStatus: statusNoAllowedHost})
+		return res
 	}
 	if transient == nil && policyFailures > 0 {
 		// Every host was reached and none could meet the policy.
@@ -264,7 +281,12 @@ const (
 	outcomePolicy                           // this host cannot meet the policy
 	outcomeDone                             // a transaction ran: perRecipient is final for this attempt
 	outcomeFinal                            // result applies to every recipient, no other host to try
+	outcomeRefused                          // every address of this host is one this server does not connect to
 )
+
+// statusNoAllowedHost is a permanent routing failure (RFC 3463 5.4.4,
+// unable to route): every MX host is in a range the server refuses.
+const statusNoAllowedHost = "5.4.4"
 
 // outcome is what trying one MX host came to.
 type outcome struct {
@@ -288,6 +310,10 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 		}
 		return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 			Response: fmt.Sprintf("address lookup for MX host %s failed: %v", host.name, err), EnhancedStatus: "4.4.3"}}
+	}
+	addrs = slices.DeleteFunc(addrs, func(a net.IPAddr) bool { return !c.Destinations.AllowsIP(a.IP) })
+	if len(addrs) == 0 {
+		return outcome{kind: outcomeRefused, facts: facts}
 	}
 	if len(addrs) > maxAddrsPerHost {
 		addrs = addrs[:maxAddrsPerHost]
@@ -325,9 +351,10 @@ func (c *Client) dial(ctx context.Context, addr net.IPAddr) (net.Conn, error) {
 }
 
 // dialPort is the one place the client connects anywhere: SMTP, and the
-// probe's MTA-STS policy fetch.
+// probe's MTA-STS policy fetch. Callers filter addresses already; the
+// hook keeps the destination rule here, whoever calls.
 func (c *Client) dialPort(ctx context.Context, addr net.IPAddr, port int) (net.Conn, error) {
-	d := net.Dialer{Timeout: c.timeout(), LocalAddr: c.LocalAddr}
+	d := net.Dialer{Timeout: c.timeout(), LocalAddr: c.LocalAddr, Control: c.Destinations.Control}
 	return d.DialContext(ctx, "tcp", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
 }
 

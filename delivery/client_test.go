@@ -63,6 +63,7 @@ func newScenario(t *testing.T, ca *testCA, domain string, specs ...mxSpec) *scen
 		RootCAs:      ca.pool,
 		Timeout:      5 * time.Second,
 		Logger:       testLogger(t),
+		Destinations: loopbackOnly(),
 	}
 	return sc
 }

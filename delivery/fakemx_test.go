@@ -14,11 +14,14 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost"
 )
 
 // testCA is a certificate authority made up for one test.
@@ -389,6 +392,12 @@ func (f *fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAdd
 		out = append(out, net.IPAddr{IP: net.ParseIP(ip)})
 	}
 	return out, nil
+}
+
+// loopbackOnly allows the fake MX servers' loopback addresses, which the
+// default rule refuses.
+func loopbackOnly() sealpost.Destinations {
+	return sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -223,6 +223,7 @@ func TestEnforcedTLSMatrix(t *testing.T) {
 					HeloHostname: "sender.sealpost.test",
 					RootCAs:      h.CertPool(),
 					Timeout:      10 * time.Second,
+					Destinations: loopbackOnly(),
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()

@@ -102,11 +102,13 @@ func (p *Prober) Probe(ctx context.Context, domain string) (*sealpost.TLSProbe, 
 type hostProbe struct {
 	report   sealpost.ProbedHost
 	notFound bool // the host name does not exist
-	reached  bool // a session got past the greeting and EHLO (or HELO)
-	ehlo     bool // the server speaks ESMTP
-	refused  bool // it answered STARTTLS with something but 220
-	versions []uint16
-	cert     certCheck // at the newest version
+	// disallowed: every address is one this server may not connect to.
+	disallowed bool
+	reached    bool // a session got past the greeting and EHLO (or HELO)
+	ehlo       bool // the server speaks ESMTP
+	refused    bool // it answered STARTTLS with something but 220
+	versions   []uint16
+	cert       certCheck // at the newest version
 }
 
 // seenUnder is what a delivery session under policy would find at h:
@@ -132,13 +134,18 @@ func (h hostProbe) seenUnder(policy sealpost.EnforcedTLS) hostTLS {
 // verdict is what Client.Deliver under policy would come to with these
 // hosts, tried in order: the first reachable host that meets the policy
 // takes the mail; if none does, the mail is blocked when every host was
-// reached, deferred otherwise. An opportunistic session that cannot
+// reached or refused by the destination rules, bounced when every host was
+// refused, deferred otherwise. An opportunistic session that cannot
 // negotiate TLS goes on in plaintext, so any reachable host takes it.
 func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdict {
 	v := sealpost.ProbeVerdict{Policy: policy}
-	unreached := false
+	unreached, disallowed := false, false
 	lastFailure := ""
 	for _, h := range hosts {
+		if h.disallowed {
+			disallowed = true
+			continue
+		}
 		if !h.reached {
 			unreached = true
 			continue
@@ -150,6 +157,10 @@ func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdi
 			return v
 		}
 		lastFailure = rt
+	}
+	if !unreached && lastFailure == "" && disallowed {
+		v.Outcome = sealpost.ProbeBounced
+		return v
 	}
 	if unreached || lastFailure == "" {
 		v.Outcome = sealpost.ProbeDeferred
@@ -188,6 +199,15 @@ func (p *Prober) probeHost(ctx context.Context, host mxHost) (h hostProbe) {
 	if err != nil {
 		h.notFound = isNotFound(err)
 		fail("address", err)
+		return h
+	}
+	// Addresses the destination rules refuse stay out of the report, as
+	// out of delivery's messages: where a tenant's name points inside the
+	// operator's network is not the tenant's to learn.
+	addrs = slices.DeleteFunc(addrs, func(a net.IPAddr) bool { return !p.Client.Destinations.AllowsIP(a.IP) })
+	if len(addrs) == 0 {
+		h.disallowed = true
+		fail("address", errors.New("no address of this host is one this server may connect to"))
 		return h
 	}
 	for _, a := range addrs {

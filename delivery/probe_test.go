@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -161,7 +162,7 @@ func TestProbeAgreesWithDelivery(t *testing.T) {
 				records = append(records, mxtest.MX{Pref: uint16(10 * (i + 1)), Host: host})
 			}
 			h.DNS().SetMX(probeDomain, records...)
-			client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: 3 * time.Second}
+			client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: 3 * time.Second, Destinations: loopbackOnly()}
 
 			prober := &delivery.Prober{Client: client, DNSServer: h.DNSAddr()}
 			rep, err := prober.Probe(t.Context(), probeDomain)
@@ -227,7 +228,7 @@ func TestProbeDeadHostsAreBounded(t *testing.T) {
 		mxtest.MX{Pref: 20, Host: "mx2." + probeDomain},
 		mxtest.MX{Pref: 30, Host: "mx3." + probeDomain})
 	// Delivery would wait a minute for each greeting.
-	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: time.Minute}
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: time.Minute, Destinations: loopbackOnly()}
 	prober := &delivery.Prober{Client: client, DNSServer: h.DNSAddr()}
 	start := time.Now()
 	rep, err := prober.Probe(t.Context(), probeDomain)
@@ -258,12 +259,51 @@ func TestProbeDeadHostsAreBounded(t *testing.T) {
 func TestProbeNonexistentDomain(t *testing.T) {
 	t.Parallel()
 	h := mxtest.New(t)
-	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool()}
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Destinations: loopbackOnly()}
 	rep, err := (&delivery.Prober{Client: client, DNSServer: h.DNSAddr()}).Probe(t.Context(), "nowhere.test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(rep.Error, "does not exist") || len(rep.MXHosts) != 0 || len(rep.Verdicts) != 0 {
 		t.Errorf("report %+v, want the domain said not to exist", rep)
+	}
+}
+
+// TestProbeObeysDestinationRules: with loopback not allowed, the probe
+// connects to nothing (neither the MX host nor the MTA-STS policy host),
+// lists no refused address, and says mail would bounce, as delivery does.
+func TestProbeObeysDestinationRules(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX(probeDomain, 10, mxtest.Behavior{})
+	h.DNS().SetTXT("_mta-sts."+probeDomain, []string{"v=STSv1; id=1"})
+	var policyFetches int
+	var mu sync.Mutex
+	servePolicy(t, h, probeDomain, nil, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		policyFetches++
+		mu.Unlock()
+		textPolicy(strings.ReplaceAll(stsPolicy, "%s", probeDomain))(w, r)
+	})
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool()}
+	rep, err := (&delivery.Prober{Client: client, DNSServer: h.DNSAddr(), MTASTSPort: h.Port()}).Probe(t.Context(), probeDomain)
+	if err != nil || rep.Error != "" {
+		t.Fatalf("probe: %v %q", err, rep.Error)
+	}
+	if mx.Connections() != 0 || policyFetches != 0 {
+		t.Errorf("%d SMTP connections, %d policy fetches to loopback, want none", mx.Connections(), policyFetches)
+	}
+	host := rep.MXHosts[0]
+	if len(host.Addresses) != 0 || host.Address != "" || len(host.Errors) == 0 || strings.Contains(fmt.Sprint(host.Errors), "127.") {
+		t.Errorf("host %+v: want no address and an error naming none", host)
+	}
+	if sts := rep.Policies.MTASTS; sts.Policy != nil || !strings.Contains(sts.Error, "not allowed") || strings.Contains(sts.Error, "127.") {
+		t.Errorf("MTA-STS finding %+v, want the fetch refused without naming the address", sts)
+	}
+	res := client.Deliver(t.Context(), sealpost.DefaultEnforcedTLS(), delivery.Envelope{From: "s@example.com", Domain: probeDomain, Recipients: []string{"r@" + probeDomain}, Data: []byte("\r\n")})
+	for _, v := range rep.Verdicts {
+		if v.Outcome != sealpost.ProbeBounced || res.Recipients[0].Status != delivery.Bounced {
+			t.Errorf("verdict %+v, delivery %v: want both bounced", v, res.Recipients[0].Status)
+		}
 	}
 }

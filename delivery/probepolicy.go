@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -141,6 +142,10 @@ func (p *Prober) dialName(ctx context.Context, _, addr string) (net.Conn, error)
 	ips, err := p.Client.Resolver.LookupIPAddr(ctx, host)
 	if err != nil {
 		return nil, err
+	}
+	ips = slices.DeleteFunc(ips, func(a net.IPAddr) bool { return !p.Client.Destinations.AllowsIP(a.IP) })
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("%s: %w", host, sealpost.ErrDestinationRefused)
 	}
 	var errs []error
 	for _, ip := range ips {

@@ -102,7 +102,7 @@ func TestProbePublishedPolicies(t *testing.T) {
 	h.DNS().SetTXT("_smtp._tls.good.test", []string{"v=TLSRPTv1; rua=mailto:tls@good.test,", "https://reports.good.test/tlsrpt"}, []string{"unrelated"})
 	h.DNS().SetTLSA("_25._tcp.mx1.good.test", dns.TLSA{Usage: 3, Selector: 1, MatchingType: 1, Certificate: strings.Repeat("ab", 32)})
 
-	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool()}
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Destinations: loopbackOnly()}
 	prober := &delivery.Prober{Client: client, DNSServer: h.DNSAddr(), MTASTSPort: h.Port()}
 	for _, tt := range tests {
 		t.Run(tt.domain, func(t *testing.T) {

@@ -100,7 +100,7 @@ func TestMandatoryHandshakeCutOffIsDeferredNotBlocked(t *testing.T) {
 				h.DNS().SetMX("stall.test", mxtest.MX{Pref: 10, Host: "mx.stall.test"})
 				h.DNS().SetA("mx.stall.test", ip)
 
-				c := &Client{Resolver: NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: tt.clientTimeout, Logger: testLogger(t)}
+				c := &Client{Resolver: NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: tt.clientTimeout, Logger: testLogger(t), Destinations: loopbackOnly()}
 				ctx, cancel := context.WithTimeout(t.Context(), tt.ctxTimeout)
 				defer cancel()
 				res := c.Deliver(ctx, policy, Envelope{From: "a@sealpost.test", Domain: "stall.test", Recipients: []string{"b@stall.test"}, Data: []byte("Subject: x\r\n\r\nx\r\n")})
@@ -140,7 +140,7 @@ func TestRouteSkipsIPLiteralMXHosts(t *testing.T) {
 		"literal.test": {{Host: "192.0.2.1.", Pref: 10}, {Host: "mx.literal.test.", Pref: 20}},
 		"onlyip.test":  {{Host: "192.0.2.1", Pref: 10}, {Host: "2001:db8::1", Pref: 20}},
 	}}
-	c := &Client{Resolver: res}
+	c := &Client{Resolver: res, Destinations: loopbackOnly()}
 
 	hosts, fail := c.route(t.Context(), "literal.test")
 	if fail != nil || len(hosts) != 1 || hosts[0].name != "mx.literal.test" {
@@ -249,7 +249,7 @@ func TestRequireValidCertNamesTheMXHost(t *testing.T) {
 			if mx.Host() != "mx1.certname.test" {
 				t.Fatalf("harness named the MX %q", mx.Host())
 			}
-			c := &Client{Resolver: NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: 10 * time.Second}
+			c := &Client{Resolver: NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: 10 * time.Second, Destinations: loopbackOnly()}
 			res := c.Deliver(t.Context(), sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS12},
 				Envelope{From: "a@sealpost.test", Domain: "CertName.test.", Recipients: []string{"b@certname.test"}, Data: []byte("Subject: x\r\n\r\nx\r\n")})
 			got := res.Recipients[0].Status

@@ -21,7 +21,7 @@ func TestRoute(t *testing.T) {
 			"servfail.test": errServFail("servfail.test"),
 		},
 	}
-	c := &Client{Resolver: res}
+	c := &Client{Resolver: res, Destinations: loopbackOnly()}
 	tests := []struct {
 		domain   string
 		hosts    []mxHost
@@ -54,7 +54,7 @@ func TestRouteShufflesEqualPreferences(t *testing.T) {
 	res := &fakeResolver{mx: map[string][]*net.MX{"eq.test": {
 		{Host: "z.eq.test.", Pref: 5}, {Host: "x.eq.test.", Pref: 10}, {Host: "y.eq.test.", Pref: 10},
 	}}}
-	c := &Client{Resolver: res}
+	c := &Client{Resolver: res, Destinations: loopbackOnly()}
 	seen := map[string]bool{}
 	for range 200 {
 		hosts, fail := c.route(t.Context(), "eq.test")
@@ -82,7 +82,7 @@ func TestDeliverDNSOutcomes(t *testing.T) {
 		addrErr: map[string]error{"mx.flaky.test": errServFail("mx.flaky.test")},
 	}
 	res.mx["flaky.test"] = []*net.MX{{Host: "mx.flaky.test.", Pref: 10}}
-	c := &Client{Resolver: res, Logger: testLogger(t)}
+	c := &Client{Resolver: res, Logger: testLogger(t), Destinations: loopbackOnly()}
 	tests := []struct {
 		domain   string
 		status   Status
@@ -118,7 +118,7 @@ func TestDeliverImplicitMX(t *testing.T) {
 	mx := startMX(t, "example.test", lns[0], mxBehaviour{TLS: serverTLS(ca.validLeaf(t, "example.test"))})
 	c := &Client{
 		Resolver: &fakeResolver{addrs: map[string][]string{"example.test": {"127.0.0.4"}}},
-		Port:     port, RootCAs: ca.pool, Logger: testLogger(t),
+		Port:     port, RootCAs: ca.pool, Logger: testLogger(t), Destinations: loopbackOnly(),
 	}
 	res := c.Deliver(t.Context(), sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS12}, testEnvelope("a@example.test"))
 	if rr := res.Recipients[0]; rr.Status != Delivered {

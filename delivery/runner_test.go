@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +21,12 @@ import (
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+}
+
+// loopbackOnly allows the mxtest servers' loopback addresses, which the
+// default rule refuses.
+func loopbackOnly() sealpost.Destinations {
+	return sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))
 }
 
 func (c *clock) Now() time.Time {
@@ -68,6 +75,7 @@ func newRunnerWorld(t testing.TB) *runnerWorld {
 			HeloHostname: "sealpost.test",
 			RootCAs:      h.CertPool(),
 			Timeout:      5 * time.Second,
+			Destinations: loopbackOnly(),
 		},
 		Owner:   "node-a",
 		Workers: 4,

@@ -204,7 +204,7 @@ func TestMultipleMX(t *testing.T) {
 func TestInvalidAddressesNeverReachTheNetwork(t *testing.T) {
 	t.Parallel()
 	res := &fakeResolver{}
-	c := &Client{Resolver: res, Logger: testLogger(t)}
+	c := &Client{Resolver: res, Logger: testLogger(t), Destinations: loopbackOnly()}
 	out := c.Deliver(t.Context(), sealpost.DefaultEnforcedTLS(), Envelope{
 		From: "a@b.test\r\nRCPT TO:<evil@x.test>", Domain: "example.test", Recipients: []string{"x@example.test"},
 	})
@@ -246,9 +246,10 @@ func TestContextCancelCutsOffASilentServer(t *testing.T) {
 		}
 	}()
 	c := &Client{
-		Resolver: &fakeResolver{mx: map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 1}}}, addrs: map[string][]string{"mx.example.test": {"127.0.0.2"}}},
-		Port:     ln.Addr().(*net.TCPAddr).Port,
-		Logger:   testLogger(t),
+		Resolver:     &fakeResolver{mx: map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 1}}}, addrs: map[string][]string{"mx.example.test": {"127.0.0.2"}}},
+		Port:         ln.Addr().(*net.TCPAddr).Port,
+		Logger:       testLogger(t),
+		Destinations: loopbackOnly(),
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
@@ -272,7 +273,7 @@ func TestSecondAddressOfAHost(t *testing.T) {
 			mx:    map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 10}}},
 			addrs: map[string][]string{"mx.example.test": {"127.0.0.5", "127.0.0.6"}}, // nothing on .5
 		},
-		Port: port, RootCAs: ca.pool, Logger: testLogger(t),
+		Port: port, RootCAs: ca.pool, Logger: testLogger(t), Destinations: loopbackOnly(),
 	}
 	res := c.Deliver(t.Context(), sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS12}, testEnvelope("a@example.test"))
 	if res.Recipients[0].Status != Delivered || res.TLS.MXIP != "127.0.0.6" {
@@ -314,10 +315,11 @@ func TestTimeoutOnAStalledReply(t *testing.T) {
 		}
 	}()
 	c := &Client{
-		Resolver: &fakeResolver{mx: map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 1}}}, addrs: map[string][]string{"mx.example.test": {"127.0.0.7"}}},
-		Port:     ln.Addr().(*net.TCPAddr).Port,
-		Timeout:  200 * time.Millisecond,
-		Logger:   testLogger(t),
+		Resolver:     &fakeResolver{mx: map[string][]*net.MX{"example.test": {{Host: "mx.example.test.", Pref: 1}}}, addrs: map[string][]string{"mx.example.test": {"127.0.0.7"}}},
+		Port:         ln.Addr().(*net.TCPAddr).Port,
+		Timeout:      200 * time.Millisecond,
+		Logger:       testLogger(t),
+		Destinations: loopbackOnly(),
 	}
 	start := time.Now()
 	res := c.Deliver(t.Context(), sealpost.DefaultEnforcedTLS(), testEnvelope("a@example.test"))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -147,6 +148,8 @@ func newEnv(t testing.TB, open func(testing.TB) sealpost.Store, opts ...envOptio
 		RateLimiter: newFixedWindow(1_000_000, time.Minute),
 		Logger:      slog.New(slog.DiscardHandler),
 		Registry:    prometheus.NewRegistry(),
+		// Test receivers listen on loopback, which the default refuses.
+		Destinations: sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8")),
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -24,6 +24,11 @@ type Config struct {
 	// Webhooks generates Event Webhook signing keys and sends test posts;
 	// nil makes the signed-webhook and test endpoints answer 500.
 	Webhooks WebhookSigner
+	// Destinations are the addresses an Event Webhook URL may point at; a
+	// URL whose host is an address (or localhost) outside them is refused
+	// when set or tested. The zero value allows public addresses only. It
+	// must be the rule Webhooks and the poster dial with.
+	Destinations sealpost.Destinations
 	// Hostname is the domain part of the Message-ID of sent mail; "" is
 	// "localhost".
 	Hostname string
@@ -86,6 +91,7 @@ type Server struct {
 	store    sealpost.Store
 	limiter  sealpost.RateLimiter
 	webhooks WebhookSigner
+	dests    sealpost.Destinations
 	hostname string
 	enqueue  *groupCommit
 	log      *slog.Logger
@@ -167,6 +173,7 @@ func New(cfg Config) *Server {
 		store:    cfg.Store,
 		limiter:  cfg.RateLimiter,
 		webhooks: cfg.Webhooks,
+		dests:    cfg.Destinations,
 		hostname: cfg.Hostname,
 		log:      cfg.Logger,
 		now:      cfg.Now,

@@ -17,6 +17,11 @@ import (
 // does not hold the request open.
 const testPostTimeout = 10 * time.Second
 
+// errURLNotAllowed answers a webhook URL whose address the server refuses
+// to connect to. It names no address: the tenant gave the name, and what
+// it resolves to inside the operator's network is not theirs to learn.
+var errURLNotAllowed = sealpost.FieldError{Field: "url", Message: "url points to an address this server does not connect to (only public addresses are allowed)"}
+
 // errNoWebhookSigner is what the signing and test endpoints fail with on a
 // server configured without a WebhookSigner.
 var errNoWebhookSigner = errors.New("no webhook signer configured")
@@ -37,6 +42,9 @@ func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call
 	patch, err := sealpost.ParseEventWebhookPatch(c.body, current)
 	if err != nil {
 		return 0, nil, err
+	}
+	if patch.URL != nil && *patch.URL != "" && s.dests.CheckURLHost(*patch.URL) != nil {
+		return 0, nil, sealpost.Invalid(errURLNotAllowed)
 	}
 	if err := checkUTF8(c.body); err != nil {
 		return 0, nil, err
@@ -150,6 +158,9 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 	if err := o.err(); err != nil {
 		return 0, nil, err
 	}
+	if s.dests.CheckURLHost(target) != nil {
+		return 0, nil, sealpost.Invalid(errURLNotAllowed)
+	}
 	if s.webhooks == nil {
 		return 0, nil, errNoWebhookSigner
 	}
@@ -162,8 +173,15 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 	if err := s.webhooks.SendTest(postCtx, target, key); err != nil {
 		// The receiver's answer or network error stays in the log: the
 		// server's view of the network is not the client's business.
+		// Every failure gets one answer, whatever the network did: a
+		// refused connection, a timeout and a 4xx must not tell an open
+		// port from a closed one. A refused address is said so: it was
+		// refused before any connection was tried.
 		s.log.LogAttrs(ctx, slog.LevelInfo, "event webhook test post failed",
 			slog.Int64("account_id", c.acting.ID), slog.String("error", err.Error()))
+		if errors.Is(err, sealpost.ErrDestinationRefused) {
+			return 0, nil, sealpost.Invalid(errURLNotAllowed)
+		}
 		return 0, nil, sealpost.Invalid(sealpost.FieldError{Field: "url", Message: "the test post to url failed"})
 	}
 	return http.StatusNoContent, nil, nil

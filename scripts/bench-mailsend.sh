@@ -27,7 +27,7 @@ server_cpu=1; load_cpu=0
 [ "$(nproc)" -ge 2 ] || { server_cpu=0; load_cpu=0; }
 
 taskset -c $server_cpu "$work/sealpost" serve --http-addr 127.0.0.1:18090 --database "sqlite:$work/bench.db" \
-  --delivery-workers 0 --webhook-workers 0 --mail-send-rate-limit 2000000000 --log-level warn >"$work/key" 2>"$work/sealpost.log" &
+  --delivery-workers 0 --webhook-workers 0 --allow-destinations 127.0.0.0/8 --mail-send-rate-limit 2000000000 --log-level warn >"$work/key" 2>"$work/sealpost.log" &
 pids+=($!)
 taskset -c $server_cpu "$work/bareserver" -addr 127.0.0.1:18091 &
 pids+=($!)

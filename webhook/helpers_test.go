@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -131,12 +132,19 @@ func testLogger(t *testing.T) *slog.Logger {
 // wait a fixed 10 s.
 func newPoster(t *testing.T, store Store, c *clock) *Poster {
 	return &Poster{
-		Store:   store,
-		Owner:   "node-a",
-		Now:     c.Now,
-		Backoff: func(int) time.Duration { return 10 * time.Second },
-		Logger:  testLogger(t),
+		Store:        store,
+		Owner:        "node-a",
+		Destinations: loopback(),
+		Now:          c.Now,
+		Backoff:      func(int) time.Duration { return 10 * time.Second },
+		Logger:       testLogger(t),
 	}
+}
+
+// loopback allows the test receivers, which listen on loopback addresses
+// that the default rule refuses.
+func loopback() sealpost.Destinations {
+	return sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))
 }
 
 func flush(t *testing.T, p *Poster) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -48,9 +49,15 @@ const (
 // value of every field but Store and Owner is a usable default.
 type Poster struct {
 	Store Store
-	// Client posts the batches. nil: a client with a 10 s timeout. Redirects
-	// are never followed, whatever the client says: a 3xx is a failure.
+	// Client posts the batches. nil: NewClient(Destinations). A client of
+	// one's own decides by its transport where posts may go: make it with
+	// NewClient to keep the destination rule. Redirects are never
+	// followed, whatever the client says: a 3xx is a failure.
 	Client *http.Client
+	// Destinations are the addresses posts may connect to; the zero value
+	// allows public unicast addresses only. A post to a URL whose name
+	// resolves to a refused address fails like any other failed post.
+	Destinations sealpost.Destinations
 	// Owner names this node in leases.
 	Owner string
 	// Lease is how long a claimed batch stays this poster's; 0: 1 minute.
@@ -115,19 +122,35 @@ func DefaultBackoff(attempt int) time.Duration {
 }
 
 // NewClient returns the client a Poster uses when given none: a 10 s
-// timeout and no redirects.
-func NewClient() *http.Client {
-	return &http.Client{Timeout: defaultTimeout, CheckRedirect: refuseRedirect}
+// timeout, no redirects, and connections only to addresses dest allows.
+func NewClient(dest sealpost.Destinations) *http.Client {
+	return newClient(dest, nil)
+}
+
+// newClient is NewClient with the resolver names are looked up with (nil:
+// the system's), so that tests can make a name resolve to what they need.
+func newClient(dest sealpost.Destinations, resolver *net.Resolver) *http.Client {
+	// The rule is checked on the address actually dialled, after name
+	// resolution, so a name that resolves (or rebinds) to a refused
+	// address is refused too.
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: resolver, Control: dest.Control}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// A proxy from the environment would connect on sealpost's behalf,
+	// to wherever the URL says, past the rule.
+	t.Proxy = nil
+	t.DialContext = dialer.DialContext
+	t.DialTLSContext = nil
+	return &http.Client{Timeout: defaultTimeout, CheckRedirect: refuseRedirect, Transport: t}
 }
 
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // noRedirects returns c, or a copy of it that does not follow redirects: a
 // webhook URL that redirects must not make sealpost post events, signed or
-// not, to a place the account never configured.
-func noRedirects(c *http.Client) *http.Client {
+// not, to a place the account never configured. c nil: NewClient(dest).
+func noRedirects(c *http.Client, dest sealpost.Destinations) *http.Client {
 	if c == nil {
-		return NewClient()
+		return NewClient(dest)
 	}
 	cc := *c
 	cc.CheckRedirect = refuseRedirect
@@ -157,7 +180,7 @@ func (p *Poster) resolve() (*run, error) {
 		return nil, errors.New("webhook poster: no owner")
 	}
 	r := &run{
-		p: p, client: noRedirects(p.Client), lease: p.Lease, maxBatch: p.MaxBatch,
+		p: p, client: noRedirects(p.Client, p.Destinations), lease: p.Lease, maxBatch: p.MaxBatch,
 		interval: p.Interval, workers: p.Workers, maxAge: p.MaxAge, backoff: p.Backoff,
 		log: p.Logger, now: p.Now,
 	}

@@ -63,7 +63,7 @@ func TestPostgresNodesShareTheOutbox(t *testing.T) {
 	done := make(chan error, len(nodes))
 	for i, db := range nodes {
 		posters[i] = &Poster{
-			Store: db, Owner: fmt.Sprintf("node-%d", i), MaxBatch: 5, Workers: 2,
+			Store: db, Owner: fmt.Sprintf("node-%d", i), Destinations: loopback(), MaxBatch: 5, Workers: 2,
 			Interval: 5 * time.Millisecond,
 			Backoff:  func(int) time.Duration { return 10 * time.Millisecond },
 			Logger:   testLogger(t),

@@ -47,13 +47,14 @@ func TestConcurrentWorkersKeepPerAccountOrder(t *testing.T) {
 	}
 	var overlap overlapCounter
 	p := &Poster{
-		Store:    &trackingStore{fakeStore: store, overlap: &overlap},
-		Owner:    "node-a",
-		MaxBatch: 7,
-		Workers:  4,
-		Interval: time.Millisecond,
-		Backoff:  func(int) time.Duration { return time.Millisecond },
-		Logger:   testLogger(t),
+		Store:        &trackingStore{fakeStore: store, overlap: &overlap},
+		Owner:        "node-a",
+		Destinations: loopback(),
+		MaxBatch:     7,
+		Workers:      4,
+		Interval:     time.Millisecond,
+		Backoff:      func(int) time.Duration { return time.Millisecond },
+		Logger:       testLogger(t),
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

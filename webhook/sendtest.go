@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/sealpost/sealpost"
 )
 
 // SendTest posts the sample SendGrid's "Test Your Integration" posts — a
 // JSON array with one processed event for example@test.com — to rawURL,
 // signed when key (PKCS#8 DER) is not nil. It fails unless the receiver
-// answers 2xx; redirects are not followed. client nil: NewClient().
+// answers 2xx; redirects are not followed. client nil: NewClient with the
+// default rule, public addresses only; a refused address fails with an
+// error that is sealpost.ErrDestinationRefused.
 func SendTest(ctx context.Context, client *http.Client, rawURL string, key []byte, now time.Time) error {
 	body, err := sampleBody(now)
 	if err != nil {
@@ -25,7 +29,11 @@ func SendTest(ctx context.Context, client *http.Client, rawURL string, key []byt
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
 		defer cancel()
 	}
-	return postJSON(ctx, noRedirects(client), rawURL, key, body, func() time.Time { return now })
+	if client == nil {
+		client = NewClient(sealpost.Destinations{})
+		defer client.CloseIdleConnections()
+	}
+	return postJSON(ctx, noRedirects(client, sealpost.Destinations{}), rawURL, key, body, func() time.Time { return now })
 }
 
 func sampleBody(now time.Time) ([]byte, error) {

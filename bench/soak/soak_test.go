@@ -170,6 +170,9 @@ func (s *soak) setUp() {
 		"SEALPOST_DNS_SERVER="+s.mx.DNSAddr(),
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", s.mx.Port()),
 		"SEALPOST_TLS_CA_FILE="+s.mx.CAFile(),
+		// The fake MX servers and the webhook receiver are on loopback,
+		// which sealpost connects to only when allowed.
+		"SEALPOST_ALLOW_DESTINATIONS=127.0.0.0/8",
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
 		// The per-key limit on settings endpoints and the per-account
 		// limit on mail send would answer 429 to a load this size from one

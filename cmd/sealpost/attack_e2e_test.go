@@ -77,6 +77,7 @@ func TestBinaryEnforcedTLSUnderAttack(t *testing.T) {
 	p := startServe(t, buildBinary(t),
 		"SEALPOST_DATABASE=sqlite:"+filepath.Join(t.TempDir(), "sealpost.db"),
 		"SEALPOST_DNS_SERVER="+h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_TLS_CA_FILE="+h.CAFile(),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",

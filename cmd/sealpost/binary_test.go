@@ -49,9 +49,21 @@ func (p *process) logs() []string {
 	return append([]string(nil), p.logLines...)
 }
 
+// allowLoopback lets sealpost reach the tests' fake MX servers and webhook
+// receivers, which listen on loopback: by default it connects to public
+// addresses only.
+const allowLoopback = "SEALPOST_ALLOW_DESTINATIONS=127.0.0.0/8"
+
 // startServe starts "sealpost serve" configured only through the
 // environment, and waits for its "sealpost serving" log line.
 func startServe(t *testing.T, bin string, env ...string) *process {
+	t.Helper()
+	return startServeNotify(t, bin, nil, env...)
+}
+
+// startServeNotify is startServe calling started with the process id as
+// soon as the process exists, before it serves.
+func startServeNotify(t *testing.T, bin string, started func(pid int), env ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, "serve")
 	cmd.Dir = filepath.Dir(bin)
@@ -68,6 +80,9 @@ func startServe(t *testing.T, bin string, env ...string) *process {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
+	if started != nil {
+		started(cmd.Process.Pid)
+	}
 	p := &process{cmd: cmd, logsDone: make(chan struct{})}
 
 	// The key is the only thing on stdout; logs are JSON lines on stderr.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sealpost/sealpost"
 )
 
 // DefaultDatabase is a SQLite file in the working directory, so that
@@ -38,6 +40,10 @@ type Config struct {
 	// RateLimitWindow, and child accounts of each kind per parent.
 	MailSendRateLimit int
 	MaxSubusers       int
+
+	// AllowDestinations is "CIDR[,CIDR...]": ranges beyond public
+	// addresses that MX hosts and Event Webhook URLs may be reached at.
+	AllowDestinations string
 
 	// Delivery.
 	NodeID          string
@@ -187,6 +193,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "how long the server may take to send a response, counted from the end of the request headers")
 	fs.Duration(&c.HTTPIdleTimeout, "http-idle-timeout", "how long an idle keep-alive connection is kept open")
 
+	fs.String(&c.AllowDestinations, "allow-destinations", "CIDR[,CIDR...] that MX hosts and Event Webhook URLs may also be reached at; by default only public addresses are, never loopback, private or link-local ones (e.g. 127.0.0.0/8 for a local test setup)")
 	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
 	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
 	fs.Int(&c.SMTPPort, "smtp-port", "TCP port of recipients' mail servers")
@@ -250,6 +257,9 @@ func (c Config) validate() error {
 	if c.MaxDeliveryAge <= 0 || c.WebhookInterval <= 0 || c.WebhookRetry <= 0 {
 		problems = append(problems, "--max-delivery-age, --webhook-interval and --webhook-retry must be positive")
 	}
+	if _, err := c.destinations(); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		problems = append(problems, "--log-format must be json or text")
 	}
@@ -257,6 +267,15 @@ func (c Config) validate() error {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// destinations is where delivery and webhook posts may connect.
+func (c Config) destinations() (sealpost.Destinations, error) {
+	d, err := sealpost.ParseDestinations(c.AllowDestinations)
+	if err != nil {
+		return sealpost.Destinations{}, fmt.Errorf("--allow-destinations: %w", err)
+	}
+	return d, nil
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {

@@ -32,9 +32,10 @@ package main
 //     process posted is ever posted again. The number of re-posted events is
 //     therefore at most one batch (MaxBatch 1000 events, 768 KB).
 //
-// Every process reaches the receiver through its own HTTP proxy address
-// (HTTP_PROXY; the webhook URL names a host that never resolves), so the
-// receiver knows which process made each post.
+// The receiver tells which process made each post by the process owning
+// the other end of the connection (Linux /proc), so that no proxy stands
+// between the posters and the receiver: sealpost ignores HTTP_PROXY, which
+// would carry posts past its destination rule.
 //
 // Run: go test -race -count=1 -run 'TestCrash' -v ./cmd/sealpost/
 // (SEALPOST_CRASH_N sets the number of messages, default 2000;
@@ -45,10 +46,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,7 +69,7 @@ import (
 const (
 	crashWorkers    = 4
 	crashDomain     = "crash.test"
-	crashHookURL    = "http://hook.crash.invalid/events"
+	crashHookPath   = "/events"
 	crashRecoverMax = 4 * time.Minute
 	crashAckWindow  = 5 * time.Second
 )
@@ -106,7 +111,13 @@ type crashPost struct {
 // event's sg_event_id, so that repeated events can be counted and traced
 // to the post they first came in.
 type crashReceiver struct {
+	url string // the webhook URL
+
 	mu          sync.Mutex
+	pids        map[string]int      // process name -> pid
+	silent      map[string]bool     // processes started with posting off
+	owners      map[string]string   // socket inode -> the name of the process that had it open
+	conns       map[net.Conn]string // connection -> the inode of the poster's end
 	posts       []crashPost
 	byID        map[string][]int           // sg_event_id -> indexes into posts
 	byRcpt      map[string]map[string]bool // "email event" -> sg_event_ids
@@ -115,18 +126,162 @@ type crashReceiver struct {
 	bad         []string
 }
 
-func crashNewReceiver() *crashReceiver {
-	return &crashReceiver{byID: map[string][]int{}, byRcpt: map[string]map[string]bool{}}
-}
-
-// front returns a proxy URL; posts through it are recorded as made by name.
-func (r *crashReceiver) front(t *testing.T, name string) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.serve(name, w, req) }))
+func crashNewReceiver(t *testing.T) *crashReceiver {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skipf("telling posters apart needs Linux /proc: %v", err)
+	}
+	r := &crashReceiver{pids: map[string]int{}, silent: map[string]bool{}, owners: map[string]string{}, conns: map[net.Conn]string{},
+		byID: map[string][]int{}, byRcpt: map[string]map[string]bool{}}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		// At accept the poster's end is surely open: find its socket now.
+		inode := socketInode(c.RemoteAddr().String(), c.LocalAddr().String())
+		r.mu.Lock()
+		r.conns[c] = inode
+		r.mu.Unlock()
+		return context.WithValue(ctx, crashConnKey{}, c)
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv.URL
+	r.url = srv.URL + crashHookPath
+
+	// A process may be killed right after it opened a connection; its
+	// sockets are noted while it lives, so its posts can still be named.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			r.mu.Lock()
+			pids := maps.Clone(r.pids)
+			r.mu.Unlock()
+			for name, pid := range pids {
+				for _, inode := range socketsOf(pid) {
+					r.mu.Lock()
+					r.owners[inode] = name
+					r.mu.Unlock()
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return r
 }
 
-func (r *crashReceiver) serve(front string, w http.ResponseWriter, req *http.Request) {
+type crashConnKey struct{}
+
+// register returns a startServeNotify callback that names the process
+// whose posts are recorded as made by name; env is its extra environment.
+func (r *crashReceiver) register(name string, env []string) func(pid int) {
+	posts := !slices.Contains(env, "SEALPOST_WEBHOOK_WORKERS=0")
+	return func(pid int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.pids[name] = pid
+		if !posts {
+			r.silent[name] = true
+		}
+	}
+}
+
+// poster names the registered process at the other end of c, waiting a
+// little for the socket watcher to have seen it. A process killed right
+// after connecting may never be seen: a post nobody living owns is the
+// dead poster's, when exactly one posting process has died.
+func (r *crashReceiver) poster(c net.Conn) string {
+	for range 200 {
+		r.mu.Lock()
+		inode := r.conns[c]
+		name, ok := r.owners[inode]
+		r.mu.Unlock()
+		if ok && inode != "" {
+			return name
+		}
+		if inode == "" {
+			inode = socketInode(c.RemoteAddr().String(), c.LocalAddr().String())
+			r.mu.Lock()
+			r.conns[c] = inode
+			r.mu.Unlock()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var dead []string
+	for name, pid := range r.pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil && !r.silent[name] {
+			dead = append(dead, name)
+		}
+	}
+	if len(dead) == 1 {
+		return dead[0]
+	}
+	return "unknown"
+}
+
+// socketInode finds, in /proc/net/tcp, the inode of the IPv4 socket whose
+// local end is local and remote end is remote. The file is read again when
+// the socket is not in it: a read while sockets come and go may skip some.
+func socketInode(local, remote string) string {
+	for range 5 {
+		if inode := readSocketInode(local, remote); inode != "" {
+			return inode
+		}
+	}
+	return ""
+}
+
+func readSocketInode(local, remote string) string {
+	hexAddr := func(hostport string) string {
+		ap, err := netip.ParseAddrPort(hostport)
+		if err != nil || !ap.Addr().Is4() {
+			return ""
+		}
+		b := ap.Addr().As4()
+		// /proc/net/tcp writes the address as a little-endian word.
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", b[3], b[2], b[1], b[0], ap.Port())
+	}
+	l, rm := hexAddr(local), hexAddr(remote)
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil || l == "" || rm == "" {
+		return ""
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == l && f[2] == rm {
+			return f[9]
+		}
+	}
+	return ""
+}
+
+// socketsOf lists the inodes of pid's open sockets.
+func socketsOf(pid int) []string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var inodes []string
+	for _, e := range entries {
+		link, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes = append(inodes, strings.TrimSuffix(inode, "]"))
+		}
+	}
+	return inodes
+}
+
+func (r *crashReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	front := "unknown"
+	if c, ok := req.Context().Value(crashConnKey{}).(net.Conn); ok {
+		front = r.poster(c)
+	}
 	r.mu.Lock()
 	r.inflight++
 	r.maxInflight = max(r.maxInflight, r.inflight)
@@ -148,7 +303,7 @@ func (r *crashReceiver) serve(front string, w http.ResponseWriter, req *http.Req
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if req.Method != http.MethodPost || req.URL.String() != crashHookURL {
+	if req.Method != http.MethodPost || req.URL.String() != crashHookPath || front == "unknown" {
 		r.bad = append(r.bad, fmt.Sprintf("%s %s", req.Method, req.URL))
 	}
 	if err := json.Unmarshal(body, &events); err != nil || len(events) == 0 {
@@ -475,6 +630,7 @@ func crashEnv(h *mxtest.Harness, database string) []string {
 	return []string{
 		"SEALPOST_DATABASE=" + database,
 		"SEALPOST_DNS_SERVER=" + h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
 		"SEALPOST_LOG_LEVEL=info",
@@ -490,7 +646,6 @@ func crashEnv(h *mxtest.Harness, database string) []string {
 		// Likewise the shortest outbox lease: a dead node's batch in flight
 		// is posted again once it has passed.
 		"SEALPOST_WEBHOOK_LEASE=10s",
-		"NO_PROXY=", "no_proxy=",
 	}
 }
 
@@ -518,9 +673,9 @@ func crashWaitDelivered(t *testing.T, mx *mxtest.Server, want int) {
 	}
 }
 
-func crashEnableWebhook(t *testing.T, p *process) {
+func crashEnableWebhook(t *testing.T, p *process, hook *crashReceiver) {
 	t.Helper()
-	body := fmt.Sprintf(`{"enabled":true,"url":%q,"processed":true,"delivered":true,"deferred":true,"bounce":true,"dropped":true}`, crashHookURL)
+	body := fmt.Sprintf(`{"enabled":true,"url":%q,"processed":true,"delivered":true,"deferred":true,"bounce":true,"dropped":true}`, hook.url)
 	if status, resp, _ := p.do(t, "PATCH", "/v3/user/webhooks/event/settings", p.key, body); status != 200 {
 		t.Fatalf("PATCH webhook settings: %d %s", status, resp)
 	}
@@ -556,11 +711,11 @@ func TestCrashSQLite(t *testing.T) {
 func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 	h := mxtest.New(t)
 	mx := h.AddMX(crashDomain, 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
-	hook := crashNewReceiver()
+	hook := crashNewReceiver(t)
 	dbPath := filepath.Join(t.TempDir(), "sealpost.db")
 	env := crashEnv(h, "sqlite:"+dbPath)
 	start := func(name string, extra ...string) *process {
-		return startServe(t, bin, append(append(env, "HTTP_PROXY="+hook.front(t, name)), extra...)...)
+		return startServeNotify(t, bin, hook.register(name, extra), append(env, extra...)...)
 	}
 
 	var (
@@ -572,7 +727,7 @@ func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 	if kp.accept {
 		// Everything runs while the mail sends come in.
 		victim = start("first")
-		crashEnableWebhook(t, victim)
+		crashEnableWebhook(t, victim, hook)
 		s = crashNewSender(t, victim.key, n)
 		s.send(t, victim.base, crashAll(n), kp.at(n), func() {
 			atKill = mx.AcceptedCount()
@@ -583,7 +738,7 @@ func crashSQLite(t *testing.T, bin string, n int, kp crashKillPoint) {
 		// Accept everything with delivery and posting off, then SIGKILL:
 		// no 202 may be lost even without a graceful shutdown.
 		acceptor := start("acceptor", "SEALPOST_DELIVERY_WORKERS=0", "SEALPOST_WEBHOOK_WORKERS=0")
-		crashEnableWebhook(t, acceptor)
+		crashEnableWebhook(t, acceptor, hook)
 		s = crashNewSender(t, acceptor.key, n)
 		s.send(t, acceptor.base, crashAll(n), 0, nil)
 		crashKill(t, acceptor)
@@ -677,10 +832,10 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 	url := pgtest.URL(t)
 	h := mxtest.New(t)
 	mx := h.AddMX(crashDomain, 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
-	hook := crashNewReceiver()
+	hook := crashNewReceiver(t)
 	env := crashEnv(h, url)
 	start := func(name string, extra ...string) *process {
-		return startServe(t, bin, append(append(env, "SEALPOST_NODE_ID="+name, "HTTP_PROXY="+hook.front(t, name)), extra...)...)
+		return startServeNotify(t, bin, hook.register(name, extra), append(env, append([]string{"SEALPOST_NODE_ID=" + name}, extra...)...)...)
 	}
 
 	var (
@@ -693,7 +848,7 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 		// The mail sends go to node a while both nodes deliver and post;
 		// what a did not take is sent to b after the kill.
 		b = start("node-b")
-		crashEnableWebhook(t, b)
+		crashEnableWebhook(t, b, hook)
 		a := start("node-a")
 		s = crashNewSender(t, b.key, n)
 		s.send(t, a.base, crashAll(n), kp.at(n), func() {
@@ -707,7 +862,7 @@ func crashPostgres(t *testing.T, bin string, n int, kp crashKillPoint) {
 		s.send(t, b.base, s.with(crashUnsent), 0, nil)
 	} else {
 		acceptor := start("acceptor", "SEALPOST_DELIVERY_WORKERS=0", "SEALPOST_WEBHOOK_WORKERS=0")
-		crashEnableWebhook(t, acceptor)
+		crashEnableWebhook(t, acceptor, hook)
 		s = crashNewSender(t, acceptor.key, n)
 		s.send(t, acceptor.base, crashAll(n), 0, nil)
 		crashKill(t, acceptor)

@@ -61,7 +61,7 @@ func exponential(initial, most time.Duration) func(int) time.Duration {
 	}
 }
 
-func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Registerer) (*delivery.Runner, error) {
+func (m *Main) newRunner(store sealpost.Store, node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
 	roots, err := rootCAs(m.Config.TLSCAFile)
 	if err != nil {
 		return nil, err
@@ -72,6 +72,7 @@ func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Regis
 		HeloHostname: m.Config.HeloHostname,
 		RootCAs:      roots,
 		Timeout:      m.Config.SMTPTimeout,
+		Destinations: dests,
 		Logger:       m.Logger.With("component", "smtp"),
 	}
 	return &delivery.Runner{
@@ -87,21 +88,24 @@ func (m *Main) newRunner(store sealpost.Store, node string, reg prometheus.Regis
 	}, nil
 }
 
-func (m *Main) newPoster(store sealpost.Store, node string, reg prometheus.Registerer) *webhook.Poster {
+func (m *Main) newPoster(store sealpost.Store, node string, dests sealpost.Destinations, reg prometheus.Registerer) *webhook.Poster {
 	p := &webhook.Poster{
-		Store:    store,
-		Owner:    node,
-		Workers:  m.Config.WebhookWorkers,
-		Interval: m.Config.WebhookInterval,
-		Lease:    m.Config.WebhookLease,
-		Backoff:  exponential(m.Config.WebhookRetry, 10*time.Minute),
-		Logger:   m.Logger.With("component", "webhook"),
+		Store:        store,
+		Owner:        node,
+		Destinations: dests,
+		Workers:      m.Config.WebhookWorkers,
+		Interval:     m.Config.WebhookInterval,
+		Lease:        m.Config.WebhookLease,
+		Backoff:      exponential(m.Config.WebhookRetry, 10*time.Minute),
+		Logger:       m.Logger.With("component", "webhook"),
 	}
 	registerPosterMetrics(reg, p)
 	return p
 }
 
-// webhookSigner gives the HTTP API the webhook package's keys and test post.
+// webhookSigner gives the HTTP API the webhook package's keys and test
+// post. Its client must come from webhook.NewClient, which keeps the
+// destination rule.
 type webhookSigner struct{ client *http.Client }
 
 func (webhookSigner) GenerateKey() ([]byte, string, error) { return webhook.GenerateKey() }

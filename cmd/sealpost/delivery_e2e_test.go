@@ -166,6 +166,7 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 	p := startServe(t, buildBinary(t),
 		"SEALPOST_DATABASE=sqlite:"+filepath.Join(t.TempDir(), "sealpost.db"),
 		"SEALPOST_DNS_SERVER="+h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_TLS_CA_FILE="+h.CAFile(),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
@@ -322,6 +323,7 @@ func TestBinaryTwoNodesShareTheQueue(t *testing.T) {
 	env := []string{
 		"SEALPOST_DATABASE=" + url,
 		"SEALPOST_DNS_SERVER=" + h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_TLS_CA_FILE=" + h.CAFile(),
 	}
@@ -366,6 +368,7 @@ func TestBinaryRestartKeepsEvents(t *testing.T) {
 	db := "SEALPOST_DATABASE=sqlite:" + filepath.Join(t.TempDir(), "sealpost.db")
 	env := []string{db,
 		"SEALPOST_DNS_SERVER=" + h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_TLS_CA_FILE=" + h.CAFile(),
 		"SEALPOST_WEBHOOK_INTERVAL=20ms",
@@ -434,6 +437,7 @@ func TestBinaryKilledMidDeliveryLosesNothing(t *testing.T) {
 	env := []string{
 		"SEALPOST_DATABASE=sqlite:" + filepath.Join(t.TempDir(), "sealpost.db"),
 		"SEALPOST_DNS_SERVER=" + h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_TLS_CA_FILE=" + h.CAFile(),
 		fmt.Sprintf("SEALPOST_DELIVERY_WORKERS=%d", workers),

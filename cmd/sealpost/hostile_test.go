@@ -296,6 +296,7 @@ func TestHostileHeaderInjectionEndToEnd(t *testing.T) {
 	p := startServe(t, buildBinary(t),
 		"SEALPOST_DATABASE=sqlite:"+filepath.Join(t.TempDir(), "sealpost.db"),
 		"SEALPOST_DNS_SERVER="+h.DNSAddr(),
+		allowLoopback,
 		fmt.Sprintf("SEALPOST_SMTP_PORT=%d", h.Port()),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
 		// One delivery at a time keeps the recorded dialog in order.

@@ -365,6 +365,8 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		{nil, map[string]string{"SEALPOST_LOG_FORMAT": "xml"}, "--log-format"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"--allow-destinations", "127.0.0.1"}, nil, "--allow-destinations: \"127.0.0.1\" is not a CIDR range"},
+		{nil, map[string]string{"SEALPOST_ALLOW_DESTINATIONS": "127.0.0.0/8,10.0.0.1/8"}, "--allow-destinations: \"10.0.0.1/8\" has host bits set"},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer

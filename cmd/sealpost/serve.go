@@ -18,6 +18,7 @@ import (
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
+	"github.com/sealpost/sealpost/webhook"
 )
 
 // Main is a running sealpost service: what "sealpost serve" starts, and what
@@ -49,6 +50,10 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if m.Stdout == nil {
 		m.Stdout = io.Discard
+	}
+	dests, err := m.Config.destinations()
+	if err != nil {
+		return err
 	}
 	store, kind, err := openStore(ctx, m.Config.Database, true)
 	if err != nil {
@@ -91,7 +96,7 @@ func (m *Main) Open(ctx context.Context) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node := nodeID(m.Config.NodeID)
 	if m.Config.DeliveryWorkers > 0 {
-		runner, err := m.newRunner(store, node, registry)
+		runner, err := m.newRunner(store, node, dests, registry)
 		if err != nil {
 			m.stopBackground()
 			ln.Close()
@@ -101,17 +106,18 @@ func (m *Main) Open(ctx context.Context) error {
 		m.workers.Go(func() { _ = runner.Run(background) })
 	}
 	if m.Config.WebhookWorkers > 0 {
-		poster := m.newPoster(store, node, registry)
+		poster := m.newPoster(store, node, dests, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
 	}
 
 	var handler http.Handler = httpapi.New(httpapi.Config{
-		Store:       store,
-		RateLimiter: limiter,
-		Logger:      m.Logger,
-		Registry:    registry,
-		Webhooks:    webhookSigner{},
-		Hostname:    m.Config.HeloHostname,
+		Store:        store,
+		RateLimiter:  limiter,
+		Logger:       m.Logger,
+		Registry:     registry,
+		Webhooks:     webhookSigner{client: webhook.NewClient(dests)},
+		Destinations: dests,
+		Hostname:     m.Config.HeloHostname,
 
 		MailSendLimiter: mailLimiter,
 		MaxSubusers:     m.Config.MaxSubusers,
@@ -135,7 +141,8 @@ func (m *Main) Open(ctx context.Context) error {
 	m.done = make(chan error, 1)
 	go func() { m.done <- m.server.Serve(ln) }()
 	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind, "node", node,
-		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers)
+		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers,
+		"allow_destinations", m.Config.AllowDestinations)
 	return nil
 }
 

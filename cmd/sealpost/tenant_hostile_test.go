@@ -202,6 +202,7 @@ func TestHostileDisabledSubuserMailIsDropped(t *testing.T) {
 	cfg.DNSServer = h.DNSAddr()
 	cfg.SMTPPort = h.Port()
 	cfg.TLSCAFile = h.CAFile()
+	cfg.AllowDestinations = "127.0.0.0/8"
 	cfg.WebhookInterval = 20 * time.Millisecond
 	m, key, _ := startMainWith(t, "sqlite:"+filepath.Join(t.TempDir(), "sealpost.db"), cfg)
 	createVia(t, m, key, "/v3/subusers", "", `{"username":"sub","email":"sub@example.net"}`, 200)

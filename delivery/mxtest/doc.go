@@ -15,7 +15,10 @@
 //
 //	h := mxtest.New(t)
 //	mx := h.AddMX("example.test", 10, mxtest.Behavior{Cert: mxtest.CertExpired})
-//	c := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool()}
+//	c := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(),
+//		Destinations: sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))}
+//
+// (The client connects to no loopback address unless told it may.)
 //
 // End-to-end tests start the real binary pointed at the same world:
 //
@@ -25,6 +28,7 @@
 //		"--dns-server", h.DNSAddr(),
 //		"--smtp-port", strconv.Itoa(h.Port()),
 //		"--tls-ca-file", h.CAFile(),
+//		"--allow-destinations", "127.0.0.0/8",
 //		...)
 //
 // then send mail through the HTTP API and assert on mx.Accepted(),

@@ -113,5 +113,5 @@ func printBanner(out io.Writer, w *world) {
 	fmt.Fprintf(out, "fakemx: CA certificate in %s\n", w.CAFile)
 	fmt.Fprintf(out, "fakemx: Event Webhook receiver at %s\n", w.WebhookURL)
 	fmt.Fprintf(out, "fakemx: run sealpost against this world with:\n")
-	fmt.Fprintf(out, "  go run ./cmd/sealpost serve --dns-server %s --smtp-port %d --tls-ca-file %s\n", w.DNSAddr, w.SMTPPort, w.CAFile)
+	fmt.Fprintf(out, "  go run ./cmd/sealpost serve --dns-server %s --smtp-port %d --tls-ca-file %s --allow-destinations 127.0.0.0/8\n", w.DNSAddr, w.SMTPPort, w.CAFile)
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -71,7 +72,8 @@ func TestDeliveryThroughTheWorld(t *testing.T) {
 	if !roots.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("%s holds no PEM certificate", w.CAFile)
 	}
-	client := delivery.Client{Resolver: delivery.NewResolver(w.DNSAddr), Port: w.SMTPPort, RootCAs: roots, Timeout: 10 * time.Second}
+	client := delivery.Client{Resolver: delivery.NewResolver(w.DNSAddr), Port: w.SMTPPort, RootCAs: roots, Timeout: 10 * time.Second,
+		Destinations: sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))}
 
 	validTLS13 := sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS13}
 	tests := []struct {
@@ -204,7 +206,7 @@ func TestRunPrintsTheSealpostCommandAndStopsOnCancel(t *testing.T) {
 		done <- run(ctx, []string{"-dns", "127.0.0.1:0", "-smtp-port", "0", "-webhook", "127.0.0.1:0", "-dir", dir}, out, errOut)
 	}()
 
-	want := "--tls-ca-file " + dir + "/ca.pem\n"
+	want := "--tls-ca-file " + dir + "/ca.pem --allow-destinations 127.0.0.0/8\n"
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), want) {
 		if time.Now().After(deadline) {
