@@ -2,6 +2,7 @@
 //
 //	sealpost serve            run the HTTP API
 //	sealpost account create   create a top-level account and print its first API key
+//	sealpost tls probe        ask recipient domains' mail servers about their TLS
 package main
 
 import (
@@ -22,10 +23,12 @@ func main() {
 const usage = `usage:
   sealpost serve [flags]                                  run the HTTP API
   sealpost account create --username NAME [--email E]     create an account, print its API key
+  sealpost tls probe DOMAIN... [--json] [flags]           ask domains' mail servers about their TLS
   sealpost help [command]
 
 Every flag has a SEALPOST_* environment equivalent (--http-addr -> SEALPOST_HTTP_ADDR).
-Run "sealpost serve -h" or "sealpost account create -h" for the flags.
+Run "sealpost serve -h", "sealpost account create -h" or "sealpost tls probe -h"
+for the flags.
 `
 
 // run is main without the process: tests call it with their own arguments,
@@ -44,6 +47,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		return runAccountCreate(ctx, args[2:], getenv, stdout, stderr)
+	case "tls":
+		if len(args) < 2 || args[1] != "probe" {
+			fmt.Fprint(stderr, tlsUsage)
+			return 2
+		}
+		return runTLSProbe(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -55,6 +55,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	probeClient, err := m.Config.smtpClient(dests, m.Logger.With("component", "probe"))
+	if err != nil {
+		return err
+	}
 	store, kind, err := openStore(ctx, m.Config.Database, true)
 	if err != nil {
 		return err
@@ -77,6 +81,11 @@ func (m *Main) Open(ctx context.Context) error {
 	// before the one they report, so counts of different windows must not
 	// share the table.
 	mailLimiter := ratelimit.New(m.Config.MailSendRateLimit, m.Config.RateLimitWindow)
+	probeLimit := m.Config.TLSProbeRateLimit
+	if probeLimit <= 0 {
+		probeLimit = DefaultConfig().TLSProbeRateLimit
+	}
+	probeLimiter := ratelimit.New(probeLimit, m.Config.RateLimitWindow)
 	var background context.Context
 	background, m.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if counter, ok := store.(sealpost.RateCounter); ok {
@@ -87,6 +96,7 @@ func (m *Main) Open(ctx context.Context) error {
 			defer close(m.shared)
 			var sharing sync.WaitGroup
 			sharing.Go(func() { mailLimiter.Share(background, counter, m.Config.RateLimitSync, m.Logger) })
+			sharing.Go(func() { probeLimiter.Share(background, counter, m.Config.RateLimitSync, m.Logger) })
 			limiter.Share(background, counter, m.Config.RateLimitSync, m.Logger)
 			sharing.Wait()
 		}()
@@ -121,6 +131,10 @@ func (m *Main) Open(ctx context.Context) error {
 
 		MailSendLimiter: mailLimiter,
 		MaxSubusers:     m.Config.MaxSubusers,
+
+		Prober:       m.Config.prober(probeClient),
+		ProbeLimiter: probeLimiter,
+		Observations: observationRecorder(store),
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)
@@ -143,6 +157,25 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind, "node", node,
 		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers,
 		"allow_destinations", m.Config.AllowDestinations)
+	return nil
+}
+
+// observationRecorder is where probes file what they learn.
+//
+// TODO(registry merge): the Store implements sealpost.TLSRegistryService
+// once the registry of recipient domains is merged; then pass store itself
+// and delete this function and discardObservations.
+func observationRecorder(store sealpost.Store) httpapi.ObservationRecorder {
+	if r, ok := any(store).(httpapi.ObservationRecorder); ok {
+		return r
+	}
+	return discardObservations{}
+}
+
+// discardObservations is the registry's stand-in until it is merged.
+type discardObservations struct{}
+
+func (discardObservations) RecordObservations(context.Context, []sealpost.HostObservation) error {
 	return nil
 }
 
