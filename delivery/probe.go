@@ -69,7 +69,11 @@ func (p *Prober) Probe(ctx context.Context, domain string) (*sealpost.TLSProbe, 
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 
-	rep := &sealpost.TLSProbe{Domain: domain, ProbedAt: p.Client.now().UTC(), MXHosts: []sealpost.ProbedHost{}, Verdicts: []sealpost.ProbeVerdict{}}
+	rep := &sealpost.TLSProbe{
+		Domain: domain, ProbedAt: p.Client.now().UTC().Truncate(time.Second),
+		MXHosts: []sealpost.ProbedHost{}, Verdicts: []sealpost.ProbeVerdict{},
+		Policies: sealpost.PublishedPolicies{TLSRPT: sealpost.TLSRPTFinding{RUA: []string{}}},
+	}
 	hosts, fail := p.Client.route(ctx, domain)
 	if fail != nil {
 		rep.Error = fail.Response

@@ -81,3 +81,34 @@ func TestTLSProbeCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSProbeEndpointEndToEnd: serve's probe endpoint, wired as in
+// production, against mxtest servers, on both stores: the probe's answer,
+// and the per-account limit of --tls-probe-rate-limit.
+func TestTLSProbeEndpointEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			h.AddMX("probe.test", 10, mxtest.TLS12Only())
+			cfg := DefaultConfig()
+			cfg.RateLimit = 1000
+			cfg.TLSProbeRateLimit = 2
+			cfg.DeliveryWorkers = 0
+			cfg.DNSServer, cfg.SMTPPort, cfg.TLSCAFile, cfg.AllowDestinations = h.DNSAddr(), h.Port(), h.CAFile(), "127.0.0.0/8"
+			m, key, _ := startMainWith(t, sc.database(t), cfg)
+
+			resp := call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`)
+			var rep sealpost.TLSProbe
+			if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.Body), &rep) != nil || len(rep.MXHosts) != 1 || len(rep.Verdicts) != 7 {
+				t.Fatalf("probe: %d %s", resp.StatusCode, resp.Body)
+			}
+			if v := rep.Verdicts[3]; v.Policy.Version != sealpost.TLS13 || v.Outcome != sealpost.ProbeBlocked || v.ResultType != sealpost.ResultValidationFailure {
+				t.Errorf("require_tls 1.3 against a TLS 1.2 host: %+v", v)
+			}
+			call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`)
+			expect(t, call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
+		})
+	}
+}
