@@ -332,10 +332,11 @@ func (p *Prober) tryVersion(ctx context.Context, host string, addr net.IPAddr, v
 		s.quit()
 		return t
 	}
-	// Delivery's own configuration, pinned to one version. The
-	// opportunistic one offers every suite Go has but RC4, so a version
-	// counts as accepted whatever suite the server insists on.
-	cfg := tlsConfig(sealpost.DefaultEnforcedTLS(), host, p.Client.RootCAs, p.Client.now, &t.check)
+	// Delivery's own configuration under a mandatory policy at v (its
+	// cipher suites, which differ from opportunistic ones), pinned to v: a
+	// version counts as accepted when a mandatory session could use it,
+	// which is what the verdicts need. The certificate is only recorded.
+	cfg := tlsConfig(sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLSVersion(v)}, host, p.Client.RootCAs, p.Client.now, &t.check)
 	cfg.MinVersion, cfg.MaxVersion = v, v
 	tc := tls.Client(s.raw, cfg)
 	s.setDeadline(p.step())

@@ -103,6 +103,13 @@ var probeTable = []struct {
 		cells: [7]expect{delivers, blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure)},
 	},
 	{
+		// Opportunistic sessions offer this suite, mandatory ones do not: a
+		// version counts only if a mandatory session could use it.
+		name: "TLS 1.2 with only a suite Go deems insecure", hosts: []mxtest.Behavior{{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}},
+		starttls: true, versions: []string{},
+		cells: [7]expect{delivers, blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure), blockedBy(failure)},
+	},
+	{
 		name: "no STARTTLS", hosts: []mxtest.Behavior{{STARTTLS: mxtest.NoSTARTTLS}},
 		versions: []string{},
 		cells:    [7]expect{delivers, blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS), blockedBy(noSTARTTLS)},
