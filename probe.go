@@ -93,8 +93,8 @@ type ProbeVerdict struct {
 	Policy    EnforcedTLS `json:"policy"`
 	Delivered bool        `json:"delivered"`
 	// Outcome is "delivered", "blocked" (no MX host meets the policy),
-	// "deferred" (no host met it, and one could not be reached: a later
-	// attempt may still deliver) or "bounced" (every host is at an address
+	// "deferred" (no host met it, and one could not be reached or timed
+	// out in its handshake: a later attempt may still deliver) or "bounced" (every host is at an address
 	// this server may not connect to).
 	Outcome string `json:"outcome"`
 	// ResultType is the RFC 8460 result type of a blocked delivery, as its

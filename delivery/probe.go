@@ -113,6 +113,20 @@ type hostProbe struct {
 	refused    bool // it answered STARTTLS with something but 220
 	versions   []uint16
 	cert       certCheck // at the newest version
+	// inconclusive are the versions whose try failed for want of an
+	// answer (a timeout, a lost connection), not by the server's choice.
+	inconclusive []uint16
+}
+
+// unsettledUnder reports whether a session under policy might have ended
+// at one of the inconclusive versions: delivery would take that failure
+// as transient, and so must the verdict.
+func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
+	if !policy.Mandatory() || len(h.inconclusive) == 0 {
+		return false
+	}
+	worst := slices.Max(h.inconclusive)
+	return worst >= uint16(policy.Version) && (len(h.versions) == 0 || worst > slices.Max(h.versions))
 }
 
 // seenUnder is what a delivery session under policy would find at h:
@@ -150,7 +164,7 @@ func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdi
 			disallowed = true
 			continue
 		}
-		if !h.reached {
+		if !h.reached || h.unsettledUnder(policy) {
 			unreached = true
 			continue
 		}
@@ -266,6 +280,9 @@ func (p *Prober) probeHost(ctx context.Context, host mxHost) (h hostProbe) {
 		}
 		if t.err != nil {
 			fail(t.step, t.err)
+			if t.inconclusive {
+				h.inconclusive = append(h.inconclusive, t.version)
+			}
 			continue
 		}
 		h.versions = append(h.versions, t.version)
@@ -307,23 +324,26 @@ type versionTry struct {
 	check   certCheck
 	step    string // where err happened
 	err     error
+	// inconclusive: err is no answer (a timeout, a lost connection)
+	// rather than the server refusing the version.
+	inconclusive bool
 }
 
 func (p *Prober) tryVersion(ctx context.Context, host string, addr net.IPAddr, v uint16) versionTry {
 	t := versionTry{version: v, step: "tls" + versionName(v)}
 	s, err := p.open(ctx, host, addr)
 	if err != nil {
-		t.err = fmt.Errorf("connect: %w", err)
+		t.err, t.inconclusive = fmt.Errorf("connect: %w", err), true
 		return t
 	}
 	defer s.close()
 	if step, err := s.greet(); err != nil {
-		t.err = fmt.Errorf("%s: %w", step, err)
+		t.err, t.inconclusive = fmt.Errorf("%s: %w", step, err), true
 		return t
 	}
 	rep, err := s.cmd(p.step(), "STARTTLS")
 	if err != nil {
-		t.err = fmt.Errorf("STARTTLS: %w", err)
+		t.err, t.inconclusive = fmt.Errorf("STARTTLS: %w", err), true
 		return t
 	}
 	if rep.Code != 220 {
@@ -341,7 +361,9 @@ func (p *Prober) tryVersion(ctx context.Context, host string, addr net.IPAddr, v
 	tc := tls.Client(s.raw, cfg)
 	s.setDeadline(p.step())
 	if err := tc.HandshakeContext(s.ctx); err != nil {
-		t.err = err
+		// As in delivery: our deadline ending the handshake says nothing
+		// about the server's TLS.
+		t.err, t.inconclusive = err, s.ctx.Err() != nil || isTimeout(err)
 		return t
 	}
 	t.cs = tc.ConnectionState()

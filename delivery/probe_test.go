@@ -1,8 +1,10 @@
 package delivery_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -311,6 +313,81 @@ func TestProbeObeysDestinationRules(t *testing.T) {
 	for _, v := range rep.Verdicts {
 		if v.Outcome != sealpost.ProbeBounced || res.Recipients[0].Status != delivery.Bounced {
 			t.Errorf("verdict %+v, delivery %v: want both bounced", v, res.Recipients[0].Status)
+		}
+	}
+}
+
+// stallingMX publishes host's address, where a server offers STARTTLS,
+// answers it 220 and then says nothing more; in plaintext it takes any
+// mail. Delivery takes the stalled handshake as transient, so must the
+// probe.
+func stallingMX(t *testing.T, h *mxtest.Harness, host string) {
+	ln := h.Listen()
+	h.DNS().SetA(host, ln.Addr().(*net.TCPAddr).IP.String())
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				say := func(s string) { _, _ = c.Write([]byte(s + "\r\n")) }
+				say("220 " + host)
+				inData := false
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					verb := strings.ToUpper(strings.TrimSpace(line))
+					switch {
+					case inData:
+						if verb == "." {
+							inData = false
+							say("250 2.0.0 queued")
+						}
+					case strings.HasPrefix(verb, "EHLO"):
+						say("250-" + host + "\r\n250 STARTTLS")
+					case verb == "STARTTLS":
+						say("220 go ahead")
+						_, _ = io.Copy(io.Discard, r) // and never answer the handshake
+						return
+					case verb == "DATA":
+						inData = true
+						say("354 go on")
+					case verb == "QUIT":
+						say("221 bye")
+						return
+					default:
+						say("250 ok")
+					}
+				}
+			}()
+		}
+	}()
+}
+
+func TestProbeStalledHandshakeIsTransient(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	stallingMX(t, h, "mx1."+probeDomain)
+	h.DNS().SetMX(probeDomain, mxtest.MX{Pref: 10, Host: "mx1." + probeDomain})
+	client := &delivery.Client{Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), RootCAs: h.CertPool(), Timeout: time.Second, Destinations: loopbackOnly()}
+	rep, err := (&delivery.Prober{Client: client, DNSServer: h.DNSAddr()}).Probe(t.Context(), probeDomain)
+	if err != nil || rep.Error != "" {
+		t.Fatalf("probe: %v %q", err, rep.Error)
+	}
+	for i, policy := range sealpost.ProbePolicies() {
+		res := client.Deliver(t.Context(), policy, delivery.Envelope{From: "s@example.com", Domain: probeDomain, Recipients: []string{"r@" + probeDomain}, Data: []byte("Subject: x\r\n\r\nx\r\n")})
+		want := sealpost.ProbeDeferred
+		if !policy.Mandatory() {
+			want = sealpost.ProbeDelivered // in plaintext, on a second connection
+		}
+		if got := res.Recipients[0].Status.String(); got != want || rep.Verdicts[i].Outcome != want {
+			t.Errorf("%+v: delivery %s, probe %+v, want both %s", policy, got, rep.Verdicts[i], want)
 		}
 	}
 }
