@@ -27,40 +27,37 @@ func (p *Prober) policies(ctx context.Context, domain string) sealpost.Published
 	return out
 }
 
+// publishedRecord looks up name's TXT records and picks the one find
+// recognises. published is whether such a record exists (even a broken
+// one); problem is why it cannot be used, "" when it can.
+func publishedRecord[R any](ctx context.Context, p *Prober, name string, find func([]string) (R, error)) (rec R, published bool, problem string) {
+	txts, err := p.txt(ctx, name)
+	if err != nil {
+		return rec, false, err.Error()
+	}
+	rec, err = find(txts)
+	switch {
+	case errors.Is(err, sealpost.ErrNoRecord):
+		return rec, false, ""
+	case err != nil:
+		return rec, true, err.Error()
+	}
+	return rec, true, ""
+}
+
 func (p *Prober) tlsrpt(ctx context.Context, domain string) sealpost.TLSRPTFinding {
-	f := sealpost.TLSRPTFinding{RUA: []string{}}
-	txts, err := p.txt(ctx, "_smtp._tls."+domain)
-	if err != nil {
-		f.Error = err.Error()
-		return f
+	rec, published, problem := publishedRecord(ctx, p, "_smtp._tls."+domain, sealpost.FindTLSRPTRecord)
+	f := sealpost.TLSRPTFinding{Published: published, RUA: []string{}, Error: problem}
+	if published && problem == "" {
+		f.RUA = rec.RUA
 	}
-	rec, err := sealpost.FindTLSRPTRecord(txts)
-	if errors.Is(err, sealpost.ErrNoRecord) {
-		return f
-	}
-	f.Published = true
-	if err != nil {
-		f.Error = err.Error()
-		return f
-	}
-	f.RUA = rec.RUA
 	return f
 }
 
 func (p *Prober) mtasts(ctx context.Context, domain string) sealpost.MTASTSFinding {
-	var f sealpost.MTASTSFinding
-	txts, err := p.txt(ctx, "_mta-sts."+domain)
-	if err != nil {
-		f.Error = err.Error()
-		return f
-	}
-	rec, err := sealpost.FindMTASTSRecord(txts)
-	if errors.Is(err, sealpost.ErrNoRecord) {
-		return f
-	}
-	f.Published = true
-	if err != nil {
-		f.Error = err.Error()
+	rec, published, problem := publishedRecord(ctx, p, "_mta-sts."+domain, sealpost.FindMTASTSRecord)
+	f := sealpost.MTASTSFinding{Published: published, Error: problem}
+	if !published || problem != "" {
 		return f
 	}
 	f.ID = rec.ID

@@ -38,6 +38,9 @@ func (s *Server) probeTLS(ctx context.Context, _ *http.Request, c *call) (int, [
 	if err != nil {
 		return 0, nil, fmt.Errorf("probing %s for account %d: %w", domain, c.acting.ID, err)
 	}
+	// Probes reach out on a tenant's behalf: worth a line each.
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tls probe", slog.Int64("account_id", c.acting.ID),
+		slog.String("domain", rep.Domain), slog.Int("mx_hosts", len(rep.MXHosts)), slog.String("probe_error", rep.Error))
 	if obs := rep.Observations(c.acting.ID); s.observations != nil && len(obs) > 0 {
 		// The answer stands without the registry: it is what the servers
 		// said, and the next delivery records the same facts anyway.
