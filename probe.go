@@ -140,6 +140,8 @@ func (p *TLSProbe) Observations(accountID int64) []HostObservation {
 		switch {
 		case !h.STARTTLS:
 			f.ResultType = ResultSTARTTLSNotSupported
+		case len(h.TLSVersions) == 0:
+			f.ResultType = ResultValidationFailure
 		case h.Certificate != nil:
 			f.Verified = h.Certificate.Valid
 			f.VerifyError = h.Certificate.Error
