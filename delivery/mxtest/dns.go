@@ -19,11 +19,12 @@ type MX struct {
 	Host string
 }
 
-// DNS is an authoritative DNS server for whatever names a test gives it,
-// listening on 127.0.0.1 with the same port for UDP and TCP (so one
-// "host:port" serves both, as sealpost's --dns-server expects). Names it was
-// not told about are NXDOMAIN; a known name without records of the asked type
-// is NOERROR with no answers (NODATA). Records may change while it serves.
+// DNS is an authoritative DNS server (MX, A, AAAA, TXT and TLSA records)
+// for whatever names a test gives it, listening on 127.0.0.1 with the same
+// port for UDP and TCP (so one "host:port" serves both, as sealpost's
+// --dns-server expects). Names it was not told about are NXDOMAIN; a known
+// name without records of the asked type is NOERROR with no answers
+// (NODATA). Records may change while it serves.
 type DNS struct {
 	addr    string
 	servers []*dns.Server
