@@ -30,6 +30,10 @@ const (
 	ScopeEventWebhookRead   = "user.webhooks.event.settings.read"
 	ScopeEventWebhookUpdate = "user.webhooks.event.settings.update"
 	ScopeEventWebhookTest   = "user.webhooks.event.test.create"
+
+	// ScopeTLSProbe lets a key ask recipient domains' mail servers about
+	// their TLS (POST /v3/tls/probe); sealpost's own, SendGrid has none.
+	ScopeTLSProbe = "tls.probe"
 )
 
 // tenancyScopes only make sense for a top-level account: subusers and
@@ -47,6 +51,7 @@ func FullAccessScopes(kind AccountKind) []string {
 		ScopeAPIKeysCreate, ScopeAPIKeysRead, ScopeAPIKeysUpdate, ScopeAPIKeysDelete,
 		ScopeMailSend,
 		ScopeEventWebhookRead, ScopeEventWebhookUpdate, ScopeEventWebhookTest,
+		ScopeTLSProbe,
 	}
 	if kind == KindUser {
 		all = append(all, tenancyScopes...)

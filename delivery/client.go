@@ -226,6 +226,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 // for a missing MX record (RFC 5321 5.1).
 type mxHost struct {
 	name     string // no trailing dot
+	pref     uint16
 	implicit bool
 }
 
@@ -271,7 +272,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *Recipient
 			continue
 		}
 		seen[h] = true
-		hosts = append(hosts, mxHost{name: h})
+		hosts = append(hosts, mxHost{name: h, pref: mx.Pref})
 		if len(hosts) == maxMXHosts {
 			break
 		}
@@ -363,10 +364,15 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 }
 
 func (c *Client) dial(ctx context.Context, addr net.IPAddr) (net.Conn, error) {
-	// The addresses were filtered already; the hook keeps the rule at the
-	// one place a connection is made, whoever calls dial.
+	return c.dialPort(ctx, addr, c.port())
+}
+
+// dialPort is the one place the client connects anywhere: SMTP, and the
+// probe's MTA-STS policy fetch. Callers filter addresses already; the
+// hook keeps the destination rule here, whoever calls.
+func (c *Client) dialPort(ctx context.Context, addr net.IPAddr, port int) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.timeout(), LocalAddr: c.LocalAddr, Control: c.Destinations.Control}
-	return d.DialContext(ctx, "tcp", net.JoinHostPort(addr.String(), strconv.Itoa(c.port())))
+	return d.DialContext(ctx, "tcp", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
 }
 
 func (c *Client) port() int {

@@ -12,9 +12,8 @@ import (
 // certCheck is what verifying the server's certificate found. crypto/tls
 // fills it during the handshake through VerifyConnection.
 type certCheck struct {
-	done       bool
-	err        error
-	resultType string // RFC 8460 type of err
+	done bool
+	err  error
 }
 
 // tlsConfig returns the STARTTLS client configuration for serverName (the MX
@@ -50,11 +49,8 @@ func tlsConfig(policy sealpost.EnforcedTLS, serverName string, roots *x509.CertP
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		check.done = true
 		check.err = verifyPeer(cs, serverName, roots, now())
-		if check.err != nil {
-			check.resultType = certResultType(check.err)
-			if policy.RequireValidCert {
-				return check.err
-			}
+		if check.err != nil && policy.RequireValidCert {
+			return check.err
 		}
 		return nil
 	}
@@ -129,6 +125,48 @@ func versionName(v uint16) string {
 		return "1.3"
 	}
 	return tls.VersionName(v)
+}
+
+// hostTLS is what an MX host showed of its TLS in one session, as far as
+// the Enforced TLS decision goes.
+type hostTLS struct {
+	starttls bool   // EHLO succeeded and offered STARTTLS
+	refused  bool   // the server answered STARTTLS with something but 220
+	version  uint16 // the negotiated version; 0 when no handshake completed
+	// certChecked: the certificate was verified (the handshake got that
+	// far); certErr is why it is not valid, nil when it is.
+	certChecked bool
+	certErr     error
+}
+
+// policyFailure is the Enforced TLS decision: the RFC 8460 result type for
+// which a host showing h fails policy, or "" when mail may go to it.
+// Delivery's sessions and the probe's verdicts both come from it.
+func policyFailure(policy sealpost.EnforcedTLS, h hostTLS) string {
+	if !policy.Mandatory() {
+		return ""
+	}
+	switch {
+	case !h.starttls:
+		return sealpost.ResultSTARTTLSNotSupported
+	case h.refused:
+		return sealpost.ResultValidationFailure
+	case h.version == 0:
+		// The handshake failed: for the certificate when verifying it is
+		// what ended it under require_valid_cert, otherwise for TLS itself.
+		if policy.RequireValidCert && h.certChecked && h.certErr != nil {
+			return certResultType(h.certErr)
+		}
+		return sealpost.ResultValidationFailure
+	case h.version < uint16(policy.Version):
+		return sealpost.ResultValidationFailure
+	case policy.RequireValidCert && (!h.certChecked || h.certErr != nil):
+		if h.certErr != nil {
+			return certResultType(h.certErr)
+		}
+		return sealpost.ResultValidationFailure
+	}
+	return ""
 }
 
 // meetsPolicy reports whether a TLS session satisfies policy, by the same

@@ -28,9 +28,9 @@ func TestRoute(t *testing.T) {
 		status   Status
 		enhanced string
 	}{
-		{domain: "ordered.test", hosts: []mxHost{{name: "a.ordered.test"}, {name: "b.ordered.test"}, {name: "c.ordered.test"}}},
+		{domain: "ordered.test", hosts: []mxHost{{name: "a.ordered.test", pref: 10}, {name: "b.ordered.test", pref: 20}, {name: "c.ordered.test", pref: 30}}},
 		{domain: "implicit.test", hosts: []mxHost{{name: "implicit.test", implicit: true}}},
-		{domain: "mixed.test", hosts: []mxHost{{name: "mx.mixed.test"}}},
+		{domain: "mixed.test", hosts: []mxHost{{name: "mx.mixed.test", pref: 10}}},
 		{domain: "null.test", status: Bounced, enhanced: "5.1.10"},
 		{domain: "nx.test", status: Bounced, enhanced: "5.1.2"},
 		{domain: "servfail.test", status: Deferred, enhanced: "4.4.3"},

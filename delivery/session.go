@@ -62,7 +62,9 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, p
 		stop()
 		s.conn.Close()
 		out.reached = s.ext != nil || s.tls != nil || out.kind == outcomePolicy
-		out.certResult = s.check.resultType
+		if s.check.done && s.check.err != nil {
+			out.certResult = certResultType(s.check.err)
+		}
 	}()
 
 	greeting, err := s.read(c.timeout())
@@ -74,18 +76,18 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, p
 		return s.transientReply(greeting), false
 	}
 
-	mandatory := policy.Mandatory()
 	rep, err := s.cmd(c.timeout(), "EHLO "+c.helo())
 	switch {
 	case err != nil:
 		return s.transient("EHLO", err), false
 	case rep.Class() == 2:
 		s.ext = parseEHLO(rep)
-	case rep.Class() == 5 && mandatory:
-		// No ESMTP means no STARTTLS.
-		s.quit()
-		return s.policyFailure(sealpost.ResultSTARTTLSNotSupported, "server refused EHLO: "+rep.String()), false
 	case rep.Class() == 5:
+		// No ESMTP means no STARTTLS.
+		if rt := policyFailure(policy, hostTLS{}); rt != "" {
+			s.quit()
+			return s.policyFailure(rt, "server refused EHLO: "+rep.String()), false
+		}
 		rep, err = s.cmd(c.timeout(), "HELO "+c.helo())
 		if err != nil {
 			return s.transient("HELO", err), false
@@ -100,15 +102,13 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, p
 		return s.transientReply(rep), false
 	}
 
-	_, offered := s.ext["STARTTLS"]
-	switch {
-	case offered && allowTLS:
+	if _, offered := s.ext["STARTTLS"]; offered && allowTLS {
 		if out, failed, retry := s.startTLS(); failed {
 			return out, retry
 		}
-	case mandatory:
+	} else if rt := policyFailure(policy, hostTLS{}); rt != "" {
 		s.quit()
-		return s.policyFailure(sealpost.ResultSTARTTLSNotSupported, "server does not offer STARTTLS"), false
+		return s.policyFailure(rt, "server does not offer STARTTLS"), false
 	}
 
 	if !meetsPolicy(policy, s.tls, s.verified()) {
@@ -129,9 +129,9 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 		return s.transient("STARTTLS", err), true, false
 	}
 	if rep.Code != 220 {
-		if mandatory {
+		if rt := policyFailure(s.policy, hostTLS{starttls: true, refused: true}); rt != "" {
 			s.quit()
-			return s.policyFailure(sealpost.ResultValidationFailure, "server refused STARTTLS: "+rep.String()), true, false
+			return s.policyFailure(rt, "server refused STARTTLS: "+rep.String()), true, false
 		}
 		// RFC 3207: a client may go on without TLS after a refusal; the
 		// session is still in its pre-STARTTLS state.
@@ -157,11 +157,7 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 			// timeout is transient, and the mail must not be blocked for it.
 			return s.transient("TLS handshake", err), true, false
 		}
-		if mandatory {
-			rt := sealpost.ResultValidationFailure
-			if s.check.err != nil && s.policy.RequireValidCert {
-				rt = s.check.resultType
-			}
+		if rt := policyFailure(s.policy, s.hostTLS()); rt != "" {
 			return s.policyFailure(rt, "TLS handshake failed: "+err.Error()), true, false
 		}
 		return s.transient("TLS handshake", err), true, true
@@ -178,17 +174,13 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 	s.log.Debug("TLS established", slog.String("tls_version", s.facts.Version), slog.String("tls_cipher", s.facts.Cipher),
 		slog.Bool("cert_verified", s.facts.Verified), slog.String("cert_error", s.facts.VerifyError))
 
-	if mandatory && cs.Version < uint16(s.policy.Version) {
+	if rt := policyFailure(s.policy, s.hostTLS()); rt != "" {
 		s.quit()
-		return s.policyFailure(sealpost.ResultValidationFailure, "negotiated TLS "+s.facts.Version+" is below the policy's "+s.policy.Version.String()), true, false
-	}
-	if s.policy.RequireValidCert && !s.verified() {
-		s.quit()
-		rt := s.check.resultType
-		if rt == "" {
-			rt = sealpost.ResultValidationFailure
+		detail := "certificate not valid: " + s.facts.VerifyError
+		if cs.Version < uint16(s.policy.Version) {
+			detail = "negotiated TLS " + s.facts.Version + " is below the policy's " + s.policy.Version.String()
 		}
-		return s.policyFailure(rt, "certificate not valid: "+s.facts.VerifyError), true, false
+		return s.policyFailure(rt, detail), true, false
 	}
 
 	// RFC 3207 4.2: forget everything learnt before TLS and ask again.
@@ -211,6 +203,15 @@ func isTimeout(err error) bool {
 }
 
 func (s *session) verified() bool { return s.check.done && s.check.err == nil }
+
+// hostTLS is what this session's STARTTLS showed, for policyFailure.
+func (s *session) hostTLS() hostTLS {
+	h := hostTLS{starttls: true, certChecked: s.check.done, certErr: s.check.err}
+	if s.tls != nil {
+		h.version = s.tls.Version
+	}
+	return h
+}
 
 func (s *session) recordCert() {
 	if !s.check.done {

@@ -186,6 +186,7 @@ type propRun struct {
 	accounts []*propAccount
 	keys     []*propKey
 	recv     *receiver
+	registry *fakeRegistry          // where probes file their facts
 	n        int                    // makes names and URLs unique
 	statuses map[string]map[int]int // route -> status -> count
 	// writes lists the writes since the last full audit, which a
@@ -196,9 +197,11 @@ type propRun struct {
 var propAllScopes = sealpost.FullAccessScopes(sealpost.KindUser)
 
 func newPropRun(t *testing.T, open func(testing.TB) sealpost.Store, seed uint64, ops int) *propRun {
+	registry := &fakeRegistry{}
 	r := &propRun{
 		t:        t,
-		e:        newEnv(t, open, withSigner),
+		e:        newEnv(t, open, withSigner, func(c *Config) { c.Prober, c.Observations = &fakeProber{}, registry }),
+		registry: registry,
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		seed:     seed,
 		recv:     newReceiver(t, http.StatusOK),
@@ -414,6 +417,7 @@ var propRoutes = []propRoute{
 	{name: "GET webhook signed", weight: 3, scope: sealpost.ScopeEventWebhookRead, build: (*propRun).getSigned},
 	{name: "PATCH webhook signed", weight: 3, scope: sealpost.ScopeEventWebhookUpdate, aspect: aspectSigned, build: (*propRun).patchSigned},
 	{name: "POST webhook test", weight: 2, scope: sealpost.ScopeEventWebhookTest, build: (*propRun).testHook},
+	{name: "POST tls/probe", weight: 3, scope: sealpost.ScopeTLSProbe, build: (*propRun).probeTLS},
 }
 
 // step makes one random request and checks its answer and its effects.
@@ -1370,6 +1374,22 @@ func (r *propRun) testHook(_ *propKey, acting *propAccount) (request, func(respo
 		}
 		if ok, err := eventwebhook.VerifySignature(pub, p.body, sig, ts); !ok || err != nil {
 			r.fail("test post does not verify with %s's public key: %v", acting.label, err)
+		}
+	}
+}
+
+// probeTLS checks that a probe's facts are filed under the acting account.
+func (r *propRun) probeTLS(_ *propKey, acting *propAccount) (request, func(response)) {
+	domain := fmt.Sprintf("probe%d.example", r.unique())
+	before := len(r.registry.recorded())
+	return request{method: http.MethodPost, path: pathProbe, body: fmt.Sprintf(`{"domain":%q}`, domain)}, func(res response) {
+		var rep sealpost.TLSProbe
+		if err := json.Unmarshal([]byte(res.body), &rep); res.status != http.StatusOK || err != nil || rep.Domain != domain {
+			r.fail("got %d %s (%v), want 200 and the probe of %s", res.status, res.body, err, domain)
+		}
+		obs := r.registry.recorded()
+		if len(obs) != before+1 || obs[before].AccountID != acting.id || obs[before].Domain != domain {
+			r.fail("observations after the probe %+v, want one of %s for %s", obs[before:], domain, acting.label)
 		}
 	}
 }

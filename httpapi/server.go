@@ -49,6 +49,21 @@ type Config struct {
 	// Outage logs the database's unavailability (503s) as changes of
 	// state rather than a line per request; nil: one of the server's own.
 	Outage *sealpost.OutageLog
+	// Prober answers POST /v3/tls/probe; nil makes it answer 500.
+	Prober sealpost.TLSProber
+	// ProbeLimiter counts probes per acting account, keyed by
+	// TLSProbeLimitKey: each one opens several connections to a domain
+	// the tenant names, so it is limited tighter than other calls.
+	ProbeLimiter sealpost.RateLimiter
+	// Observations receives what probes learn, for the registry of
+	// recipient domains; nil: not recorded.
+	Observations ObservationRecorder
+}
+
+// ObservationRecorder is what the probe endpoint needs of the registry of
+// recipient domains.
+type ObservationRecorder interface {
+	RecordObservations(ctx context.Context, obs []sealpost.HostObservation) error
 }
 
 // DefaultRegistryRetention is the registry's retention when none is
@@ -98,6 +113,10 @@ type Server struct {
 
 	// mailLimiter counts mail sends per account.
 	mailLimiter sealpost.RateLimiter
+	// prober, probeLimiter and observations serve POST /v3/tls/probe.
+	prober       sealpost.TLSProber
+	probeLimiter sealpost.RateLimiter
+	observations ObservationRecorder
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
 	// registryRetention bounds the preview's window.
@@ -137,9 +156,10 @@ type endpoint struct {
 	// unlimited endpoints are not rate limited per key and carry no
 	// X-RateLimit-* headers: SendGrid sends none on mail send.
 	unlimited bool
-	// perAccountLimit endpoints take one from the acting account's mail
-	// send allowance once the scope is checked.
-	perAccountLimit bool
+	// accountLimiter, when set, counts the endpoint's calls per acting
+	// account under accountLimitKey, once the scope is checked.
+	accountLimiter  sealpost.RateLimiter
+	accountLimitKey func(accountID int64) string
 	// userOnly endpoints manage child accounts, which only a top-level
 	// account may own.
 	userOnly bool
@@ -174,7 +194,10 @@ func New(cfg Config) *Server {
 		mux:      http.NewServeMux(),
 		jsonCT:   []string{"application/json"},
 
-		mailLimiter: cfg.MailSendLimiter,
+		mailLimiter:  cfg.MailSendLimiter,
+		prober:       cfg.Prober,
+		probeLimiter: cfg.ProbeLimiter,
+		observations: cfg.Observations,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -241,7 +264,8 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, body: true, fn: s.createPartnerAccount},
 	).errors = provisioningErrors
 	s.handle("/v3/mail/send",
-		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, perAccountLimit: true, ignoresOnBehalfOf: true, fn: s.sendMail},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, ignoresOnBehalfOf: true, fn: s.sendMail,
+			accountLimiter: s.mailLimiter, accountLimitKey: MailSendLimitKey},
 	)
 	s.handle("/v3/user/webhooks/event/settings",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
@@ -253,6 +277,10 @@ func New(cfg Config) *Server {
 	)
 	s.handle("/v3/user/webhooks/event/test",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeEventWebhookTest, body: true, fn: s.testEventWebhook},
+	)
+	s.handle("/v3/tls/probe",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeTLSProbe, body: true, fn: s.probeTLS,
+			accountLimiter: s.probeLimiter, accountLimitKey: TLSProbeLimitKey},
 	)
 	s.handle("/healthz", endpoint{method: http.MethodGet, public: true, fn: s.healthz})
 	s.handle("/readyz", endpoint{method: http.MethodGet, public: true, fn: s.readyz})
@@ -368,8 +396,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 		// Counted before the body is read, so that a refused send costs
 		// no more than its headers. Only a refusal carries the headers:
 		// SendGrid's accepted mail sends have none, and clients check that.
-		if ep.perAccountLimit && s.mailLimiter != nil {
-			rl := s.mailLimiter.Take(MailSendLimitKey(c.acting.ID), s.now())
+		if ep.accountLimiter != nil {
+			rl := ep.accountLimiter.Take(ep.accountLimitKey(c.acting.ID), s.now())
 			if !rl.Allowed {
 				setRateLimitHeaders(w.Header(), rl)
 				return s.writeError(w, r, rt, c, errRateLimited)
@@ -400,6 +428,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt *route, ep *en
 // counts that nodes share.
 func MailSendLimitKey(accountID int64) string {
 	return "mail.send:" + strconv.FormatInt(accountID, 10)
+}
+
+// TLSProbeLimitKey is the limiter key of an account's probes.
+func TLSProbeLimitKey(accountID int64) string {
+	return "tls.probe:" + strconv.FormatInt(accountID, 10)
 }
 
 // resolveOnBehalfOf returns the account the request acts as.

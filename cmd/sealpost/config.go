@@ -50,6 +50,8 @@ type Config struct {
 	// RateLimitWindow, and child accounts of each kind per parent.
 	MailSendRateLimit int
 	MaxSubusers       int
+	// TLSProbeRateLimit is probes per acting account per RateLimitWindow.
+	TLSProbeRateLimit int
 
 	// AllowDestinations is "CIDR[,CIDR...]": ranges beyond public
 	// addresses that MX hosts and Event Webhook URLs may be reached at.
@@ -88,6 +90,7 @@ func DefaultConfig() Config {
 		RateLimitWindow:   time.Minute,
 		RateLimitSync:     250 * time.Millisecond,
 		MailSendRateLimit: 60000,
+		TLSProbeRateLimit: 10,
 		MaxSubusers:       100,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "json",
@@ -177,6 +180,17 @@ func (f *envFlagSet) Int(p *int, name, usage string) {
 	f.IntVar(p, name, *p, usage+" ("+envName(name)+")")
 }
 
+func (f *envFlagSet) Bool(p *bool, name, usage string) {
+	if v, ok := f.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q: not true or false", envName(name), v))
+		}
+		*p = b
+	}
+	f.BoolVar(p, name, *p, usage+" ("+envName(name)+")")
+}
+
 func (f *envFlagSet) Duration(p *time.Duration, name, usage string) {
 	if v, ok := f.env(name); ok {
 		d, err := time.ParseDuration(v)
@@ -249,15 +263,11 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.HTTPWriteTimeout, "http-write-timeout", "how long the server may take to send a response, counted from the end of the request headers")
 	fs.Duration(&c.HTTPIdleTimeout, "http-idle-timeout", "how long an idle keep-alive connection is kept open")
 
-	fs.String(&c.AllowDestinations, "allow-destinations", "CIDR[,CIDR...] that MX hosts and Event Webhook URLs may also be reached at; by default only public addresses are, never loopback, private or link-local ones (e.g. 127.0.0.0/8 for a local test setup)")
+	fs.Int(&c.TLSProbeRateLimit, "tls-probe-rate-limit", "POST /v3/tls/probe calls allowed per acting account per --rate-limit-window")
+	c.registerOutbound(fs)
 	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
-	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
-	fs.Int(&c.SMTPPort, "smtp-port", "TCP port of recipients' mail servers")
-	fs.String(&c.TLSCAFile, "tls-ca-file", "PEM file of extra trusted root certificates for validating MX certificates")
-	fs.String(&c.HeloHostname, "helo-hostname", "host name sent in EHLO and used in Message-ID headers")
 	fs.Int(&c.DeliveryWorkers, "delivery-workers", "deliveries attempted at once by this node (0 turns delivery off on this node)")
 	fs.Duration(&c.DeliveryLease, "delivery-lease", "how long a claimed delivery stays this node's before another node may take it over")
-	fs.Duration(&c.SMTPTimeout, "smtp-timeout", "timeout for connecting and for each SMTP command")
 	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
@@ -268,6 +278,43 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.WebhookInterval, "webhook-interval", "how often to look for events to post when idle")
 	fs.Duration(&c.WebhookLease, "webhook-lease", "how long a claimed Event Webhook batch stays this node's; after a crash, another node posts it once this has passed (a post is cut off at half of it)")
 	fs.Duration(&c.WebhookRetry, "webhook-retry", "wait before re-posting a failed Event Webhook batch the first time; it doubles after each failure, up to 10 minutes")
+}
+
+// registerOutbound registers how sealpost reaches recipients' mail
+// servers: serve's delivery and "sealpost tls probe" share them.
+func (c *Config) registerOutbound(fs *envFlagSet) {
+	fs.String(&c.AllowDestinations, "allow-destinations", "CIDR[,CIDR...] that MX hosts and Event Webhook URLs may also be reached at; by default only public addresses are, never loopback, private or link-local ones (e.g. 127.0.0.0/8 for a local test setup)")
+	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
+	fs.Int(&c.SMTPPort, "smtp-port", "TCP port of recipients' mail servers")
+	fs.String(&c.TLSCAFile, "tls-ca-file", "PEM file of extra trusted root certificates for validating MX certificates")
+	fs.String(&c.HeloHostname, "helo-hostname", "host name sent in EHLO and used in Message-ID headers")
+	fs.Duration(&c.SMTPTimeout, "smtp-timeout", "timeout for connecting and for each SMTP command")
+}
+
+// validateOutbound checks what registerOutbound registers.
+func (c Config) validateOutbound() []string {
+	var problems []string
+	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
+		problems = append(problems, "--smtp-port must be between 1 and 65535")
+	}
+	if c.HeloHostname == "" || strings.ContainsAny(c.HeloHostname, " \r\n\t<>") {
+		problems = append(problems, "--helo-hostname must be a host name")
+	}
+	if c.SMTPTimeout <= 0 {
+		problems = append(problems, "--smtp-timeout must be positive")
+	}
+	if _, err := c.destinations(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if c.DNSServer != "" {
+		if err := checkHostPort(c.DNSServer, false); err != nil {
+			problems = append(problems, "--dns-server: "+err.Error())
+		}
+	}
+	if _, err := rootCAs(c.TLSCAFile); err != nil {
+		problems = append(problems, err.Error())
+	}
+	return problems
 }
 
 // validate checks every setting, so that a bad one stops serve before it
@@ -299,13 +346,9 @@ func (c Config) validate() error {
 	if strings.ContainsFunc(c.NodeID, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) || len(c.NodeID) > 200 {
 		problems = append(problems, "--node-id must be at most 200 characters without spaces")
 	}
-	if c.DNSServer != "" {
-		if err := checkHostPort(c.DNSServer, false); err != nil {
-			problems = append(problems, "--dns-server: "+err.Error())
-		}
-	}
-	if _, err := rootCAs(c.TLSCAFile); err != nil {
-		problems = append(problems, err.Error())
+	problems = append(problems, c.validateOutbound()...)
+	if c.TLSProbeRateLimit < 1 {
+		problems = append(problems, "--tls-probe-rate-limit must be at least 1")
 	}
 	if c.RateLimit < 1 {
 		problems = append(problems, "--rate-limit must be at least 1")
@@ -326,12 +369,6 @@ func (c Config) validate() error {
 		// Zero would mean no limit at all to net/http.
 		problems = append(problems, "--http-read-header-timeout, --http-read-timeout, --http-write-timeout and --http-idle-timeout must be positive")
 	}
-	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
-		problems = append(problems, "--smtp-port must be between 1 and 65535")
-	}
-	if c.HeloHostname == "" || strings.ContainsAny(c.HeloHostname, " \r\n\t<>") {
-		problems = append(problems, "--helo-hostname must be a host name")
-	}
 	if c.DeliveryWorkers < 0 || c.WebhookWorkers < 0 {
 		problems = append(problems, "--delivery-workers and --webhook-workers must not be negative")
 	}
@@ -344,8 +381,8 @@ func (c Config) validate() error {
 	if c.WebhookLease < 10*time.Second {
 		problems = append(problems, "--webhook-lease must be at least 10s")
 	}
-	if c.SMTPTimeout <= 0 || c.SMTPTimeout > c.DeliveryLease/2 {
-		problems = append(problems, "--smtp-timeout must be positive and at most half of --delivery-lease")
+	if c.SMTPTimeout > c.DeliveryLease/2 {
+		problems = append(problems, "--smtp-timeout must be at most half of --delivery-lease")
 	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		problems = append(problems, "--retry-initial must be positive and --retry-max at least --retry-initial")
@@ -355,9 +392,6 @@ func (c Config) validate() error {
 	}
 	if c.TLSRegistryRetention <= 0 {
 		problems = append(problems, "--tls-registry-retention must be positive")
-	}
-	if _, err := c.destinations(); err != nil {
-		problems = append(problems, err.Error())
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		problems = append(problems, "--log-format must be json or text")

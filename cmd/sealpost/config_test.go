@@ -48,6 +48,7 @@ var badFlagValues = map[string]string{
 	"max-subusers":             "0",
 	"tls-registry-retention":   "0s",
 	"webhook-max-posts":        "0",
+	"tls-probe-rate-limit":     "0",
 }
 
 // TestEveryFlagIsValidated: a bad value of any flag, given as a flag or as

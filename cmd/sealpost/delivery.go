@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -61,21 +62,35 @@ func exponential(initial, most time.Duration) func(int) time.Duration {
 	}
 }
 
-// newRunner makes the delivery runner; Open gives it its Queue once the store
-// is open.
-func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
-	roots, err := rootCAs(m.Config.TLSCAFile)
+// smtpClient is how this process reaches recipients' mail servers: for
+// delivery and for probes alike.
+func (c Config) smtpClient(dests sealpost.Destinations, logger *slog.Logger) (*delivery.Client, error) {
+	roots, err := rootCAs(c.TLSCAFile)
 	if err != nil {
 		return nil, err
 	}
-	client := &delivery.Client{
-		Resolver:     delivery.NewResolver(m.Config.DNSServer),
-		Port:         m.Config.SMTPPort,
-		HeloHostname: m.Config.HeloHostname,
+	return &delivery.Client{
+		Resolver:     delivery.NewResolver(c.DNSServer),
+		Port:         c.SMTPPort,
+		HeloHostname: c.HeloHostname,
 		RootCAs:      roots,
-		Timeout:      m.Config.SMTPTimeout,
+		Timeout:      c.SMTPTimeout,
 		Destinations: dests,
-		Logger:       m.Logger.With("component", "smtp"),
+		Logger:       logger,
+	}, nil
+}
+
+// prober probes recipient domains as client delivers to them.
+func (c Config) prober(client *delivery.Client) *delivery.Prober {
+	return &delivery.Prober{Client: client, DNSServer: c.DNSServer}
+}
+
+// newRunner makes the delivery runner; Open gives it its Queue once the store
+// is open.
+func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
+	client, err := m.Config.smtpClient(dests, m.Logger.With("component", "smtp"))
+	if err != nil {
+		return nil, err
 	}
 	return &delivery.Runner{
 		Deliverer: newMeasuredDeliverer(client, reg),

@@ -4,6 +4,7 @@
 //	sealpost account create   create a top-level account and print its first API key
 //	sealpost apikey create    give an account a new full-access API key
 //	sealpost version          print the version
+//	sealpost tls probe        ask recipient domains' mail servers about their TLS
 package main
 
 import (
@@ -28,12 +29,13 @@ const usage = `usage:
   sealpost serve [flags]                                  run the HTTP API
   sealpost account create --username NAME [--email E]     create an account, print its API key
   sealpost apikey create --username NAME [--name N]       give an account a new full-access key, print it
+  sealpost tls probe DOMAIN... [--json] [flags]           ask domains' mail servers about their TLS
   sealpost version                                        print the version and the commit it was built from
   sealpost help
 
 Every flag has a SEALPOST_* environment equivalent (--http-addr -> SEALPOST_HTTP_ADDR).
-Run "sealpost serve --help", "sealpost account create --help" or
-"sealpost apikey create --help" for the flags.
+Run "sealpost serve --help", "sealpost account create --help",
+"sealpost apikey create --help" or "sealpost tls probe --help" for the flags.
 `
 
 // run is main without the process: tests call it with their own arguments,
@@ -61,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version())
 		return 0
+	case "tls":
+		if len(args) < 2 || args[1] != "probe" {
+			fmt.Fprint(stderr, tlsUsage)
+			return 2
+		}
+		return runTLSProbe(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -372,6 +372,9 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--allow-destinations", "127.0.0.1"}, nil, "--allow-destinations: \"127.0.0.1\" is not a CIDR range"},
 		{nil, map[string]string{"SEALPOST_ALLOW_DESTINATIONS": "127.0.0.0/8,10.0.0.1/8"}, "--allow-destinations: \"10.0.0.1/8\" has host bits set"},
+		{[]string{"--tls-probe-rate-limit", "0"}, nil, "--tls-probe-rate-limit must be at least 1"},
+		{nil, map[string]string{"SEALPOST_TLS_PROBE_RATE_LIMIT": "x"}, "SEALPOST_TLS_PROBE_RATE_LIMIT"},
+		{[]string{"--dns-server", "127.0.0.1"}, nil, `--dns-server: "127.0.0.1" is not host:port`},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer

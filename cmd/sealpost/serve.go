@@ -72,6 +72,10 @@ func (m *Main) Open(ctx context.Context) error {
 			return err
 		}
 	}
+	probeClient, err := m.Config.smtpClient(dests, m.Logger.With("component", "probe"))
+	if err != nil {
+		return err
+	}
 	store, kind, err := openStore(ctx, m.Config.Database, true, m.Config.SQLiteSynchronous)
 	if err != nil {
 		return err
@@ -94,6 +98,11 @@ func (m *Main) Open(ctx context.Context) error {
 	// before the one they report, so counts of different windows must not
 	// share the table.
 	mailLimiter := ratelimit.New(m.Config.MailSendRateLimit, m.Config.RateLimitWindow)
+	probeLimit := m.Config.TLSProbeRateLimit
+	if probeLimit <= 0 {
+		probeLimit = DefaultConfig().TLSProbeRateLimit
+	}
+	probeLimiter := ratelimit.New(probeLimit, m.Config.RateLimitWindow)
 	var background context.Context
 	background, m.stop = context.WithCancel(context.WithoutCancel(ctx))
 	if counter, ok := store.(sealpost.RateCounter); ok {
@@ -104,6 +113,7 @@ func (m *Main) Open(ctx context.Context) error {
 			defer close(m.shared)
 			var sharing sync.WaitGroup
 			sharing.Go(func() { mailLimiter.Share(background, counter, m.Config.RateLimitSync, m.Logger) })
+			sharing.Go(func() { probeLimiter.Share(background, counter, m.Config.RateLimitSync, m.Logger) })
 			limiter.Share(background, counter, m.Config.RateLimitSync, m.Logger)
 			sharing.Wait()
 		}()
@@ -133,6 +143,10 @@ func (m *Main) Open(ctx context.Context) error {
 		MailSendLimiter:   mailLimiter,
 		MaxSubusers:       m.Config.MaxSubusers,
 		RegistryRetention: retention,
+
+		Prober:       m.Config.prober(probeClient),
+		ProbeLimiter: probeLimiter,
+		Observations: store,
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)

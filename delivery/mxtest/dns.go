@@ -19,11 +19,12 @@ type MX struct {
 	Host string
 }
 
-// DNS is an authoritative DNS server for whatever names a test gives it,
-// listening on 127.0.0.1 with the same port for UDP and TCP (so one
-// "host:port" serves both, as sealpost's --dns-server expects). Names it was
-// not told about are NXDOMAIN; a known name without records of the asked type
-// is NOERROR with no answers (NODATA). Records may change while it serves.
+// DNS is an authoritative DNS server (MX, A, AAAA, TXT and TLSA records)
+// for whatever names a test gives it, listening on 127.0.0.1 with the same
+// port for UDP and TCP (so one "host:port" serves both, as sealpost's
+// --dns-server expects). Names it was not told about are NXDOMAIN; a known
+// name without records of the asked type is NOERROR with no answers
+// (NODATA). Records may change while it serves.
 type DNS struct {
 	addr    string
 	servers []*dns.Server
@@ -37,6 +38,8 @@ type dnsName struct {
 	nullMX   bool
 	a        []net.IP
 	aaaa     []net.IP
+	txt      [][]string
+	tlsa     []dns.TLSA
 	servFail bool
 }
 
@@ -133,6 +136,19 @@ func (d *DNS) SetA(host string, ips ...string) {
 	d.update(host, func(n *dnsName) { n.a, n.aaaa = v4, v6 })
 }
 
+// SetTXT replaces name's TXT records. Each record is given as its
+// character-strings; a long MTA-STS or TLS-RPT record may be split into
+// several, which receivers join.
+func (d *DNS) SetTXT(name string, records ...[]string) {
+	d.update(name, func(n *dnsName) { n.txt = append([][]string(nil), records...) })
+}
+
+// SetTLSA replaces name's TLSA records (name is "_25._tcp.<mx host>" for
+// DANE); headers are filled in when answering.
+func (d *DNS) SetTLSA(name string, records ...dns.TLSA) {
+	d.update(name, func(n *dnsName) { n.tlsa = append([]dns.TLSA(nil), records...) })
+}
+
 // SetServFail makes every query for name fail with SERVFAIL, the answer of a
 // broken or unreachable authoritative server: a transient error.
 func (d *DNS) SetServFail(name string) {
@@ -218,6 +234,15 @@ func (n *dnsName) answers(q dns.Question) []dns.RR {
 	case dns.TypeAAAA:
 		for _, ip := range n.aaaa {
 			rrs = append(rrs, &dns.AAAA{Hdr: dns.RR_Header{Rrtype: dns.TypeAAAA}, AAAA: ip})
+		}
+	case dns.TypeTXT:
+		for _, t := range n.txt {
+			rrs = append(rrs, &dns.TXT{Hdr: dns.RR_Header{Rrtype: dns.TypeTXT}, Txt: t})
+		}
+	case dns.TypeTLSA:
+		for _, t := range n.tlsa {
+			t.Hdr.Rrtype = dns.TypeTLSA
+			rrs = append(rrs, &t)
 		}
 	}
 	return rrs

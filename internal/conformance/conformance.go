@@ -67,6 +67,7 @@ var Implemented = []string{
 // specifies: their responses are not checked against a schema. Any other
 // path outside SendGrid's documents must be answered as an unknown route.
 var Unspecified = []string{
+	"POST /v3/tls/probe",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",
