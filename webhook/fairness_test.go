@@ -15,7 +15,7 @@ import (
 	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
-// healthyBound is the bound issue 9 sets: with receivers that hang, a
+// healthyBound is the bound the fairness promise sets: with receivers that hang, a
 // healthy account's events still arrive within this long of being recorded.
 // Under -race on a busy 2-core machine a healthy account with nothing in
 // its way already takes over 2 s now and then (the store calls are CPU
@@ -97,7 +97,7 @@ func (a *arrivals) arrived(payload string) (time.Time, bool) {
 	return at, ok
 }
 
-// testHangingReceiversDoNotDelayOthers is issue 9's attack: 50 accounts
+// testHangingReceiversDoNotDelayOthers is the hanging-receivers attack: 50 accounts
 // whose webhook receivers accept the connection and never answer, their
 // events recorded before a healthy account's so that oldest-first would
 // serve them first. With the default workers, timeout and backoff, the

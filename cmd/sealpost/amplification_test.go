@@ -77,7 +77,7 @@ func heapPeak() (stop func() uint64) {
 	}
 }
 
-// TestMailSendAmplification sends issue 9's request, 1,000
+// TestMailSendAmplification sends the amplifying request, 1,000
 // personalizations of 100 KB content (about 140 KB), through the real
 // server, alone and then eight at once, and reports how much the database
 // grew and how far the heap rose. Before the content was stored once per
