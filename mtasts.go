@@ -350,7 +350,7 @@ func checkReportURI(uri string) error {
 			return fmt.Errorf("rua %q has no host", truncate(uri, 60))
 		}
 	default:
-		return fmt.Errorf("rua %q is neither mailto: nor https:", truncate(uri, 60))
+		return fmt.Errorf("rua %q is neither a mailto: nor an https: URI", truncate(uri, 60))
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func TestProbeEndpoint(t *testing.T) {
 		res.want(t, "third probe", http.StatusOK, "")
 		res = e.do(request{method: http.MethodPost, path: pathProbe, token: token, body: `{"domain":"example.net"}`})
 		res.want(t, "fourth probe", http.StatusTooManyRequests, wantTooMany)
-		if got := res.header[headerRateLimit]; len(got) != 1 || got[0] != "3" {
+		if got := exactHeader(res.header, headerRateLimit); got != "3" {
 			t.Errorf("X-RateLimit-Limit %q, want 3", got)
 		}
 		res = e.do(request{method: http.MethodPost, path: pathProbe, token: token, obo: sub.Username, body: `{"domain":"example.net"}`})
