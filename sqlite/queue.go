@@ -181,6 +181,9 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		}
 		return db.insertEvents(ctx, tx, events, msgIDs, stamp)
 	})
+	if sealpost.ErrorCode(err) == sealpost.EINVALID {
+		return err
+	}
 	if err != nil {
 		return mapError("enqueueing messages", err, "account not found", "")
 	}
