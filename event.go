@@ -34,8 +34,10 @@ type Event struct {
 
 // StoredEvent is an Event waiting in the outbox.
 type StoredEvent struct {
-	ID        int64 // increasing in the order events were stored
-	Kind      EventKind
+	ID   int64 // increasing in the order events were stored
+	Kind EventKind
+	// Payload is complete, as Event.Posted gives it: the store has added
+	// the categories and custom args of the event's message.
 	Payload   json.RawMessage
 	CreatedAt time.Time
 }

@@ -144,8 +144,11 @@ type QueueService interface {
 	// message and domain, due now) together with events (processed), in one
 	// transaction: when it returns nil, all of it is durable. It sets the
 	// IDs in msgs and their bodies. Messages sharing one *MessageBody share
-	// one stored copy of it; it is forgotten once no message referring to
-	// it has a delivery pending.
+	// one stored copy of it; its Data is forgotten once no message
+	// referring to it has a delivery pending, its Categories and
+	// CustomArgs are kept for the events. An event about a message (its
+	// Message set) must be about one of msgs or one already stored
+	// (EINVALID otherwise), and is stored referring to it.
 	EnqueueMessages(ctx context.Context, msgs []*Message, events []Event) error
 	// ClaimDeliveries leases up to limit due deliveries (next attempt at or
 	// before now, no live lease) to owner until now+lease, oldest due first.

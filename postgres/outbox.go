@@ -87,7 +87,7 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 		if err != nil {
 			return err
 		}
-		if err := completeEvents(ctx, tx, b.Events, about); err != nil {
+		if err := completeEvents(ctx, tx, b.AccountID, b.Events, about); err != nil {
 			return err
 		}
 		// The candidate's EXISTS was evaluated on the statement's snapshot;
@@ -163,10 +163,11 @@ func (db *DB) RetryEventBatch(ctx context.Context, b *sealpost.EventBatch, next 
 	return nil
 }
 
-// completeEvents adds to events the categories and custom args of the
-// messages they are about (about[i] for events[i], 0 for none). Those of a
-// body are read once however many of the batch's messages share it.
-func completeEvents(ctx context.Context, tx pgx.Tx, events []sealpost.StoredEvent, about []int64) error {
+// completeEvents adds to the events of accountID the categories and custom
+// args of the messages they are about (about[i] for events[i], 0 for
+// none). Those of a body are read once however many of the batch's
+// messages share it.
+func completeEvents(ctx context.Context, tx pgx.Tx, accountID int64, events []sealpost.StoredEvent, about []int64) error {
 	msgs := make(map[int64]*sealpost.Message)
 	var ids []int64
 	for _, id := range about {
@@ -178,7 +179,7 @@ func completeEvents(ctx context.Context, tx pgx.Tx, events []sealpost.StoredEven
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT id, categories, custom_args, body_id FROM messages WHERE id = ANY($1)`, ids)
+	rows, err := tx.Query(ctx, `SELECT id, categories, custom_args, body_id FROM messages WHERE id = ANY($1) AND account_id = $2`, ids, accountID)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		if err := completeEvents(ctx, tx, b.Events, about); err != nil {
+		if err := completeEvents(ctx, tx, b.AccountID, b.Events, about); err != nil {
 			return err
 		}
 		out = b
@@ -146,10 +146,10 @@ func (db *DB) updateLeasedOutbox(ctx context.Context, b *sealpost.EventBatch, op
 	return nil
 }
 
-// completeEvents adds to events the categories and custom args of the
-// messages they are about (about[i] for events[i], 0 for none), read once
-// per message and once per body.
-func completeEvents(ctx context.Context, tx *sql.Tx, events []sealpost.StoredEvent, about []int64) error {
+// completeEvents adds to the events of accountID the categories and custom
+// args of the messages they are about (about[i] for events[i], 0 for
+// none), read once per message and once per body.
+func completeEvents(ctx context.Context, tx *sql.Tx, accountID int64, events []sealpost.StoredEvent, about []int64) error {
 	msgs := make(map[int64]*sealpost.Message)
 	bodies := make(map[int64]*sealpost.MessageBody)
 	for _, id := range about {
@@ -158,7 +158,7 @@ func completeEvents(ctx context.Context, tx *sql.Tx, events []sealpost.StoredEve
 		}
 		var categories, customArgs string
 		var bodyID sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT categories, custom_args, body_id FROM messages WHERE id = ?`, id).
+		err := tx.QueryRowContext(ctx, `SELECT categories, custom_args, body_id FROM messages WHERE id = ? AND account_id = ?`, id, accountID).
 			Scan(&categories, &customArgs, &bodyID)
 		if errors.Is(err, sql.ErrNoRows) {
 			msgs[id] = nil
