@@ -2,7 +2,6 @@ package sealpost
 
 import (
 	"encoding/json"
-	"maps"
 	"time"
 )
 
@@ -17,20 +16,28 @@ const (
 	EventDropped   EventKind = "dropped"
 )
 
-// Event is one event about one recipient, exactly the JSON object the Event
-// Webhook posts.
+// Event is one event about one recipient.
 type Event struct {
 	AccountID int64
 	Kind      EventKind
 	// SGEventID is unique and URL-safe, for receivers to de-duplicate on.
 	SGEventID string
-	Payload   json.RawMessage
+	// Payload is the JSON object the Event Webhook posts, but for the
+	// categories and custom args of Message when Message is set: a store
+	// keeps the event referring to the message, which keeps them once for
+	// all its events (and the request's once for all its messages), and
+	// completes the payload with CompletePayload when it hands the event
+	// out to be posted. With Message nil, Payload is posted as it is.
+	Payload json.RawMessage
+	Message *Message
 }
 
 // StoredEvent is an Event waiting in the outbox.
 type StoredEvent struct {
-	ID        int64 // increasing in the order events were stored
-	Kind      EventKind
+	ID   int64 // increasing in the order events were stored
+	Kind EventKind
+	// Payload is complete, as Event.Posted gives it: the store has added
+	// the categories and custom args of the event's message.
 	Payload   json.RawMessage
 	CreatedAt time.Time
 }
@@ -96,16 +103,14 @@ func IsReservedEventKey(key string) bool {
 	return false
 }
 
-// NewEvent builds the event of kind about rcpt of msg at time at. Custom
-// args are merged at the top level; reserved keys win.
+// NewEvent builds the event of kind about rcpt of msg at time at. Its
+// Payload holds the event's own fields only; the message's categories and
+// custom args are added by CompletePayload (see Event.Posted) when the
+// event is posted, so that storing an event does not copy them.
 func NewEvent(kind EventKind, msg *Message, rcpt Recipient, at time.Time, d EventDetails) (Event, error) {
 	id, err := newURLSafeID()
 	if err != nil {
 		return Event{}, err
-	}
-	obj := make(map[string]any, 12+len(msg.CustomArgs))
-	for k, v := range msg.CustomArgs {
-		obj[k] = v
 	}
 	fields := map[string]any{
 		"email":         rcpt.Email,
@@ -114,13 +119,6 @@ func NewEvent(kind EventKind, msg *Message, rcpt Recipient, at time.Time, d Even
 		"sg_event_id":   id,
 		"sg_message_id": rcpt.SGMessageID,
 		"smtp-id":       msg.SMTPID,
-	}
-	switch len(msg.Categories) {
-	case 0:
-	case 1:
-		fields["category"] = msg.Categories[0]
-	default:
-		fields["category"] = msg.Categories
 	}
 	if d.Response != "" {
 		fields["response"] = d.Response
@@ -147,20 +145,104 @@ func NewEvent(kind EventKind, msg *Message, rcpt Recipient, at time.Time, d Even
 		}
 		fields["sealpost"] = d.TLS
 	}
-	maps.Copy(obj, fields)
-	for _, k := range reservedEventKeys {
-		if _, ours := fields[k]; !ours {
-			delete(obj, k)
-		}
-	}
-	payload, err := json.Marshal(obj)
+	payload, err := json.Marshal(fields)
 	if err != nil {
 		return Event{}, Errorf(EINTERNAL, "encoding event: %v", err)
 	}
-	return Event{AccountID: msg.AccountID, Kind: kind, SGEventID: id, Payload: payload}, nil
+	return Event{AccountID: msg.AccountID, Kind: kind, SGEventID: id, Payload: payload, Message: msg}, nil
+}
+
+// Posted is the JSON object the Event Webhook posts for e: its Payload,
+// completed with its Message's categories and custom args.
+func (e Event) Posted() (json.RawMessage, error) {
+	if e.Message == nil {
+		return e.Payload, nil
+	}
+	return CompletePayload(e.Payload, e.Message.EventCategories(), e.Message.EventCustomArgs())
+}
+
+// CompletePayload adds to an event's own fields (as NewEvent encodes them)
+// the categories and custom args of its message: the custom args at the
+// top level, except those named like an event field, and the categories
+// as "category", a string when there is one and an array otherwise. The
+// result is the same bytes NewEvent produced when it merged them itself:
+// keys sorted, values encoded by encoding/json.
+func CompletePayload(own json.RawMessage, categories []string, customArgs map[string]string) (json.RawMessage, error) {
+	if len(categories) == 0 && len(customArgs) == 0 {
+		return own, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(own, &obj); err != nil {
+		return nil, Errorf(EINTERNAL, "completing event: %v", err)
+	}
+	if obj == nil {
+		return nil, Errorf(EINTERNAL, "completing event: payload %.40q is not an object", own)
+	}
+	for k, v := range customArgs {
+		if _, set := obj[k]; set || IsReservedEventKey(k) {
+			continue
+		}
+		enc, err := json.Marshal(v)
+		if err != nil {
+			return nil, Errorf(EINTERNAL, "encoding custom arg %q: %v", k, err)
+		}
+		obj[k] = enc
+	}
+	if len(categories) > 0 {
+		var c any = categories
+		if len(categories) == 1 {
+			c = categories[0]
+		}
+		enc, err := json.Marshal(c)
+		if err != nil {
+			return nil, Errorf(EINTERNAL, "encoding categories: %v", err)
+		}
+		obj["category"] = enc
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, Errorf(EINTERNAL, "completing event: %v", err)
+	}
+	return out, nil
 }
 
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// CompleteStoredEvents completes in place, with CompletePayload, the
+// payloads of events a store kept referring to their messages: about[i] is
+// the ID of the message events[i] is about, 0 when its payload is
+// complete, and msgs holds those messages by ID, each with the categories
+// and custom args of its Body. The merged ones are worked out once per
+// message however many of its events the batch holds. An event whose
+// message is not in msgs is left as it was stored: better posted without
+// its custom args than holding up its account's outbox for good.
+func CompleteStoredEvents(events []StoredEvent, about []int64, msgs map[int64]*Message) error {
+	type merged struct {
+		categories []string
+		customArgs map[string]string
+	}
+	done := make(map[int64]merged)
+	for i, id := range about {
+		if id == 0 {
+			continue
+		}
+		args, ok := done[id]
+		if !ok {
+			m := msgs[id]
+			if m == nil {
+				continue
+			}
+			args = merged{m.EventCategories(), m.EventCustomArgs()}
+			done[id] = args
+		}
+		p, err := CompletePayload(events[i].Payload, args.categories, args.customArgs)
+		if err != nil {
+			return err
+		}
+		events[i].Payload = p
+	}
+	return nil
 }

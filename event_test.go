@@ -49,8 +49,12 @@ func TestNewEvent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			posted, err := ev.Posted()
+			if err != nil {
+				t.Fatal(err)
+			}
 			var got map[string]any
-			if err := json.Unmarshal(ev.Payload, &got); err != nil {
+			if err := json.Unmarshal(posted, &got); err != nil {
 				t.Fatal(err)
 			}
 			id, _ := got["sg_event_id"].(string)
@@ -76,11 +80,15 @@ func TestNewEventCategories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	posted, err := ev.Posted()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got struct {
 		Category []string `json:"category"`
 	}
-	if err := json.Unmarshal(ev.Payload, &got); err != nil || len(got.Category) != 2 {
-		t.Errorf("several categories must be posted as an array: %s", ev.Payload)
+	if err := json.Unmarshal(posted, &got); err != nil || len(got.Category) != 2 {
+		t.Errorf("several categories must be posted as an array: %s", posted)
 	}
 }
 

@@ -82,7 +82,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 	b.data = append(b.data, contentHeader...)
 	b.data = append(b.data, "\r\n"...)
 	b.data = append(b.data, body...)
-	shared := &MessageBody{Data: b.data}
+	shared := &MessageBody{Data: b.data, Categories: slices.Clone(m.Categories), CustomArgs: mergeStrings(m.CustomArgs, nil, false)}
 
 	msgs := make([]*Message, 0, len(m.Personalizations))
 	ordinal := 0
@@ -136,8 +136,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 			From:       envelopeFrom.Email,
 			Body:       shared,
 			Layout:     h.w.layout(),
-			Categories: slices.Clone(m.Categories),
-			CustomArgs: mergeStrings(m.CustomArgs, pz.CustomArgs, false),
+			CustomArgs: mergeStrings(nil, pz.CustomArgs, false),
 			CreatedAt:  now,
 		}
 		for _, list := range [][]Address{pz.To, pz.Cc, pz.Bcc} {

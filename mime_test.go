@@ -236,11 +236,11 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if m0.Header.Get("X-Top") != "t" || m1.Header.Get("X-Top") != "t" {
 		t.Errorf("top-level header missing")
 	}
-	if want := map[string]string{"shared": "p", "own": "1", "top": "t"}; !reflect.DeepEqual(msgs[0].CustomArgs, want) {
-		t.Errorf("first custom args %v, want %v", msgs[0].CustomArgs, want)
+	if want := map[string]string{"shared": "p", "own": "1", "top": "t"}; !reflect.DeepEqual(msgs[0].EventCustomArgs(), want) {
+		t.Errorf("first custom args %v, want %v", msgs[0].EventCustomArgs(), want)
 	}
-	if want := map[string]string{"shared": "top", "top": "t"}; !reflect.DeepEqual(msgs[1].CustomArgs, want) {
-		t.Errorf("second custom args %v, want %v", msgs[1].CustomArgs, want)
+	if want := map[string]string{"shared": "top", "top": "t"}; !reflect.DeepEqual(msgs[1].EventCustomArgs(), want) {
+		t.Errorf("second custom args %v, want %v", msgs[1].EventCustomArgs(), want)
 	}
 	if msgs[0].From != "f@example.com" || msgs[1].From != "other@example.org" {
 		t.Errorf("envelope senders %q, %q", msgs[0].From, msgs[1].From)
@@ -260,9 +260,15 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if m1.Header.Get("To") != "<c@example.com>" || m1.Header.Get("Cc") != "" || bytes.Contains(rendered(t, msgs[1]), []byte("d@example.com")) {
 		t.Errorf("second message header:\n%s", rendered(t, msgs[1]))
 	}
-	msgs[0].Categories[0] = "changed"
-	if msgs[1].Categories[0] != "c1" {
-		t.Errorf("messages share their categories slice")
+	// The request's categories and custom args are kept once, with the
+	// body every message shares; a message has only its personalization's.
+	for i, m := range msgs {
+		if m.Body != msgs[0].Body || len(m.Categories) != 0 || len(m.EventCategories()) == 0 || m.EventCategories()[0] != "c1" {
+			t.Errorf("message %d: body %p (first's %p), own categories %q, event categories %q", i, m.Body, msgs[0].Body, m.Categories, m.EventCategories())
+		}
+	}
+	if want := map[string]string{"shared": "p", "own": "1"}; !reflect.DeepEqual(msgs[0].CustomArgs, want) {
+		t.Errorf("first message's own custom args %v, want %v", msgs[0].CustomArgs, want)
 	}
 }
 

@@ -2,6 +2,7 @@ package sealpost
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -26,10 +27,12 @@ type Message struct {
 	// Layout is this message's own part: its own bytes (recipient header
 	// fields, Message-ID, overrides) and the slices of Body between them.
 	// Empty, the message is Body.Data as is.
-	Layout     []byte
+	Layout []byte
+	// Categories and CustomArgs are this message's own, besides its Body's
+	// (the request's): a personalization's custom_args. Every event about
+	// the message carries both, merged: see EventCategories and
+	// EventCustomArgs.
 	Categories []string
-	// CustomArgs are the request's custom_args merged with the
-	// personalization's (the personalization wins); events carry them.
 	CustomArgs map[string]string
 	Recipients []Recipient
 	CreatedAt  time.Time
@@ -43,6 +46,36 @@ type Message struct {
 type MessageBody struct {
 	ID   int64 // assigned by the store
 	Data []byte
+	// Categories and CustomArgs are the request's categories and
+	// custom_args, which every event about every message of the send
+	// carries. They are kept once with the body, and kept after Data is
+	// forgotten: events waiting to be posted still need them.
+	Categories []string
+	CustomArgs map[string]string
+}
+
+// EventCategories are the categories every event about m carries: its
+// body's, then its own.
+func (m *Message) EventCategories() []string {
+	if m.Body == nil || len(m.Body.Categories) == 0 {
+		return m.Categories
+	}
+	if len(m.Categories) == 0 {
+		return m.Body.Categories
+	}
+	return slices.Concat(m.Body.Categories, m.Categories)
+}
+
+// EventCustomArgs are the custom args every event about m carries: its
+// body's, over which its own win.
+func (m *Message) EventCustomArgs() map[string]string {
+	if m.Body == nil || len(m.Body.CustomArgs) == 0 {
+		return m.CustomArgs
+	}
+	if len(m.CustomArgs) == 0 {
+		return m.Body.CustomArgs
+	}
+	return mergeStrings(m.Body.CustomArgs, m.CustomArgs, false)
 }
 
 // Recipient is one envelope recipient (to, cc or bcc) of a Message.
@@ -117,8 +150,11 @@ type QueueService interface {
 	// counts the recipients per domain and day for the registry of
 	// recipient domains (DomainRecipients). It sets the
 	// IDs in msgs and their bodies. Messages sharing one *MessageBody share
-	// one stored copy of it; it is forgotten once no message referring to
-	// it has a delivery pending.
+	// one stored copy of it; its Data is forgotten once no message
+	// referring to it has a delivery pending, its Categories and
+	// CustomArgs are kept for the events. An event about a message (its
+	// Message set) must be about one of msgs or one already stored
+	// (EINVALID otherwise), and is stored referring to it.
 	EnqueueMessages(ctx context.Context, msgs []*Message, events []Event) error
 	// ClaimDeliveries leases up to limit due deliveries (next attempt at or
 	// before now, no live lease) to owner until now+lease, oldest due first.

@@ -60,24 +60,34 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 			b.FailingSince = failingSince.UTC()
 		}
 		rows, err := tx.Query(ctx, `
-			SELECT id, kind, payload, created_at FROM outbox_events
+			SELECT id, kind, payload, message_id, created_at FROM outbox_events
 			WHERE account_id = $1 ORDER BY id LIMIT $2`, b.AccountID, max)
 		if err != nil {
 			return err
 		}
+		var about []int64
 		b.Events, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (sealpost.StoredEvent, error) {
 			var e sealpost.StoredEvent
 			var kind string
 			var payload []byte
-			if err := row.Scan(&e.ID, &kind, &payload, &e.CreatedAt); err != nil {
+			var messageID *int64
+			if err := row.Scan(&e.ID, &kind, &payload, &messageID, &e.CreatedAt); err != nil {
 				return e, err
 			}
 			e.Kind = sealpost.EventKind(kind)
 			e.Payload = payload
 			e.CreatedAt = e.CreatedAt.UTC()
+			var id int64
+			if messageID != nil {
+				id = *messageID
+			}
+			about = append(about, id)
 			return e, nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := completeEvents(ctx, tx, b.AccountID, b.Events, about); err != nil {
 			return err
 		}
 		// The candidate's EXISTS was evaluated on the statement's snapshot;
@@ -151,4 +161,73 @@ func (db *DB) RetryEventBatch(ctx context.Context, b *sealpost.EventBatch, next 
 		return errBatchLeaseLost()
 	}
 	return nil
+}
+
+// completeEvents adds to the events of accountID the categories and custom
+// args of the messages they are about (about[i] for events[i], 0 for
+// none). Those of a body are read once however many of the batch's
+// messages share it.
+func completeEvents(ctx context.Context, tx pgx.Tx, accountID int64, events []sealpost.StoredEvent, about []int64) error {
+	msgs := make(map[int64]*sealpost.Message)
+	var ids []int64
+	for _, id := range about {
+		if _, seen := msgs[id]; !seen && id != 0 {
+			msgs[id] = nil
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id, categories, custom_args, body_id FROM messages WHERE id = ANY($1) AND account_id = $2`, ids, accountID)
+	if err != nil {
+		return err
+	}
+	bodySeen := make(map[int64]bool)
+	var bodyIDs []int64
+	for rows.Next() {
+		m := &sealpost.Message{}
+		var bodyID *int64
+		if err := rows.Scan(&m.ID, &m.Categories, &m.CustomArgs, &bodyID); err != nil {
+			rows.Close()
+			return err
+		}
+		msgs[m.ID] = m
+		if bodyID != nil {
+			if !bodySeen[*bodyID] {
+				bodySeen[*bodyID] = true
+				bodyIDs = append(bodyIDs, *bodyID)
+			}
+			m.Body = &sealpost.MessageBody{ID: *bodyID}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(bodyIDs) > 0 {
+		bodies := make(map[int64]*sealpost.MessageBody, len(bodyIDs))
+		rows, err := tx.Query(ctx, `SELECT id, categories, custom_args FROM message_bodies WHERE id = ANY($1)`, bodyIDs)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			b := &sealpost.MessageBody{}
+			if err := rows.Scan(&b.ID, &b.Categories, &b.CustomArgs); err != nil {
+				rows.Close()
+				return err
+			}
+			bodies[b.ID] = b
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if m != nil && m.Body != nil && bodies[m.Body.ID] != nil {
+				m.Body = bodies[m.Body.ID]
+			}
+		}
+	}
+	return sealpost.CompleteStoredEvents(events, about, msgs)
 }

@@ -31,11 +31,14 @@ import (
 // stored only by EnqueueMessages and by its deliveries' lease holders.
 
 // queueEvents adds to b the statements that store events in the outbox, in
-// the order given, and give each of their accounts an outbox state row.
-func queueEvents(b *pgx.Batch, events []sealpost.Event) {
+// the order given, and give each of their accounts an outbox state row. An
+// event about a message refers to it by its ID: msgIDs has those of the
+// messages being stored in the same batch, the others already have theirs.
+func queueEvents(b *pgx.Batch, events []sealpost.Event, msgIDs map[*sealpost.Message]int64) error {
 	if len(events) == 0 {
-		return
+		return nil
 	}
+	about := make([]*int64, len(events))
 	accounts := make([]int64, len(events))
 	kinds := make([]string, len(events))
 	ids := make([]string, len(events))
@@ -48,14 +51,24 @@ func queueEvents(b *pgx.Batch, events []sealpost.Event) {
 		if payloads[i] == nil {
 			payloads[i] = []byte{}
 		}
+		if e.Message != nil {
+			id, ok := msgIDs[e.Message]
+			if !ok {
+				id = e.Message.ID
+			}
+			if id == 0 {
+				return sealpost.Errorf(sealpost.EINVALID, "event %s is about a message that is not stored", e.SGEventID)
+			}
+			about[i] = &id
+		}
 	}
 	// The ORDER BY makes the sequence hand out ids in the events' order.
 	b.Queue(`
-		INSERT INTO outbox_events (account_id, kind, sg_event_id, payload)
-		SELECT a, k, s, p
-		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS e(a, k, s, p, n)
+		INSERT INTO outbox_events (account_id, kind, sg_event_id, payload, message_id)
+		SELECT a, k, s, p, m
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bigint[]) WITH ORDINALITY AS e(a, k, s, p, m, n)
 		ORDER BY n`,
-		accounts, kinds, ids, payloads)
+		accounts, kinds, ids, payloads, about)
 	// DO NOTHING takes no lock on an existing row, so storing events never
 	// waits for a poster holding its account's state row.
 	b.Queue(`
@@ -63,6 +76,7 @@ func queueEvents(b *pgx.Batch, events []sealpost.Event) {
 		SELECT DISTINCT a FROM unnest($1::bigint[]) AS a ORDER BY a
 		ON CONFLICT (account_id) DO NOTHING`,
 		accounts)
+	return nil
 }
 
 // sendBatch runs b and reports its first error. The statements of one batch
@@ -131,7 +145,9 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 			return err
 		}
 	}
-	queueEvents(b, events)
+	if err := queueEvents(b, events, ids.byMessage); err != nil {
+		return err
+	}
 	if err := sendBatch(ctx, db.pool, b); err != nil {
 		return storeErr(err, "message")
 	}
@@ -154,6 +170,7 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 // enqueueIDs are the ids taken for one enqueue, in enqueue order.
 type enqueueIDs struct {
 	bodies, messages, deliveries, recipients []int64
+	byMessage                                map[*sealpost.Message]int64
 }
 
 // queueMessages takes ids for msgs, their deliveries and recipients, and
@@ -192,8 +209,18 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	slices.Sort(ids.recipients)
 	slices.Sort(ids.bodies)
 
+	ids.byMessage = make(map[*sealpost.Message]int64, len(msgs))
+	for i, m := range msgs {
+		ids.byMessage[m] = ids.messages[i]
+	}
 	bodyData := make([][]byte, len(rows.Bodies))
+	bodyCategories := make([]*string, len(rows.Bodies))
+	bodyArgs := make([]*string, len(rows.Bodies))
 	for i, body := range rows.Bodies {
+		var err error
+		if bodyCategories[i], bodyArgs[i], err = encodeEventArgs(body); err != nil {
+			return enqueueIDs{}, err
+		}
 		if rows.BodyNeeded[i] { // else NULL: no message will ever read it
 			bodyData[i] = body.Data
 			if bodyData[i] == nil {
@@ -203,9 +230,9 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	}
 	if len(rows.Bodies) > 0 {
 		b.Queue(`
-			INSERT INTO message_bodies (id, account_id, data)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])`,
-			ids.bodies, rows.BodyAccount, bodyData)
+			INSERT INTO message_bodies (id, account_id, data, categories, custom_args)
+			SELECT id, a, d, c::jsonb, ca::jsonb FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[], $5::text[]) AS b(id, a, d, c, ca)`,
+			ids.bodies, rows.BodyAccount, bodyData, bodyCategories, bodyArgs)
 	}
 	var mr messageRows
 	var dr deliveryRows
@@ -239,6 +266,26 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 	rr.queue(b)
 	queueRecipientCounts(b, msgs, now)
 	return ids, nil
+}
+
+// encodeEventArgs encodes a body's categories and custom args as JSON,
+// each NULL when there are none.
+func encodeEventArgs(body *sealpost.MessageBody) (categories, customArgs *string, err error) {
+	if len(body.Categories) > 0 {
+		c, err := json.Marshal(body.Categories)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postgres: encoding categories: %w", err)
+		}
+		categories = new(string(c))
+	}
+	if len(body.CustomArgs) > 0 {
+		a, err := json.Marshal(body.CustomArgs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postgres: encoding custom args: %w", err)
+		}
+		customArgs = new(string(a))
+	}
+	return categories, customArgs, nil
 }
 
 // messageRows, deliveryRows and recipientRows collect rows column by column
@@ -371,7 +418,8 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			RETURNING d.id, d.message_id, d.domain, d.attempts, d.created_at, d.lease_until, d.next_attempt_at
 		)
 		SELECT c.id, c.domain, c.attempts, c.created_at, c.lease_until,
-			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.body_id, m.data, b.data, m.categories, m.custom_args, m.created_at,
+			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.body_id, m.data, b.data, b.categories, b.custom_args,
+			m.categories, m.custom_args, m.created_at,
 			r.ids, r.emails, r.domains, r.sg_ids
 		FROM claimed c
 		JOIN messages m ON m.id = c.message_id
@@ -401,11 +449,14 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			emails, domains, sgIDs []string
 			categories             []string
 			customArgs             map[string]string
+			bodyCategories         []string
+			bodyArgs               map[string]string
 			bodyID                 *int64
 			data, body             []byte
 		)
 		if err := row.Scan(&d.ID, &d.Domain, &attempts, &createdAt, &leaseUntil,
-			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &bodyID, &data, &body, &categories, &customArgs, &msgCreatedAt,
+			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &bodyID, &data, &body, &bodyCategories, &bodyArgs,
+			&categories, &customArgs, &msgCreatedAt,
 			&ids, &emails, &domains, &sgIDs); err != nil {
 			return nil, err
 		}
@@ -416,7 +467,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 		case bodies[*bodyID] != nil:
 			m.Body, m.Layout = bodies[*bodyID], data
 		default:
-			m.Body, m.Layout = &sealpost.MessageBody{ID: *bodyID, Data: body}, data
+			m.Body, m.Layout = &sealpost.MessageBody{ID: *bodyID, Data: body, Categories: bodyCategories, CustomArgs: bodyArgs}, data
 			bodies[*bodyID] = m.Body
 		}
 		d.Attempts = int(attempts)
@@ -504,7 +555,9 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 				WHERE r.id = u.id AND r.delivery_id = $1`,
 				c.DeliveryID, ids, states)
 		}
-		queueEvents(b, c.Events)
+		if err := queueEvents(b, c.Events, nil); err != nil {
+			return err
+		}
 		b.Queue(`
 			UPDATE deliveries SET
 				attempts = attempts + $3,

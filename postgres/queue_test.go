@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -335,5 +336,74 @@ func TestQueuedBeforeSharedBodies(t *testing.T) {
 	if err := db.CompleteDelivery(ctx, "w", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID,
 		Recipients: []sealpost.RecipientUpdate{{RecipientID: ds[0].Message.Recipients[0].ID, State: sealpost.StateDelivered}}}); err != nil {
 		t.Errorf("CompleteDelivery: %v", err)
+	}
+}
+
+// TestStoredBeforeEventArgs: an event stored before 0008_event_args, with
+// its categories and custom args in its payload and no message_id, is
+// posted as it was stored; a message stored then, with the send's custom
+// args merged into its own and a body without any, still gives its later
+// events all of them.
+func TestStoredBeforeEventArgs(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	db := openURL(t, u)
+	ctx := t.Context()
+	a := createTestUser(t, db, "alice")
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const data = "Subject: queued before\r\n\r\nbody\r\n"
+	const oldEvent = `{"campaign":"spring","category":"c","email":"r@x.test","event":"processed","order":"own","sg_event_id":"e0","sg_message_id":"xid.0","smtp-id":"<xid.0@sealpost>","timestamp":1}`
+	at := time.Now().Add(-time.Minute).UnixNano()
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO message_bodies (id, account_id, data) VALUES (1000001, $1, $2)`, a.ID, []byte(data))
+	b.Queue(`INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
+		VALUES (1000001, $1, 'xid', '<xid.0@sealpost>', 's@example.com', 1000001, '\x', '["c"]', '{"campaign":"spring","order":"own"}', $2)`, a.ID, at)
+	b.Queue(`INSERT INTO deliveries (id, message_id, domain, next_attempt_at, created_at) VALUES (1000001, 1000001, 'x.test', $1, $1)`, at)
+	b.Queue(`INSERT INTO recipients (id, message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
+		VALUES (1000001, 1000001, 1000001, 0, 'r@x.test', 'x.test', 'xid.0', 'queued')`)
+	b.Queue(`INSERT INTO outbox_events (account_id, kind, sg_event_id, payload) VALUES ($1, 'processed', 'e0', $2)`, a.ID, []byte(oldEvent))
+	b.Queue(`INSERT INTO outbox_accounts (account_id) VALUES ($1)`, a.ID)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := db.ClaimDeliveries(ctx, "w", time.Now(), time.Minute, 10)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ClaimDeliveries = %d, %v; want the queued delivery", len(ds), err)
+	}
+	m := ds[0].Message
+	if got, err := m.Render(); err != nil || string(got) != data {
+		t.Errorf("queued message renders %q, %v; want %q", got, err, data)
+	}
+	if got := m.EventCustomArgs(); len(got) != 2 || got["campaign"] != "spring" || got["order"] != "own" {
+		t.Errorf("EventCustomArgs = %v, want those stored with the message", got)
+	}
+	if got := m.EventCategories(); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("EventCategories = %q, want [c]", got)
+	}
+	ev, err := sealpost.NewEvent(sealpost.EventDelivered, m, m.Recipients[0], time.Unix(2, 0), sealpost.EventDetails{Response: "250 OK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNew, err := ev.Posted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CompleteDelivery(ctx, "w", sealpost.DeliveryCompletion{DeliveryID: ds[0].ID, Events: []sealpost.Event{ev},
+		Recipients: []sealpost.RecipientUpdate{{RecipientID: m.Recipients[0].ID, State: sealpost.StateDelivered}}}); err != nil {
+		t.Fatalf("CompleteDelivery: %v", err)
+	}
+	batch, err := db.ClaimEventBatch(ctx, "p", time.Now(), time.Minute, 10)
+	if err != nil || batch == nil || len(batch.Events) != 2 {
+		t.Fatalf("ClaimEventBatch = %+v, %v; want both events", batch, err)
+	}
+	if got := string(batch.Events[0].Payload); got != oldEvent {
+		t.Errorf("event stored before the migration posts\n%s\nwant it as stored\n%s", got, oldEvent)
+	}
+	if got := string(batch.Events[1].Payload); got != string(wantNew) {
+		t.Errorf("event stored after the migration posts\n%s\nwant\n%s", got, wantNew)
 	}
 }

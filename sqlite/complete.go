@@ -207,7 +207,7 @@ func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c 
 			}
 		}
 	}
-	if err := db.insertEvents(ctx, tx, c.Events, stamp); err != nil {
+	if err := db.insertEvents(ctx, tx, c.Events, nil, stamp); err != nil {
 		return err
 	}
 	var messageID int64

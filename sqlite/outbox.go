@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -50,24 +51,33 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 			owner, now.Add(lease).UnixNano(), now.UnixNano(), b.AccountID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, kind, payload, created_at FROM events
+		rows, err := tx.QueryContext(ctx, `SELECT id, kind, payload, message_id, created_at FROM events
 			WHERE account_id = ? ORDER BY id LIMIT ?`, b.AccountID, max)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		var about []int64
 		for rows.Next() {
 			var e sealpost.StoredEvent
 			var kind string
 			var payload []byte
+			var messageID sql.NullInt64
 			var created int64
-			if err := rows.Scan(&e.ID, &kind, &payload, &created); err != nil {
+			if err := rows.Scan(&e.ID, &kind, &payload, &messageID, &created); err != nil {
 				return err
 			}
 			e.Kind, e.Payload, e.CreatedAt = sealpost.EventKind(kind), payload, fromUnixNano(created)
 			b.Events = append(b.Events, e)
+			about = append(about, messageID.Int64)
 		}
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := completeEvents(ctx, tx, b.AccountID, b.Events, about); err != nil {
 			return err
 		}
 		out = b
@@ -134,4 +144,50 @@ func (db *DB) updateLeasedOutbox(ctx context.Context, b *sealpost.EventBatch, op
 		return mapError(op, err, "account not found", "")
 	}
 	return nil
+}
+
+// completeEvents adds to the events of accountID the categories and custom
+// args of the messages they are about (about[i] for events[i], 0 for
+// none), read once per message and once per body.
+func completeEvents(ctx context.Context, tx *sql.Tx, accountID int64, events []sealpost.StoredEvent, about []int64) error {
+	msgs := make(map[int64]*sealpost.Message)
+	bodies := make(map[int64]*sealpost.MessageBody)
+	for _, id := range about {
+		if _, seen := msgs[id]; seen || id == 0 {
+			continue
+		}
+		var categories, customArgs string
+		var bodyID sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT categories, custom_args, body_id FROM messages WHERE id = ? AND account_id = ?`, id, accountID).
+			Scan(&categories, &customArgs, &bodyID)
+		if errors.Is(err, sql.ErrNoRows) {
+			msgs[id] = nil
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m := &sealpost.Message{ID: id}
+		if err := json.Unmarshal([]byte(categories), &m.Categories); err != nil {
+			return fmt.Errorf("decoding categories of message %d: %w", id, err)
+		}
+		if err := json.Unmarshal([]byte(customArgs), &m.CustomArgs); err != nil {
+			return fmt.Errorf("decoding custom args of message %d: %w", id, err)
+		}
+		if bodyID.Valid {
+			if m.Body = bodies[bodyID.Int64]; m.Body == nil {
+				var c, a sql.NullString
+				if err := tx.QueryRowContext(ctx, `SELECT categories, custom_args FROM message_bodies WHERE id = ?`, bodyID.Int64).Scan(&c, &a); err != nil {
+					return fmt.Errorf("loading body %d of message %d: %w", bodyID.Int64, id, err)
+				}
+				m.Body = &sealpost.MessageBody{ID: bodyID.Int64}
+				if m.Body.Categories, m.Body.CustomArgs, err = decodeEventArgs(c, a); err != nil {
+					return fmt.Errorf("body %d: %w", bodyID.Int64, err)
+				}
+				bodies[bodyID.Int64] = m.Body
+			}
+		}
+		msgs[id] = m
+	}
+	return sealpost.CompleteStoredEvents(events, about, msgs)
 }

@@ -51,19 +51,19 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.insertBody, `INSERT INTO message_bodies (account_id, data) VALUES (?, ?) RETURNING id`},
+		{&s.insertBody, `INSERT INTO message_bodies (account_id, data, categories, custom_args) VALUES (?, ?, ?, ?) RETURNING id`},
 		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
 		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at)
 			VALUES (?, ?, ?, ?) RETURNING id`},
 		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued') RETURNING id`},
-		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, created_at) VALUES (?, ?, ?, ?, ?)`},
+		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
 		{&s.claim, claimSQL},
 		{&s.loadMessage, `SELECT account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at
 			FROM messages WHERE id = ?`},
-		{&s.loadBody, `SELECT data FROM message_bodies WHERE id = ?`},
+		{&s.loadBody, `SELECT data, categories, custom_args FROM message_bodies WHERE id = ?`},
 		{&s.loadRecipients, `SELECT id, email, domain, sg_message_id, state FROM recipients
 			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`},
 		{&s.updateRecipient, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`},
@@ -121,6 +121,7 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 		return err
 	}
 	bodyIDs := make([]int64, len(rows.Bodies))
+	msgIDs := make(map[*sealpost.Message]int64, len(msgs))
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
 		insBody := tx.StmtContext(ctx, db.stmts.insertBody)
 		for i, b := range rows.Bodies {
@@ -128,7 +129,11 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 			if rows.BodyNeeded[i] {
 				data = blob(b.Data)
 			}
-			if err := insBody.QueryRowContext(ctx, rows.BodyAccount[i], data).Scan(&bodyIDs[i]); err != nil {
+			categories, custom, err := encodeEventArgs(b.Categories, b.CustomArgs)
+			if err != nil {
+				return err
+			}
+			if err := insBody.QueryRowContext(ctx, rows.BodyAccount[i], data, categories, custom).Scan(&bodyIDs[i]); err != nil {
 				return err
 			}
 		}
@@ -180,12 +185,16 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 				}
 			}
 			ids[i] = assigned{msgID, rcptIDs}
+			msgIDs[m] = msgID
 		}
 		if err := db.countRecipients(ctx, tx, msgs, stamp); err != nil {
 			return err
 		}
-		return db.insertEvents(ctx, tx, events, stamp)
+		return db.insertEvents(ctx, tx, events, msgIDs, stamp)
 	})
+	if sealpost.ErrorCode(err) == sealpost.EINVALID {
+		return err
+	}
 	if err != nil {
 		return mapError("enqueueing messages", err, "account not found", "")
 	}
@@ -207,8 +216,10 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 	return nil
 }
 
-// insertEvents appends events to their accounts' outboxes.
-func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Event, created time.Time) error {
+// insertEvents appends events to their accounts' outboxes. An event about
+// a message refers to it by its ID: msgIDs has those of the messages being
+// stored in tx, the others already have theirs.
+func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Event, msgIDs map[*sealpost.Message]int64, created time.Time) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -216,7 +227,11 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 	ensure := tx.StmtContext(ctx, db.stmts.ensureOutbox)
 	var last int64 // events come grouped by account: skip repeat upserts
 	for i, e := range events {
-		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), created.UnixNano()); err != nil {
+		about, err := eventMessageID(e, msgIDs)
+		if err != nil {
+			return err
+		}
+		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), about, created.UnixNano()); err != nil {
 			return err
 		}
 		if i == 0 || e.AccountID != last {
@@ -238,6 +253,58 @@ func blob(b []byte) []byte {
 	return b
 }
 
+// eventMessageID is the ID of the message e is about, NULL for none.
+func eventMessageID(e sealpost.Event, msgIDs map[*sealpost.Message]int64) (sql.NullInt64, error) {
+	if e.Message == nil {
+		return sql.NullInt64{}, nil
+	}
+	id, ok := msgIDs[e.Message]
+	if !ok {
+		id = e.Message.ID
+	}
+	if id == 0 {
+		return sql.NullInt64{}, sealpost.Errorf(sealpost.EINVALID, "event %s is about a message that is not stored", e.SGEventID)
+	}
+	return sql.NullInt64{Int64: id, Valid: true}, nil
+}
+
+// encodeEventArgs encodes a body's categories and custom args, each NULL
+// when there are none.
+func encodeEventArgs(categories []string, customArgs map[string]string) (c, a sql.NullString, err error) {
+	if len(categories) > 0 {
+		b, err := json.Marshal(categories)
+		if err != nil {
+			return c, a, sealpost.Errorf(sealpost.EINTERNAL, "encoding categories: %v", err)
+		}
+		c = sql.NullString{String: string(b), Valid: true}
+	}
+	if len(customArgs) > 0 {
+		b, err := json.Marshal(customArgs)
+		if err != nil {
+			return c, a, sealpost.Errorf(sealpost.EINTERNAL, "encoding custom args: %v", err)
+		}
+		a = sql.NullString{String: string(b), Valid: true}
+	}
+	return c, a, nil
+}
+
+// decodeEventArgs is the inverse of encodeEventArgs.
+func decodeEventArgs(c, a sql.NullString) (categories []string, customArgs map[string]string, err error) {
+	if c.Valid {
+		if err := json.Unmarshal([]byte(c.String), &categories); err != nil {
+			return nil, nil, fmt.Errorf("decoding categories: %w", err)
+		}
+	}
+	if a.Valid {
+		if err := json.Unmarshal([]byte(a.String), &customArgs); err != nil {
+			return nil, nil, fmt.Errorf("decoding custom args: %w", err)
+		}
+	}
+	return categories, customArgs, nil
+}
+
+// encodeMessageMeta encodes a message's own categories and custom args,
+// besides its body's.
 func encodeMessageMeta(m *sealpost.Message) (categories, customArgs string, err error) {
 	cats := m.Categories
 	if cats == nil {
@@ -364,8 +431,13 @@ func loadMessage(ctx context.Context, st, bodyStmt *sql.Stmt, bodies map[int64]*
 		m.Layout = data
 		if m.Body = bodies[bodyID.Int64]; m.Body == nil {
 			m.Body = &sealpost.MessageBody{ID: bodyID.Int64}
-			if err := bodyStmt.QueryRowContext(ctx, bodyID.Int64).Scan(&m.Body.Data); err != nil {
+			var c, a sql.NullString
+			if err := bodyStmt.QueryRowContext(ctx, bodyID.Int64).Scan(&m.Body.Data, &c, &a); err != nil {
 				return nil, fmt.Errorf("loading body %d of message %d: %w", bodyID.Int64, id, err)
+			}
+			var err error
+			if m.Body.Categories, m.Body.CustomArgs, err = decodeEventArgs(c, a); err != nil {
+				return nil, fmt.Errorf("body %d: %w", bodyID.Int64, err)
 			}
 			bodies[bodyID.Int64] = m.Body
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -538,5 +539,95 @@ func testOutboxRoundRobin(t *testing.T, s sealpost.Store) {
 	}
 	if want := []string{"b1", "q1", "r1", "b2", "b3"}; !slices.Equal(got, want) {
 		t.Errorf("claims served %q, want %q (each account once a round)", got, want)
+	}
+}
+
+// testOutboxEventArgs stores events the way the mail send and delivery do,
+// each about a message, and checks that they are posted with the
+// categories and custom args of their message and its send, which the
+// store keeps once, even after every delivery of the send is done and its
+// body's data forgotten.
+func testOutboxEventArgs(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "alice")
+	at := baseTime()
+	shared := &sealpost.MessageBody{Data: []byte("Subject: s\r\n\r\nbody\r\n"),
+		Categories: []string{"c1", "c2"}, CustomArgs: map[string]string{"order": "request", "campaign": "<spring> & \u2028", "event": "forged"}}
+	m1 := newMessage(a.ID, "xid", at, "a@x.test", "b@y.test")
+	m2 := newMessage(a.ID, "xid", at, "c@x.test")
+	m1.Body, m2.Body = shared, shared
+	m1.Categories, m1.CustomArgs = nil, map[string]string{"order": "own", "n": "1"}
+	m2.Categories, m2.CustomArgs = nil, nil
+	var events []sealpost.Event
+	var want []string
+	record := func(kind sealpost.EventKind, m *sealpost.Message, rcpt sealpost.Recipient) sealpost.Event {
+		t.Helper()
+		e, err := sealpost.NewEvent(kind, m, rcpt, at, sealpost.EventDetails{Response: "250 OK"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		posted, err := e.Posted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(posted), `"c1","c2"`) {
+			t.Fatalf("%s event posts %s, without its categories", kind, posted)
+		}
+		want = append(want, string(posted))
+		return e
+	}
+	for _, m := range []*sealpost.Message{m1, m2} {
+		for _, r := range m.Recipients {
+			events = append(events, record(sealpost.EventProcessed, m, r))
+		}
+	}
+	// An event about no message is posted as it is.
+	plain := newEvent(a.ID, sealpost.EventDropped, "plain")
+	events = append(events, plain)
+	want = append(want, string(plain.Payload))
+	enqueue(t, s, []*sealpost.Message{m1, m2}, events...)
+
+	// Every delivery done: the body's data is forgotten, the events
+	// recorded with the messages' claimed copies still wait.
+	for _, d := range claim(t, s, "w", at.Add(time.Second), time.Minute, 10) {
+		c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+		for _, r := range d.Message.Recipients {
+			c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: r.ID, State: sealpost.StateDelivered})
+			c.Events = append(c.Events, record(sealpost.EventDelivered, d.Message, r))
+		}
+		complete(t, s, "w", c)
+	}
+	if ds := claim(t, s, "w", at.Add(time.Hour), time.Minute, 10); len(ds) != 0 {
+		t.Fatalf("claimed %d deliveries after all were done", len(ds))
+	}
+	var got []string
+	for b := claimBatch(t, s, "p", time.Now(), time.Minute, 3); b != nil; b = claimBatch(t, s, "p", time.Now(), time.Minute, 3) {
+		for _, e := range b.Events {
+			got = append(got, string(e.Payload))
+		}
+		if err := s.AckEventBatch(t.Context(), b); err != nil {
+			t.Fatalf("AckEventBatch: %v", err)
+		}
+	}
+	// The processed events first, in order; the delivered ones in the
+	// order their deliveries were completed.
+	if len(got) != len(want) || !slices.Equal(got[:4], want[:4]) {
+		t.Fatalf("posted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	slices.Sort(got[4:])
+	slices.Sort(want[4:])
+	if !slices.Equal(got, want) {
+		t.Errorf("posted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// An event about a message that is not being stored, nor was, is
+	// refused with everything else.
+	orphan, err := sealpost.NewEvent(sealpost.EventProcessed, newMessage(a.ID, "orphan", at, "o@x.test"), sealpost.Recipient{Email: "o@x.test"}, at, sealpost.EventDetails{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.EnqueueMessages(t.Context(), []*sealpost.Message{newMessage(a.ID, "refused", at, "r@x.test")}, []sealpost.Event{orphan})
+	wantCode(t, err, sealpost.EINVALID, "EnqueueMessages with an event about a message not stored")
+	if got := recipientStates(t, s, a.ID, "refused"); len(got) != 0 {
+		t.Errorf("RecipientStates after a refused enqueue = %+v, want none", got)
 	}
 }

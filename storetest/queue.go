@@ -25,7 +25,8 @@ import (
 //     Message.Recipients list them in.
 //   - A claimed delivery carries the whole message (Body and Layout, which
 //     render to the bytes enqueued, From, SMTPID,
-//     XMessageID, Categories, CustomArgs, AccountID, CreatedAt) but only its
+//     XMessageID, Categories, CustomArgs, AccountID, CreatedAt; the Body's
+//     Categories and CustomArgs) but only its
 //     own still-queued recipients; its CreatedAt is the message's.
 //     ClaimDeliveries orders by due time, then by delivery ID; limit <= 0
 //     claims nothing. A lease is live while now < LeaseUntil.
@@ -61,7 +62,10 @@ func newMessage(accountID int64, xMessageID string, at time.Time, emails ...stri
 		SMTPID:     "<" + xMessageID + "@sealpost.test>",
 		From:       "sender@example.com",
 		// A NUL and a byte that is not UTF-8: a body is bytes, not text.
-		Body:       &sealpost.MessageBody{Data: []byte("Subject: " + xMessageID + "\r\n\r\nbody\x00\xff\r\n")},
+		// The request's categories and custom args go with the body; the
+		// message's own custom arg "order" wins over the request's.
+		Body: &sealpost.MessageBody{Data: []byte("Subject: " + xMessageID + "\r\n\r\nbody\x00\xff\r\n"),
+			Categories: []string{"request"}, CustomArgs: map[string]string{"campaign": "ñ " + xMessageID, "order": "request"}},
 		Categories: []string{"cat facts", "ünïcode"},
 		CustomArgs: map[string]string{"order": xMessageID, "quote": `"x"`},
 		CreatedAt:  at,
@@ -172,6 +176,12 @@ func wantMessage(t *testing.T, got, want *sealpost.Message, what string) {
 	}
 	if !maps.Equal(got.CustomArgs, want.CustomArgs) {
 		t.Errorf("%s: CustomArgs = %v, want %v", what, got.CustomArgs, want.CustomArgs)
+	}
+	if !slices.Equal(got.EventCategories(), want.EventCategories()) {
+		t.Errorf("%s: EventCategories = %q, want %q", what, got.EventCategories(), want.EventCategories())
+	}
+	if !maps.Equal(got.EventCustomArgs(), want.EventCustomArgs()) {
+		t.Errorf("%s: EventCustomArgs = %v, want %v", what, got.EventCustomArgs(), want.EventCustomArgs())
 	}
 }
 

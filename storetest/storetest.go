@@ -93,6 +93,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxRoundRobin", testOutboxRoundRobin},
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
+		{"OutboxEventArgs", testOutboxEventArgs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

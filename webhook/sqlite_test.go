@@ -51,7 +51,7 @@ func storeAccount(t *testing.T, db sealpost.Store, name, url string, key []byte)
 
 // enqueueEvents stores one message of a with an event of each kind in
 // kinds, the way the mail send and delivery store them, and returns the
-// payloads in order.
+// payloads they are to be posted with, in order.
 func enqueueEvents(t *testing.T, db sealpost.Store, a *sealpost.Account, pad string, kinds ...sealpost.EventKind) []string {
 	t.Helper()
 	xid := fmt.Sprintf("x%d-%d", a.ID, time.Now().UnixNano())
@@ -72,8 +72,12 @@ func enqueueEvents(t *testing.T, db sealpost.Store, a *sealpost.Account, pad str
 		if err != nil {
 			t.Fatal(err)
 		}
+		posted, err := e.Posted()
+		if err != nil {
+			t.Fatal(err)
+		}
 		events = append(events, e)
-		stored = append(stored, string(e.Payload))
+		stored = append(stored, string(posted))
 	}
 	if err := db.EnqueueMessages(t.Context(), []*sealpost.Message{msg}, events); err != nil {
 		t.Fatalf("EnqueueMessages: %v", err)
