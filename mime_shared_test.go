@@ -159,7 +159,7 @@ func unsharedRender(m *MailSend, xMessageID string, now time.Time, hostname stri
 	if !validHostname(hostname) {
 		return nil, Errorf(EINTERNAL, "rendering mail: unusable host name %q", hostname)
 	}
-	contentHeader, body, err := renderBody(m.Content)
+	contentHeader, body, err := renderMIME(m.Content, m.Attachments)
 	if err != nil {
 		return nil, err
 	}
