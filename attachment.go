@@ -209,11 +209,13 @@ func strictBase64(s string) bool {
 	return err == nil
 }
 
-// attachmentsSize is what the attachments add to every copy of the message.
+// attachmentsSize is what the attachments add to every copy of the message,
+// counted as the content is: by what the request holds, not by the line
+// breaks the encoding adds.
 func attachmentsSize(atts []Attachment) int {
 	n := 0
 	for _, a := range atts {
-		n += len(a.Content) + len(a.Content)/base64LineLen*2
+		n += len(a.Content)
 	}
 	return n
 }
