@@ -31,6 +31,8 @@ type Attachment struct {
 	ContentID string
 }
 
+// The dispositions SendGrid allows; an attachment without one is an
+// attachment.
 const (
 	DispositionAttachment = "attachment"
 	DispositionInline     = "inline"
