@@ -154,6 +154,7 @@ func (p *mailSendParser) attachment(field string, obj members) (Attachment, bool
 		}
 	}
 
+	problems := len(p.problems)
 	if r := obj.get("content_id"); !absent(r) {
 		if jsonKind(r) != "string" {
 			fail("content_id", "The content ID of your attachment must be a string. You provided "+provided(r, "")+".")
@@ -170,7 +171,7 @@ func (p *mailSendParser) attachment(field string, obj members) (Attachment, bool
 			a.ContentID = s
 		}
 	}
-	if valid && a.Disposition == DispositionInline && a.ContentID == "" {
+	if a.Disposition == DispositionInline && a.ContentID == "" && len(p.problems) == problems {
 		fail("content_id", msgAttContentIDInline)
 	}
 	return a, valid
@@ -196,7 +197,11 @@ func provided(raw json.RawMessage, s string) string {
 	if len(raw) <= 64 && utf8.Valid(raw) && !bytes.ContainsAny(raw, "\r\n") {
 		return string(raw)
 	}
-	return "an " + jsonKind(raw)
+	k := jsonKind(raw)
+	if strings.ContainsRune("aeiou", rune(k[0])) {
+		return "an " + k
+	}
+	return "a " + k
 }
 
 // strictBase64 reports whether s is standard, padded base64 without line

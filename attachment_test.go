@@ -3,6 +3,7 @@ package sealpost_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"mime"
 	"reflect"
@@ -88,7 +89,10 @@ func TestParseMailSendAttachments(t *testing.T) {
 		{"every problem of several attachments", []any{att("content", "!"), att("filename", nil, "disposition", "inline")}, []problem{
 			{"attachments.0.content", base64Msg},
 			{"attachments.1.filename", "filename is required."},
+			{"attachments.1.content_id", "The content_id is required when the disposition is inline."},
 		}},
+		{"content_id refused, not also missing", []any{att("disposition", "inline", "content_id", "a b")}, []problem{{"attachments.0.content_id", "The content ID of your attachment must be at most 255 printable ASCII characters without spaces, quotes, parentheses, backslashes or angle brackets."}}},
+		{"long number", []any{att("content_id", json.Number(strings.Repeat("1", 70)))}, []problem{{"attachments.0.content_id", "The content ID of your attachment must be a string. You provided a number."}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
