@@ -20,6 +20,7 @@ type MailSend struct {
 	ReplyToList []Address
 	Subject     string
 	Content     []Content
+	Attachments []Attachment
 	Categories  []string
 	CustomArgs  map[string]string
 	Headers     map[string]string
@@ -113,11 +114,12 @@ func reservedHeader(lower string) bool {
 // publishes one.
 //
 // Where sealpost is stricter than SendGrid, it is because it would
-// otherwise send something other than what was asked: template_id and
-// non-empty attachments are refused, not ignored; CR, LF and other control
-// characters are refused in subjects, names and header values; addresses
-// must be ASCII; Date, Message-ID and MIME-Version are reserved headers
-// too; and the content times the number of personalizations is bounded,
+// otherwise send something other than what was asked: template_id is
+// refused, not ignored; CR, LF and other control characters are refused in
+// subjects, names and header values; addresses must be ASCII; Date,
+// Message-ID and MIME-Version are reserved headers too; attachments are
+// checked as attachment.go says; and the content and attachments times the
+// number of personalizations are bounded,
 // because each personalization is sent as its own copy. Unknown fields,
 // and known ones without an effect on the message (send_at, asm,
 // tracking_settings, substitutions, ...), are ignored.
@@ -136,6 +138,7 @@ func ParseMailSend(body []byte) (*MailSend, error) {
 	ms.Personalizations = p.personalizations(top.get("personalizations"))
 	ms.Subject = p.subject(top.get("subject"), ms.Personalizations)
 	ms.Content = p.contents(top.get("content"))
+	ms.Attachments = p.attachments(top.get("attachments"))
 	ms.ReplyTo, ms.ReplyToList = p.replyTo(top.get("reply_to"), top.get("reply_to_list"))
 	ms.Headers = p.headers("headers", top.get("headers"))
 	ms.Categories = p.categories(top.get("categories"))
@@ -864,28 +867,27 @@ func (p *mailSendParser) sandboxMode(raw json.RawMessage) bool {
 }
 
 // unsupported reports fields sealpost cannot honour and must not silently
-// drop: a template would send an empty message, attachments would vanish.
+// drop: a template would send an empty message.
 func (p *mailSendParser) unsupported(top members) {
 	if r := top.get("template_id"); !absent(r) {
 		if s, ok := p.str("template_id", r); ok && s != "" {
 			p.add("template_id", "Templates are not supported; send subject and content instead.")
 		}
 	}
-	if r := top.get("attachments"); !absent(r) {
-		if items, ok := p.array("attachments", r); ok && len(items) > 0 {
-			p.add("attachments", "Attachments are not supported.")
-		}
-	}
 }
 
 // renderedSize bounds the bytes sending the request produces: each
-// personalization goes out with its own copy of the content.
+// personalization goes out with its own copy of the content and the
+// attachments.
 func (p *mailSendParser) renderedSize(ms *MailSend) {
 	size := 0
 	for _, c := range ms.Content {
 		size += len(c.Value)
 	}
-	if n := len(ms.Personalizations); n > 0 && size > maxRenderedBytes/n {
+	n := len(ms.Personalizations)
+	if n > 0 && size > maxRenderedBytes/n {
 		p.addf("content", "The content times the number of personalizations may not exceed %d bytes; send fewer personalizations per request.", maxRenderedBytes)
+	} else if n > 0 && size+attachmentsSize(ms.Attachments) > maxRenderedBytes/n {
+		p.addf("attachments", "The content and attachments times the number of personalizations may not exceed %d bytes; send fewer personalizations per request.", maxRenderedBytes)
 	}
 }

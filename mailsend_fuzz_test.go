@@ -2,10 +2,12 @@ package sealpost_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/internal/mimetest"
 )
 
 // FuzzParseMailSend checks that no body makes ParseMailSend panic or fail
@@ -31,6 +33,12 @@ func FuzzParseMailSend(f *testing.F) {
 		`{"personalizations":[{"to":[{"email":"a@example.com","name":"A\r\nBcc: x@example.net"}],"headers":{"X-A":"v\r\nX-Evil: 1"},"custom_args":{"k\r\n":"v\n"}}],"from":{"email":"s@example.com","name":"S\nX-Evil: 1"},"reply_to":{"email":"r@example.com\r\nX-Evil: 1"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"categories":["c\r\nX-Evil: 1"],"headers":{"X-B\r\nX-Evil":"1"}}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com>\r\nRCPT TO:<evil@example.net"}]}],"from":{"email":"s@example.com> SIZE=1"},"subject":"s","content":[{"type":"text/plain","value":"p"}]}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com"}],"custom_args":{"k":"v\u0000"}}],"from":{"email":"s@example.com"},"subject":"s\u2028X: 1","content":[{"type":"text/plain","value":"p\u0000\r\n.\r\nMAIL FROM:<e@example.net>"}],"categories":["c\u0000"],"custom_args":{"\u0000":"v"}}`,
+		// Attachments: the official clients' shapes, an inline image, file
+		// names that need encoding or try to break out of their header,
+		// and content that is not quite base64.
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]},{"to":[{"email":"b@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"},{"type":"text/html","value":"<img src=\"cid:logo\">"}],"attachments":[{"content":"AAEC/f7/","type":"application/octet-stream","filename":"Übersicht „2024“ 報告.bin"},{"content":"iVBORw0KGgo=","type":"image/png","filename":"logo.png","disposition":"inline","content_id":"logo@x"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"attachments":[{"content":"eA==","filename":"q\"uote =?utf-8?b?eA==?= \\ ` + strings.Repeat("ü", 100) + `"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"--sealpost-"}],"attachments":[{"content":"aGVs\r\nbG8=","filename":"a\r\nContent-Type: text/html","type":"text/plain\r\nX: 1","disposition":"inline\r\n","content_id":"a>\r\nX: 1"},{"content":"aGVsbG9=","filename":"x"},{"content":"aGVsbG8","filename":"x","disposition":"inline","content_id":""}]}`,
 		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
 	} {
 		f.Add([]byte(seed))
@@ -83,10 +91,42 @@ func FuzzParseMailSend(f *testing.F) {
 			if _, err := msg.Header.AddressList("To"); err != nil {
 				t.Fatalf("To %q does not parse: %v", msg.Header.Get("To"), err)
 			}
+			// Every attachment arrives as the file it was: the same
+			// bytes, name, type and Content-ID.
+			leaves, err := mimetest.Leaves(rendered(t, m))
+			if err != nil {
+				t.Fatalf("rendered message does not parse: %v", err)
+			}
+			if want := len(ms.Attachments) + len(ms.Content); len(leaves) != want {
+				t.Fatalf("%d parts, want %d", len(leaves), want)
+			}
+			files := leaves[len(ms.Content):]
+			for i, a := range attachmentsInOrder(ms.Attachments) {
+				data, err := base64.StdEncoding.DecodeString(a.Content)
+				l := files[i]
+				if err != nil || !bytes.Equal(l.Data, data) || l.FileName != a.Filename || l.MediaType != a.Type ||
+					l.Disposition != a.Disposition || (a.ContentID != "") != (l.Header.Get("Content-ID") == "<"+a.ContentID+">") {
+					t.Fatalf("attachment %+v arrives as %+v (%v)", a, l, err)
+				}
+			}
 			header, _, _ := bytes.Cut(rendered(t, m), []byte("\r\n\r\n"))
 			if bytes.Contains(header, []byte("\r\n\r\n")) || len(m.Recipients) == 0 {
 				t.Fatalf("malformed message")
 			}
 		}
 	})
+}
+
+// attachmentsInOrder is the order attachments appear in a rendered message:
+// the inline ones with the content, then the others.
+func attachmentsInOrder(atts []sealpost.Attachment) []sealpost.Attachment {
+	var inline, other []sealpost.Attachment
+	for _, a := range atts {
+		if a.Disposition == sealpost.DispositionInline {
+			inline = append(inline, a)
+		} else {
+			other = append(other, a)
+		}
+	}
+	return append(inline, other...)
 }

@@ -211,7 +211,8 @@ func TestParseMailSendValidation(t *testing.T) {
 		{"template_id", mailBody(t, map[string]any{"template_id": "d-123"}), []string{"template_id"}},
 		{"template_id number", mailBody(t, map[string]any{"template_id": 5}), []string{"template_id"}},
 		{"template_id without content and subject", mailBody(t, map[string]any{"template_id": "d-123", "content": nil, "subject": nil}), []string{"subject", "content", "template_id"}},
-		{"attachments", mailBody(t, map[string]any{"attachments": []any{map[string]any{"content": "eA==", "filename": "x"}}}), []string{"attachments"}},
+		{"attachments", mailBody(t, map[string]any{"attachments": []any{map[string]any{"content": "eA==", "filename": "x"}}}), nil},
+		{"attachments object", mailBody(t, map[string]any{"attachments": map[string]any{"content": "eA==", "filename": "x"}}), []string{"attachments"}},
 		{"attachments empty", mailBody(t, map[string]any{"attachments": []any{}}), nil},
 		{"sandbox mode not bool", mailBody(t, map[string]any{"mail_settings": map[string]any{"sandbox_mode": map[string]any{"enable": "yes"}}}), []string{"mail_settings.sandbox_mode.enable"}},
 

@@ -51,7 +51,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 	if !validHostname(hostname) {
 		return nil, Errorf(EINTERNAL, "rendering mail: unusable host name %q", hostname)
 	}
-	contentHeader, body, err := renderBody(m.Content)
+	contentHeader, body, err := renderMIME(m.Content, m.Attachments)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,12 @@ var sharedRenderCases = []string{
 	`{"personalizations":[{"to":[{"email":"a@example.com"}],"subject":"one"},{"to":[{"email":"b@example.com"}],"subject":"two"}],` +
 		`"from":{"email":"f@example.com"},"reply_to_list":[{"email":"r1@example.com"},{"email":"r2@example.com","name":"R Two"}],` +
 		`"content":[{"type":"text/html","value":"<b>x</b>"}]}`,
+	// Attachments, inline and not, shared by personalizations that
+	// override the subject and a header.
+	`{"personalizations":[{"to":[{"email":"a@example.com"}],"subject":"own","headers":{"X-A":"own"}},{"to":[{"email":"b@example.com"}]}],` +
+		`"from":{"email":"f@example.com"},"subject":"s","headers":{"X-A":"a"},` +
+		`"content":[{"type":"text/plain","value":"p"},{"type":"text/html","value":"<img src=\"cid:i\">"}],` +
+		`"attachments":[{"content":"AAEC/f7/","filename":"Grüße.bin"},{"content":"aW1n","filename":"i.gif","type":"image/gif","disposition":"inline","content_id":"i"}]}`,
 	// A header override that sorts before, between and after the shared ones.
 	`{"personalizations":[{"to":[{"email":"a@example.com"}],"headers":{"A-First":"1","X-M":"2","Z-Last":"3"}},{"to":[{"email":"b@example.com"}]}],` +
 		`"from":{"email":"f@example.com"},"subject":"` + "=?utf-8?q?x?=" + `","headers":{"X-A":"a","X-Z":"z"},` +
@@ -159,7 +165,7 @@ func unsharedRender(m *MailSend, xMessageID string, now time.Time, hostname stri
 	if !validHostname(hostname) {
 		return nil, Errorf(EINTERNAL, "rendering mail: unusable host name %q", hostname)
 	}
-	contentHeader, body, err := renderBody(m.Content)
+	contentHeader, body, err := renderMIME(m.Content, m.Attachments)
 	if err != nil {
 		return nil, err
 	}

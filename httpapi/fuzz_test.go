@@ -281,6 +281,13 @@ func FuzzMailSend(f *testing.F) {
 		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"custom_args":{"n":1}}`,
 		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`,
 		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
+		// Attachments: SendGrid's example, the official clients' shapes
+		// (Go's NewAttachment, Node's contentId), an inline image, a
+		// non-ASCII file name, and refusals of each field.
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/html","value":"<p>x</p>"}],"attachments":[{"content":"PCFET0NUWVBFIGh0bWw+Cg==","filename":"index.html","type":"text/html","disposition":"attachment"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]},{"to":[{"email":"b@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"},{"type":"text/html","value":"<img src=\"cid:logo\">"}],"attachments":[{"content":"AAEC/f7/","type":"application/octet-stream","filename":"Übersicht 報告.bin"},{"content":"iVBORw0KGgo=","type":"image/png","filename":"logo.png","disposition":"inline","content_id":"logo"}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"attachments":[{"content":"aGVs\nbG8=","filename":"a;b\r\nX: 1","type":"text/plain; x=1","disposition":"Inline","content_id":"<a b>"},{"disposition":"inline"},"x",{"content":5,"filename":[],"type":{},"content_id":null}]}`,
+		`{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"p"}],"attachments":{"content":"eA==","filename":"x"}}`,
 		// Refusals.
 		`{}`, `[]`, `null`, ``, `{"personalizations":`, `{"personalizations":[]}`, `{"personalizations":[{}]}`,
 		`{"personalizations":[{"to":[]}],"from":{"email":"x"},"content":[]}`,

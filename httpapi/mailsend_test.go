@@ -538,3 +538,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestMailSendAttachmentsWithinTheBodyLimit: attachments are part of the
+// body SendGrid limits to 30 MB; one that fills it is sent, one more byte
+// is a 413, and a bad one is a 400 in SendGrid's words.
+func TestMailSendAttachmentsWithinTheBodyLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 30 MB through each store")
+	}
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open)
+		a := e.user("sender")
+		token := e.key(a)
+		withAttachment := func(content string) string {
+			return strings.Replace(simpleMail("x@example.com"), `"value":"body"}]}`,
+				`"value":"body"}],"attachments":[{"content":"`+content+`","filename":"big.bin"}]}`, 1)
+		}
+		overhead := len(withAttachment(""))
+		fill := (defaultMaxMailBytes - overhead) / 4 * 4
+		atLimit := withAttachment(strings.Repeat("QUFB", fill/4)) + strings.Repeat(" ", defaultMaxMailBytes-overhead-fill)
+		if len(atLimit) != defaultMaxMailBytes {
+			t.Fatalf("built %d bytes", len(atLimit))
+		}
+		id := accepted(t, "30 MB of attachment", e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: atLimit}))
+		if got := e.recipientsOf(t, a.ID, id); !slices.Equal(got, []string{"x@example.com"}) {
+			t.Errorf("stored %q", got)
+		}
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: atLimit + " "}).
+			want(t, "a byte over 30 MB", http.StatusRequestEntityTooLarge, wantTooLarge)
+		e.do(request{method: http.MethodPost, path: pathMailSend, token: token, body: withAttachment("QUFB\\nQUFB")}).
+			want(t, "line-wrapped base64", http.StatusBadRequest, `{"errors":[{"field":"attachments.0.content","message":"The attachment content must be base64 encoded."}]}`)
+	})
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts sealpost on a fresh SQLite database and drives it with SendGrid's
 # official Node clients (@sendgrid/client and @sendgrid/mail, installed from
-# npm into a temp dir).
+# npm into a temp dir); then has @sendgrid/mail send attachments through
+# sealpost to a fake MX (TestAttachmentsWithOfficialNodeClient), which
+# checks that the files arrive as they were.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -20,3 +22,4 @@ pid=$!
 for _ in $(seq 100); do [ -s "$work/key" ] && curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 cp scripts/node-client/check.js "$work/"
 SENDGRID_API_KEY=$(head -n1 "$work/key") SEALPOST_URL="http://127.0.0.1:$port/" node "$work/check.js"
+SEALPOST_NODE_MODULES="$work/node_modules" go test -count=1 -run 'TestAttachmentsWithOfficialNodeClient$' ./cmd/sealpost

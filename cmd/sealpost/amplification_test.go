@@ -22,8 +22,9 @@ import (
 
 // amplificationBody is a mail send of personalizations copies, each to one
 // recipient, of contentBytes of content that does not compress (PostgreSQL
-// would otherwise shrink the copies and hide them).
-func amplificationBody(personalizations, contentBytes int, seed uint64) string {
+// would otherwise shrink the copies and hide them); with attach, the same
+// bytes come as an attachment beside a short text.
+func amplificationBody(personalizations, contentBytes int, seed uint64, attach bool) string {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	raw := make([]byte, contentBytes*3/4)
 	for i := range raw {
@@ -39,6 +40,9 @@ func amplificationBody(personalizations, contentBytes int, seed uint64) string {
 		fmt.Fprintf(&b, `{"to":[{"email":"r%d@amplified.test"}]}`, i)
 	}
 	b.WriteString(`],"from":{"email":"sender@example.com"},"subject":"amplified","content":[{"type":"text/plain","value":"`)
+	if attach {
+		b.WriteString(`see the attachment"}],"attachments":[{"filename":"random.bin","content":"`)
+	}
 	b.WriteString(content)
 	b.WriteString(`"}]}`)
 	return b.String()
@@ -122,9 +126,9 @@ func heapPeak() (stop func() uint64) {
 
 // TestMailSendAmplification sends the amplifying request, 1,000
 // personalizations of 100 KB content (about 140 KB), through the real
-// server, alone and then eight at once, and reports how much the database
-// grew and how far the heap rose. Before the content was stored once per
-// send, one such request stored about 104 MB, and eight held about
+// server, alone and then eight at once, and reports how much the
+// database grew and how far the heap rose. Before the content was stored
+// once per send, one such request stored about 104 MB, and eight held about
 // 800 MB of heap. Now what is stored is a small multiple of the request:
 // the shared content once, and per recipient a message, a delivery, a
 // recipient and a processed event of a few hundred bytes each.
@@ -133,7 +137,19 @@ func TestMailSendAmplification(t *testing.T) {
 		t.Skip("sends 9 large mail sends")
 	}
 	amplificationStores(t, "1,000 personalizations × 100 KB content", func(seed uint64) string {
-		return amplificationBody(1000, 100<<10, seed)
+		return amplificationBody(1000, 100<<10, seed, false)
+	})
+}
+
+// TestMailSendAttachmentAmplification is TestMailSendAmplification with
+// the 100 KB as an attachment: attachments are part of the send's shared
+// body, stored once however many personalizations there are.
+func TestMailSendAttachmentAmplification(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 9 large mail sends")
+	}
+	amplificationStores(t, "1,000 personalizations × 100 KB attachment", func(seed uint64) string {
+		return amplificationBody(1000, 100<<10, seed, true)
 	})
 }
 
