@@ -99,6 +99,17 @@ func TestTLSProbeEndpointEndToEnd(t *testing.T) {
 			cfg.DNSServer, cfg.SMTPPort, cfg.TLSCAFile, cfg.AllowDestinations = h.DNSAddr(), h.Port(), h.CAFile(), "127.0.0.0/8"
 			m, key, _ := startMainWith(t, sc.database(t), cfg)
 
+			// Mail to the domain, never attempted (no delivery workers):
+			// the preview knows nothing of it until the probe tells it.
+			const preview = "/v3/user/settings/enforced_tls/preview?require_tls=true&version=1.3"
+			send := `{"personalizations":[{"to":[{"email":"r@probe.test"}]}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"x"}]}`
+			if resp := call(t, m, key, "POST", "/v3/mail/send", "", send); resp.StatusCode != 202 {
+				t.Fatalf("mail send: %d %s", resp.StatusCode, resp.Body)
+			}
+			if resp := call(t, m, key, "GET", preview, "", ""); !strings.Contains(resp.Body, `"would_block":{"domains":0,"recipients":0},"unknown":{"domains":1,"recipients":1}`) {
+				t.Errorf("preview before the probe: %d %s, want probe.test unknown", resp.StatusCode, resp.Body)
+			}
+
 			resp := call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`)
 			var rep sealpost.TLSProbe
 			if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.Body), &rep) != nil || len(rep.MXHosts) != 1 || len(rep.Verdicts) != 7 {
@@ -106,6 +117,12 @@ func TestTLSProbeEndpointEndToEnd(t *testing.T) {
 			}
 			if v := rep.Verdicts[3]; v.Policy.Version != sealpost.TLS13 || v.Outcome != sealpost.ProbeBlocked || v.ResultType != sealpost.ResultValidationFailure {
 				t.Errorf("require_tls 1.3 against a TLS 1.2 host: %+v", v)
+			}
+			// The probe's facts are in the registry: the preview now judges
+			// the domain by them.
+			if resp := call(t, m, key, "GET", preview, "", ""); !strings.Contains(resp.Body, `"would_block":{"domains":1,"recipients":1},"unknown":{"domains":0,"recipients":0}`) ||
+				!strings.Contains(resp.Body, `"domain":"probe.test"`) || !strings.Contains(resp.Body, `"result_type":"validation-failure"`) {
+				t.Errorf("preview after the probe: %d %s, want probe.test blocked by validation-failure", resp.StatusCode, resp.Body)
 			}
 			call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`)
 			expect(t, call(t, m, key, "POST", "/v3/tls/probe", "", `{"domain":"probe.test"}`), 429, `{"errors":[{"field":null,"message":"too many requests"}]}`)
