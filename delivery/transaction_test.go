@@ -109,7 +109,7 @@ func TestTransactionReplies(t *testing.T) {
 				}
 			}
 			if got := len(trs) == 1 && trs[0].has("DATA"); got != tt.data {
-				t.Errorf("DATA sent = %v, want %v: %q", got, tt.data, trs)
+				t.Errorf("DATA sent = %v, want %v: %+v", got, tt.data, trs)
 			}
 		})
 	}
@@ -280,7 +280,7 @@ func TestSecondAddressOfAHost(t *testing.T) {
 		t.Errorf("got %+v", res)
 	}
 	if trs := mx.transcripts(); len(trs) != 1 {
-		t.Errorf("transcripts %q", trs)
+		t.Errorf("transcripts %+v", trs)
 	}
 }
 
