@@ -60,21 +60,24 @@ func BenchmarkDeliveryRate(b *testing.B) {
 	})
 	// Without reuse every message pays the TCP, TLS 1.3 and EHLO round
 	// trips, as the baseline does; with it, sessions carry up to 100.
-	client := w.runner.Deliverer.(*delivery.Client)
+	base := w.runner.Deliverer.(*delivery.Client)
 	for _, c := range []struct {
 		name  string
 		reuse delivery.ReuseLimits
 	}{
 		{"sealpost=require_valid_cert+1.3", delivery.ReuseLimits{}},
-		{"sealpost-reuse=require_valid_cert+1.3", delivery.ReuseLimits{MaxMessages: 100}},
+		{"sealpost-reuse=require_valid_cert+1.3", delivery.ReuseLimits{MaxMessages: 100, MaxIdlePerHost: benchWorkers}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			client.Reuse = c.reuse
+			// A closed Client keeps no session, so each run gets its own.
+			client := &delivery.Client{Resolver: base.Resolver, Port: base.Port, HeloHostname: base.HeloHostname,
+				RootCAs: base.RootCAs, Timeout: base.Timeout, Destinations: base.Destinations, Reuse: c.reuse}
 			defer client.Close()
+			w.runner.Deliverer = client
 			for i := range b.N {
 				w.send(mailTo(fmt.Sprintf("r%d@bench.test", i)))
 			}
-			start := mx.AcceptedCount()
+			start, conns := mx.AcceptedCount(), mx.Connections()
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			b.ResetTimer()
@@ -87,6 +90,7 @@ func BenchmarkDeliveryRate(b *testing.B) {
 			cancel()
 			<-done
 			reportRate(b, mx.AcceptedCount()-start)
+			b.ReportMetric(float64(mx.Connections()-conns), "conns")
 			for _, d := range mx.Accepted()[start:] {
 				if !d.TLS || d.Version != tls.VersionTLS13 {
 					b.Fatalf("a message went over TLS %v version %x", d.TLS, d.Version)

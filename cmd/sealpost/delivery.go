@@ -93,7 +93,10 @@ func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheu
 	if err != nil {
 		return nil, nil, err
 	}
-	client.Reuse = delivery.ReuseLimits{MaxMessages: m.Config.SMTPSessionMaxMessages, Idle: m.Config.SMTPSessionIdle}
+	// As many sessions may stay idle per MX address as attempts to one
+	// domain may be in flight: fewer would close some after every burst.
+	client.Reuse = delivery.ReuseLimits{MaxMessages: m.Config.SMTPSessionMaxMessages, Idle: m.Config.SMTPSessionIdle,
+		MaxIdlePerHost: m.Config.SMTPMaxPerDomain}
 	return &delivery.Runner{
 		Deliverer:    newMeasuredDeliverer(client, reg),
 		Owner:        node,
