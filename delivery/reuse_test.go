@@ -233,3 +233,28 @@ func TestPipelining(t *testing.T) {
 		})
 	}
 }
+
+// Many recipients are pipelined in windows; each gets its own outcome.
+func TestPipeliningManyRecipients(t *testing.T) {
+	t.Parallel()
+	var rcpts []string
+	for i := range 2*pipelineWindow + 50 {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@example.test", i))
+	}
+	b := mxBehaviour{RcptReplies: map[string]string{rcpts[pipelineWindow]: "550 5.1.1 no such user"}}
+	sc, mx := reuseScenario(t, b, ReuseLimits{})
+	res := sc.client.Deliver(t.Context(), reqCert12, testEnvelope(rcpts...))
+	for i, rr := range res.Recipients {
+		want := Delivered
+		if i == pipelineWindow {
+			want = Bounced
+		}
+		if rr.Status != want {
+			t.Errorf("recipient %d: %v (%s), want %v", i, rr.Status, rr.Response, want)
+		}
+	}
+	trs := mx.transcripts()
+	if len(trs) != 1 || count(trs[0], "RCPT") != len(rcpts) || trs[0].Messages != 1 {
+		t.Errorf("server saw %d connections, want one with %d RCPTs and a message", len(trs), len(rcpts))
+	}
+}

@@ -274,7 +274,15 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	var reps []reply
 	var err error
 	if _, ok := s.ext["PIPELINING"]; ok {
-		reps, err = s.cmds(s.c.timeout(), lines...)
+		// In windows, so that neither side can fill the other's socket
+		// buffers while it is not reading (RFC 2920 3.1).
+		for len(lines) > 0 && err == nil && (len(reps) == 0 || reps[0].Class() == 2) {
+			n := min(len(lines), pipelineWindow)
+			var got []reply
+			got, err = s.cmds(s.c.timeout(), lines[:n]...)
+			reps = append(reps, got...)
+			lines = lines[n:]
+		}
 	} else {
 		for k, line := range lines {
 			var rep reply
@@ -344,6 +352,9 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	s.quit()
 	return done()
 }
+
+// pipelineWindow is how many commands go in one pipelined write.
+const pipelineWindow = 100
 
 // replyResult maps a reply to a transaction command onto a recipient's
 // result. Replies outside 2xx/4xx/5xx (a 3xx where none belongs) count as
