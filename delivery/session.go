@@ -56,7 +56,8 @@ type session struct {
 // TLS meets it: none of them carries mail.
 var preTLSVerbs = map[string]bool{"EHLO": true, "HELO": true, "STARTTLS": true, "QUIT": true}
 
-// session runs one SMTP session on conn and closes it. retryPlain asks the
+// session runs one SMTP session on conn and closes it, or leaves it to the
+// pool for the next delivery under the same key (finish). retryPlain asks the
 // caller to reconnect and run a session without STARTTLS: opportunistic TLS
 // failed in a way that leaves this connection unusable.
 func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, key poolKey, policy sealpost.EnforcedTLS, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
