@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/delivery/mxtest"
 )
 
@@ -325,4 +326,86 @@ func attackVersion(v uint16) string {
 		return "none"
 	}
 	return versionName(v)
+}
+
+// With sessions reused, an attacker who goes on the path after a first
+// message went through, and strips STARTTLS from the connection the
+// second message needs, still gets nothing under a mandatory policy: the
+// second connection is judged afresh, and the first one's session never
+// carries mail under another policy.
+func TestEnforcedTLSUnderAttackWithReuse(t *testing.T) {
+	t.Parallel()
+	reqTLS12 := sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLS12}
+	reqCert13 := sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS13}
+	tests := []struct {
+		name          string
+		first, second sealpost.EnforcedTLS
+		// expire: the first session is gone (idle time) before the second
+		// message, so the same policy needs a new connection too.
+		expire bool
+	}{
+		{"stricter policy", reqTLS12, reqCert13, false},
+		{"weaker mandatory policy", reqCert13, reqTLS12, false},
+		{"from opportunistic", sealpost.DefaultEnforcedTLS(), reqCert13, false},
+		{"same policy, session expired", reqCert13, reqCert13, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newRunnerWorld(t)
+			client := w.runner.Deliverer.(*delivery.Client)
+			client.Reuse = delivery.ReuseLimits{MaxMessages: 100, Idle: time.Hour}
+			if tt.expire {
+				client.Reuse.Idle = 50 * time.Millisecond
+			}
+			t.Cleanup(func() { client.Close() })
+			setPolicy := func(p sealpost.EnforcedTLS) {
+				w.setPolicy(sealpost.EnforcedTLSPatch{RequireTLS: &p.RequireTLS, RequireValidCert: &p.RequireValidCert, Version: &p.Version})
+			}
+			proxy, mx := w.h.AddProxiedMX(attackDomain, 10, mxtest.Behavior{}, mxtest.Passthrough)
+			rcpt := "victim@" + attackDomain
+
+			setPolicy(tt.first)
+			first := w.send(attackMail("first-message", rcpt))
+			w.drain()
+			if st := w.states(first)[rcpt]; st != sealpost.StateDelivered {
+				t.Fatalf("first message %s, want delivered", st)
+			}
+			if tt.expire {
+				deadline := time.Now().Add(20 * time.Second)
+				for client.IdleSessions() > 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+			} else if client.IdleSessions() != 1 {
+				t.Fatalf("%d idle sessions after the first message, want 1", client.IdleSessions())
+			}
+			wireBefore := len(proxy.ClientCleartext())
+
+			proxy.SetMode(t, mxtest.StripSTARTTLS)
+			setPolicy(tt.second)
+			marker := fmt.Sprintf("reuse-attack-marker-%d", time.Now().UnixNano())
+			second := w.send(attackMail(marker, rcpt))
+			w.drain()
+			if st := w.states(second)[rcpt]; st != sealpost.StateBlocked {
+				t.Errorf("second message %s, want blocked", st)
+			}
+			if n := mx.Connections(); n != 2 {
+				t.Errorf("the MX saw %d connections, want 2", n)
+			}
+			for _, d := range mx.Received() {
+				if bytes.Contains(d.Data, []byte(marker)) {
+					t.Errorf("the MX received the second message")
+				}
+			}
+			clear := proxy.ClientCleartext()[wireBefore:]
+			for what, b := range map[string][]byte{"the wire": proxy.ClientToServer(), "the cleartext": clear, "what was forwarded": proxy.Forwarded()} {
+				if bytes.Contains(b, []byte(marker)) {
+					t.Errorf("%s carries the second message", what)
+				}
+			}
+			if got := attackLeaks(clear, marker); got != "" {
+				t.Errorf("sent in clear on the second connection: %s", got)
+			}
+		})
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -21,10 +22,12 @@ import (
 
 // Client delivers mail under an Enforced TLS policy.
 //
-// Every Deliver opens its own connections and closes them before it
-// returns: no SMTP session is ever shared between deliveries. A connection
-// opened under one policy is therefore never reused for a message under a
-// stricter one, by construction rather than by bookkeeping.
+// With Reuse set, a session that delivered cleanly is kept open for the
+// next delivery to the same MX host and address under the very same policy
+// and settings (poolKey): a connection opened under one policy never
+// carries a message under another, stricter or weaker. Without it, every
+// Deliver opens its own connections and closes them before it returns.
+// Close ends the sessions kept open.
 type Client struct {
 	Resolver     Resolver
 	Port         int            // 25 when zero
@@ -41,6 +44,10 @@ type Client struct {
 	Destinations sealpost.Destinations
 	Logger       *slog.Logger     // nil: discard
 	Now          func() time.Time // for certificate validity; nil: time.Now
+	Reuse        ReuseLimits      // zero: no session is reused
+
+	poolOnce sync.Once
+	pool     *sessionPool
 }
 
 // Envelope is one SMTP transaction's worth of mail.
@@ -338,14 +345,22 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 	var last outcome
 	for _, addr := range addrs {
 		facts.MXIP = addr.IP.String()
+		hlog := log.With(slog.String("mx_host", host.name), slog.String("mx_ip", facts.MXIP))
+		key := c.poolKey(host.name, facts.MXIP, policy)
+		if c.reuseOn() {
+			if s := c.sessions().take(key); s != nil {
+				if out, ok := c.reuse(ctx, hlog, s, env, pending); ok {
+					return out
+				}
+			}
+		}
 		conn, err := c.dial(ctx, addr)
 		if err != nil {
 			last = outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 				Response: fmt.Sprintf("cannot connect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 			continue
 		}
-		hlog := log.With(slog.String("mx_host", host.name), slog.String("mx_ip", facts.MXIP))
-		out, retryPlain := c.session(ctx, hlog, conn, policy, host.name, facts, env, pending, true)
+		out, retryPlain := c.session(ctx, hlog, conn, key, policy, facts, env, pending, true)
 		if !retryPlain {
 			return out
 		}
@@ -357,7 +372,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 			return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 		}
-		out, _ = c.session(ctx, hlog, conn, policy, host.name, facts, env, pending, false)
+		out, _ = c.session(ctx, hlog, conn, key, policy, facts, env, pending, false)
 		return out
 	}
 	return last

@@ -247,14 +247,14 @@ func TestPolicyDecision(t *testing.T) {
 				t.Errorf("verify error %q, want it to mention %q", f.VerifyError, tt.verifyErr)
 			}
 			if len(trs) != tt.conns {
-				t.Fatalf("server saw %d connections, want %d: %q", len(trs), tt.conns, trs)
+				t.Fatalf("server saw %d connections, want %d: %+v", len(trs), tt.conns, trs)
 			}
 			var mailed bool
 			for _, tr := range trs {
 				mailed = mailed || tr.has("MAIL") || tr.has("RCPT") || tr.has("DATA") || tr.Data != ""
 			}
 			if mailed != tt.mail {
-				t.Errorf("mail transaction seen = %v, want %v: %q", mailed, tt.mail, trs)
+				t.Errorf("mail transaction seen = %v, want %v: %+v", mailed, tt.mail, trs)
 			}
 			if tt.conns == 2 && trs[1].has("STARTTLS") {
 				t.Errorf("plaintext retry tried STARTTLS again: %q", trs[1].Commands)

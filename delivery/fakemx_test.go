@@ -134,12 +134,23 @@ type mxBehaviour struct {
 	// DropBeforeEnd closes the connection after the message instead of
 	// answering it.
 	DropBeforeEnd bool
+	// DropAfterEnd closes the connection right after accepting a message,
+	// as a server does that ends idle sessions early.
+	DropAfterEnd bool
+	RSETReply    string // default "250 2.0.0 ok"
+	NoPipelining bool   // leave PIPELINING out of the EHLO reply
+	// WatchPipelining holds back the reply to MAIL for a moment to see
+	// whether the RCPTs come without waiting for it (transcript.Pipelined).
+	WatchPipelining bool
 }
 
 // transcript is what one connection to a fake MX saw.
 type transcript struct {
 	Commands []string // client lines, plus "<TLS 1.x>" where TLS started
 	Data     string   // the DATA section as received, dot-stuffing included
+	Messages int      // messages accepted
+	// Pipelined: a RCPT arrived before the server had answered MAIL.
+	Pipelined bool
 }
 
 func (tr transcript) has(prefix string) bool {
@@ -224,6 +235,11 @@ func (m *fakeMX) stop() {
 // transcripts stops the server and returns what each connection saw.
 func (m *fakeMX) transcripts() []transcript {
 	m.stop()
+	return m.snapshot()
+}
+
+// snapshot is what each connection saw so far, the server still running.
+func (m *fakeMX) snapshot() []transcript {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]transcript, len(m.sessions))
@@ -265,7 +281,10 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 				say(m.b.EHLOReply, "")
 				continue
 			}
-			lines := []string{m.name + " greets " + arg, "PIPELINING", "ENHANCEDSTATUSCODES"}
+			lines := []string{m.name + " greets " + arg, "ENHANCEDSTATUSCODES"}
+			if !m.b.NoPipelining {
+				lines = append(lines, "PIPELINING")
+			}
 			if m.b.Size || (m.b.SizeBeforeTLSOnly && !secure) {
 				lines = append(lines, "SIZE 10240000")
 			}
@@ -313,6 +332,19 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 			secure = true
 			add("<TLS " + versionName(tc.ConnectionState().Version) + ">")
 		case "MAIL":
+			if m.b.WatchPipelining {
+				// A client that waits for the reply sends nothing more in
+				// this time; one that pipelined sent its RCPTs in the same
+				// write as MAIL.
+				conn.SetReadDeadline(time.Now().Add(time.Second))
+				r.Peek(1)
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if r.Buffered() > 0 {
+					m.mu.Lock()
+					tr.Pipelined = true
+					m.mu.Unlock()
+				}
+			}
 			say("250 2.1.0 ok", m.b.MailReply)
 		case "RCPT":
 			addr := strings.TrimSuffix(strings.TrimPrefix(arg, "TO:<"), ">")
@@ -340,8 +372,16 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 				return
 			}
 			say("250 2.0.0 Ok: queued as X", m.b.EndReply)
+			if m.b.EndReply == "" || strings.HasPrefix(m.b.EndReply, "2") {
+				m.mu.Lock()
+				tr.Messages++
+				m.mu.Unlock()
+			}
+			if m.b.DropAfterEnd {
+				return
+			}
 		case "RSET":
-			say("250 2.0.0 ok", "")
+			say("250 2.0.0 ok", m.b.RSETReply)
 		case "QUIT":
 			say("221 2.0.0 bye", "")
 			return

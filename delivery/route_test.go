@@ -128,6 +128,6 @@ func TestDeliverImplicitMX(t *testing.T) {
 		t.Errorf("facts %+v", res.TLS)
 	}
 	if trs := mx.transcripts(); len(trs) != 1 || !trs[0].has("MAIL") {
-		t.Errorf("transcripts %q", trs)
+		t.Errorf("transcripts %+v", trs)
 	}
 }

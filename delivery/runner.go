@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,14 @@ type Runner struct {
 	Owner string
 	// Workers is how many deliveries are attempted at once; 0: 16.
 	Workers int
+	// MaxPerDomain is how many of them may go to one recipient domain at
+	// once, so that one big domain cannot take every worker; 0: no limit.
+	// A delivery whose domain is at the limit waits, without a worker, for
+	// one of that domain's attempts to end (up to Workers of them wait);
+	// past that it is handed back unattempted, due DomainBusyDelay later.
+	MaxPerDomain int
+	// DomainBusyDelay: 1s when zero.
+	DomainBusyDelay time.Duration
 	// Lease is how long a claimed delivery stays this node's; an attempt
 	// is cut off well before it runs out. 0: 10 minutes.
 	Lease time.Duration
@@ -94,6 +103,9 @@ func (r *Runner) defaults() {
 	if r.Grace <= 0 {
 		r.Grace = 10 * time.Second
 	}
+	if r.DomainBusyDelay <= 0 {
+		r.DomainBusyDelay = time.Second
+	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,6 +134,8 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	work := make(chan *sealpost.Delivery, r.Workers)
 	taken := make(chan struct{}, 1) // a worker took work off the queue
+	busy := &domainSlots{limit: r.MaxPerDomain, maxWaiting: r.Workers, taken: taken,
+		inUse: map[string]int{}, waiting: map[string][]*sealpost.Delivery{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for range r.Workers {
@@ -134,10 +148,26 @@ func (r *Runner) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					// Claimed but not started when the shutdown came: hand
 					// it back at once rather than when its lease runs out.
-					r.release(hard, d)
+					r.release(hard, d, r.Now())
 					continue
 				}
-				r.attempt(hard, d)
+				switch busy.acquire(d) {
+				case slotWaiting:
+					// The worker goes on to other domains' mail; a worker
+					// of this domain picks it up when its attempt ends.
+					continue
+				case slotFull:
+					r.release(hard, d, r.Now().Add(r.DomainBusyDelay))
+					continue
+				}
+				for d != nil {
+					if ctx.Err() != nil || r.leaseShort(d) {
+						r.release(hard, d, r.Now())
+					} else {
+						r.attempt(hard, d)
+					}
+					d = busy.next(d.Domain)
+				}
 			}
 		})
 	}
@@ -147,7 +177,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// Refill when the queue of claimed work is half empty, so claims
 		// are batched and the single SQLite writer stays free for
 		// recording outcomes.
-		for len(work) > cap(work)/2 {
+		for len(work) > cap(work)/2 || busy.crowded() {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -173,10 +203,99 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// release gives a claimed delivery back unattempted, due now.
-func (r *Runner) release(ctx context.Context, d *sealpost.Delivery) {
+// release gives a claimed delivery back unattempted, due at due.
+func (r *Runner) release(ctx context.Context, d *sealpost.Delivery, due time.Time) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain)
-	r.complete(ctx, log, d, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: r.Now(), Unattempted: true})
+	r.complete(ctx, log, d, sealpost.DeliveryCompletion{DeliveryID: d.ID, NextAttemptAt: due, Unattempted: true})
+}
+
+// domainSlots counts one node's attempts in flight per recipient domain,
+// and holds the deliveries waiting for their domain to have room.
+type domainSlots struct {
+	limit      int // 0: none
+	maxWaiting int
+	taken      chan<- struct{} // told when a waiting delivery is taken up
+
+	mu       sync.Mutex
+	inUse    map[string]int
+	waiting  map[string][]*sealpost.Delivery
+	nWaiting int
+}
+
+type slotResult int
+
+const (
+	slotTaken   slotResult = iota // attempt it now
+	slotWaiting                   // it waits for its domain's next free slot
+	slotFull                      // hand it back
+)
+
+func (s *domainSlots) acquire(d *sealpost.Delivery) slotResult {
+	if s.limit <= 0 {
+		return slotTaken
+	}
+	domain := strings.ToLower(d.Domain)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.inUse[domain] < s.limit:
+		s.inUse[domain]++
+		return slotTaken
+	case s.nWaiting < s.maxWaiting:
+		// Only a domain at its limit has waiting deliveries, so one of its
+		// attempts in flight will take this one up when it ends.
+		s.waiting[domain] = append(s.waiting[domain], d)
+		s.nWaiting++
+		return slotWaiting
+	}
+	return slotFull
+}
+
+// next ends an attempt to domain: it returns the domain's next waiting
+// delivery, whose attempt keeps the slot, or nil and frees the slot.
+func (s *domainSlots) next(domain string) *sealpost.Delivery {
+	if s.limit <= 0 {
+		return nil
+	}
+	domain = strings.ToLower(domain)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.waiting[domain]; len(q) > 0 {
+		d := q[0]
+		if len(q) == 1 {
+			delete(s.waiting, domain)
+		} else {
+			s.waiting[domain] = q[1:]
+		}
+		s.nWaiting--
+		select {
+		case s.taken <- struct{}{}:
+		default:
+		}
+		return d
+	}
+	if s.inUse[domain]--; s.inUse[domain] <= 0 {
+		delete(s.inUse, domain)
+	}
+	return nil
+}
+
+// crowded reports that half the waiting room is taken: claiming more now
+// would likely only hand deliveries back.
+func (s *domainSlots) crowded() bool {
+	if s.limit <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nWaiting > s.maxWaiting/2
+}
+
+// leaseShort reports that d waited so long for its domain that less than
+// half its lease is left: it goes back to the queue instead, lest the
+// attempt be cut off for want of time.
+func (r *Runner) leaseShort(d *sealpost.Delivery) bool {
+	return !d.LeaseUntil.IsZero() && d.LeaseUntil.Sub(r.Now()) < r.Lease/2
 }
 
 // Drain attempts every delivery due now, one claim after another, and

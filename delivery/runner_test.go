@@ -516,3 +516,93 @@ func TestRunnerRecordsObservations(t *testing.T) {
 		t.Errorf("nodns.test = %+v, want 1 recipient and no facts", nodns)
 	}
 }
+
+// concurrencyDeliverer delivers after a pause and records how many
+// attempts per domain were in flight at most.
+type concurrencyDeliverer struct {
+	mu       sync.Mutex
+	inFlight map[string]int
+	most     map[string]int
+	overlap  bool // an attempt to one domain ran beside one to another
+}
+
+func (c *concurrencyDeliverer) Deliver(ctx context.Context, _ sealpost.EnforcedTLS, env delivery.Envelope) delivery.Result {
+	c.mu.Lock()
+	c.inFlight[env.Domain]++
+	c.most[env.Domain] = max(c.most[env.Domain], c.inFlight[env.Domain])
+	if len(c.inFlight) > 1 {
+		c.overlap = true
+	}
+	c.mu.Unlock()
+	time.Sleep(30 * time.Millisecond)
+	c.mu.Lock()
+	if c.inFlight[env.Domain]--; c.inFlight[env.Domain] == 0 {
+		delete(c.inFlight, env.Domain)
+	}
+	c.mu.Unlock()
+	res := delivery.Result{}
+	for range env.Recipients {
+		res.Recipients = append(res.Recipients, delivery.RecipientResult{Status: delivery.Delivered, Response: "250 ok"})
+	}
+	return res
+}
+
+// MaxPerDomain keeps one domain from taking every worker: its mail waits
+// its turn, unattempted (no deferral, no attempt counted), while other
+// domains' mail goes past it.
+func TestRunnerLimitsAttemptsPerDomain(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	cd := &concurrencyDeliverer{inFlight: map[string]int{}, most: map[string]int{}}
+	w.runner.Deliverer = cd
+	w.runner.Workers = 6
+	w.runner.MaxPerDomain = 2
+	w.runner.Poll = 5 * time.Millisecond
+	w.runner.DomainBusyDelay = 20 * time.Millisecond
+	w.runner.Now = time.Now
+	var xids []string
+	for i := range 30 {
+		xids = append(xids, w.send(mailTo(fmt.Sprintf("r%d@big.test", i))))
+	}
+	for i := range 4 {
+		xids = append(xids, w.send(mailTo(fmt.Sprintf("r%d@small.test", i))))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.runner.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		delivered := 0
+		for _, x := range xids {
+			for _, st := range w.states(x) {
+				if st == sealpost.StateDelivered {
+					delivered++
+				}
+			}
+		}
+		if delivered == len(xids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered", delivered, len(xids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cd.mu.Lock()
+	defer cd.mu.Unlock()
+	if cd.most["big.test"] > 2 || cd.most["small.test"] > 2 {
+		t.Errorf("attempts in flight per domain at most %v, want at most 2", cd.most)
+	}
+	if !cd.overlap {
+		t.Errorf("small.test's mail never went beside big.test's")
+	}
+	for _, k := range kinds(w.events()) {
+		if !strings.HasSuffix(k, ":delivered") {
+			t.Errorf("event %s, want only delivered", k)
+		}
+	}
+}

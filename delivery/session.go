@@ -40,32 +40,38 @@ type session struct {
 	ext   map[string]string // EHLO keywords (upper case) and their parameters
 
 	facts sealpost.TLSFacts
+
+	// For reuse: the pool's key, when the session was opened, how many
+	// transactions it carried, whether the last one went through without
+	// any reply but 2xx, and what ends it when left idle.
+	key       poolKey
+	stop      func() bool // stops ctx from closing the connection
+	opened    time.Time
+	messages  int
+	reusable  bool
+	idleTimer *time.Timer
 }
 
 // preTLSVerbs are the only commands a mandatory policy lets through before
 // TLS meets it: none of them carries mail.
 var preTLSVerbs = map[string]bool{"EHLO": true, "HELO": true, "STARTTLS": true, "QUIT": true}
 
-// session runs one SMTP session on conn and closes it. retryPlain asks the
+// session runs one SMTP session on conn and closes it, or leaves it to the
+// pool for the next delivery under the same key (finish). retryPlain asks the
 // caller to reconnect and run a session without STARTTLS: opportunistic TLS
 // failed in a way that leaves this connection unusable.
-func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, policy sealpost.EnforcedTLS, host string, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
+func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, key poolKey, policy sealpost.EnforcedTLS, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
 	s := &session{
-		c: c, ctx: ctx, log: log, policy: policy, host: host,
+		c: c, ctx: ctx, log: log, policy: policy, host: key.host,
 		raw: conn, conn: conn,
-		r:     bufio.NewReader(conn),
-		w:     textproto.NewWriter(bufio.NewWriter(conn)),
-		facts: facts,
+		r:      bufio.NewReader(conn),
+		w:      textproto.NewWriter(bufio.NewWriter(conn)),
+		facts:  facts,
+		key:    key,
+		opened: time.Now(),
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer func() {
-		stop()
-		s.conn.Close()
-		out.reached = s.ext != nil || s.tls != nil || out.kind == outcomePolicy
-		if s.check.done && s.check.err != nil {
-			out.certResult = certResultType(s.check.err)
-		}
-	}()
+	s.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	defer s.finish(&out)
 
 	greeting, err := s.read(c.timeout())
 	if err != nil {
@@ -259,34 +265,66 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	if _, ok := s.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(len(env.Data))
 	}
-	rep, err := s.cmd(s.c.timeout(), mail)
-	if err != nil {
+	// Replies to MAIL and to each RCPT, in order. With PIPELINING (RFC
+	// 2920) they are all sent in one write and the replies read after;
+	// without, each waits for the one before, and a refused MAIL ends it.
+	lines := []string{mail}
+	for _, i := range pending {
+		lines = append(lines, "RCPT TO:<"+env.Recipients[i]+">")
+	}
+	var reps []reply
+	var err error
+	if _, ok := s.ext["PIPELINING"]; ok {
+		// In windows, so that neither side can fill the other's socket
+		// buffers while it is not reading (RFC 2920 3.1).
+		for len(lines) > 0 && err == nil && (len(reps) == 0 || reps[0].Class() == 2) {
+			n := min(len(lines), pipelineWindow)
+			var got []reply
+			got, err = s.cmds(s.c.timeout(), lines[:n]...)
+			reps = append(reps, got...)
+			lines = lines[n:]
+		}
+	} else {
+		for k, line := range lines {
+			var rep reply
+			rep, err = s.cmd(s.c.timeout(), line)
+			if err != nil {
+				break
+			}
+			reps = append(reps, rep)
+			if k == 0 && rep.Class() != 2 {
+				break
+			}
+		}
+	}
+	if len(reps) == 0 {
 		return lost("MAIL FROM", err)
 	}
-	if rep.Class() != 2 {
-		setFrom(pending, rep)
-		s.quit()
+	if reps[0].Class() != 2 {
+		setFrom(pending, reps[0])
+		if err == nil {
+			s.quit()
+		}
 		return done()
 	}
-
 	var accepted []int
-	for _, i := range pending {
-		rep, err := s.cmd(s.c.timeout(), "RCPT TO:<"+env.Recipients[i]+">")
-		if err != nil {
-			return lost("RCPT TO", err)
-		}
+	for k, rep := range reps[1:] {
+		i := pending[k]
 		if rep.Class() == 2 {
 			accepted = append(accepted, i)
 			continue
 		}
 		setFrom([]int{i}, rep)
 	}
+	if err != nil {
+		return lost("RCPT TO", err)
+	}
 	if len(accepted) == 0 {
 		s.quit()
 		return done()
 	}
 
-	rep, err = s.cmd(s.c.timeout(), "DATA")
+	rep, err := s.cmd(s.c.timeout(), "DATA")
 	if err != nil {
 		return lost("DATA", err)
 	}
@@ -305,9 +343,19 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 		return lost("waiting for the reply to the message", err)
 	}
 	setFrom(accepted, rep)
+	// A session is kept for the next message only when the server answered
+	// every step of this one with 2xx: any refusal may mean it has had
+	// enough of this client, and a fresh session costs little.
+	if rep.Class() == 2 && len(accepted) == len(pending) {
+		s.reusable = true
+		return done()
+	}
 	s.quit()
 	return done()
 }
+
+// pipelineWindow is how many commands go in one pipelined write.
+const pipelineWindow = 100
 
 // replyResult maps a reply to a transaction command onto a recipient's
 // result. Replies outside 2xx/4xx/5xx (a 3xx where none belongs) count as
@@ -328,22 +376,49 @@ func replyResult(rep reply) RecipientResult {
 	return rr
 }
 
-// cmd sends one command line and reads the reply. It is the only way
-// commands reach the wire, and it enforces that under a mandatory policy
-// nothing but the TLS negotiation goes out before TLS meets the policy.
+// cmd sends one command line and reads the reply.
 func (s *session) cmd(timeout time.Duration, line string) (reply, error) {
-	if strings.ContainsAny(line, "\r\n") {
-		return reply{}, fmt.Errorf("command contains a line break: %q", line)
-	}
-	verb, _, _ := strings.Cut(line, " ")
-	if s.policy.Mandatory() && !s.secure() && !preTLSVerbs[strings.ToUpper(verb)] {
-		return reply{}, errPlaintextRefused
-	}
-	s.setDeadline(timeout)
-	if err := s.w.PrintfLine("%s", line); err != nil {
+	reps, err := s.cmds(timeout, line)
+	if err != nil {
 		return reply{}, err
 	}
-	return s.read(timeout)
+	return reps[0], nil
+}
+
+// cmds sends command lines in one write and reads their replies in order
+// (RFC 2920 pipelining when there are several); it returns the replies
+// read before any error. It is the only way commands reach the wire, and
+// it enforces that under a mandatory policy nothing but the TLS
+// negotiation goes out before TLS meets the policy: every line is checked
+// before any is written.
+func (s *session) cmds(timeout time.Duration, lines ...string) ([]reply, error) {
+	for _, line := range lines {
+		if strings.ContainsAny(line, "\r\n") {
+			return nil, fmt.Errorf("command contains a line break: %q", line)
+		}
+		verb, _, _ := strings.Cut(line, " ")
+		if s.policy.Mandatory() && !s.secure() && !preTLSVerbs[strings.ToUpper(verb)] {
+			return nil, errPlaintextRefused
+		}
+	}
+	s.setDeadline(timeout)
+	for _, line := range lines {
+		if _, err := s.w.W.WriteString(line + "\r\n"); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.w.W.Flush(); err != nil {
+		return nil, err
+	}
+	reps := make([]reply, 0, len(lines))
+	for range lines {
+		rep, err := s.read(timeout)
+		if err != nil {
+			return reps, err
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
 }
 
 // writeData sends the message, dot-stuffed, and the final dot.

@@ -42,6 +42,11 @@ func TestMandatoryGuardRefusesPlaintext(t *testing.T) {
 		if err := s.writeData([]byte("Subject: x\r\n\r\nsecret\r\n")); !errors.Is(err, errPlaintextRefused) {
 			t.Errorf("%+v: writeData = %v, want errPlaintextRefused", policy, err)
 		}
+		// A pipelined batch is refused whole, even behind allowed verbs.
+		if _, err := s.cmds(time.Second, "EHLO client.test", "MAIL FROM:<a@b.test>", "RCPT TO:<c@d.test>"); !errors.Is(err, errPlaintextRefused) {
+			t.Errorf("%+v: pipelined batch = %v, want errPlaintextRefused", policy, err)
+		}
+		s.ext = map[string]string{"PIPELINING": ""}
 		out := s.transaction(testEnvelope("c@d.test"), []int{0})
 		if out.perRecipient[0].Status == Delivered {
 			t.Errorf("transaction without TLS delivered: %+v", out)
@@ -109,7 +114,7 @@ func TestTransactionReplies(t *testing.T) {
 				}
 			}
 			if got := len(trs) == 1 && trs[0].has("DATA"); got != tt.data {
-				t.Errorf("DATA sent = %v, want %v: %q", got, tt.data, trs)
+				t.Errorf("DATA sent = %v, want %v: %+v", got, tt.data, trs)
 			}
 		})
 	}
@@ -280,7 +285,7 @@ func TestSecondAddressOfAHost(t *testing.T) {
 		t.Errorf("got %+v", res)
 	}
 	if trs := mx.transcripts(); len(trs) != 1 {
-		t.Errorf("transcripts %q", trs)
+		t.Errorf("transcripts %+v", trs)
 	}
 }
 

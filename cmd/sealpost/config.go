@@ -66,9 +66,13 @@ type Config struct {
 	DeliveryWorkers int
 	DeliveryLease   time.Duration
 	SMTPTimeout     time.Duration
-	RetryInitial    time.Duration
-	RetryMax        time.Duration
-	MaxDeliveryAge  time.Duration
+	// SMTP session reuse and the per-domain limit of attempts in flight.
+	SMTPSessionMaxMessages int
+	SMTPSessionIdle        time.Duration
+	SMTPMaxPerDomain       int
+	RetryInitial           time.Duration
+	RetryMax               time.Duration
+	MaxDeliveryAge         time.Duration
 	// TLSRegistryRetention is how long the registry of recipient domains
 	// keeps what deliveries and probes learnt.
 	TLSRegistryRetention time.Duration
@@ -110,9 +114,13 @@ func DefaultConfig() Config {
 		DeliveryWorkers: 16,
 		DeliveryLease:   10 * time.Minute,
 		SMTPTimeout:     time.Minute,
-		RetryInitial:    time.Minute,
-		RetryMax:        time.Hour,
-		MaxDeliveryAge:  72 * time.Hour,
+
+		SMTPSessionMaxMessages: 100,
+		SMTPSessionIdle:        30 * time.Second,
+		SMTPMaxPerDomain:       8,
+		RetryInitial:           time.Minute,
+		RetryMax:               time.Hour,
+		MaxDeliveryAge:         72 * time.Hour,
 
 		TLSRegistryRetention: 30 * 24 * time.Hour,
 
@@ -267,6 +275,9 @@ func (c *Config) register(fs *envFlagSet) {
 	c.registerOutbound(fs)
 	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
 	fs.Int(&c.DeliveryWorkers, "delivery-workers", "deliveries attempted at once by this node (0 turns delivery off on this node)")
+	fs.Int(&c.SMTPMaxPerDomain, "smtp-max-per-domain", "deliveries to one recipient domain attempted at once by this node, so that one domain cannot take every worker (0: no limit)")
+	fs.Int(&c.SMTPSessionMaxMessages, "smtp-session-max-messages", "messages one SMTP session may carry before it is closed; a session is reused only for the same MX host and address under the same Enforced TLS policy (1: no reuse)")
+	fs.Duration(&c.SMTPSessionIdle, "smtp-session-idle", "how long an SMTP session is kept open for the next message before QUIT (at most 4m, below servers' idle timeout)")
 	fs.Duration(&c.DeliveryLease, "delivery-lease", "how long a claimed delivery stays this node's before another node may take it over")
 	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
@@ -371,6 +382,17 @@ func (c Config) validate() error {
 	}
 	if c.DeliveryWorkers < 0 || c.WebhookWorkers < 0 {
 		problems = append(problems, "--delivery-workers and --webhook-workers must not be negative")
+	}
+	if c.SMTPMaxPerDomain < 0 {
+		problems = append(problems, "--smtp-max-per-domain must not be negative")
+	}
+	if c.SMTPSessionMaxMessages < 1 || c.SMTPSessionMaxMessages > 10000 {
+		problems = append(problems, "--smtp-session-max-messages must be between 1 and 10000")
+	}
+	if c.SMTPSessionIdle < time.Second || c.SMTPSessionIdle > 4*time.Minute {
+		// RFC 5321 4.5.3.2.7: servers wait at least 5 minutes for a
+		// command; past that the next RSET would meet a closed connection.
+		problems = append(problems, "--smtp-session-idle must be between 1s and 4m")
 	}
 	if c.WebhookMaxPosts < 1 {
 		problems = append(problems, "--webhook-max-posts must be at least 1")

@@ -85,24 +85,30 @@ func (c Config) prober(client *delivery.Client) *delivery.Prober {
 	return &delivery.Prober{Client: client, DNSServer: c.DNSServer}
 }
 
-// newRunner makes the delivery runner; Open gives it its Queue once the store
-// is open.
-func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, error) {
+// newRunner makes the delivery runner and the client it delivers with,
+// whose idle sessions are closed once the runner stops; Open gives the
+// runner its Queue once the store is open.
+func (m *Main) newRunner(node string, dests sealpost.Destinations, reg prometheus.Registerer) (*delivery.Runner, *delivery.Client, error) {
 	client, err := m.Config.smtpClient(dests, m.Logger.With("component", "smtp"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// As many sessions may stay idle per MX address as attempts to one
+	// domain may be in flight: fewer would close some after every burst.
+	client.Reuse = delivery.ReuseLimits{MaxMessages: m.Config.SMTPSessionMaxMessages, Idle: m.Config.SMTPSessionIdle,
+		MaxIdlePerHost: m.Config.SMTPMaxPerDomain}
 	return &delivery.Runner{
-		Deliverer: newMeasuredDeliverer(client, reg),
-		Owner:     node,
-		Workers:   m.Config.DeliveryWorkers,
-		Lease:     m.Config.DeliveryLease,
-		MaxAge:    m.Config.MaxDeliveryAge,
-		Backoff:   exponential(m.Config.RetryInitial, m.Config.RetryMax),
-		Grace:     m.Config.ShutdownTimeout,
-		Logger:    m.Logger.With("component", "delivery"),
-		Outage:    m.outage,
-	}, nil
+		Deliverer:    newMeasuredDeliverer(client, reg),
+		Owner:        node,
+		Workers:      m.Config.DeliveryWorkers,
+		MaxPerDomain: m.Config.SMTPMaxPerDomain,
+		Lease:        m.Config.DeliveryLease,
+		MaxAge:       m.Config.MaxDeliveryAge,
+		Backoff:      exponential(m.Config.RetryInitial, m.Config.RetryMax),
+		Grace:        m.Config.ShutdownTimeout,
+		Logger:       m.Logger.With("component", "delivery"),
+		Outage:       m.outage,
+	}, client, nil
 }
 
 func (m *Main) newPoster(store sealpost.Store, node string, dests sealpost.Destinations, reg prometheus.Registerer) *webhook.Poster {

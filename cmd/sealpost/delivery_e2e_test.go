@@ -171,6 +171,8 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 		"SEALPOST_TLS_CA_FILE="+h.CAFile(),
 		"SEALPOST_HELO_HOSTNAME=sealpost.test",
 		"SEALPOST_WEBHOOK_INTERVAL=50ms",
+		// Sessions stay open until the shutdown, which must QUIT them.
+		"SEALPOST_SMTP_SESSION_IDLE=4m",
 	)
 	key := p.key
 
@@ -260,6 +262,11 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 	// What the servers saw: only the partner got the second message, over
 	// TLS 1.3; not one byte of it reached anyone else.
 	checkReceived(t, partner, "second message", true, tls.VersionTLS13)
+	// The session the first message left open was opened under the default
+	// policy: the second, under another, came over a new connection.
+	if acc := partner.Accepted(); len(acc) != 2 || acc[0].Conn == acc[1].Conn || partner.Connections() != 2 {
+		t.Errorf("the partner's MX saw %d connections for %d messages, want one each", partner.Connections(), len(acc))
+	}
 	for _, s := range []*mxtest.Server{legacy, plain, wrongName} {
 		for _, d := range s.Received() {
 			if bytes.Contains(d.Data, []byte("second message")) {
@@ -291,6 +298,11 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 	}
 	hook.mu.Unlock()
 	p.stop(t)
+	// The shutdown ended the idle session with QUIT, as the blocked one
+	// was ended: one QUIT per connection (the plain MX shows them in clear).
+	if quits, conns := bytes.Count(plain.CleartextBytes(), []byte("QUIT\r\n")), plain.Connections(); quits != conns || conns != 2 {
+		t.Errorf("the plain MX saw %d QUITs for %d connections, want 2 of each", quits, conns)
+	}
 }
 
 // checkReceived asserts that s accepted exactly one message whose body

@@ -66,9 +66,12 @@ func (m *Main) Open(ctx context.Context) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node := nodeID(m.Config.NodeID)
-	var runner *delivery.Runner
+	var (
+		runner   *delivery.Runner
+		sessions *delivery.Client
+	)
 	if m.Config.DeliveryWorkers > 0 {
-		if runner, err = m.newRunner(node, dests, registry); err != nil {
+		if runner, sessions, err = m.newRunner(node, dests, registry); err != nil {
 			return err
 		}
 	}
@@ -121,7 +124,11 @@ func (m *Main) Open(ctx context.Context) error {
 
 	if runner != nil {
 		runner.Queue = store
-		m.workers.Go(func() { _ = runner.Run(background) })
+		m.workers.Go(func() {
+			_ = runner.Run(background)
+			// Idle SMTP sessions end with QUIT, not a dropped connection.
+			_ = sessions.Close()
+		})
 	}
 	retention := orDefault(m.Config.TLSRegistryRetention, DefaultConfig().TLSRegistryRetention)
 	m.workers.Go(func() { pruneTLSRegistry(background, store, retention, tlsRegistryPruneEvery, m.Logger) })

@@ -174,7 +174,25 @@ func (p *Proxy) IP() string {
 }
 
 // Mode is what the proxy does to sessions.
-func (p *Proxy) Mode() ProxyMode { return p.mode }
+func (p *Proxy) Mode() ProxyMode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
+
+// SetMode changes what the proxy does to the connections it accepts from
+// now on, as an attacker who goes on the path only after a while would;
+// connections already open keep their mode. Only modes that do not
+// terminate TLS can be switched to and from.
+func (p *Proxy) SetMode(t testing.TB, mode ProxyMode) {
+	t.Helper()
+	if mode.Terminating() || p.Mode().Terminating() {
+		t.Fatalf("mxtest: cannot switch a proxy to or from %v", mode)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = mode
+}
 
 // ClientToServer returns every byte clients sent to the proxy on the wire,
 // across all connections: cleartext SMTP and, after a STARTTLS, TLS
@@ -258,6 +276,7 @@ func (p *Proxy) accept() {
 		if !p.track(client) {
 			return
 		}
+		mode := p.Mode()
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -270,7 +289,7 @@ func (p *Proxy) accept() {
 				return
 			}
 			defer p.untrack(server)
-			p.relay(&wireConn{Conn: client, p: p, in: &p.c2s, out: &p.s2c}, &wireConn{Conn: server, p: p, out: &p.forwarded})
+			p.relay(mode, &wireConn{Conn: client, p: p, in: &p.c2s, out: &p.s2c}, &wireConn{Conn: server, p: p, out: &p.forwarded})
 		}()
 	}
 }
@@ -298,18 +317,18 @@ func (c *wireConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (p *Proxy) relay(client, server net.Conn) {
+func (p *Proxy) relay(mode ProxyMode, client, server net.Conn) {
 	done := make(chan struct{}, 2)
 	hangUp := func() {
 		client.Close()
 		server.Close()
 		done <- struct{}{}
 	}
-	if p.mode == Passthrough {
+	if mode == Passthrough {
 		go func() { _, _ = io.Copy(server, client); hangUp() }()
 		go func() { _, _ = io.Copy(client, server); hangUp() }()
 	} else {
-		st := &stripper{p: p, client: client, clientConn: client, out: client}
+		st := &stripper{p: p, m: mode, client: client, clientConn: client, out: client}
 		go func() { st.fromClient(bufio.NewReader(client), server); hangUp() }()
 		go func() { st.fromServer(bufio.NewReader(server)); hangUp() }()
 	}
@@ -323,6 +342,7 @@ func (p *Proxy) relay(client, server net.Conn) {
 // proxy terminated the client's TLS.
 type stripper struct {
 	p          *Proxy // nil in unit tests of the rewriting alone
+	m          ProxyMode
 	client     io.Writer
 	clientConn net.Conn // the client's socket, for terminating TLS on it
 
@@ -347,7 +367,7 @@ func (st *stripper) mode() ProxyMode {
 	if st.p == nil {
 		return StripSTARTTLS
 	}
-	return st.p.mode
+	return st.m
 }
 
 func (st *stripper) fromClient(r *bufio.Reader, server io.Writer) {
