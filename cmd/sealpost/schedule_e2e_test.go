@@ -12,6 +12,7 @@ import (
 	"github.com/sendgrid/sendgrid-go/helpers/mail"
 
 	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/postgres/pgtest"
 )
 
 // TestScheduledSendWithOfficialGoClient: with sendgrid-go's SetSendAt and
@@ -19,15 +20,43 @@ import (
 // past goes at once, a paused batch is held until its pause is deleted,
 // a cancelled batch never goes, and a send_at beyond 72 hours or an
 // unknown batch_id is refused.
+//
+// On PostgreSQL it runs on two nodes sharing the database: mail is sent
+// through one, the batches are paused, resumed and cancelled through the
+// other, and both deliver.
 func TestScheduledSendWithOfficialGoClient(t *testing.T) {
 	t.Parallel()
-	h := mxtest.New(t)
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		h := mxtest.New(t)
+		m, key := destinationMain(t, h, "127.0.0.0/8")
+		testScheduledSend(t, h, m, m, key)
+	})
+	t.Run("postgres two nodes", func(t *testing.T) {
+		t.Parallel()
+		h := mxtest.New(t)
+		url := pgtest.URL(t)
+		cfg := DefaultConfig()
+		cfg.RateLimit = 100000
+		cfg.DNSServer = h.DNSAddr()
+		cfg.SMTPPort = h.Port()
+		cfg.TLSCAFile = h.CAFile()
+		cfg.HeloHostname = "sealpost.test"
+		cfg.AllowDestinations = "127.0.0.0/8"
+		a, key, _ := startMainWith(t, url, cfg)
+		b, _, _ := startMainWith(t, url, cfg)
+		testScheduledSend(t, h, a, b, key)
+	})
+}
+
+// testScheduledSend sends mail through m and controls its batches through
+// control.
+func testScheduledSend(t *testing.T, h *mxtest.Harness, m, control *Main, key string) {
 	mx := h.AddMX("sched.test", 10, mxtest.Behavior{})
-	m, key := destinationMain(t, h, "127.0.0.0/8")
 
 	newBatch := func() string {
 		t.Helper()
-		req := sendgrid.GetRequest(key, "/v3/mail/batch", m.URL())
+		req := sendgrid.GetRequest(key, "/v3/mail/batch", control.URL())
 		req.Method = "POST"
 		resp, err := sendgrid.API(req)
 		if err != nil || resp.StatusCode != http.StatusCreated {
@@ -43,7 +72,7 @@ func TestScheduledSendWithOfficialGoClient(t *testing.T) {
 	}
 	scheduledSend := func(method, path, body string, want int) {
 		t.Helper()
-		if code, got := apiDo(t, m, method, path, key, body); code != want {
+		if code, got := apiDo(t, control, method, path, key, body); code != want {
 			t.Fatalf("%s %s: %d %s, want %d", method, path, code, got, want)
 		}
 	}
@@ -75,7 +104,7 @@ func TestScheduledSendWithOfficialGoClient(t *testing.T) {
 
 	paused, cancelled := newBatch(), newBatch()
 	scheduledSend("GET", "/v3/mail/batch/"+paused, "", http.StatusOK)
-	sendAt := time.Now().Add(6 * time.Second).Truncate(time.Second).Add(time.Second)
+	sendAt := time.Now().Add(8 * time.Second).Truncate(time.Second).Add(time.Second)
 	for _, c := range []struct {
 		subject string
 		at      int64
@@ -97,11 +126,17 @@ func TestScheduledSendWithOfficialGoClient(t *testing.T) {
 
 	waitFor(t, "the mail with a past send_at", 30*time.Second, func() bool { return arrived("past") })
 	// Until a moment before send_at nothing scheduled may have arrived.
+	// On a machine so loaded that the moment has passed already, there
+	// is nothing left to check.
 	time.Sleep(time.Until(sendAt.Add(-time.Second)))
-	for _, s := range []string{"later", "paused", "cancelled"} {
-		if arrived(s) {
-			t.Fatalf("%q delivered before its send_at", s)
+	if time.Until(sendAt) > 500*time.Millisecond {
+		for _, s := range []string{"later", "paused", "cancelled"} {
+			if arrived(s) {
+				t.Fatalf("%q delivered before its send_at", s)
+			}
 		}
+	} else {
+		t.Logf("send_at came before the check; not checked")
 	}
 	waitFor(t, "the scheduled mail", 60*time.Second, func() bool { return arrived("later") })
 	if time.Now().Before(sendAt) {
