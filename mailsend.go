@@ -27,6 +27,10 @@ type MailSend struct {
 	// SandboxMode is mail_settings.sandbox_mode.enable: SendGrid validates
 	// such a request and answers 200 without sending anything.
 	SandboxMode bool
+	// SendAt is send_at, Unix seconds, 0 when absent; BatchID is batch_id.
+	// See schedule.go.
+	SendAt  int64
+	BatchID string
 }
 
 // Address is an email address with an optional display name.
@@ -45,6 +49,8 @@ type Personalization struct {
 	Subject    string
 	Headers    map[string]string
 	CustomArgs map[string]string
+	// SendAt is this copy's send_at, which wins over the request's.
+	SendAt int64
 }
 
 // Content is one body alternative; Type is a lower-case media type.
@@ -121,7 +127,7 @@ func reservedHeader(lower string) bool {
 // checked as attachment.go says; and the content and attachments times the
 // number of personalizations are bounded,
 // because each personalization is sent as its own copy. Unknown fields,
-// and known ones without an effect on the message (send_at, asm,
+// and known ones without an effect on the message (asm,
 // tracking_settings, substitutions, ...), are ignored.
 func ParseMailSend(body []byte) (*MailSend, error) {
 	if !json.Valid(body) {
@@ -145,6 +151,8 @@ func ParseMailSend(body []byte) (*MailSend, error) {
 	ms.CustomArgs = p.customArgs("custom_args", top.get("custom_args"))
 	p.customArgsSize(ms)
 	ms.SandboxMode = p.sandboxMode(top.get("mail_settings"))
+	ms.SendAt = p.sendAt("send_at", top.get("send_at"))
+	ms.BatchID = p.batchID(top.get("batch_id"))
 	p.unsupported(top)
 	p.renderedSize(ms)
 
@@ -481,6 +489,7 @@ func (p *mailSendParser) personalization(field string, raw json.RawMessage) (Per
 	}
 	pz.Headers = p.headers(field+".headers", obj.get("headers"))
 	pz.CustomArgs = p.customArgs(field+".custom_args", obj.get("custom_args"))
+	pz.SendAt = p.sendAt(field+".send_at", obj.get("send_at"))
 	return pz, n
 }
 

@@ -138,6 +138,8 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 			Layout:     h.w.layout(),
 			CustomArgs: mergeStrings(nil, pz.CustomArgs, false),
 			CreatedAt:  now,
+			SendAt:     m.sendAtOf(pz),
+			BatchID:    m.BatchID,
 		}
 		for _, list := range [][]Address{pz.To, pz.Cc, pz.Bcc} {
 			for _, a := range list {

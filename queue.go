@@ -36,6 +36,12 @@ type Message struct {
 	CustomArgs map[string]string
 	Recipients []Recipient
 	CreatedAt  time.Time
+	// SendAt is the send_at the mail send asked for; zero, or not after
+	// CreatedAt, means at once (see DueAt).
+	SendAt time.Time
+	// BatchID is the mail batch (batch_id) the send belongs to, whose
+	// scheduled-send status can hold its mail or cancel it; empty for none.
+	BatchID string
 }
 
 // MessageBody is what the messages of one mail send share: the header
@@ -114,6 +120,10 @@ type Delivery struct {
 	CreatedAt  time.Time
 	LeaseOwner string
 	LeaseUntil time.Time
+	// Cancelled reports that the delivery was never attempted and its
+	// mail batch's scheduled send is cancelled: it is to be discarded,
+	// not sent.
+	Cancelled bool
 }
 
 // RecipientUpdate is the new state of one recipient after an attempt.
@@ -145,7 +155,7 @@ type DeliveryCompletion struct {
 // out (its node crashed) makes the delivery claimable again.
 type QueueService interface {
 	// EnqueueMessages stores msgs and their recipients (one delivery per
-	// message and domain, due now) together with events (processed), in one
+	// message and domain, due at the message's DueAt, in its BatchID) together with events (processed), in one
 	// transaction: when it returns nil, all of it is durable. It also
 	// counts the recipients per domain and day for the registry of
 	// recipient domains (DomainRecipients). It sets the
@@ -158,6 +168,8 @@ type QueueService interface {
 	EnqueueMessages(ctx context.Context, msgs []*Message, events []Event) error
 	// ClaimDeliveries leases up to limit due deliveries (next attempt at or
 	// before now, no live lease) to owner until now+lease, oldest due first.
+	// A delivery never attempted whose batch is paused is not due; one
+	// whose batch is cancelled is claimed with Cancelled set.
 	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*Delivery, error)
 	// CompleteDelivery records an attempt of a delivery leased to owner and
 	// releases the lease. It fails with ECONFLICT, changing nothing, when the

@@ -27,6 +27,13 @@ const (
 
 	ScopeMailSend = "mail.send"
 
+	ScopeMailBatchCreate      = "mail.batch.create"
+	ScopeMailBatchRead        = "mail.batch.read"
+	ScopeScheduledSendsCreate = "user.scheduled_sends.create"
+	ScopeScheduledSendsRead   = "user.scheduled_sends.read"
+	ScopeScheduledSendsUpdate = "user.scheduled_sends.update"
+	ScopeScheduledSendsDelete = "user.scheduled_sends.delete"
+
 	ScopeEventWebhookRead   = "user.webhooks.event.settings.read"
 	ScopeEventWebhookUpdate = "user.webhooks.event.settings.update"
 	ScopeEventWebhookTest   = "user.webhooks.event.test.create"
@@ -50,6 +57,8 @@ func FullAccessScopes(kind AccountKind) []string {
 		ScopeEnforcedTLSRead, ScopeEnforcedTLSUpdate,
 		ScopeAPIKeysCreate, ScopeAPIKeysRead, ScopeAPIKeysUpdate, ScopeAPIKeysDelete,
 		ScopeMailSend,
+		ScopeMailBatchCreate, ScopeMailBatchRead,
+		ScopeScheduledSendsCreate, ScopeScheduledSendsRead, ScopeScheduledSendsUpdate, ScopeScheduledSendsDelete,
 		ScopeEventWebhookRead, ScopeEventWebhookUpdate, ScopeEventWebhookTest,
 		ScopeTLSProbe,
 	}

@@ -10,6 +10,7 @@ type Store interface {
 	EnforcedTLSService
 	EventWebhookService
 	QueueService
+	BatchService
 	OutboxService
 	TLSRegistryStore
 	// Ping reports whether the database answers, for /readyz.

@@ -325,6 +325,17 @@ func (r *Runner) Drain(ctx context.Context) error {
 // attempt delivers d once and records the outcome.
 func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	log := r.Logger.With("delivery_id", d.ID, "x_message_id", d.Message.XMessageID, "domain", d.Domain, "attempt", d.Attempts+1)
+	if d.Cancelled {
+		// SendGrid discards the mail of a cancelled batch when it falls
+		// due, and reports no event for it.
+		c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
+		for _, rc := range d.Message.Recipients {
+			c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: sealpost.StateDropped})
+		}
+		log.Info("discarded: its scheduled send is cancelled", "recipients", len(c.Recipients))
+		r.complete(ctx, log, d, c)
+		return
+	}
 	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
 	if err != nil {
 		// Without the policy nothing may be sent.
@@ -460,8 +471,13 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 	now := r.Now()
 	c := sealpost.DeliveryCompletion{DeliveryID: d.ID}
 	// The last retry lands at MaxAge exactly, not a whole backoff early;
-	// a deferral at or past MaxAge is final.
+	// a deferral at or past MaxAge is final. MaxAge counts from when the
+	// delivery fell due (its created_at, the send_at of scheduled mail),
+	// never from before the message was accepted.
 	deadline := d.Message.CreatedAt.Add(r.MaxAge)
+	if d.CreatedAt.After(d.Message.CreatedAt) {
+		deadline = d.CreatedAt.Add(r.MaxAge)
+	}
 	next := now.Add(r.Backoff(d.Attempts + 1))
 	if next.After(deadline) {
 		next = deadline

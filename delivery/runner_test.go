@@ -606,3 +606,40 @@ func TestRunnerLimitsAttemptsPerDomain(t *testing.T) {
 		}
 	}
 }
+
+// Scheduled mail is not attempted before its send_at, and its deferrals
+// are retried for MaxAge from send_at, not from acceptance.
+func TestRunnerScheduledMailMaxAgeFromSendAt(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.MaxAge = 10 * time.Minute
+	w.h.AddMX("later.test", 10, mxtest.Behavior{TempFailMail: 1000})
+	var body map[string]any
+	if err := json.Unmarshal([]byte(mailTo("x@later.test")), &body); err != nil {
+		t.Fatal(err)
+	}
+	sendAt := w.clock.Now().Add(30 * time.Minute).Truncate(time.Second)
+	body["send_at"] = sendAt.Unix()
+	b, _ := json.Marshal(body)
+	xid := w.send(string(b))
+
+	w.drain()
+	if evs := w.events(); len(evs) != 0 {
+		t.Fatalf("attempted before send_at: %v", kinds(evs))
+	}
+	w.clock.Add(sendAt.Sub(w.clock.Now()))
+	w.drain()
+	if st := w.states(xid)["x@later.test"]; st != sealpost.StateQueued {
+		t.Fatalf("state at send_at = %s, want queued (deferred): MaxAge counts from send_at", st)
+	}
+	for range 20 {
+		if w.states(xid)["x@later.test"].Final() {
+			break
+		}
+		w.clock.Add(2 * time.Minute)
+		w.drain()
+	}
+	if st := w.states(xid)["x@later.test"]; st != sealpost.StateBounced || w.clock.Now().Before(sendAt.Add(10*time.Minute)) {
+		t.Fatalf("state %s at %v, want bounced no earlier than send_at+MaxAge %v", st, w.clock.Now(), sendAt.Add(10*time.Minute))
+	}
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -312,6 +313,13 @@ func FuzzMailSend(f *testing.F) {
 		// The domain decides what is acceptable: the parser, then the
 		// rendering of each personalization.
 		ms, rejected := sealpost.ParseMailSend([]byte(body))
+		if rejected == nil {
+			rejected = ms.CheckSchedule(time.Now())
+		}
+		if rejected == nil && ms.BatchID != "" {
+			// The fuzzing account never created a batch.
+			rejected = errors.New("unknown batch id")
+		}
 		if rejected == nil {
 			_, rejected = ms.Messages(acct.ID, "fuzzfuzzfuzzfuzzfuzzfu", time.Now(), "localhost")
 		}

@@ -288,7 +288,9 @@ func TestHostileJSONValues(t *testing.T) {
 		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x\u0000y"}]}`, 202, nil, ""},
 		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"custom_args":{"k\u0000":"v"},"categories":["c\u0000"]}`, 400, []string{"categories.0", "custom_args"}, ""},
 		{"POST", "/v3/mail/send", `{"personalizations":[{"to":[{"email":"a@example.com"}],"custom_args":{"k":"v\u0000"}}],"from":{"email":"s@example.com"},"subject":"s","content":[{"type":"text/plain","value":"x"}],"categories":["a\r\nb"]}`, 400, []string{"personalizations.0.custom_args", "categories.0"}, ""},
-		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"send_at":1e400,"asm":{"group_id":1e400}}`, 202, nil, ""},
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"asm":{"group_id":1e400}}`, 202, nil, ""},
+		// send_at is a Unix time in whole seconds.
+		{"POST", "/v3/mail/send", mailHead + `"subject":"s","content":[{"type":"text/plain","value":"x"}],"send_at":1e400}`, 400, []string{"send_at"}, ""},
 		{"POST", "/v3/mail/send", `{"personalizations":"x","from":"y","subject":1,"content":{}}`, 400, []string{"personalizations", "from", "subject", "content"}, ""},
 		{"POST", "/v3/mail/send", mailHead + `"subject":"s","subject":["last wins"],"content":[{"type":"text/plain","value":"x"}]}`, 400, []string{"subject"}, ""},
 	}

@@ -119,6 +119,10 @@ type propAccount struct {
 	previewRecipients int
 	hook              sealpost.EventWebhookSettings
 	pubKey            string // "" while signing is off
+	// batches are the mail batches it created, with the scheduled-send
+	// status of those that have one.
+	batches  []string
+	statuses map[string]sealpost.BatchStatus
 }
 
 // propKey is the model of one API key.
@@ -192,6 +196,9 @@ type propRun struct {
 	// writes lists the writes since the last full audit, which a
 	// difference it finds is due to.
 	writes []string
+	// batches are every account's mail batches, which requests name
+	// whatever account they act as.
+	batches []string
 }
 
 var propAllScopes = sealpost.FullAccessScopes(sealpost.KindUser)
@@ -392,6 +399,7 @@ const (
 	aspectKeys     = "API keys"
 	aspectAccounts = "accounts"
 	aspectMail     = "queued mail"
+	aspectBatches  = "mail batches"
 )
 
 var propRoutes = []propRoute{
@@ -412,6 +420,12 @@ var propRoutes = []propRoute{
 	{name: "GET partners/accounts", weight: 3, scope: sealpost.ScopePartnerAccountsRead, userOnly: true, provisioning: true, build: (*propRun).listCustomers},
 	{name: "POST partners/accounts", weight: 1, scope: sealpost.ScopePartnerAccountsCreate, userOnly: true, provisioning: true, aspect: aspectAccounts, build: (*propRun).createCustomer},
 	{name: "POST mail/send", weight: 4, scope: sealpost.ScopeMailSend, ignoresOBO: true, aspect: aspectMail, build: (*propRun).sendMail},
+	{name: "POST mail/batch", weight: 3, scope: sealpost.ScopeMailBatchCreate, aspect: aspectBatches, build: (*propRun).createBatch},
+	{name: "GET mail/batch/{id}", weight: 3, scope: sealpost.ScopeMailBatchRead, build: (*propRun).getBatch},
+	{name: "GET scheduled_sends", weight: 3, scope: sealpost.ScopeScheduledSendsRead, build: (*propRun).listScheduledSends},
+	{name: "POST scheduled_sends", weight: 3, scope: sealpost.ScopeScheduledSendsCreate, aspect: aspectBatches, build: (*propRun).createScheduledSend},
+	{name: "PATCH scheduled_sends/{id}", weight: 2, scope: sealpost.ScopeScheduledSendsUpdate, aspect: aspectBatches, build: (*propRun).patchScheduledSend},
+	{name: "DELETE scheduled_sends/{id}", weight: 2, scope: sealpost.ScopeScheduledSendsDelete, aspect: aspectBatches, build: (*propRun).deleteScheduledSend},
 	{name: "GET webhook settings", weight: 6, scope: sealpost.ScopeEventWebhookRead, build: (*propRun).getHook},
 	{name: "PATCH webhook settings", weight: 6, scope: sealpost.ScopeEventWebhookUpdate, aspect: aspectHook, build: (*propRun).patchHook},
 	{name: "GET webhook signed", weight: 3, scope: sealpost.ScopeEventWebhookRead, build: (*propRun).getSigned},
@@ -1258,6 +1272,122 @@ func (r *propRun) sendMail(k *propKey, _ *propAccount) (request, func(response))
 	}
 }
 
+// ---- mail batches and scheduled sends
+
+// scheduledSends is the model's answer to GET /v3/user/scheduled_sends.
+func (a *propAccount) scheduledSends() []sealpost.ScheduledSend {
+	out := []sealpost.ScheduledSend{}
+	for id, st := range a.statuses {
+		out = append(out, sealpost.ScheduledSend{BatchID: id, Status: st})
+	}
+	slices.SortFunc(out, func(x, y sealpost.ScheduledSend) int { return strings.Compare(x.BatchID, y.BatchID) })
+	return out
+}
+
+func scheduledSendsJSON(list []sealpost.ScheduledSend) string {
+	b, err := json.Marshal(scheduledSendBodies(list))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// pickBatch names a batch: often one of acting's, else one of any
+// account, now and then one nobody made.
+func (r *propRun) pickBatch(acting *propAccount) string {
+	if acting != nil && len(acting.batches) > 0 && r.rng.IntN(2) == 0 {
+		return acting.batches[r.rng.IntN(len(acting.batches))]
+	}
+	if len(r.batches) == 0 || r.rng.IntN(8) == 0 {
+		return fmt.Sprintf("NoSuchBatch%d", r.unique())
+	}
+	return r.batches[r.rng.IntN(len(r.batches))]
+}
+
+func (r *propRun) createBatch(_ *propKey, acting *propAccount) (request, func(response)) {
+	return request{method: http.MethodPost, path: "/v3/mail/batch"}, func(res response) {
+		var b batchIDBody
+		if res.status != http.StatusCreated || json.Unmarshal([]byte(res.body), &b) != nil || !sealpost.ValidBatchID(b.BatchID) {
+			r.fail("got %d %s, want 201 with a batch id", res.status, res.body)
+		}
+		acting.batches = append(acting.batches, b.BatchID)
+		r.batches = append(r.batches, b.BatchID)
+	}
+}
+
+func (r *propRun) getBatch(_ *propKey, acting *propAccount) (request, func(response)) {
+	id := r.pickBatch(acting)
+	return request{method: http.MethodGet, path: "/v3/mail/batch/" + id}, func(res response) {
+		if slices.Contains(acting.batches, id) {
+			r.expect(res, http.StatusOK, `{"batch_id":"`+id+`"}`)
+		} else {
+			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+		}
+	}
+}
+
+func (r *propRun) listScheduledSends(_ *propKey, acting *propAccount) (request, func(response)) {
+	return request{method: http.MethodGet, path: "/v3/user/scheduled_sends"}, func(res response) {
+		r.expect(res, http.StatusOK, scheduledSendsJSON(acting.scheduledSends()))
+	}
+}
+
+func (r *propRun) randomStatus() sealpost.BatchStatus {
+	if r.rng.IntN(2) == 0 {
+		return sealpost.BatchPause
+	}
+	return sealpost.BatchCancel
+}
+
+func (r *propRun) createScheduledSend(_ *propKey, acting *propAccount) (request, func(response)) {
+	id, status := r.pickBatch(acting), r.randomStatus()
+	body := fmt.Sprintf(`{"batch_id":%q,"status":%q}`, id, status)
+	return request{method: http.MethodPost, path: "/v3/user/scheduled_sends", body: body}, func(res response) {
+		switch _, set := acting.statuses[id]; {
+		case !slices.Contains(acting.batches, id):
+			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+		case set:
+			r.expect400(res, "batch_id")
+		default:
+			r.expect(res, http.StatusCreated, body)
+			if acting.statuses == nil {
+				acting.statuses = map[string]sealpost.BatchStatus{}
+			}
+			acting.statuses[id] = status
+		}
+	}
+}
+
+func (r *propRun) patchScheduledSend(_ *propKey, acting *propAccount) (request, func(response)) {
+	id, status := r.pickBatch(acting), r.randomStatus()
+	return request{method: http.MethodPatch, path: "/v3/user/scheduled_sends/" + id, body: fmt.Sprintf(`{"status":%q}`, status)}, func(res response) {
+		switch _, set := acting.statuses[id]; {
+		case !slices.Contains(acting.batches, id):
+			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+		case !set:
+			r.expect(res, http.StatusNotFound, wantNotFound)
+		default:
+			r.expect(res, http.StatusNoContent, "")
+			acting.statuses[id] = status
+		}
+	}
+}
+
+func (r *propRun) deleteScheduledSend(_ *propKey, acting *propAccount) (request, func(response)) {
+	id := r.pickBatch(acting)
+	return request{method: http.MethodDelete, path: "/v3/user/scheduled_sends/" + id}, func(res response) {
+		switch _, set := acting.statuses[id]; {
+		case !slices.Contains(acting.batches, id):
+			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+		case !set:
+			r.expect(res, http.StatusNotFound, wantNotFound)
+		default:
+			r.expect(res, http.StatusNoContent, "")
+			delete(acting.statuses, id)
+		}
+	}
+}
+
 // ---- event webhook
 
 func hookJSON(s sealpost.EventWebhookSettings) string {
@@ -1399,7 +1529,7 @@ func (r *propRun) probeTLS(_ *propKey, acting *propAccount) (request, func(respo
 func (r *propRun) auditAll() {
 	saved := r.what
 	r.what = "full audit after these writes:\n\t" + strings.Join(r.writes, "\n\t")
-	for _, aspect := range []string{aspectTLS, aspectHook, aspectSigned, aspectKeys, aspectAccounts} {
+	for _, aspect := range []string{aspectTLS, aspectHook, aspectSigned, aspectKeys, aspectAccounts, aspectBatches} {
 		r.audit(aspect, r.accounts...)
 	}
 	// A deleted key, or one of a deleted account, is gone for good.
@@ -1500,6 +1630,19 @@ func (r *propRun) audit(aspect string, accounts ...*propAccount) {
 				}
 				if !slices.Equal(got, want) {
 					r.fail("%s's stored %s accounts are %v, want %v", a.label, kind, got, want)
+				}
+			}
+		case aspectBatches:
+			stored, err := r.e.store.ScheduledSends(ctx, a.id)
+			if err != nil {
+				r.fail("%s's scheduled sends: %v", a.label, err)
+			}
+			if got, want := scheduledSendsJSON(stored), scheduledSendsJSON(a.scheduledSends()); got != want {
+				r.fail("%s's stored scheduled sends are %s, want %s", a.label, got, want)
+			}
+			for _, id := range a.batches {
+				if ok, err := r.e.store.BatchExists(ctx, a.id, id); err != nil || !ok {
+					r.fail("%s's batch %s: BatchExists = %v, %v", a.label, id, ok, err)
 				}
 			}
 		case aspectMail:

@@ -23,6 +23,14 @@ func (s *Server) sendMail(ctx context.Context, _ *http.Request, c *call) (int, [
 		return 0, nil, err
 	}
 	now := s.now()
+	if err := ms.CheckSchedule(now); err != nil {
+		return 0, nil, err
+	}
+	if ms.BatchID != "" {
+		if err := s.checkBatch(ctx, c, ms.BatchID); err != nil {
+			return 0, nil, err
+		}
+	}
 	msgs, err := ms.Messages(c.acting.ID, xMessageID, now, s.hostname)
 	if err != nil {
 		return 0, nil, err

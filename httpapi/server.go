@@ -267,6 +267,21 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailSend, body: true, maxBody: maxMail, unlimited: true, ignoresOnBehalfOf: true, fn: s.sendMail,
 			accountLimiter: s.mailLimiter, accountLimitKey: MailSendLimitKey},
 	)
+	s.handle("/v3/mail/batch",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeMailBatchCreate, fn: s.createBatch},
+	)
+	s.handle("/v3/mail/batch/{batch_id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeMailBatchRead, fn: s.getBatch},
+	)
+	s.handle("/v3/user/scheduled_sends",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeScheduledSendsRead, fn: s.listScheduledSends},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeScheduledSendsCreate, body: true, fn: s.createScheduledSend},
+	)
+	s.handle("/v3/user/scheduled_sends/{batch_id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeScheduledSendsRead, fn: s.getScheduledSend},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeScheduledSendsUpdate, body: true, fn: s.patchScheduledSend},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeScheduledSendsDelete, fn: s.deleteScheduledSend},
+	)
 	s.handle("/v3/user/webhooks/event/settings",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getEventWebhook},
 		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEventWebhookUpdate, body: true, fn: s.patchEventWebhook},

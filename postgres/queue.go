@@ -254,7 +254,13 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 		for _, d := range domains[i] {
 			id := ids.deliveries[len(dr.ids)]
 			byDomain[d] = id
-			dr.add(id, ids.messages[i], d, unixNanos(createdAt))
+			// Counted from send_at: the delivery's created_at is when it
+			// fell due, which MaxAge counts from.
+			due := createdAt
+			if m.SendAt.After(due) {
+				due = m.SendAt
+			}
+			dr.add(id, ids.messages[i], d, unixNanos(due), m.BatchID)
 		}
 		for j := range m.Recipients {
 			r := &m.Recipients[j]
@@ -348,13 +354,19 @@ type deliveryRows struct {
 	ids, messages []int64
 	domains       []string
 	due           []int64
+	batches       []*string
 }
 
-func (r *deliveryRows) add(id, messageID int64, domain string, due int64) {
+func (r *deliveryRows) add(id, messageID int64, domain string, due int64, batchID string) {
 	r.ids = append(r.ids, id)
 	r.messages = append(r.messages, messageID)
 	r.domains = append(r.domains, domain)
 	r.due = append(r.due, due)
+	var batch *string
+	if batchID != "" {
+		batch = &batchID
+	}
+	r.batches = append(r.batches, batch)
 }
 
 func (r *deliveryRows) queue(b *pgx.Batch) {
@@ -362,10 +374,10 @@ func (r *deliveryRows) queue(b *pgx.Batch) {
 		return
 	}
 	b.Queue(`
-		INSERT INTO deliveries (id, message_id, domain, next_attempt_at, created_at)
-		SELECT id, m, dom, t, t
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[]) AS d(id, m, dom, t)`,
-		r.ids, r.messages, r.domains, r.due)
+		INSERT INTO deliveries (id, message_id, domain, next_attempt_at, created_at, batch_id)
+		SELECT id, m, dom, t, t, bt
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS d(id, m, dom, t, bt)`,
+		r.ids, r.messages, r.domains, r.due, r.batches)
 }
 
 type recipientRows struct {
@@ -410,14 +422,19 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 		WITH claimed AS (
 			UPDATE deliveries d SET lease_owner = $1, lease_until = $3
 			WHERE d.id IN (
-				SELECT id FROM deliveries
-				WHERE NOT done AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2)
-				ORDER BY next_attempt_at, id
+				SELECT dd.id FROM deliveries dd
+				WHERE NOT dd.done AND dd.next_attempt_at <= $2 AND (dd.lease_until IS NULL OR dd.lease_until <= $2)
+					-- A paused batch holds the mail it has not attempted yet.
+					AND (dd.batch_id IS NULL OR dd.attempts > 0 OR NOT EXISTS (
+						SELECT 1 FROM mail_batches b WHERE b.batch_id = dd.batch_id AND b.status = 'pause'))
+				ORDER BY dd.next_attempt_at, dd.id
 				LIMIT $4
 				FOR UPDATE SKIP LOCKED)
-			RETURNING d.id, d.message_id, d.domain, d.attempts, d.created_at, d.lease_until, d.next_attempt_at
+			RETURNING d.id, d.message_id, d.domain, d.attempts, d.created_at, d.lease_until, d.next_attempt_at,
+				d.batch_id IS NOT NULL AND d.attempts = 0 AND EXISTS (
+					SELECT 1 FROM mail_batches b WHERE b.batch_id = d.batch_id AND b.status = 'cancel') AS cancelled
 		)
-		SELECT c.id, c.domain, c.attempts, c.created_at, c.lease_until,
+		SELECT c.id, c.domain, c.attempts, c.created_at, c.lease_until, c.cancelled,
 			m.id, m.account_id, m.x_message_id, m.smtp_id, m.mail_from, m.body_id, m.data, b.data, b.categories, b.custom_args,
 			m.categories, m.custom_args, m.created_at,
 			r.ids, r.emails, r.domains, r.sg_ids
@@ -454,7 +471,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			bodyID                 *int64
 			data, body             []byte
 		)
-		if err := row.Scan(&d.ID, &d.Domain, &attempts, &createdAt, &leaseUntil,
+		if err := row.Scan(&d.ID, &d.Domain, &attempts, &createdAt, &leaseUntil, &d.Cancelled,
 			&m.ID, &m.AccountID, &m.XMessageID, &m.SMTPID, &m.From, &bodyID, &data, &body, &bodyCategories, &bodyArgs,
 			&categories, &customArgs, &msgCreatedAt,
 			&ids, &emails, &domains, &sgIDs); err != nil {

@@ -54,8 +54,8 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.insertBody, `INSERT INTO message_bodies (account_id, data, categories, custom_args) VALUES (?, ?, ?, ?) RETURNING id`},
 		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
-		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at)
-			VALUES (?, ?, ?, ?) RETURNING id`},
+		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at, batch_id)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`},
 		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued') RETURNING id`},
 		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
@@ -167,6 +167,13 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 				categories, custom, created.UnixNano()).Scan(&msgID); err != nil {
 				return err
 			}
+			// Counted from send_at: the delivery's created_at is when it
+			// fell due, which MaxAge counts from.
+			due := created
+			if m.SendAt.After(due) {
+				due = m.SendAt
+			}
+			batch := sql.NullString{String: m.BatchID, Valid: m.BatchID != ""}
 			byDomain = byDomain[:0]
 			rcptIDs := make([]int64, len(m.Recipients))
 			for j, r := range m.Recipients {
@@ -174,7 +181,7 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 				k := slices.IndexFunc(byDomain, func(d domainDelivery) bool { return d.domain == domain })
 				if k < 0 {
 					var id int64
-					if err := insDelivery.QueryRowContext(ctx, msgID, domain, created.UnixNano(), created.UnixNano()).Scan(&id); err != nil {
+					if err := insDelivery.QueryRowContext(ctx, msgID, domain, due.UnixNano(), due.UnixNano(), batch).Scan(&id); err != nil {
 						return err
 					}
 					byDomain = append(byDomain, domainDelivery{domain, id})
@@ -334,12 +341,18 @@ func recipientDomain(r sealpost.Recipient) string {
 	return strings.ToLower(r.Email[strings.LastIndexByte(r.Email, '@')+1:])
 }
 
+// claimSQL passes over the never-attempted deliveries of a paused batch,
+// and reports those of a cancelled one.
 const claimSQL = `UPDATE deliveries SET lease_owner = ?, lease_until = ?
 	WHERE id IN (
-		SELECT id FROM deliveries
-		WHERE done = 0 AND next_attempt_at <= ? AND lease_until <= ?
-		ORDER BY next_attempt_at, id LIMIT ?)
-	RETURNING id, message_id, domain, attempts, next_attempt_at, created_at`
+		SELECT d.id FROM deliveries d
+		WHERE d.done = 0 AND d.next_attempt_at <= ? AND d.lease_until <= ?
+			AND (d.batch_id IS NULL OR d.attempts > 0 OR NOT EXISTS (
+				SELECT 1 FROM mail_batches b WHERE b.batch_id = d.batch_id AND b.status = 'pause'))
+		ORDER BY d.next_attempt_at, d.id LIMIT ?)
+	RETURNING id, message_id, domain, attempts, next_attempt_at, created_at,
+		batch_id IS NOT NULL AND attempts = 0 AND EXISTS (
+			SELECT 1 FROM mail_batches b WHERE b.batch_id = deliveries.batch_id AND b.status = 'cancel')`
 
 // ClaimDeliveries leases and loads in one write transaction: the single
 // writer is what keeps two claimers from taking the same delivery.
@@ -365,7 +378,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 			var c claimed
 			var created int64
 			c.d = &sealpost.Delivery{LeaseOwner: owner, LeaseUntil: fromUnixNano(leaseUntil.UnixNano())}
-			if err := rows.Scan(&c.d.ID, &c.messageID, &c.d.Domain, &c.d.Attempts, &c.due, &created); err != nil {
+			if err := rows.Scan(&c.d.ID, &c.messageID, &c.d.Domain, &c.d.Attempts, &c.due, &created, &c.d.Cancelled); err != nil {
 				rows.Close()
 				return err
 			}

@@ -75,6 +75,9 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"CompleteUnattempted", testCompleteUnattempted},
 		{"CompleteKeepsOtherDeliveries", testCompleteKeepsOtherDeliveries},
 		{"ClaimConcurrent", testClaimConcurrent},
+		{"ScheduledSendAt", testScheduledSendAt},
+		{"Batches", testBatches},
+		{"ClaimHonoursBatchStatus", testClaimHonoursBatchStatus},
 
 		{"TLSRegistryCounts", testTLSRegistryCounts},
 		{"TLSRegistryCompletion", testTLSRegistryCompletion},

@@ -36,7 +36,7 @@ var specFS embed.FS
 // answered with the unknown-route 404 or the 405, so a route added to
 // sealpost without being added here fails the first test that calls it:
 // the documents for the routes to come (Email Activity, domain
-// authentication, mail batches, scheduled sends) are already in spec/.
+// authentication) are already in spec/.
 var Implemented = []string{
 	"GET /v3/user/settings/enforced_tls",
 	"PATCH /v3/user/settings/enforced_tls",
@@ -54,6 +54,13 @@ var Implemented = []string{
 	"GET /v3/partners/accounts",
 	"POST /v3/partners/accounts",
 	"POST /v3/mail/send",
+	"POST /v3/mail/batch",
+	"GET /v3/mail/batch/{batch_id}",
+	"GET /v3/user/scheduled_sends",
+	"POST /v3/user/scheduled_sends",
+	"GET /v3/user/scheduled_sends/{batch_id}",
+	"PATCH /v3/user/scheduled_sends/{batch_id}",
+	"DELETE /v3/user/scheduled_sends/{batch_id}",
 	// The next four are SendGrid's single-webhook forms, which its
 	// documents give only with a trailing {id}; see patchOptionalIDs.
 	"GET /v3/user/webhooks/event/settings",

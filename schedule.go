@@ -1,0 +1,172 @@
+package sealpost
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// MaxScheduleAhead is how far ahead send_at may lie: SendGrid schedules
+// mail up to 72 hours in advance.
+const MaxScheduleAhead = 72 * time.Hour
+
+const (
+	msgSendAtTooFar = "The send_at parameter must be a unix timestamp no more than 72 hours in the future."
+	// MsgInvalidBatchID is SendGrid's answer to a batch id it never
+	// created for the account, on mail send and on the batch routes.
+	MsgInvalidBatchID = "invalid batch id"
+)
+
+// BatchStatus is a scheduled send's status: what holds a mail batch's
+// scheduled mail back.
+type BatchStatus string
+
+const (
+	// BatchPause keeps the batch's mail queued, even past its send_at,
+	// until the status is deleted.
+	BatchPause BatchStatus = "pause"
+	// BatchCancel discards the batch's mail when it falls due; SendGrid
+	// sends nothing and reports no event for it.
+	BatchCancel BatchStatus = "cancel"
+)
+
+// Valid reports whether s is one of SendGrid's statuses.
+func (s BatchStatus) Valid() bool { return s == BatchPause || s == BatchCancel }
+
+// ScheduledSend is a mail batch with a status set.
+type ScheduledSend struct {
+	BatchID string
+	Status  BatchStatus
+}
+
+// BatchService keeps the mail batches (POST /v3/mail/batch) and their
+// scheduled-send statuses. A batch belongs to the account that created it;
+// every method fails with ENOTFOUND for a batch of another account, as for
+// one that does not exist.
+type BatchService interface {
+	// CreateBatch stores a new batch of accountID.
+	CreateBatch(ctx context.Context, accountID int64, batchID string) error
+	// BatchExists reports whether accountID created batchID.
+	BatchExists(ctx context.Context, accountID int64, batchID string) (bool, error)
+	// SetScheduledSend sets the batch's status. With create it fails with
+	// ECONFLICT when a status is already set, without it with ENOTFOUND
+	// when none is.
+	SetScheduledSend(ctx context.Context, accountID int64, batchID string, status BatchStatus, create bool) error
+	// ScheduledSends lists the account's batches that have a status, by
+	// batch id.
+	ScheduledSends(ctx context.Context, accountID int64) ([]ScheduledSend, error)
+	// DeleteScheduledSend removes the batch's status, releasing its mail;
+	// ENOTFOUND when none is set.
+	DeleteScheduledSend(ctx context.Context, accountID int64, batchID string) error
+}
+
+// NewBatchID returns a new random batch id in SendGrid's form (letters,
+// digits, - and _).
+func NewBatchID() (string, error) { return newURLSafeID() }
+
+// DueAt is when the message's first attempt is due: its send_at, or its
+// acceptance when that is later.
+func (m *Message) DueAt() time.Time {
+	if m.SendAt.After(m.CreatedAt) {
+		return m.SendAt
+	}
+	return m.CreatedAt
+}
+
+// CheckSchedule refuses a send_at more than MaxScheduleAhead after now;
+// one in the past means at once, as SendGrid sends it.
+func (ms *MailSend) CheckSchedule(now time.Time) error {
+	var problems []FieldError
+	limit := now.Add(MaxScheduleAhead).Unix()
+	if ms.SendAt > limit {
+		problems = append(problems, FieldError{Field: "send_at", Message: msgSendAtTooFar})
+	}
+	for i, pz := range ms.Personalizations {
+		if pz.SendAt > limit {
+			problems = append(problems, FieldError{Field: "personalizations." + strconv.Itoa(i) + ".send_at", Message: msgSendAtTooFar})
+		}
+	}
+	if len(problems) > 0 {
+		return Invalid(problems...)
+	}
+	return nil
+}
+
+// sendAtOf is when a personalization is to be sent: its own send_at, else
+// the request's; zero for at once.
+func (ms *MailSend) sendAtOf(pz Personalization) time.Time {
+	at := pz.SendAt
+	if at == 0 {
+		at = ms.SendAt
+	}
+	if at <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(at, 0).UTC()
+}
+
+// sendAt decodes a send_at: a Unix time in seconds, an integer.
+func (p *mailSendParser) sendAt(field string, raw json.RawMessage) int64 {
+	if absent(raw) {
+		return 0
+	}
+	if k := jsonKind(raw); k != "number" {
+		p.add(field, typeMessage("integer", k))
+		return 0
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < 0 {
+		p.add(field, typeMessage("integer", "number"))
+		return 0
+	}
+	return n
+}
+
+// batchID decodes a batch_id; whether the account created it is checked
+// against the store.
+func (p *mailSendParser) batchID(raw json.RawMessage) string {
+	if absent(raw) {
+		return ""
+	}
+	s, ok := p.str("batch_id", raw)
+	if !ok {
+		return ""
+	}
+	if !ValidBatchID(s) {
+		p.add("batch_id", MsgInvalidBatchID)
+		return ""
+	}
+	return s
+}
+
+// ValidBatchID reports whether s has the form of a batch id: 1 to 100
+// letters, digits, - and _.
+func ValidBatchID(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ScheduledSendMiss is the error of a store that could not set or delete
+// a batch's status: ENOTFOUND for a batch accountID never created,
+// ECONFLICT when creating over a status, ENOTFOUND when there is none.
+func ScheduledSendMiss(ctx context.Context, b BatchService, accountID int64, batchID string, create bool) error {
+	ok, err := b.BatchExists(ctx, accountID, batchID)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return Errorf(ENOTFOUND, "%s", MsgInvalidBatchID)
+	case create:
+		return Errorf(ECONFLICT, "batch id %s already has a scheduled send status", batchID)
+	}
+	return Errorf(ENOTFOUND, "batch id %s has no scheduled send status", batchID)
+}
