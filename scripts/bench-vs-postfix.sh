@@ -299,6 +299,7 @@ smtp-source -s 4 -m 50 -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "
 wait_received $((base + 100)) 120 >/dev/null
 
 timeout=$((120 + n / 5))
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%-6s %-8s %-9s %12s %10s %10s %14s\n' round domains mta injected_s seconds msgs/s tls_sessions >&2
 for r in $(seq "$rounds"); do
   for ndom in 1 "$domains"; do
@@ -317,7 +318,7 @@ for r in $(seq "$rounds"); do
       isecs=$(awk -v s="$start" -v e="$injected" 'BEGIN {printf "%.2f", e - s}')
       rate=$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')
       printf '%-6s %-8s %-9s %12s %10s %10s %14s\n' "$r" "$ndom" "$mta" "$isecs" "$secs" "$rate" "$tls" >&2
-      echo "$ndom $mta $rate $tls" >>"$work/results"
+      echo "$r $ndom $mta $rate $tls" >>"$work/results"
     done
   done
 done
@@ -334,13 +335,18 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 echo
 echo "N=$n messages of ~2 KB per case, $rounds round(s); deliveries at once: $concurrency (Postfix destination concurrency limit; sealpost --delivery-workers, --smtp-max-per-domain $per_domain); Postfix smtp_tls_connection_reuse=$tls_reuse; sealpost --smtp-session-max-messages $session_max"
 echo
-echo "| recipient domains | Postfix msgs/s | sealpost msgs/s | ratio | TLS sessions at the receiver (Postfix / sealpost) |"
+echo "Load average at the start: $load0; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| recipient domains | Postfix msgs/s | sealpost msgs/s | ratio (median of the rounds' ratios) | TLS sessions at the receiver (Postfix / sealpost) |"
 echo "| ---: | ---: | ---: | ---: | ---: |"
 for ndom in 1 "$domains"; do
-  p=$(awk -v d="$ndom" '$1==d && $2=="postfix" {print $3}' "$work/results" | median)
-  s=$(awk -v d="$ndom" '$1==d && $2=="sealpost" {print $3}' "$work/results" | median)
-  pt=$(awk -v d="$ndom" '$1==d && $2=="postfix" {print $4}' "$work/results" | median)
-  st=$(awk -v d="$ndom" '$1==d && $2=="sealpost" {print $4}' "$work/results" | median)
-  ratio=$(awk -v s="$s" -v p="$p" 'BEGIN {printf "%.2f×", s / p}')
-  echo "| $ndom | $p | $s | $ratio | $pt / $st |"
+  p=$(awk -v d="$ndom" '$2==d && $3=="postfix" {print $4}' "$work/results" | median)
+  s=$(awk -v d="$ndom" '$2==d && $3=="sealpost" {print $4}' "$work/results" | median)
+  pt=$(awk -v d="$ndom" '$2==d && $3=="postfix" {print $5}' "$work/results" | median)
+  st=$(awk -v d="$ndom" '$2==d && $3=="sealpost" {print $5}' "$work/results" | median)
+  # Each round's sealpost case ran right after its Postfix case: pairing them
+  # cancels much of the drift of a shared machine.
+  ratio=$(awk -v d="$ndom" '$2==d {rate[$1 " " $3]=$4; rounds[$1]=1}
+    END {for (r in rounds) printf "%.2f\n", rate[r " sealpost"] / rate[r " postfix"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
+  echo "| $ndom | $p | $s | ${ratio}× | $pt / $st |"
 done
