@@ -7,7 +7,8 @@
 #   receiver  Postfix instance on 127.0.0.10:$PORT, certificate for
 #             mx.bench.test from the test CA, TLS 1.3 offered; accepts
 #             bench.test and d1..dN.bench.test and discards every message
-#             (discard: transport). Messages are counted in its log.
+#             (discard: transport). Messages are counted in its log. Its
+#             queue is on tmpfs (/dev/shm), so that it keeps up with either.
 #   postfix   a second Postfix instance (its own config and queue directories,
 #             started with postfix -c DIR) on 127.0.0.11:$PORT+1, fed by
 #             smtp-source, relaying with smtp_tls_security_level = verify and
@@ -26,8 +27,11 @@
 #
 # Each case sends N messages of about 2 KB, to bench.test, then spread over
 # DOMAINS domains (d1.bench.test ...); the rate is N divided by the time from
-# the first injection to the receiver's log line for the Nth discarded
-# message. The table gives both rates and sealpost's ratio to Postfix.
+# the start of injection until the receiver's log shows the Nth message
+# discarded (polled every 50 ms). Both senders drop idle sessions after 2 s
+# and each case waits 3 s first, so none starts on sessions opened before.
+# The table gives both rates and sealpost's ratio to Postfix (the median of
+# each round's pair: sealpost runs right after Postfix in every round).
 #
 # Postfix comes from Debian: apt-get installs it if it is missing (root only).
 # The system's own Postfix instance (/etc/postfix) is neither configured nor
@@ -41,7 +45,8 @@
 # --smtp-max-per-domain: CONCURRENCY), INJECT_CONNS (HTTP connections of the
 # sealpost load client, and smtp-source sessions: 16), POSTFIX_TLS_REUSE
 # (smtp_tls_connection_reuse: yes), SESSION_MAX (sealpost
-# --smtp-session-max-messages: 100).
+# --smtp-session-max-messages: 100), KEEP_WORK=1 (keep the temporary
+# directory, logs included). SEALPOST_* variables reach sealpost serve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
