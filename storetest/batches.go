@@ -132,7 +132,7 @@ func testClaimHonoursBatchStatus(t *testing.T, s sealpost.Store) {
 	for _, d := range ds {
 		got[d.Message.XMessageID] = d.Cancelled
 	}
-	if want := map[string]bool{"cancelled": true, "retried": false}; len(got) != 2 || got["cancelled"] != true || got["retried"] != false {
+	if want := map[string]bool{"cancelled": true, "retried": false}; len(got) != 2 || !got["cancelled"] || got["retried"] {
 		t.Fatalf("claimed while paused %v, want %v", got, want)
 	}
 	if err := s.DeleteScheduledSend(ctx, a.ID, "batch-p"); err != nil {
