@@ -1,0 +1,50 @@
+package delivery
+
+import (
+	"context"
+
+	"github.com/sealpost/sealpost"
+)
+
+// Sources of recipients' TLS requirements beyond the account's setting.
+// Each is optional; a nil source is off. Every source can only raise the
+// requirement of a delivery, never lower it.
+
+// DomainPolicies gives an account's own policy for a recipient domain.
+type DomainPolicies interface {
+	// DomainTLSPolicy returns the account's policy for domain, or an error
+	// with code ENOTFOUND when it has none. Any other error: the policy
+	// cannot be known now, and nothing may be sent (fail closed).
+	DomainTLSPolicy(ctx context.Context, accountID int64, domain string) (*sealpost.DomainTLSPolicy, error)
+}
+
+// MTASTSSource gives recipient domains' MTA-STS policies (RFC 8461).
+type MTASTSSource interface {
+	// Policy returns the policy that applies to mail for domain now: nil
+	// when the domain publishes none (or mode none), or when no policy was
+	// ever fetched and fetching fails (RFC 8461 5: deliver as though the
+	// domain had none). A cached, unexpired policy is used while the domain
+	// cannot be reached. An error means it cannot be known: defer.
+	Policy(ctx context.Context, domain string) (*sealpost.MTASTSPolicy, error)
+	// Refresh fetches the policy afresh, past the cache, as RFC 8461 5
+	// requires before a failure under enforce becomes permanent.
+	Refresh(ctx context.Context, domain string) (*sealpost.MTASTSPolicy, error)
+}
+
+// DANESource gives the DANE requirements of MX hosts (RFC 7672), from
+// DNSSEC-validated lookups.
+type DANESource interface {
+	// HostPolicy returns what DANE requires of mxHost, one of domain's MX
+	// hosts: nil when DANE does not apply (the MX or address records are
+	// not DNSSEC-secure, or there are no usable TLSA records). An error
+	// means the lookup failed or was bogus: the host may not be used now.
+	HostPolicy(ctx context.Context, domain, mxHost string) (*DANEPolicy, error)
+}
+
+// DANEPolicy is what DANE requires of one MX host.
+type DANEPolicy struct {
+	Records []sealpost.TLSARecord // usable records, never empty
+	// Names are the reference identifiers a DANE-TA certificate must carry
+	// (RFC 7672 3.2.2): the MX host name, as found secure.
+	Names []string
+}
