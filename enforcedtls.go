@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"strconv"
 )
@@ -115,65 +114,6 @@ func (p EnforcedTLSPatch) Apply(s EnforcedTLS) EnforcedTLS {
 		s.Version = *p.Version
 	}
 	return s
-}
-
-// ParseEnforcedTLSPatch parses a PATCH body. It reports every problem it finds,
-// each naming its field, and ignores fields it does not know. A body that is
-// not a JSON object is one problem with no field.
-func ParseEnforcedTLSPatch(body []byte) (EnforcedTLSPatch, error) {
-	var p EnforcedTLSPatch
-	fields, err := decodeObject(body)
-	if err != nil {
-		return p, err
-	}
-	var problems []FieldError
-	boolField := func(name string) *bool {
-		raw, ok := fields[name]
-		if !ok {
-			return nil
-		}
-		var b bool
-		if !isJSONBool(raw) || json.Unmarshal(raw, &b) != nil {
-			problems = append(problems, FieldError{Field: name, Message: name + " must be a boolean"})
-			return nil
-		}
-		return &b
-	}
-	p.RequireTLS = boolField("require_tls")
-	p.RequireValidCert = boolField("require_valid_cert")
-	if raw, ok := fields["version"]; ok {
-		var v TLSVersion
-		if err := v.UnmarshalJSON(raw); err != nil {
-			problems = append(problems, FieldError{Field: "version", Message: "version must be one of 1.1, 1.2, 1.3"})
-		} else {
-			p.Version = &v
-		}
-	}
-	if len(problems) > 0 {
-		return EnforcedTLSPatch{}, Invalid(problems...)
-	}
-	return p, nil
-}
-
-// decodeObject decodes body as one JSON object into its raw members.
-func decodeObject(body []byte) (map[string]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		if len(trimmed) > 0 && json.Valid(trimmed) {
-			return nil, Invalid(FieldError{Message: "request body must be a JSON object"})
-		}
-		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &fields); err != nil {
-		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
-	}
-	return fields, nil
-}
-
-func isJSONBool(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return bytes.Equal(raw, []byte("true")) || bytes.Equal(raw, []byte("false"))
 }
 
 // EnforcedTLSService reads and changes accounts' Enforced TLS settings.

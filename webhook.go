@@ -127,6 +127,27 @@ func ParseEventWebhookPatch(body []byte, current EventWebhookSettings) (EventWeb
 	return p, nil
 }
 
+// decodeObject decodes body as one JSON object into its raw members.
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if len(trimmed) > 0 && json.Valid(trimmed) {
+			return nil, Invalid(FieldError{Message: "request body must be a JSON object"})
+		}
+		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
+	}
+	return fields, nil
+}
+
+func isJSONBool(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return bytes.Equal(raw, []byte("true")) || bytes.Equal(raw, []byte("false"))
+}
+
 // ValidateWebhookURL reports a problem with a webhook URL, or nil. An
 // empty URL is allowed in settings (a disabled webhook needs none).
 func validateWebhookURL(u string) string {

@@ -62,11 +62,8 @@ func (s *Server) getEnforcedTLS(ctx context.Context, _ *http.Request, c *call) (
 }
 
 func (s *Server) patchEnforcedTLS(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
-	patch, err := sealpost.ParseEnforcedTLSPatch(c.body)
+	patch, err := parseEnforcedTLSPatch(c.body)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := checkUTF8(c.body); err != nil {
 		return 0, nil, err
 	}
 	var setting sealpost.EnforcedTLS
@@ -84,6 +81,32 @@ func (s *Server) patchEnforcedTLS(ctx context.Context, _ *http.Request, c *call)
 		return 0, nil, err
 	}
 	return http.StatusOK, body, nil
+}
+
+// parseEnforcedTLSPatch parses a PATCH body. It reports every problem it
+// finds, each naming its field, and ignores fields it does not know. A body
+// that is not a JSON object is one problem with no field; one that is not
+// valid UTF-8 (in a key, or in a member it ignores) is refused too.
+func parseEnforcedTLSPatch(body []byte) (sealpost.EnforcedTLSPatch, error) {
+	o, err := parseObject(body)
+	if err != nil {
+		return sealpost.EnforcedTLSPatch{}, err
+	}
+	var p sealpost.EnforcedTLSPatch
+	p.RequireTLS, _ = o.boolean("require_tls")
+	p.RequireValidCert, _ = o.boolean("require_valid_cert")
+	if raw, ok := o.fields["version"]; ok {
+		var v sealpost.TLSVersion
+		if err := v.UnmarshalJSON(raw); err != nil {
+			o.problem("version", "must be one of 1.1, 1.2, 1.3")
+		} else {
+			p.Version = &v
+		}
+	}
+	if err := o.err(); err != nil {
+		return sealpost.EnforcedTLSPatch{}, err
+	}
+	return p, nil
 }
 
 // Bounds of the preview's pagination.

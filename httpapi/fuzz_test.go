@@ -130,11 +130,11 @@ func FuzzEnforcedTLSPatch(f *testing.F) {
 		switch status {
 		case http.StatusOK:
 			// The response is the stored setting, and it is what the
-			// domain parser says the patch makes of the previous one.
+			// parser says the patch makes of the previous one.
 			if got != settingJSON(after) {
 				t.Fatalf("200 body %s, stored %+v", got, after)
 			}
-			patch, err := sealpost.ParseEnforcedTLSPatch([]byte(body))
+			patch, err := parseEnforcedTLSPatch([]byte(body))
 			if err != nil {
 				t.Fatalf("200 for a body the parser rejects (%v): %q", err, body)
 			}
