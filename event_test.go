@@ -92,48 +92,6 @@ func TestNewEventCategories(t *testing.T) {
 	}
 }
 
-func TestParseEventWebhookPatch(t *testing.T) {
-	tests := []struct {
-		name    string
-		current EventWebhookSettings
-		body    string
-		want    EventWebhookSettings
-		fields  []string // problems expected, by field
-	}{
-		{"merge", EventWebhookSettings{URL: "https://a.test/x"}, `{"enabled":true,"delivered":true}`,
-			EventWebhookSettings{Enabled: true, URL: "https://a.test/x", Delivered: true}, nil},
-		{"every problem", EventWebhookSettings{}, `{"enabled":"yes","bounce":1,"url":"ftp://x"}`, EventWebhookSettings{}, []string{"enabled", "bounce", "url"}},
-		{"enabled without url", EventWebhookSettings{}, `{"enabled":true}`, EventWebhookSettings{}, []string{"url"}},
-		{"url not a string", EventWebhookSettings{}, `{"url":5}`, EventWebhookSettings{}, []string{"url"}},
-		{"not an object", EventWebhookSettings{}, `[]`, EventWebhookSettings{}, []string{""}},
-		{"disable clears nothing", EventWebhookSettings{Enabled: true, URL: "http://h/", Bounce: true}, `{"enabled":false}`,
-			EventWebhookSettings{URL: "http://h/", Bounce: true}, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := ParseEventWebhookPatch([]byte(tc.body), tc.current)
-			var got []string
-			for _, f := range ErrorFields(err) {
-				got = append(got, f.Field)
-			}
-			if len(tc.fields) > 0 || err != nil {
-				if ErrorCode(err) != EINVALID || len(got) != len(tc.fields) {
-					t.Fatalf("err = %v (fields %q), want fields %q", err, got, tc.fields)
-				}
-				for i := range got {
-					if got[i] != tc.fields[i] {
-						t.Errorf("fields = %q, want %q", got, tc.fields)
-					}
-				}
-				return
-			}
-			if next := p.Apply(tc.current); next != tc.want {
-				t.Errorf("Apply = %+v, want %+v", next, tc.want)
-			}
-		})
-	}
-}
-
 func TestEventWebhookWants(t *testing.T) {
 	s := EventWebhookSettings{Enabled: true, URL: "http://h/", Delivered: true, Bounce: true}
 	for kind, want := range map[EventKind]bool{EventDelivered: true, EventBounce: true, EventProcessed: false, EventDeferred: false} {

@@ -1,13 +1,10 @@
 package sealpost
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"math"
 	"net/url"
 	"time"
-	"unicode/utf8"
 )
 
 // EventWebhookSettings is an account's one Event Webhook, exactly the object
@@ -48,12 +45,6 @@ func (s EventWebhookSettings) Wants(kind EventKind) bool {
 	return false
 }
 
-// eventWebhookBoolFields are the settings' boolean members, in SendGrid's order.
-var eventWebhookBoolFields = []string{
-	"enabled", "group_resubscribe", "delivered", "group_unsubscribe", "spam_report",
-	"bounce", "deferred", "unsubscribe", "processed", "open", "click", "dropped",
-}
-
 // EventWebhookPatch is a merge update of EventWebhookSettings: absent
 // members keep their stored value.
 type EventWebhookPatch struct {
@@ -80,72 +71,13 @@ func (p EventWebhookPatch) Apply(s EventWebhookSettings) EventWebhookSettings {
 	return s
 }
 
-// ParseEventWebhookPatch parses a PATCH body, reporting every problem with
-// its field. current is the stored setting, needed to check that an enabled
-// webhook has a URL.
-func ParseEventWebhookPatch(body []byte, current EventWebhookSettings) (EventWebhookPatch, error) {
-	fields, err := decodeObject(body)
-	if err != nil {
-		return EventWebhookPatch{}, err
+// Validate reports what keeps s from being stored: an enabled webhook
+// needs a URL to post to.
+func (s EventWebhookSettings) Validate() *FieldError {
+	if s.Enabled && s.URL == "" {
+		return &FieldError{Field: "url", Message: "url is required when the webhook is enabled"}
 	}
-	p := EventWebhookPatch{Bools: map[string]bool{}}
-	var problems []FieldError
-	for _, name := range eventWebhookBoolFields {
-		raw, ok := fields[name]
-		if !ok {
-			continue
-		}
-		var b bool
-		if !isJSONBool(raw) || json.Unmarshal(raw, &b) != nil {
-			problems = append(problems, FieldError{Field: name, Message: name + " must be a boolean"})
-			continue
-		}
-		p.Bools[name] = b
-	}
-	if raw, ok := fields["url"]; ok {
-		// null is a wrong type, as it is for the booleans, not a way to
-		// clear the URL; invalid UTF-8 would be silently replaced.
-		var u string
-		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '"' || json.Unmarshal(t, &u) != nil {
-			problems = append(problems, FieldError{Field: "url", Message: "url must be a string"})
-		} else if !utf8.Valid(t) {
-			problems = append(problems, FieldError{Field: "url", Message: "url must be valid UTF-8"})
-		} else if msg := validateWebhookURL(u); msg != "" {
-			problems = append(problems, FieldError{Field: "url", Message: msg})
-		} else {
-			p.URL = &u
-		}
-	}
-	if len(problems) == 0 {
-		if next := p.Apply(current); next.Enabled && next.URL == "" {
-			problems = append(problems, FieldError{Field: "url", Message: "url is required when the webhook is enabled"})
-		}
-	}
-	if len(problems) > 0 {
-		return EventWebhookPatch{}, Invalid(problems...)
-	}
-	return p, nil
-}
-
-// decodeObject decodes body as one JSON object into its raw members.
-func decodeObject(body []byte) (map[string]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		if len(trimmed) > 0 && json.Valid(trimmed) {
-			return nil, Invalid(FieldError{Message: "request body must be a JSON object"})
-		}
-		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &fields); err != nil {
-		return nil, Invalid(FieldError{Message: "request body is not valid JSON"})
-	}
-	return fields, nil
-}
-
-func isJSONBool(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return bytes.Equal(raw, []byte("true")) || bytes.Equal(raw, []byte("false"))
+	return nil
 }
 
 // ValidateWebhookURL reports a problem with a webhook URL, or nil. An

@@ -39,7 +39,7 @@ func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading event webhook settings of account %d: %w", c.acting.ID, err)
 	}
-	patch, err := sealpost.ParseEventWebhookPatch(c.body, current)
+	patch, err := parseEventWebhookPatch(c.body, current)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -58,6 +58,48 @@ func (s *Server) patchEventWebhook(ctx context.Context, _ *http.Request, c *call
 		return 0, nil, fmt.Errorf("updating event webhook settings of account %d: %w", c.acting.ID, err)
 	}
 	return eventWebhookResponse(updated)
+}
+
+// eventWebhookBoolFields are the settings' boolean members, in SendGrid's order.
+var eventWebhookBoolFields = []string{
+	"enabled", "group_resubscribe", "delivered", "group_unsubscribe", "spam_report",
+	"bounce", "deferred", "unsubscribe", "processed", "open", "click", "dropped",
+}
+
+// parseEventWebhookPatch parses a PATCH body, reporting every problem with
+// its field. current is the stored setting, needed to check that an enabled
+// webhook has a URL. Invalid UTF-8 outside the members it reads is left to
+// the handler, which checks the URL's host first.
+func parseEventWebhookPatch(body []byte, current sealpost.EventWebhookSettings) (sealpost.EventWebhookPatch, error) {
+	o, err := parseObject(body)
+	if err != nil {
+		return sealpost.EventWebhookPatch{}, err
+	}
+	p := sealpost.EventWebhookPatch{Bools: map[string]bool{}}
+	for _, name := range eventWebhookBoolFields {
+		if b, _ := o.boolean(name); b != nil {
+			p.Bools[name] = *b
+		}
+	}
+	// null is a wrong type, as it is for the booleans, not a way to clear
+	// the URL; an empty string is: a disabled webhook needs none.
+	before := len(*o.problems)
+	u, present := o.checkedStr("url", false, func(field, u string) *sealpost.FieldError {
+		if u == "" {
+			return nil
+		}
+		return sealpost.ValidateWebhookURL(field, u)
+	})
+	if present && len(*o.problems) == before {
+		p.URL = &u
+	}
+	if len(*o.problems) == 0 {
+		o.add(p.Apply(current).Validate())
+	}
+	if len(*o.problems) > 0 {
+		return sealpost.EventWebhookPatch{}, sealpost.Invalid(*o.problems...)
+	}
+	return p, nil
 }
 
 func eventWebhookResponse(settings sealpost.EventWebhookSettings) (int, []byte, error) {
