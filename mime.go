@@ -74,7 +74,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 	headers := make(map[string]sharedField, len(m.Headers))
 	for _, name := range sortedHeaderNames(m.Headers) {
 		// Names no personalization could use are refused below.
-		if validHeaderName(name) && !reservedHeader(strings.ToLower(name)) {
+		if ValidHeaderName(name) && !ReservedHeader(strings.ToLower(name)) {
 			headers[name] = b.field(name, unstructured(m.Headers[name]))
 		}
 	}
@@ -114,7 +114,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 		h.shared(mimeVersion)
 		custom := mergeStrings(m.Headers, pz.Headers, true)
 		for _, name := range sortedHeaderNames(custom) {
-			if !validHeaderName(name) || reservedHeader(strings.ToLower(name)) {
+			if !ValidHeaderName(name) || ReservedHeader(strings.ToLower(name)) {
 				h.err = Errorf(EINVALID, "header %q may not be set", name)
 				break
 			}

@@ -13,37 +13,17 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/httpapi"
+	"github.com/sealpost/sealpost/internal/sendtest"
 )
 
 var renderNow = time.Date(2024, 3, 5, 14, 7, 9, 0, time.FixedZone("", 3600))
 
 const renderHost = "mta.sealpost.test"
 
-// checkWire fails unless data uses CRLF line ends only, no line exceeds
-// 998 octets, and net/mail can read it; it returns the parsed message.
-func checkWire(t testing.TB, data []byte) *mail.Message {
-	t.Helper()
-	if !bytes.HasSuffix(data, []byte("\r\n")) {
-		t.Fatalf("message does not end in CRLF")
-	}
-	for i, line := range bytes.Split(data, []byte("\r\n")) {
-		if j := bytes.IndexAny(line, "\r\n"); j >= 0 {
-			t.Fatalf("line %d holds a bare CR or LF at %d: %q", i+1, j, line)
-		}
-		if len(line) > 998 {
-			t.Fatalf("line %d is %d octets long", i+1, len(line))
-		}
-	}
-	msg, err := mail.ReadMessage(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("net/mail cannot read the message: %v\n%s", err, data)
-	}
-	return msg
-}
-
 func parseAndRender(t *testing.T, body []byte) []*sealpost.Message {
 	t.Helper()
-	ms, err := sealpost.ParseMailSend(body)
+	ms, err := httpapi.ParseMailSend(body)
 	if err != nil {
 		t.Fatalf("ParseMailSend: %v (%q)", err, sealpost.ErrorFields(err))
 	}
@@ -129,7 +109,7 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 		t.Fatalf("%d messages, want 1", len(msgs))
 	}
 	m := msgs[0]
-	msg := checkWire(t, rendered(t, m))
+	msg := sendtest.CheckWire(t, sendtest.Rendered(t, m))
 	h := msg.Header
 
 	from, err := h.AddressList("From")
@@ -147,8 +127,8 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 	if rt, err := h.AddressList("Reply-To"); err != nil || len(rt) != 1 || rt[0].Address != "reply@example.com" || rt[0].Name != "Replies" {
 		t.Errorf("Reply-To %q parses to %v, %v", h.Get("Reply-To"), rt, err)
 	}
-	if h.Get("Bcc") != "" || bytes.Contains(rendered(t, m), []byte("secret@example.com")) || bytes.Contains(rendered(t, m), []byte("Secret")) {
-		t.Errorf("bcc recipient visible in the message:\n%s", rendered(t, m))
+	if h.Get("Bcc") != "" || bytes.Contains(sendtest.Rendered(t, m), []byte("secret@example.com")) || bytes.Contains(sendtest.Rendered(t, m), []byte("Secret")) {
+		t.Errorf("bcc recipient visible in the message:\n%s", sendtest.Rendered(t, m))
 	}
 	if got := decodeHeader(t, h, "Subject"); got != "Grüße aus Köln — a subject long enough that it has to be folded over more than one line" {
 		t.Errorf("Subject decodes to %q", got)
@@ -175,7 +155,7 @@ func TestMessagesRenderTextAndHTML(t *testing.T) {
 	if got := parts(t, msg); !reflect.DeepEqual(got, want) {
 		t.Errorf("parts\n got %q\nwant %q", got, want)
 	}
-	for _, line := range strings.Split(string(rendered(t, m)), "\r\n") {
+	for _, line := range strings.Split(string(sendtest.Rendered(t, m)), "\r\n") {
 		if len(line) > 78 {
 			t.Errorf("line longer than 78 octets: %q", line)
 		}
@@ -214,7 +194,7 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages, want 2", len(msgs))
 	}
-	m0, m1 := checkWire(t, rendered(t, msgs[0])), checkWire(t, rendered(t, msgs[1]))
+	m0, m1 := sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0])), sendtest.CheckWire(t, sendtest.Rendered(t, msgs[1]))
 
 	if msgs[0].SMTPID == msgs[1].SMTPID {
 		t.Errorf("both messages have Message-ID %s", msgs[0].SMTPID)
@@ -257,8 +237,8 @@ func TestMessagesPerPersonalization(t *testing.T) {
 	if want := []string{"xMsgID_-1.0", "xMsgID_-1.1", "xMsgID_-1.2", "xMsgID_-1.3"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("sg_message_ids %q, want %q", ids, want)
 	}
-	if m1.Header.Get("To") != "<c@example.com>" || m1.Header.Get("Cc") != "" || bytes.Contains(rendered(t, msgs[1]), []byte("d@example.com")) {
-		t.Errorf("second message header:\n%s", rendered(t, msgs[1]))
+	if m1.Header.Get("To") != "<c@example.com>" || m1.Header.Get("Cc") != "" || bytes.Contains(sendtest.Rendered(t, msgs[1]), []byte("d@example.com")) {
+		t.Errorf("second message header:\n%s", sendtest.Rendered(t, msgs[1]))
 	}
 	// The request's categories and custom args are kept once, with the
 	// body every message shares; a message has only its personalization's.
@@ -280,8 +260,8 @@ func TestMessagesSinglePart(t *testing.T) {
 		{"text/plain", "text/plain; charset=utf-8"},
 		{"text/html", "text/html; charset=utf-8"},
 	} {
-		msgs := parseAndRender(t, mailBody(t, map[string]any{"content": []any{map[string]any{"type": tt.ctype, "value": "é\n.\nFrom x"}}}))
-		msg := checkWire(t, rendered(t, msgs[0]))
+		msgs := parseAndRender(t, sendtest.Body(t, map[string]any{"content": []any{map[string]any{"type": tt.ctype, "value": "é\n.\nFrom x"}}}))
+		msg := sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0]))
 		got := parts(t, msg)
 		if len(got) != 1 || got[0].Type != tt.wantType || strings.TrimSuffix(got[0].Value, "\r\n") != "é\r\n.\r\nFrom x" {
 			t.Errorf("%s: parts %q", tt.ctype, got)
@@ -291,13 +271,13 @@ func TestMessagesSinglePart(t *testing.T) {
 
 func TestMessagesFurtherAlternativesInOrder(t *testing.T) {
 	t.Parallel()
-	msgs := parseAndRender(t, mailBody(t, map[string]any{"content": []any{
+	msgs := parseAndRender(t, sendtest.Body(t, map[string]any{"content": []any{
 		map[string]any{"type": "text/plain", "value": "p"},
 		map[string]any{"type": "text/html", "value": "h"},
 		map[string]any{"type": "text/x-amp-html", "value": "a"},
 		map[string]any{"type": "text/calendar", "value": "BEGIN:VCALENDAR"},
 	}}))
-	got := parts(t, checkWire(t, rendered(t, msgs[0])))
+	got := parts(t, sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0])))
 	want := []sealpost.Content{
 		{Type: "text/plain; charset=utf-8", Value: "p"},
 		{Type: "text/html; charset=utf-8", Value: "h"},
@@ -335,11 +315,11 @@ func TestMessagesLongLinesAndHeaders(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			body := mailBody(t, map[string]any{
+			body := sendtest.Body(t, map[string]any{
 				"subject": tt.subject,
 				"headers": map[string]any{"X-Long": tt.header},
 				"from":    map[string]any{"email": "f@example.com", "name": tt.toName},
-				"personalizations": pzs(map[string]any{"to": append([]any{
+				"personalizations": sendtest.Personalizations(map[string]any{"to": append([]any{
 					map[string]any{"email": "t@example.com", "name": tt.toName},
 				}, manyTo...)}),
 				"content": []any{
@@ -348,7 +328,7 @@ func TestMessagesLongLinesAndHeaders(t *testing.T) {
 				},
 			})
 			msgs := parseAndRender(t, body)
-			msg := checkWire(t, rendered(t, msgs[0]))
+			msg := sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0]))
 			collapse := func(s string) string { return strings.Join(strings.Fields(s), " ") }
 			if got := decodeHeader(t, msg.Header, "Subject"); collapse(got) != collapse(tt.subject) {
 				t.Errorf("Subject decodes to %q", got)
@@ -377,17 +357,17 @@ func TestMessagesNoHeaderInjection(t *testing.T) {
 	const inject = "x\r\nBcc: evil@example.net\r\nX-Injected: yes"
 	// The parser refuses line breaks wherever they could reach a header.
 	for _, body := range [][]byte{
-		mailBody(t, map[string]any{"subject": inject}),
-		mailBody(t, map[string]any{"from": map[string]any{"email": "f@example.com", "name": inject}}),
-		mailBody(t, map[string]any{"personalizations": pzs(map[string]any{"to": []any{map[string]any{"email": "t@example.com", "name": inject}}})}),
-		mailBody(t, map[string]any{"reply_to": map[string]any{"email": "r@example.com", "name": inject}}),
-		mailBody(t, map[string]any{"headers": map[string]any{"X-A": inject}}),
-		mailBody(t, map[string]any{"headers": map[string]any{"X-A\r\nX-Injected": "yes"}}),
-		mailBody(t, map[string]any{"personalizations": pzs(map[string]any{"to": []any{map[string]any{"email": "t@example.com"}}, "subject": inject, "headers": map[string]any{"X-B": inject}})}),
-		mailBody(t, map[string]any{"from": map[string]any{"email": "f@example.com\r\nX-Injected: yes"}}),
-		mailBody(t, map[string]any{"content": []any{map[string]any{"type": "text/plain\r\nX-Injected: yes", "value": "x"}}}),
+		sendtest.Body(t, map[string]any{"subject": inject}),
+		sendtest.Body(t, map[string]any{"from": map[string]any{"email": "f@example.com", "name": inject}}),
+		sendtest.Body(t, map[string]any{"personalizations": sendtest.Personalizations(map[string]any{"to": []any{map[string]any{"email": "t@example.com", "name": inject}}})}),
+		sendtest.Body(t, map[string]any{"reply_to": map[string]any{"email": "r@example.com", "name": inject}}),
+		sendtest.Body(t, map[string]any{"headers": map[string]any{"X-A": inject}}),
+		sendtest.Body(t, map[string]any{"headers": map[string]any{"X-A\r\nX-Injected": "yes"}}),
+		sendtest.Body(t, map[string]any{"personalizations": sendtest.Personalizations(map[string]any{"to": []any{map[string]any{"email": "t@example.com"}}, "subject": inject, "headers": map[string]any{"X-B": inject}})}),
+		sendtest.Body(t, map[string]any{"from": map[string]any{"email": "f@example.com\r\nX-Injected: yes"}}),
+		sendtest.Body(t, map[string]any{"content": []any{map[string]any{"type": "text/plain\r\nX-Injected: yes", "value": "x"}}}),
 	} {
-		if _, err := sealpost.ParseMailSend(body); sealpost.ErrorCode(err) != sealpost.EINVALID {
+		if _, err := httpapi.ParseMailSend(body); sealpost.ErrorCode(err) != sealpost.EINVALID {
 			t.Errorf("accepted %s", body)
 		}
 	}
@@ -408,9 +388,9 @@ func TestMessagesNoHeaderInjection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
-	msg := checkWire(t, rendered(t, msgs[0]))
+	msg := sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0]))
 	if msg.Header.Get("Bcc") != "" || msg.Header.Get("X-Injected") != "" {
-		t.Fatalf("header injected:\n%s", rendered(t, msgs[0]))
+		t.Fatalf("header injected:\n%s", sendtest.Rendered(t, msgs[0]))
 	}
 	if got := decodeHeader(t, msg.Header, "Subject"); got != inject {
 		t.Errorf("Subject decodes to %q", got)
@@ -426,7 +406,7 @@ func TestMessagesNoHeaderInjection(t *testing.T) {
 
 func TestMessagesRejectsUnusableIDs(t *testing.T) {
 	t.Parallel()
-	ms, err := sealpost.ParseMailSend(mailBody(t, nil))
+	ms, err := httpapi.ParseMailSend(sendtest.Body(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,11 +430,11 @@ func TestMessagesBoundaryAvoidsContent(t *testing.T) {
 	// Content full of boundary-like lines must still split into exactly its
 	// parts.
 	tricky := "--sealpost-\r\n--sealpost-00000000000000000000000000000000--\r\n--"
-	msgs := parseAndRender(t, mailBody(t, map[string]any{"content": []any{
+	msgs := parseAndRender(t, sendtest.Body(t, map[string]any{"content": []any{
 		map[string]any{"type": "text/plain", "value": tricky},
 		map[string]any{"type": "text/html", "value": tricky},
 	}}))
-	got := parts(t, checkWire(t, rendered(t, msgs[0])))
+	got := parts(t, sendtest.CheckWire(t, sendtest.Rendered(t, msgs[0])))
 	if len(got) != 2 || got[0].Value != tricky || got[1].Value != tricky {
 		t.Fatalf("parts %q", got)
 	}
@@ -476,7 +456,7 @@ func BenchmarkParseAndRender(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		ms, err := sealpost.ParseMailSend(body)
+		ms, err := httpapi.ParseMailSend(body)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -484,14 +464,4 @@ func BenchmarkParseAndRender(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// rendered is m's complete message.
-func rendered(t testing.TB, m *sealpost.Message) []byte {
-	t.Helper()
-	data, err := m.Render()
-	if err != nil {
-		t.Fatalf("Render: %v", err)
-	}
-	return data
 }

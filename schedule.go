@@ -2,7 +2,6 @@ package sealpost
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"time"
 )
@@ -104,40 +103,6 @@ func (ms *MailSend) sendAtOf(pz Personalization) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(at, 0).UTC()
-}
-
-// sendAt decodes a send_at: a Unix time in seconds, an integer.
-func (p *mailSendParser) sendAt(field string, raw json.RawMessage) int64 {
-	if absent(raw) {
-		return 0
-	}
-	if k := jsonKind(raw); k != "number" {
-		p.add(field, typeMessage("integer", k))
-		return 0
-	}
-	n, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || n < 0 {
-		p.add(field, typeMessage("integer", "number"))
-		return 0
-	}
-	return n
-}
-
-// batchID decodes a batch_id; whether the account created it is checked
-// against the store.
-func (p *mailSendParser) batchID(raw json.RawMessage) string {
-	if absent(raw) {
-		return ""
-	}
-	s, ok := p.str("batch_id", raw)
-	if !ok {
-		return ""
-	}
-	if !ValidBatchID(s) {
-		p.add("batch_id", MsgInvalidBatchID)
-		return ""
-	}
-	return s
 }
 
 // ValidBatchID reports whether s has the form of a batch id: 1 to 100

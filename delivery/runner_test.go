@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/sqlite"
 )
 
@@ -88,7 +89,7 @@ func newRunnerWorld(t testing.TB) *runnerWorld {
 // send enqueues one message as the mail send endpoint does.
 func (w *runnerWorld) send(body string) string {
 	w.t.Helper()
-	ms, err := sealpost.ParseMailSend([]byte(body))
+	ms, err := httpapi.ParseMailSend([]byte(body))
 	if err != nil {
 		w.t.Fatal(err)
 	}

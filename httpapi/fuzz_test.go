@@ -312,7 +312,7 @@ func FuzzMailSend(f *testing.F) {
 		e.serve(t, rec, req)
 		// The domain decides what is acceptable: the parser, then the
 		// rendering of each personalization.
-		ms, rejected := sealpost.ParseMailSend([]byte(body))
+		ms, rejected := ParseMailSend([]byte(body))
 		if rejected == nil {
 			rejected = ms.CheckSchedule(time.Now())
 		}

@@ -14,7 +14,7 @@ import (
 // are durable; any failure before that leaves nothing stored and no id
 // shown.
 func (s *Server) sendMail(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
-	ms, err := sealpost.ParseMailSend(c.body)
+	ms, err := ParseMailSend(c.body)
 	if err != nil {
 		return 0, nil, err
 	}

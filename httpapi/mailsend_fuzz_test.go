@@ -1,13 +1,16 @@
-package sealpost_test
+package httpapi_test
 
 import (
 	"bytes"
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/internal/mimetest"
+	"github.com/sealpost/sealpost/internal/sendtest"
 )
 
 // FuzzParseMailSend checks that no body makes ParseMailSend panic or fail
@@ -44,7 +47,7 @@ func FuzzParseMailSend(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ms, err := sealpost.ParseMailSend(body)
+		ms, err := httpapi.ParseMailSend(body)
 		if err != nil {
 			if code := sealpost.ErrorCode(err); code != sealpost.EINVALID {
 				t.Fatalf("error code %q: %v", code, err)
@@ -73,7 +76,7 @@ func FuzzParseMailSend(f *testing.F) {
 				}
 			}
 		}
-		msgs, err := ms.Messages(1, "fuzzID", renderNow, renderHost)
+		msgs, err := ms.Messages(1, "fuzzID", time.Date(2024, 3, 5, 14, 7, 9, 0, time.FixedZone("", 3600)), "mta.sealpost.test")
 		if err != nil {
 			t.Fatalf("accepted body does not render: %v", err)
 		}
@@ -81,7 +84,7 @@ func FuzzParseMailSend(f *testing.F) {
 			t.Fatalf("%d messages for %d personalizations", len(msgs), len(ms.Personalizations))
 		}
 		for _, m := range msgs {
-			msg := checkWire(t, rendered(t, m))
+			msg := sendtest.CheckWire(t, sendtest.Rendered(t, m))
 			if msg.Header.Get("Bcc") != "" {
 				t.Fatalf("Bcc header rendered")
 			}
@@ -93,7 +96,7 @@ func FuzzParseMailSend(f *testing.F) {
 			}
 			// Every attachment arrives as the file it was: the same
 			// bytes, name, type and Content-ID.
-			leaves, err := mimetest.Leaves(rendered(t, m))
+			leaves, err := mimetest.Leaves(sendtest.Rendered(t, m))
 			if err != nil {
 				t.Fatalf("rendered message does not parse: %v", err)
 			}
@@ -109,7 +112,7 @@ func FuzzParseMailSend(f *testing.F) {
 					t.Fatalf("attachment %+v arrives as %+v (%v)", a, l, err)
 				}
 			}
-			header, _, _ := bytes.Cut(rendered(t, m), []byte("\r\n\r\n"))
+			header, _, _ := bytes.Cut(sendtest.Rendered(t, m), []byte("\r\n\r\n"))
 			if bytes.Contains(header, []byte("\r\n\r\n")) || len(m.Recipients) == 0 {
 				t.Fatalf("malformed message")
 			}

@@ -1,16 +1,19 @@
-package sealpost
+package httpapi_test
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/httpapi"
 )
 
 // renderOne parses body and renders its first message.
 func renderOne(t *testing.T, body string) []byte {
 	t.Helper()
-	ms, err := ParseMailSend([]byte(body))
+	ms, err := httpapi.ParseMailSend([]byte(body))
 	if err != nil {
 		t.Fatalf("ParseMailSend: %v", err)
 	}
@@ -73,12 +76,12 @@ func TestContentTypeMessageRefused(t *testing.T) {
 	for _, ct := range []string{"message/rfc822", "message/partial", "Message/External-Body"} {
 		body := `{"personalizations":[{"to":[{"email":"a@example.com"}]}],"from":{"email":"s@example.com"},` +
 			`"subject":"s","content":[{"type":"` + ct + `","value":"b"}]}`
-		_, err := ParseMailSend([]byte(body))
-		if ErrorCode(err) != EINVALID {
-			t.Errorf("content type %s: err %v, want EINVALID", ct, err)
+		_, err := httpapi.ParseMailSend([]byte(body))
+		if sealpost.ErrorCode(err) != sealpost.EINVALID {
+			t.Errorf("content type %s: err %v, want sealpost.EINVALID", ct, err)
 			continue
 		}
-		if f := ErrorFields(err); len(f) != 1 || f[0].Field != "content.0.type" {
+		if f := sealpost.ErrorFields(err); len(f) != 1 || f[0].Field != "content.0.type" {
 			t.Errorf("content type %s: fields %+v, want one on content.0.type", ct, f)
 		}
 	}

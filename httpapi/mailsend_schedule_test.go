@@ -1,8 +1,11 @@
-package sealpost
+package httpapi_test
 
 import (
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/httpapi"
 )
 
 func TestMailSendSchedule(t *testing.T) {
@@ -31,12 +34,12 @@ func TestMailSendSchedule(t *testing.T) {
 		{"batch id not a string", `{"personalizations":[` + pz + `],"batch_id":1,` + tail + `}`, "batch_id", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ms, err := ParseMailSend([]byte(c.body))
+			ms, err := httpapi.ParseMailSend([]byte(c.body))
 			if err == nil {
 				err = ms.CheckSchedule(now)
 			}
 			if c.problem != "" {
-				fields := ErrorFields(err)
+				fields := sealpost.ErrorFields(err)
 				if len(fields) != 1 || fields[0].Field != c.problem {
 					t.Fatalf("problems %v (err %v), want one on %s", fields, err, c.problem)
 				}
