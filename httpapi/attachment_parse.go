@@ -38,10 +38,7 @@ const (
 )
 
 func (p *mailSendParser) attachments(raw json.RawMessage) []sealpost.Attachment {
-	if absent(raw) {
-		return nil
-	}
-	items, ok := p.array("attachments", raw)
+	items, ok := p.optionalArray("attachments", raw)
 	if !ok {
 		return nil
 	}

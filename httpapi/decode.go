@@ -27,6 +27,15 @@ func isMaxBytes(err error) bool {
 	return errors.As(err, &mb)
 }
 
+// The JSON bodies of SendGrid's API are decoded here, on one set of
+// helpers: jsonKind, decodeString, decodeBool, decodeArray and
+// decodeMembers take single values apart, refusing what encoding/json
+// would quietly accept or change (a wrong type, invalid UTF-8); object
+// checks the members of a settings-style body against them, with
+// problems worded "<field> must be ...". The mail send parser
+// (mailsend_parse.go) uses the same decoders with SendGrid's mail send
+// wording.
+
 // object is a JSON object body being type-checked field by field. Every
 // problem is collected so the client hears about all of them at once.
 type object struct {
@@ -155,17 +164,23 @@ func (o *object) boolean(name string) (v *bool, present bool) {
 	if !ok {
 		return nil, false
 	}
-	raw = bytes.TrimSpace(raw)
-	switch {
-	case bytes.Equal(raw, []byte("true")):
-		b := true
-		return &b, true
-	case bytes.Equal(raw, []byte("false")):
-		b := false
-		return &b, true
+	b, ok := decodeBool(raw)
+	if !ok {
+		o.problem(name, "must be a boolean")
+		return nil, true
 	}
-	o.problem(name, "must be a boolean")
-	return nil, true
+	return &b, true
+}
+
+// decodeBool decodes a JSON boolean.
+func decodeBool(raw json.RawMessage) (v, ok bool) {
+	switch string(bytes.TrimSpace(raw)) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
 }
 
 // strs returns an array-of-strings member; nil and a recorded problem when
@@ -175,9 +190,8 @@ func (o *object) strs(name string) (v []string, present bool) {
 	if !ok {
 		return nil, false
 	}
-	var elems []json.RawMessage
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+	elems, ok := decodeArray(raw)
+	if !ok {
 		o.problem(name, "must be an array of strings")
 		return nil, true
 	}
@@ -210,9 +224,8 @@ func (o *object) obj(name string) (v *object, present bool) {
 // nested parses raw, the value of the member called name, as an object; nil
 // and a recorded problem when it is anything else.
 func (o *object) nested(name string, raw json.RawMessage) *object {
-	raw = bytes.TrimSpace(raw)
 	var fields map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+	if jsonKind(raw) != "object" || json.Unmarshal(raw, &fields) != nil {
 		o.problem(name, "must be an object")
 		return nil
 	}
@@ -225,11 +238,89 @@ func (o *object) array(name string) (v []json.RawMessage, present bool) {
 	if !ok {
 		return nil, false
 	}
-	raw = bytes.TrimSpace(raw)
-	var elems []json.RawMessage
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+	elems, ok := decodeArray(raw)
+	if !ok {
 		o.problem(name, "must be an array")
 		return nil, true
 	}
 	return elems, true
+}
+
+// decodeArray decodes a JSON array into its raw elements.
+func decodeArray(raw json.RawMessage) ([]json.RawMessage, bool) {
+	if jsonKind(raw) != "array" {
+		return nil, false
+	}
+	var elems []json.RawMessage
+	if json.Unmarshal(raw, &elems) != nil {
+		return nil, false
+	}
+	return elems, true
+}
+
+// jsonKind names the JSON type of raw the way SendGrid's type errors do.
+func jsonKind(raw json.RawMessage) string {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// member is one key of a JSON object, in document order.
+type member struct {
+	key string
+	raw json.RawMessage
+}
+
+type members []member
+
+// get returns the value of key (the last one when repeated, as
+// encoding/json does), or nil.
+func (ms members) get(key string) json.RawMessage {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].key == key {
+			return ms[i].raw
+		}
+	}
+	return nil
+}
+
+// decodeMembers splits a JSON object that json.Valid accepted into its
+// members, in document order, and counts the keys that are not valid
+// UTF-8 (which encoding/json would quietly change).
+func decodeMembers(raw json.RawMessage) (out members, badKeys int) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return nil, 0
+	}
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return out, badKeys
+		}
+		key, _ := tok.(string)
+		if !utf8.Valid(raw[start:dec.InputOffset()]) {
+			badKeys++
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return out, badKeys
+		}
+		out = append(out, member{key: key, raw: v})
+	}
+	return out, badKeys
 }

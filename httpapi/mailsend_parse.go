@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -133,73 +132,6 @@ func (p *mailSendParser) badUTF8(field string) {
 	p.add(field, msgInvalidUTF8)
 }
 
-// member is one key of a JSON object, in document order.
-type member struct {
-	key string
-	raw json.RawMessage
-}
-
-type members []member
-
-// get returns the value of key (the last one when repeated, as
-// encoding/json does), or nil.
-func (ms members) get(key string) json.RawMessage {
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].key == key {
-			return ms[i].raw
-		}
-	}
-	return nil
-}
-
-// members splits a JSON object that json.Valid accepted into its members,
-// reporting keys that are not valid UTF-8 under field.
-func (p *mailSendParser) members(field string, raw json.RawMessage) members {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil
-	}
-	var out members
-	for dec.More() {
-		start := dec.InputOffset()
-		tok, err := dec.Token()
-		if err != nil {
-			return out
-		}
-		key, _ := tok.(string)
-		if !utf8.Valid(raw[start:dec.InputOffset()]) {
-			p.badUTF8(field)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return out
-		}
-		out = append(out, member{key: key, raw: v})
-	}
-	return out
-}
-
-// jsonKind names the JSON type of raw the way SendGrid's type errors do.
-func jsonKind(raw json.RawMessage) string {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	}
-	return "number"
-}
-
 func typeMessage(want, got string) string {
 	return fmt.Sprintf("Invalid type. Expected: %s, given: %s.", want, got)
 }
@@ -207,18 +139,28 @@ func typeMessage(want, got string) string {
 // absent reports whether an optional field is missing or null.
 func absent(raw json.RawMessage) bool { return raw == nil || jsonKind(raw) == "null" }
 
+// members splits a JSON object that json.Valid accepted into its members,
+// reporting keys that are not valid UTF-8 under field.
+func (p *mailSendParser) members(field string, raw json.RawMessage) members {
+	ms, badKeys := decodeMembers(raw)
+	for range badKeys {
+		p.badUTF8(field)
+	}
+	return ms
+}
+
 // str decodes a JSON string, reporting a wrong type or invalid UTF-8.
 func (p *mailSendParser) str(field string, raw json.RawMessage) (string, bool) {
 	if k := jsonKind(raw); k != "string" {
 		p.add(field, typeMessage("string", k))
 		return "", false
 	}
-	if !utf8.Valid(raw) {
+	s, res := decodeString(raw)
+	switch res {
+	case badUTF8:
 		p.badUTF8(field)
 		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	case notString:
 		p.add(field, typeMessage("string", "invalid string"))
 		return "", false
 	}
@@ -234,18 +176,34 @@ func (p *mailSendParser) object(field string, raw json.RawMessage) (members, boo
 	return p.members(field, raw), true
 }
 
+// optionalObject decodes an object that may be absent or null (false,
+// and nothing to report), reporting any other type.
+func (p *mailSendParser) optionalObject(field string, raw json.RawMessage) (members, bool) {
+	if absent(raw) {
+		return nil, false
+	}
+	return p.object(field, raw)
+}
+
+// optionalArray is optionalObject for an array.
+func (p *mailSendParser) optionalArray(field string, raw json.RawMessage) ([]json.RawMessage, bool) {
+	if absent(raw) {
+		return nil, false
+	}
+	return p.array(field, raw)
+}
+
 // array decodes a JSON array, reporting a wrong type.
 func (p *mailSendParser) array(field string, raw json.RawMessage) ([]json.RawMessage, bool) {
 	if k := jsonKind(raw); k != "array" {
 		p.add(field, typeMessage("array", k))
 		return nil, false
 	}
-	var out []json.RawMessage
-	if err := json.Unmarshal(raw, &out); err != nil {
+	out, ok := decodeArray(raw)
+	if !ok {
 		p.add(field, typeMessage("array", "invalid array"))
-		return nil, false
 	}
-	return out, true
+	return out, ok
 }
 
 // address decodes an {email, name} object. missing is the message for an
@@ -286,6 +244,20 @@ func (p *mailSendParser) address(field string, raw json.RawMessage, missing, inv
 	return a, ok
 }
 
+// requiredArray decodes an array that must hold something; missing is
+// the message for one that is absent, null or empty.
+func (p *mailSendParser) requiredArray(field string, raw json.RawMessage, missing string) []json.RawMessage {
+	if absent(raw) {
+		p.add(field, missing)
+		return nil
+	}
+	items, ok := p.array(field, raw)
+	if ok && len(items) == 0 {
+		p.add(field, missing)
+	}
+	return items
+}
+
 func (p *mailSendParser) requiredFrom(raw json.RawMessage) sealpost.Address {
 	if absent(raw) {
 		p.add("from.email", msgFromRequired)
@@ -296,16 +268,8 @@ func (p *mailSendParser) requiredFrom(raw json.RawMessage) sealpost.Address {
 }
 
 func (p *mailSendParser) personalizations(raw json.RawMessage) []sealpost.Personalization {
-	if absent(raw) {
-		p.add("personalizations", msgPersonalizationsRequired)
-		return nil
-	}
-	items, ok := p.array("personalizations", raw)
-	if !ok {
-		return nil
-	}
+	items := p.requiredArray("personalizations", raw, msgPersonalizationsRequired)
 	if len(items) == 0 {
-		p.add("personalizations", msgPersonalizationsRequired)
 		return nil
 	}
 	if len(items) > maxPersonalizations {
@@ -434,16 +398,8 @@ func (p *mailSendParser) subject(raw json.RawMessage, pzs []sealpost.Personaliza
 }
 
 func (p *mailSendParser) contents(raw json.RawMessage) []sealpost.Content {
-	if absent(raw) {
-		p.add("content", msgContentRequired)
-		return nil
-	}
-	items, ok := p.array("content", raw)
-	if !ok {
-		return nil
-	}
+	items := p.requiredArray("content", raw, msgContentRequired)
 	if len(items) == 0 {
-		p.add("content", msgContentRequired)
 		return nil
 	}
 	out := make([]sealpost.Content, 0, len(items))
@@ -516,10 +472,7 @@ func (p *mailSendParser) replyTo(one, list json.RawMessage) (*sealpost.Address, 
 			rt = &a
 		}
 	}
-	if absent(list) {
-		return rt, nil
-	}
-	items, ok := p.array("reply_to_list", list)
+	items, ok := p.optionalArray("reply_to_list", list)
 	if !ok {
 		return rt, nil
 	}
@@ -540,10 +493,7 @@ func (p *mailSendParser) replyTo(one, list json.RawMessage) (*sealpost.Address, 
 }
 
 func (p *mailSendParser) headers(field string, raw json.RawMessage) map[string]string {
-	if absent(raw) {
-		return nil
-	}
-	obj, ok := p.object(field, raw)
+	obj, ok := p.optionalObject(field, raw)
 	if !ok {
 		return nil
 	}
@@ -581,10 +531,7 @@ func (p *mailSendParser) headers(field string, raw json.RawMessage) map[string]s
 }
 
 func (p *mailSendParser) customArgs(field string, raw json.RawMessage) map[string]string {
-	if absent(raw) {
-		return nil
-	}
-	obj, ok := p.object(field, raw)
+	obj, ok := p.optionalObject(field, raw)
 	if !ok {
 		return nil
 	}
@@ -610,10 +557,7 @@ func (p *mailSendParser) customArgs(field string, raw json.RawMessage) map[strin
 }
 
 func (p *mailSendParser) categories(raw json.RawMessage) []string {
-	if absent(raw) {
-		return nil
-	}
-	items, ok := p.array("categories", raw)
+	items, ok := p.optionalArray("categories", raw)
 	if !ok {
 		return nil
 	}
@@ -687,18 +631,12 @@ func (p *mailSendParser) batchID(raw json.RawMessage) string {
 }
 
 func (p *mailSendParser) sandboxMode(raw json.RawMessage) bool {
-	if absent(raw) {
-		return false
-	}
-	settings, ok := p.object("mail_settings", raw)
+	settings, ok := p.optionalObject("mail_settings", raw)
 	if !ok {
 		return false
 	}
 	sm := settings.get("sandbox_mode")
-	if absent(sm) {
-		return false
-	}
-	obj, ok := p.object("mail_settings.sandbox_mode", sm)
+	obj, ok := p.optionalObject("mail_settings.sandbox_mode", sm)
 	if !ok {
 		return false
 	}
@@ -706,8 +644,8 @@ func (p *mailSendParser) sandboxMode(raw json.RawMessage) bool {
 	if absent(en) {
 		return false
 	}
-	var b bool
-	if jsonKind(en) != "boolean" || json.Unmarshal(en, &b) != nil {
+	b, ok := decodeBool(en)
+	if !ok {
 		p.add("mail_settings.sandbox_mode.enable", "The sandbox mode enable param should be a boolean value.")
 		return false
 	}
