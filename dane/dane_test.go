@@ -112,8 +112,8 @@ func TestHostPolicyThroughUnbound(t *testing.T) {
 			want: &dane.Policy{Records: []sealpost.TLSARecord{eeSPKI256}, Names: []string{"nomx.secure.test"}}},
 		{name: "unsigned zone", domain: "plain.test", mxHost: "mx.plain.test"},
 		{name: "secure MX, insecure host", domain: "outsourced.secure.test", mxHost: "mx.plain.test"},
-		{name: "bogus TLSA signatures", domain: "secure.test", mxHost: "forged-tlsa.secure.test", wantErr: "SERVFAIL"},
-		{name: "bogus MX signatures", domain: "forged-mx.secure.test", mxHost: "mx.secure.test", wantErr: "SERVFAIL"},
+		{name: "bogus TLSA signatures", domain: "secure.test", mxHost: "forged-tlsa.secure.test", wantErr: "DNSSEC Bogus"},
+		{name: "bogus MX signatures", domain: "forged-mx.secure.test", mxHost: "mx.secure.test", wantErr: "DNSSEC Bogus"},
 		{name: "host not among the secure MX hosts", domain: "secure.test", mxHost: "mx.plain.test", wantErr: "not among the DNSSEC-validated MX hosts"},
 		{name: "no MX records and another host", domain: "nomx.secure.test", mxHost: "mx.secure.test", wantErr: "has no MX records"},
 	}

@@ -17,7 +17,6 @@ import (
 // same port for UDP and TCP. Names outside its zones are REFUSED.
 type Server struct {
 	addr    string
-	servers []*dns.Server
 	queries atomic.Int64
 
 	mu    sync.Mutex
@@ -28,13 +27,20 @@ type Server struct {
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{}
+	s.addr = ServeDNS(t, dns.HandlerFunc(s.serve))
+	return s
+}
+
+// ServeDNS serves handler on 127.0.0.1, UDP and TCP on the same port (so one
+// "host:port" reaches both, as resolvers expect), until the test ends, and
+// returns that address.
+func ServeDNS(t testing.TB, handler dns.Handler) string {
+	t.Helper()
 	pc, ln := listenUDPAndTCP(t)
-	s.addr = ln.Addr().String()
-	handler := dns.HandlerFunc(s.serve)
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
+	servers := []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}}
+	for _, srv := range servers {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
-		s.servers = append(s.servers, srv)
 		go func() {
 			// The error after Shutdown is the expected "server closed".
 			_ = srv.ActivateAndServe()
@@ -48,11 +54,11 @@ func NewServer(t testing.TB) *Server {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		for _, srv := range s.servers {
+		for _, srv := range servers {
 			_ = srv.ShutdownContext(ctx)
 		}
 	})
-	return s
+	return ln.Addr().String()
 }
 
 // listenUDPAndTCP finds a port free for both protocols on 127.0.0.1.
@@ -97,8 +103,8 @@ func (s *Server) AddZone(t testing.TB, origin string, security Security) *Zone {
 	return z
 }
 
-// Zones returns the zones in the order they were added.
-func (s *Server) Zones() []*Zone {
+// zoneList returns the zones in the order they were added.
+func (s *Server) zoneList() []*Zone {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*Zone(nil), s.zones...)

@@ -1,7 +1,6 @@
 package dnssectest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,10 +24,10 @@ const RequireEnv = "SEALPOST_REQUIRE_UNBOUND"
 // a Server: every zone, the root included, is a stub zone on loopback, and
 // it sends queries only from 127.0.0.1, so it never reaches the internet.
 type Unbound struct {
-	addr string
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
+	addr    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
 }
 
 // unboundPath finds the unbound binary; Debian puts it in /usr/sbin, which
@@ -73,10 +71,7 @@ func StartUnbound(t testing.TB, auth *Server) *Unbound {
 }
 
 func startUnbound(t testing.TB, path, dir string, auth *Server) (*Unbound, error) {
-	port, err := freePort(t)
-	if err != nil {
-		return nil, err
-	}
+	port := freePort(t)
 	if err := os.WriteFile(filepath.Join(dir, "root.hints"), []byte("; none: every zone is a stub on loopback\n"), 0o600); err != nil {
 		return nil, err
 	}
@@ -84,10 +79,16 @@ func startUnbound(t testing.TB, path, dir string, auth *Server) (*Unbound, error
 	if err := os.WriteFile(conf, []byte(unboundConfig(dir, port, auth)), 0o600); err != nil {
 		return nil, err
 	}
-	u := &Unbound{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), log: &syncBuffer{}, done: make(chan struct{})}
+	u := &Unbound{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: filepath.Join(dir, "unbound.log"),
+		done: make(chan struct{})}
+	logFile, err := os.Create(u.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the process has its own copy
 	// -d: stay in the foreground, logging to stderr.
 	u.cmd = exec.Command(path, "-d", "-c", conf)
-	u.cmd.Stdout, u.cmd.Stderr = u.log, u.log
+	u.cmd.Stdout, u.cmd.Stderr = logFile, logFile
 	if err := u.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -97,12 +98,12 @@ func startUnbound(t testing.TB, path, dir string, auth *Server) (*Unbound, error
 	}()
 	if err := u.waitReady(auth); err != nil {
 		u.stop()
-		return nil, fmt.Errorf("%w; unbound's log:\n%s", err, u.log.String())
+		return nil, fmt.Errorf("%w; unbound's log:\n%s", err, u.Log())
 	}
 	t.Cleanup(func() {
 		u.stop()
 		if t.Failed() {
-			t.Logf("unbound's log:\n%s", u.log.String())
+			t.Logf("unbound's log:\n%s", u.Log())
 		}
 	})
 	return u, nil
@@ -112,7 +113,7 @@ func startUnbound(t testing.TB, path, dir string, auth *Server) (*Unbound, error
 // machine may take seconds to start it.
 func (u *Unbound) waitReady(auth *Server) error {
 	probe := "."
-	if zones := auth.Zones(); len(zones) > 0 {
+	if zones := auth.zoneList(); len(zones) > 0 {
 		probe = zones[0].origin
 	}
 	client := &dns.Client{Timeout: time.Second}
@@ -147,7 +148,13 @@ func (u *Unbound) stop() {
 func (u *Unbound) Addr() string { return u.addr }
 
 // Log is what unbound has logged so far.
-func (u *Unbound) Log() string { return u.log.String() }
+func (u *Unbound) Log() string {
+	b, err := os.ReadFile(u.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading unbound's log: %v)", err)
+	}
+	return string(b)
+}
 
 // unboundConfig is a configuration that validates with the zones' keys as
 // its only trust anchors and asks nothing but auth.
@@ -192,7 +199,7 @@ func unboundConfig(dir string, port int, auth *Server) string {
 	serve-expired: no
 	cache-min-ttl: 0
 `, port, dir, filepath.Join(dir, "root.hints"))
-	for _, z := range auth.Zones() {
+	for _, z := range auth.zoneList() {
 		// Names under "test." and the like are answered by unbound itself
 		// by default (RFC 6761); the zone's own names are to be resolved.
 		fmt.Fprintf(&b, "\tlocal-zone: %q transparent\n", z.origin)
@@ -202,7 +209,7 @@ func unboundConfig(dir string, port int, auth *Server) string {
 	}
 	// Every name, the root included, is looked up at auth alone.
 	names := []string{"."}
-	for _, z := range auth.Zones() {
+	for _, z := range auth.zoneList() {
 		names = append(names, z.origin)
 	}
 	for _, name := range names {
@@ -212,30 +219,12 @@ func unboundConfig(dir string, port int, auth *Server) string {
 }
 
 // freePort finds a port free for UDP and TCP on 127.0.0.1 and releases it.
-func freePort(t testing.TB) (int, error) {
+func freePort(t testing.TB) int {
 	pc, ln := listenUDPAndTCP(t)
 	port := ln.Addr().(*net.TCPAddr).Port
 	pc.Close()
 	ln.Close()
-	return port, nil
-}
-
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return port
 }
 
 // Exchange sends m to addr over UDP, then TCP when the answer was
