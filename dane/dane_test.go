@@ -23,6 +23,7 @@ import (
 // world is a signed zone, an unsigned one and unbound validating them.
 type world struct {
 	resolver *dane.Resolver
+	ca       *mxtest.CA
 	mxCert   tls.Certificate // the certificate mx.secure.test serves
 }
 
@@ -34,7 +35,7 @@ func newWorld(t *testing.T) *world {
 
 	auth := dnssectest.NewServer(t)
 	z := auth.AddZone(t, "secure.test.", dnssectest.Signed)
-	for _, host := range []string{"mx", "notlsa", "pkixonly", "alias", "fallback", "forged-tlsa", "mismatch"} {
+	for _, host := range []string{"mx", "notlsa", "pkixonly", "alias", "fallback", "forged-tlsa", "mismatch", "ta"} {
 		z.AddMX("secure.test.", 10, host+".secure.test.")
 	}
 	z.AddA("mx.secure.test.", "127.0.0.1")
@@ -68,6 +69,10 @@ func newWorld(t *testing.T) *world {
 	z.AddA("mismatch.secure.test.", "127.0.0.1")
 	z.AddTLSA("mismatch.secure.test.", 3, 1, 1, other.Leaf)
 
+	// ta trusts the test CA as its anchor (DANE-TA).
+	z.AddA("ta.secure.test.", "127.0.0.1")
+	z.AddTLSA("ta.secure.test.", 2, 0, 1, ca.Certificate())
+
 	// A domain without MX records is its own host.
 	z.AddA("nomx.secure.test.", "127.0.0.7")
 	z.AddTLSA("nomx.secure.test.", 3, 1, 1, mxCert.Leaf)
@@ -84,7 +89,7 @@ func newWorld(t *testing.T) *world {
 	plain.AddTLSA("mx.plain.test.", 3, 1, 1, mxCert.Leaf)
 
 	u := dnssectest.StartUnbound(t, auth)
-	return &world{resolver: dane.NewResolver(u.Addr()), mxCert: mxCert}
+	return &world{resolver: dane.NewResolver(u.Addr()), ca: ca, mxCert: mxCert}
 }
 
 func TestHostPolicyThroughUnbound(t *testing.T) {
@@ -138,31 +143,50 @@ func TestHostPolicyThroughUnbound(t *testing.T) {
 	}
 }
 
-// TestHostPolicyVerifiesRealServer checks the records as found through
-// unbound against a TLS server's certificate: the pinned key authenticates
-// it; a certificate the test CA vouches for, but whose key is not pinned,
-// does not.
+// TestHostPolicyVerifiesRealServer checks the records and names found
+// through unbound against what real TLS servers present. A certificate the
+// test CA vouches for, but whose key is not pinned, is refused.
 func TestHostPolicyVerifiesRealServer(t *testing.T) {
 	w := newWorld(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	chain := serverChain(t, w.mxCert)
-
-	p, err := w.resolver.HostPolicy(ctx, "secure.test", "mx.secure.test")
-	if err != nil || p == nil {
-		t.Fatalf("HostPolicy(mx) = %+v, %v", p, err)
+	withCA := func(c tls.Certificate) tls.Certificate {
+		c.Certificate = append(c.Certificate, w.ca.Certificate().Raw)
+		return c
 	}
-	if err := sealpost.VerifyDANE(chain, p.Records, p.Names, time.Now()); err != nil {
-		t.Errorf("VerifyDANE with mx's records: %v", err)
+	issue := func(name string) tls.Certificate { return w.ca.Issue(t, mxtest.Options{DNSNames: []string{name}}) }
+	tests := []struct {
+		name   string
+		mxHost string
+		cert   tls.Certificate
+		ok     bool
+	}{
+		{"DANE-EE, the pinned key", "mx.secure.test", w.mxCert, true},
+		{"DANE-EE, another key", "mismatch.secure.test", w.mxCert, false},
+		{"DANE-TA, the MX host's name", "ta.secure.test", withCA(issue("ta.secure.test")), true},
+		{"DANE-TA, the recipient domain's name", "ta.secure.test", withCA(issue("secure.test")), true},
+		{"DANE-TA, another name", "ta.secure.test", withCA(issue("elsewhere.test")), false},
+		{"DANE-TA, anchor not presented", "ta.secure.test", issue("ta.secure.test"), false},
 	}
-
-	p, err = w.resolver.HostPolicy(ctx, "secure.test", "mismatch.secure.test")
-	if err != nil || p == nil {
-		t.Fatalf("HostPolicy(mismatch) = %+v, %v", p, err)
-	}
-	err = sealpost.VerifyDANE(chain, p.Records, p.Names, time.Now())
-	if !errors.Is(err, sealpost.ErrDANENoMatch) {
-		t.Errorf("VerifyDANE with a record for another key: %v, want ErrDANENoMatch", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			p, err := w.resolver.HostPolicy(ctx, "secure.test", tt.mxHost)
+			if err != nil || p == nil {
+				t.Fatalf("HostPolicy = %+v, %v; want a policy", p, err)
+			}
+			chain := serverChain(t, tt.cert)
+			// Each certificate is valid by the usual rules for some name.
+			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: w.ca.CertPool()}); err != nil {
+				t.Fatalf("the test certificate does not verify: %v", err)
+			}
+			err = sealpost.VerifyDANE(chain, p.Records, p.Names, time.Now())
+			if tt.ok && err != nil {
+				t.Errorf("VerifyDANE: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, sealpost.ErrDANENoMatch) {
+				t.Errorf("VerifyDANE: %v, want ErrDANENoMatch", err)
+			}
+		})
 	}
 }
 

@@ -15,6 +15,19 @@
 // Zones must not nest (no zone is below another one), and every zone is
 // added before StartUnbound, which trusts each signed zone's key. Records
 // may change later, but unbound caches answers for their TTL.
+//
+// With the fake MX servers of delivery/mxtest, a test publishes a server in a
+// signed zone with the certificate it gave the server:
+//
+//	cert := h.CA().Issue(t, mxtest.Options{DNSNames: []string{"mx1.dane.test"}})
+//	mx := h.AddMX("dane.test", 10, mxtest.Behavior{Certificate: &cert})
+//	z := auth.AddZone(t, "dane.test.", dnssectest.Signed)
+//	z.AddMX("dane.test.", 10, mx.Host())
+//	z.AddA(mx.Host(), mx.IP())
+//	z.AddTLSA(mx.Host(), 3, 1, 1, cert.Leaf)
+//
+// and gives unbound's address to both the delivery resolver and DANE, so
+// that the two agree.
 package dnssectest
 
 import (
