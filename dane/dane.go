@@ -44,7 +44,8 @@ type Policy struct {
 	// Names are the reference identifiers a DANE-TA certificate must carry
 	// (RFC 7672 3.2.3), without trailing dots: the TLSA base domain (the MX
 	// host, or the name its secure CNAME chain led to), the MX host as
-	// given, and the recipient domain, whose MX records were found secure.
+	// given, and the recipient domain, whose MX records were found secure
+	// (and the name its CNAME chain led to, if any).
 	Names []string
 }
 
@@ -103,8 +104,8 @@ func (r *Resolver) HostPolicy(ctx context.Context, domain, mxHost string) (*Poli
 	if base != mxHost {
 		candidates = append(candidates, mxHost)
 	}
-	for _, base := range candidates {
-		tlsa, err := r.lookup(ctx, "_25._tcp."+base, dns.TypeTLSA)
+	for _, candidate := range candidates {
+		tlsa, err := r.lookup(ctx, "_25._tcp."+candidate, dns.TypeTLSA)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +122,7 @@ func (r *Resolver) HostPolicy(ctx context.Context, domain, mxHost string) (*Poli
 			}
 			records = append(records, sealpost.TLSARecord{Usage: t.Usage, Selector: t.Selector, MatchingType: t.MatchingType, Data: data})
 		}
-		return &Policy{Records: sealpost.UsableTLSA(records), Names: names(base, mxHost, domain)}, nil
+		return &Policy{Records: sealpost.UsableTLSA(records), Names: names(candidate, mxHost, domain, mx.target)}, nil
 	}
 	return nil, nil
 }

@@ -73,6 +73,9 @@ func newWorld(t *testing.T) *world {
 	z.AddA("ta.secure.test.", "127.0.0.1")
 	z.AddTLSA("ta.secure.test.", 2, 0, 1, ca.Certificate())
 
+	// A domain that is an alias of another has the other's MX hosts.
+	z.AddCNAME("aliased.secure.test.", "secure.test.")
+
 	// A domain without MX records is its own host.
 	z.AddA("nomx.secure.test.", "127.0.0.7")
 	z.AddTLSA("nomx.secure.test.", 3, 1, 1, mxCert.Leaf)
@@ -104,6 +107,8 @@ func TestHostPolicyThroughUnbound(t *testing.T) {
 			want: &dane.Policy{Records: []sealpost.TLSARecord{eeSPKI256}, Names: []string{"mx.secure.test", "secure.test"}}},
 		{name: "names are case-insensitive, dots optional", domain: "Secure.Test.", mxHost: "MX.secure.test.",
 			want: &dane.Policy{Records: []sealpost.TLSARecord{eeSPKI256}, Names: []string{"mx.secure.test", "secure.test"}}},
+		{name: "domain is an alias", domain: "aliased.secure.test", mxHost: "mx.secure.test",
+			want: &dane.Policy{Records: []sealpost.TLSARecord{eeSPKI256}, Names: []string{"mx.secure.test", "aliased.secure.test", "secure.test"}}},
 		{name: "no TLSA records", domain: "secure.test", mxHost: "notlsa.secure.test"},
 		{name: "only unusable TLSA records", domain: "secure.test", mxHost: "pkixonly.secure.test",
 			want: &dane.Policy{Names: []string{"pkixonly.secure.test", "secure.test"}}},
