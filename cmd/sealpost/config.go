@@ -73,6 +73,9 @@ type Config struct {
 	RetryInitial           time.Duration
 	RetryMax               time.Duration
 	MaxDeliveryAge         time.Duration
+	// DNSSECResolver is the "host:port" of the DNSSEC-validating resolver
+	// whose answers decide DANE (RFC 7672); empty turns DANE off.
+	DNSSECResolver string
 	// TLSRegistryRetention is how long the registry of recipient domains
 	// keeps what deliveries and probes learnt.
 	TLSRegistryRetention time.Duration
@@ -274,6 +277,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Int(&c.TLSProbeRateLimit, "tls-probe-rate-limit", "POST /v3/tls/probe calls allowed per acting account per --rate-limit-window")
 	c.registerOutbound(fs)
 	fs.String(&c.NodeID, "node-id", "this node's name in queue leases; must differ between nodes (empty: host name, process id and a random suffix)")
+	fs.String(&c.DNSSECResolver, "dnssec-resolver", "host:port of a DNSSEC-validating resolver you run or trust, whose AD bit alone decides DANE (RFC 7672) for MX hosts; empty: DANE is off")
 	fs.Int(&c.DeliveryWorkers, "delivery-workers", "deliveries attempted at once by this node (0 turns delivery off on this node)")
 	fs.Int(&c.SMTPMaxPerDomain, "smtp-max-per-domain", "deliveries to one recipient domain attempted at once by this node, so that one domain cannot take every worker (0: no limit)")
 	fs.Int(&c.SMTPSessionMaxMessages, "smtp-session-max-messages", "messages one SMTP session may carry before it is closed; a session is reused only for the same MX host and address under the same Enforced TLS policy (1: no reuse)")
@@ -358,6 +362,11 @@ func (c Config) validate() error {
 		problems = append(problems, "--node-id must be at most 200 characters without spaces")
 	}
 	problems = append(problems, c.validateOutbound()...)
+	if c.DNSSECResolver != "" {
+		if err := checkHostPort(c.DNSSECResolver, false); err != nil {
+			problems = append(problems, "--dnssec-resolver: "+err.Error())
+		}
+	}
 	if c.TLSProbeRateLimit < 1 {
 		problems = append(problems, "--tls-probe-rate-limit must be at least 1")
 	}

@@ -74,6 +74,9 @@ func (m *Main) Open(ctx context.Context) error {
 		if runner, sessions, err = m.newRunner(node, dests, registry); err != nil {
 			return err
 		}
+		// DANE for SMTP (RFC 7672): nil, off, without --dnssec-resolver.
+		daneSource := m.Config.daneSource()
+		_ = daneSource // MERGE: becomes "sessions.DANE = daneSource" once delivery.Client has its DANE field
 	}
 	probeClient, err := m.Config.smtpClient(dests, m.Logger.With("component", "probe"))
 	if err != nil {
@@ -176,7 +179,7 @@ func (m *Main) Open(ctx context.Context) error {
 	go func() { m.done <- m.server.Serve(ln) }()
 	m.Logger.Info("sealpost serving", "addr", ln.Addr().String(), "store", kind, "node", node,
 		"delivery_workers", m.Config.DeliveryWorkers, "webhook_workers", m.Config.WebhookWorkers,
-		"allow_destinations", m.Config.AllowDestinations)
+		"allow_destinations", m.Config.AllowDestinations, "dnssec_resolver", m.Config.DNSSECResolver)
 	return nil
 }
 

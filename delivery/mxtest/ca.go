@@ -65,6 +65,10 @@ func (ca *CA) CertPool() *x509.CertPool {
 	return pool
 }
 
+// Certificate returns the root certificate, for tests that pin it (a DANE-TA
+// TLSA record) or present it in a chain.
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
 // PEM returns the root certificate PEM-encoded.
 func (ca *CA) PEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der})

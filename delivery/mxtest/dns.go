@@ -1,16 +1,14 @@
 package mxtest
 
 import (
-	"context"
-	"errors"
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sealpost/sealpost/internal/dnssectest"
 )
 
 // MX is one MX record: the exchange host name and its preference.
@@ -26,8 +24,7 @@ type MX struct {
 // name without records of the asked type is NOERROR with no answers
 // (NODATA). Records may change while it serves.
 type DNS struct {
-	addr    string
-	servers []*dns.Server
+	addr string
 
 	mu    sync.Mutex
 	names map[string]*dnsName
@@ -47,54 +44,8 @@ type dnsName struct {
 func NewDNS(t testing.TB) *DNS {
 	t.Helper()
 	d := &DNS{names: make(map[string]*dnsName)}
-	pc, ln := listenUDPAndTCP(t)
-	d.addr = ln.Addr().String()
-	handler := dns.HandlerFunc(d.serve)
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		d.servers = append(d.servers, srv)
-		go func() {
-			// The error after Shutdown is the expected "server closed".
-			_ = srv.ActivateAndServe()
-		}()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("mxtest: DNS server did not start")
-		}
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, srv := range d.servers {
-			_ = srv.ShutdownContext(ctx)
-		}
-	})
+	d.addr = dnssectest.ServeDNS(t, dns.HandlerFunc(d.serve))
 	return d
-}
-
-// listenUDPAndTCP finds a port free for both protocols on 127.0.0.1.
-func listenUDPAndTCP(t testing.TB) (net.PacketConn, net.Listener) {
-	t.Helper()
-	var lastErr error
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("mxtest: DNS TCP listen: %v", err)
-		}
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err == nil {
-			return pc, ln
-		}
-		ln.Close()
-		lastErr = err
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
-	}
-	t.Fatalf("mxtest: no port free for both UDP and TCP: %v", lastErr)
-	return nil, nil
 }
 
 // Addr is the server's "127.0.0.1:port", for delivery.NewResolver and
