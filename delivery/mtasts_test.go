@@ -44,7 +44,9 @@ func TestFetchMTASTSPolicy(t *testing.T) {
 			c := h.CA().Issue(t, mxtest.Options{DNSNames: []string{"mta-sts.elsewhere.test"}})
 			servePolicy(t, h, d, &c, good(d))
 		}, wantError: "certificate"},
-		{domain: "invalid.test", serve: func(d string) { servePolicy(t, h, d, nil, textPolicy("version: STSv1\nmode: enforce\nmax_age: 99999999999\n")) },
+		{domain: "invalid.test", serve: func(d string) {
+			servePolicy(t, h, d, nil, textPolicy("version: STSv1\nmode: enforce\nmax_age: 99999999999\n"))
+		},
 			wantError: "max_age"},
 		{domain: "missing.test", wantError: "no such host"},
 	}
