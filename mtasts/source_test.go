@@ -3,6 +3,7 @@ package mtasts_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -150,6 +151,10 @@ func (w *world) publish(domain, id string, p sealpost.MTASTSPolicy) {
 
 func (w *world) source() *mtasts.Source {
 	return &mtasts.Source{Resolver: w, Fetcher: w, Cache: w, Now: w.Now}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func enforce(maxAge int64, mx ...string) sealpost.MTASTSPolicy {
