@@ -105,11 +105,13 @@ func (s *Source) Policy(ctx context.Context, domain string) (*sealpost.MTASTSPol
 	}
 	id, found, err := s.lookupID(ctx, domain)
 	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err() // the caller gave up: nothing was learnt
 	case err != nil:
 		// No live policy can be discovered; a cached one still applies
 		// (RFC 8461 3.3), and without one mail goes as though the domain
 		// had none.
-		s.logger().Info("MTA-STS record lookup failed", slog.String("domain", domain), slog.Bool("cached", cached != nil), slog.Any("err", err))
+		s.logger().Debug("MTA-STS record lookup failed", slog.String("domain", domain), slog.Bool("cached", cached != nil), slog.Any("err", err))
 		return applicable(cached), nil
 	case !found:
 		// Without a usable record there is nothing to fetch, but its
@@ -120,11 +122,14 @@ func (s *Source) Policy(ctx context.Context, domain string) (*sealpost.MTASTSPol
 		return applicable(cached), nil
 	}
 	// Nothing cached, a new id, or a refresh due before the policy expires.
-	consequence := "no policy is cached: mail goes as though the domain published none (RFC 8461 3.3)"
+	failure := fetchFailure{consequence: "no policy is cached: mail goes as though the domain published none (RFC 8461 3.3)", warn: true}
 	if cached != nil {
-		consequence = "the cached policy applies until it expires at " + cached.ExpiresAt.UTC().Format(time.RFC3339)
+		// RFC 8461 3.3: administrators should learn that a refresh fails,
+		// unless the policy cached is mode none.
+		failure = fetchFailure{consequence: "the cached policy applies until it expires at " + cached.ExpiresAt.UTC().Format(time.RFC3339),
+			warn: cached.Policy.Mode != "none"}
 	}
-	f, err := s.fetch(ctx, domain, id, consequence)
+	f, err := s.fetch(ctx, domain, id, failure)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +165,7 @@ func (s *Source) Refresh(ctx context.Context, domain string) (*sealpost.MTASTSPo
 		}
 		return applicable(cached), nil
 	}
-	f, err := s.fetch(ctx, domain, id, "mail that fails under the policy is deferred")
+	f, err := s.fetch(ctx, domain, id, fetchFailure{consequence: "mail that fails under the policy is deferred", warn: true})
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +215,7 @@ func (s *Source) lookupID(ctx context.Context, domain string) (id string, found 
 // less than RetryAfter ago), or a new one, stored in the cache on success.
 // The fetch runs apart from ctx, so that a caller who gives up does not
 // fail the others waiting for it; the error is then ctx's, or the cache's.
-// consequence says, for the log, what a failure means to the caller.
-func (s *Source) fetch(ctx context.Context, domain, id, consequence string) (*fetch, error) {
+func (s *Source) fetch(ctx context.Context, domain, id string, failure fetchFailure) (*fetch, error) {
 	for {
 		s.mu.Lock()
 		if s.domains == nil {
@@ -245,7 +249,7 @@ func (s *Source) fetch(ctx context.Context, domain, id, consequence string) (*fe
 		f := &fetch{id: id, done: make(chan struct{})}
 		d.running = f
 		s.mu.Unlock()
-		go s.run(context.WithoutCancel(ctx), domain, d, f, consequence)
+		go s.run(context.WithoutCancel(ctx), domain, d, f, failure)
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -258,16 +262,26 @@ func (s *Source) fetch(ctx context.Context, domain, id, consequence string) (*fe
 	}
 }
 
+// fetchFailure is what a failed fetch means to the caller who started it,
+// for the log.
+type fetchFailure struct {
+	consequence string
+	warn        bool
+}
+
 // run makes fetch f and records it as d's last one.
-func (s *Source) run(ctx context.Context, domain string, d *domainFetches, f *fetch, consequence string) {
+func (s *Source) run(ctx context.Context, domain string, d *domainFetches, f *fetch, failure fetchFailure) {
 	ctx, cancel := context.WithTimeout(ctx, s.fetchTimeout())
 	defer cancel()
 	log := s.logger().With(slog.String("domain", domain), slog.String("policy_id", f.id))
 	f.policy, f.fetchErr = s.Fetcher.FetchMTASTSPolicy(ctx, domain)
 	f.at = s.now()
 	if f.fetchErr != nil {
-		// RFC 8461 3.3: administrators should learn that a refresh fails.
-		log.Warn("MTA-STS policy fetch failed", slog.String("consequence", consequence),
+		level := slog.LevelInfo
+		if failure.warn {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "MTA-STS policy fetch failed", slog.String("consequence", failure.consequence),
 			slog.Duration("retry_after", s.retryAfter()), slog.Any("err", f.fetchErr))
 	} else {
 		err := s.Cache.PutMTASTSPolicy(ctx, sealpost.CachedMTASTSPolicy{Domain: domain, ID: f.id, Policy: f.policy,
