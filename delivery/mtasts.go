@@ -148,11 +148,17 @@ func (r *dnsResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
+	return txtRecords(in), nil
+}
+
+// txtRecords are the TXT records of an answer (the CNAMEs leading to them
+// left out), each one's strings joined as RFC 8461 3.1 and RFC 8460 3 say.
+func txtRecords(in *dns.Msg) []string {
 	var out []string
 	for _, rr := range in.Answer {
 		if t, ok := rr.(*dns.TXT); ok {
 			out = append(out, strings.Join(t.Txt, ""))
 		}
 	}
-	return out, nil
+	return out
 }
