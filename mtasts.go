@@ -1,11 +1,13 @@
 package sealpost
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The published TLS policies of a recipient domain: MTA-STS (RFC 8461) and
@@ -353,4 +355,30 @@ func checkReportURI(uri string) error {
 		return fmt.Errorf("rua %q is neither a mailto: nor an https: URI", truncate(uri, 60))
 	}
 	return nil
+}
+
+// CachedMTASTSPolicy is a domain's MTA-STS policy as last fetched, kept in
+// the database so that every node applies, and refreshes, the same one.
+type CachedMTASTSPolicy struct {
+	Domain    string // lower-case, no trailing dot
+	ID        string // the TXT record's id the policy was fetched under
+	Policy    MTASTSPolicy
+	FetchedAt time.Time
+	// ExpiresAt is FetchedAt plus the policy's max_age: after it, the
+	// policy no longer applies (RFC 8461 3.2).
+	ExpiresAt time.Time
+}
+
+// Expired reports whether p no longer applies at now.
+func (p *CachedMTASTSPolicy) Expired(now time.Time) bool { return !now.Before(p.ExpiresAt) }
+
+// MTASTSPolicyCache keeps recipient domains' MTA-STS policies.
+type MTASTSPolicyCache interface {
+	// CachedMTASTSPolicy returns the policy cached for domain, expired or
+	// not, or an ENOTFOUND error when there is none.
+	CachedMTASTSPolicy(ctx context.Context, domain string) (*CachedMTASTSPolicy, error)
+	// PutMTASTSPolicy stores p as domain's policy, unless the cache already
+	// holds one fetched later (by another node): a slow fetch never
+	// replaces a newer one.
+	PutMTASTSPolicy(ctx context.Context, p CachedMTASTSPolicy) error
 }

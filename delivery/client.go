@@ -45,6 +45,9 @@ type Client struct {
 	Logger       *slog.Logger     // nil: discard
 	Now          func() time.Time // for certificate validity; nil: time.Now
 	Reuse        ReuseLimits      // zero: no session is reused
+	// MTASTSPort is the HTTPS port of mta-sts.<domain> for MTA-STS policy
+	// fetches; 0 is 443, the only port RFC 8461 knows. Tests change it.
+	MTASTSPort int
 
 	poolOnce sync.Once
 	pool     *sessionPool
@@ -382,8 +385,8 @@ func (c *Client) dial(ctx context.Context, addr net.IPAddr) (net.Conn, error) {
 	return c.dialPort(ctx, addr, c.port())
 }
 
-// dialPort is the one place the client connects anywhere: SMTP, and the
-// probe's MTA-STS policy fetch. Callers filter addresses already; the
+// dialPort is the one place the client connects anywhere: SMTP, and
+// MTA-STS policy fetches. Callers filter addresses already; the
 // hook keeps the destination rule here, whoever calls.
 func (c *Client) dialPort(ctx context.Context, addr net.IPAddr, port int) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.timeout(), LocalAddr: c.LocalAddr, Control: c.Destinations.Control}

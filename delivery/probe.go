@@ -468,13 +468,7 @@ func (p *Prober) txt(ctx context.Context, name string) ([]string, error) {
 		}
 		return nil, err
 	}
-	var out []string
-	for _, rr := range in.Answer {
-		if t, ok := rr.(*dns.TXT); ok {
-			out = append(out, strings.Join(t.Txt, ""))
-		}
-	}
-	return out, nil
+	return txtRecords(in), nil
 }
 
 // query asks the probe's DNS server one question, as delivery's own

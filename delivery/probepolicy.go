@@ -2,15 +2,7 @@ package delivery
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
-	"mime"
-	"net"
-	"net/http"
-	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/sealpost/sealpost"
@@ -61,99 +53,15 @@ func (p *Prober) mtasts(ctx context.Context, domain string) sealpost.MTASTSFindi
 		return f
 	}
 	f.ID = rec.ID
-	policy, err := p.fetchMTASTSPolicy(ctx, domain)
+	port := p.MTASTSPort
+	if port == 0 {
+		port = p.Client.MTASTSPort
+	}
+	policy, err := p.Client.fetchMTASTSPolicy(ctx, domain, port, p.step())
 	if err != nil {
 		f.Error = err.Error()
 		return f
 	}
 	f.Policy = &policy
 	return f
-}
-
-// fetchMTASTSPolicy gets https://mta-sts.<domain>/.well-known/mta-sts.txt
-// as RFC 8461 3.3 says a sender must: HTTPS with a certificate valid for
-// the name (against the same roots as MX certificates), no redirects, a
-// 200 answer of type text/plain, at most 64 KiB, within the step timeout.
-// The connection goes where Client's resolver sends it, through Client's
-// dialler.
-func (p *Prober) fetchMTASTSPolicy(ctx context.Context, domain string) (sealpost.MTASTSPolicy, error) {
-	host := "mta-sts." + domain
-	port := p.MTASTSPort
-	if port == 0 {
-		port = 443
-	}
-	transport := &http.Transport{
-		Proxy:                  nil, // the policy host is asked directly, as the MX hosts are
-		DialContext:            p.dialName,
-		TLSClientConfig:        &tls.Config{RootCAs: p.Client.RootCAs, MinVersion: tls.VersionTLS12, Time: p.Client.now},
-		TLSHandshakeTimeout:    p.step(),
-		ResponseHeaderTimeout:  p.step(),
-		DisableKeepAlives:      true,
-		MaxResponseHeaderBytes: 16 << 10,
-	}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{
-		Transport: transport,
-		Timeout:   p.step(),
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
-	url := "https://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/.well-known/mta-sts.txt"
-	if port == 443 {
-		url = "https://" + host + "/.well-known/mta-sts.txt"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return sealpost.MTASTSPolicy{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return sealpost.MTASTSPolicy{}, fmt.Errorf("fetching the MTA-STS policy: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return sealpost.MTASTSPolicy{}, fmt.Errorf("fetching the MTA-STS policy: %s answered %s (redirects are not followed)", url, resp.Status)
-	}
-	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
-		return sealpost.MTASTSPolicy{}, fmt.Errorf("MTA-STS policy is %q, not text/plain", resp.Header.Get("Content-Type"))
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, sealpost.MTASTSMaxPolicyBytes+1))
-	if err != nil {
-		return sealpost.MTASTSPolicy{}, fmt.Errorf("reading the MTA-STS policy: %w", err)
-	}
-	return sealpost.ParseMTASTSPolicy(body)
-}
-
-// dialName resolves addr's host with Client's resolver and connects to the
-// first address that answers, through Client's dialler.
-func (p *Prober) dialName(ctx context.Context, _, addr string) (net.Conn, error) {
-	host, portText, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return nil, err
-	}
-	ips, err := p.Client.Resolver.LookupIPAddr(ctx, host)
-	if err != nil {
-		return nil, err
-	}
-	ips = slices.DeleteFunc(ips, func(a net.IPAddr) bool { return !p.Client.Destinations.AllowsIP(a.IP) })
-	if len(ips) == 0 {
-		return nil, fmt.Errorf("%s: %w", host, sealpost.ErrDestinationRefused)
-	}
-	var errs []error
-	for _, ip := range ips {
-		conn, err := p.Client.dialPort(ctx, ip, port)
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		return nil, &net.DNSError{Err: "no address records", Name: host, IsNotFound: true}
-	}
-	return nil, errors.Join(errs...)
 }

@@ -84,6 +84,9 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRegistryLatest", testTLSRegistryLatest},
 		{"TLSRegistryPrune", testTLSRegistryPrune},
 
+		{"MTASTSPolicyRoundTrip", testMTASTSPolicyRoundTrip},
+		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},
+
 		{"OutboxEmpty", testOutboxEmpty},
 		{"OutboxOrder", testOutboxOrder},
 		{"OutboxLease", testOutboxLease},

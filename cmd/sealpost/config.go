@@ -79,6 +79,8 @@ type Config struct {
 	// TLSRegistryRetention is how long the registry of recipient domains
 	// keeps what deliveries and probes learnt.
 	TLSRegistryRetention time.Duration
+	// MTASTS honours recipient domains' MTA-STS policies (RFC 8461).
+	MTASTS bool
 
 	// Event Webhook.
 	WebhookWorkers  int
@@ -126,6 +128,7 @@ func DefaultConfig() Config {
 		MaxDeliveryAge:         72 * time.Hour,
 
 		TLSRegistryRetention: 30 * 24 * time.Hour,
+		MTASTS:               true,
 
 		WebhookWorkers:  4,
 		WebhookMaxPosts: 64,
@@ -286,6 +289,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
+	fs.Bool(&c.MTASTS, "mta-sts", "honour recipient domains' MTA-STS policies (RFC 8461), fetched over HTTPS and cached in the database for every node; --mta-sts=false ignores them")
 	fs.Duration(&c.TLSRegistryRetention, "tls-registry-retention", "how long the TLS facts and recipient counts of recipient domains are kept; the Enforced TLS preview looks back at most this far")
 
 	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook workers on this node: they claim batches and start their posts, never waiting on a receiver (0 turns posting off on this node)")
@@ -299,9 +303,9 @@ func (c *Config) register(fs *envFlagSet) {
 // servers: serve's delivery and "sealpost tls probe" share them.
 func (c *Config) registerOutbound(fs *envFlagSet) {
 	fs.String(&c.AllowDestinations, "allow-destinations", "CIDR[,CIDR...] that MX hosts and Event Webhook URLs may also be reached at; by default only public addresses are, never loopback, private or link-local ones (e.g. 127.0.0.0/8 for a local test setup)")
-	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX and address records instead of the system resolver")
+	fs.String(&c.DNSServer, "dns-server", "host:port of a DNS server to ask for MX, address and MTA-STS records instead of the system resolver")
 	fs.Int(&c.SMTPPort, "smtp-port", "TCP port of recipients' mail servers")
-	fs.String(&c.TLSCAFile, "tls-ca-file", "PEM file of extra trusted root certificates for validating MX certificates")
+	fs.String(&c.TLSCAFile, "tls-ca-file", "PEM file of extra trusted root certificates for validating MX certificates and MTA-STS policy hosts")
 	fs.String(&c.HeloHostname, "helo-hostname", "host name sent in EHLO and used in Message-ID headers")
 	fs.Duration(&c.SMTPTimeout, "smtp-timeout", "timeout for connecting and for each SMTP command")
 }

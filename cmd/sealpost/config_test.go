@@ -53,6 +53,7 @@ var badFlagValues = map[string]string{
 	"tls-registry-retention":    "0s",
 	"webhook-max-posts":         "0",
 	"tls-probe-rate-limit":      "0",
+	"mta-sts":                   "maybe",
 }
 
 // TestEveryFlagIsValidated: a bad value of any flag, given as a flag or as
@@ -87,6 +88,8 @@ func TestEveryFlagIsValidated(t *testing.T) {
 						args = append(args, "--database", "sqlite:"+dbPath)
 					}
 				}
+			} else if isBoolFlag(fs, name) {
+				args = append(args, "--"+name+"="+bad) // a bool flag takes no separate value
 			} else {
 				args = append(args, "--"+name, bad)
 			}
@@ -118,6 +121,11 @@ func TestEveryFlagIsValidated(t *testing.T) {
 			}
 		}
 	}
+}
+
+func isBoolFlag(fs *envFlagSet, name string) bool {
+	b, ok := fs.Lookup(name).Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 func TestBadFlagMessages(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/mtasts"
 	"github.com/sealpost/sealpost/webhook"
 )
 
@@ -83,6 +84,17 @@ func (c Config) smtpClient(dests sealpost.Destinations, logger *slog.Logger) (*d
 // prober probes recipient domains as client delivers to them.
 func (c Config) prober(client *delivery.Client) *delivery.Prober {
 	return &delivery.Prober{Client: client, DNSServer: c.DNSServer}
+}
+
+// mtastsSource gives delivery recipient domains' MTA-STS policies, found
+// with client (its resolver, roots and destination rules) and cached in
+// store for every node; nil when --mta-sts=false. An interface, so that off
+// is a nil source, not a nil *mtasts.Source inside one.
+func (m *Main) mtastsSource(client *delivery.Client, store sealpost.Store) delivery.MTASTSSource {
+	if !m.Config.MTASTS {
+		return nil
+	}
+	return &mtasts.Source{Resolver: client, Fetcher: client, Cache: store, Logger: m.Logger.With("component", "mta-sts")}
 }
 
 // newRunner makes the delivery runner and the client it delivers with,

@@ -127,6 +127,8 @@ func (m *Main) Open(ctx context.Context) error {
 
 	if runner != nil {
 		runner.Queue = store
+		mtastsSource := m.mtastsSource(sessions, store)
+		_ = mtastsSource // MERGE: sessions.MTASTS = mtastsSource (the field delivery.Client gains with MTA-STS enforcement)
 		m.workers.Go(func() {
 			_ = runner.Run(background)
 			// Idle SMTP sessions end with QUIT, not a dropped connection.

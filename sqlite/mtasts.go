@@ -1,0 +1,41 @@
+package sqlite
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost"
+)
+
+func (db *DB) CachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.CachedMTASTSPolicy, error) {
+	p := sealpost.CachedMTASTSPolicy{Domain: domain}
+	var mx string
+	var fetched, expires int64
+	err := db.read.QueryRowContext(ctx, `SELECT policy_id, mode, mx, max_age, fetched_at, expires_at
+		FROM mta_sts_policies WHERE domain = ?`, domain).
+		Scan(&p.ID, &p.Policy.Mode, &mx, &p.Policy.MaxAge, &fetched, &expires)
+	if err != nil {
+		return nil, mapError("reading the cached MTA-STS policy", err, "no MTA-STS policy cached for "+domain, "")
+	}
+	if mx != "" {
+		p.Policy.MX = strings.Split(mx, "\n")
+	}
+	p.FetchedAt, p.ExpiresAt = time.Unix(0, fetched), time.Unix(0, expires)
+	return &p, nil
+}
+
+func (db *DB) PutMTASTSPolicy(ctx context.Context, p sealpost.CachedMTASTSPolicy) error {
+	_, err := db.write.ExecContext(ctx, `INSERT INTO mta_sts_policies AS c
+			(domain, policy_id, mode, mx, max_age, fetched_at, expires_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+		ON CONFLICT (domain) DO UPDATE SET
+			policy_id = excluded.policy_id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age,
+			fetched_at = excluded.fetched_at, expires_at = excluded.expires_at
+		WHERE excluded.fetched_at >= c.fetched_at`,
+		p.Domain, p.ID, p.Policy.Mode, strings.Join(p.Policy.MX, "\n"), p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano())
+	if err != nil {
+		return internal("caching the MTA-STS policy", err)
+	}
+	return nil
+}
