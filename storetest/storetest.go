@@ -57,6 +57,11 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"EnforcedTLSConcurrentPatches", testEnforcedTLSConcurrentPatches},
 		{"EnforcedTLSConcurrentPartialPatches", testEnforcedTLSConcurrentPartialPatches},
 
+		{"DomainTLSPolicies", testDomainTLSPolicies},
+		{"DomainTLSPolicyRefused", testDomainTLSPolicyRefused},
+		{"DomainTLSPoliciesIsolated", testDomainTLSPoliciesIsolated},
+		{"DomainTLSPolicyCap", testDomainTLSPolicyCap},
+
 		{"EventWebhookDefault", testEventWebhookDefault},
 		{"EventWebhookPatch", testEventWebhookPatch},
 		{"EventWebhookIsolated", testEventWebhookIsolated},
