@@ -52,7 +52,7 @@ func TestNormalizeDomain(t *testing.T) {
 		{"\xffexample.com", ""},
 		{"exa\u200bmple.com", "example.com"}, // UTS #46 maps zero-width space and soft hyphen to nothing
 		{"exa\u00admple.com", "example.com"},
-		{"ß.example", "xn--zca.example"}, // IDNA2008, not transitional: ß is kept
+		{"ß.example", "xn--zca.example"},     // IDNA2008, not transitional: ß is kept
 		{"example.com\u3002", "example.com"}, // ideographic full stop as the trailing dot
 		{"EXAMPLE\u3002com", "example.com"},
 	}
