@@ -98,23 +98,40 @@ func hostLabel(l string) bool {
 	return true
 }
 
-// Strongest returns the requirement that meets both a and b, field by field:
-// TLS required if either requires it, a valid certificate if either does,
-// and the higher version. It is how a source that "can only raise" the
-// requirement combines with the others.
+// Strongest returns the requirement that meets both a and b: TLS required
+// if either requires it, a valid certificate if either does, and the higher
+// of the versions of those that make TLS mandatory (a version binds nothing
+// while TLS is optional, so it cannot raise another's). It is how a source
+// that can only raise the requirement combines with the others.
 func Strongest(a, b EnforcedTLS) EnforcedTLS {
-	return EnforcedTLS{
+	out := EnforcedTLS{
 		RequireTLS:       a.RequireTLS || b.RequireTLS,
 		RequireValidCert: a.RequireValidCert || b.RequireValidCert,
 		Version:          max(a.Version, b.Version),
 	}
+	switch {
+	case a.Mandatory() && !b.Mandatory():
+		out.Version = a.Version
+	case b.Mandatory() && !a.Mandatory():
+		out.Version = b.Version
+	}
+	return out
 }
 
-// Raises reports whether s demands more than base in at least one respect,
-// that is whether combining it with base changes anything. A policy that
-// does not raise base has no effect on mail under base.
+// Raises reports whether s demands more of a recipient's server than base
+// does, so that combining the two changes what delivery accepts. A policy
+// that does not raise base has no effect on mail under base.
 func (s EnforcedTLS) Raises(base EnforcedTLS) bool {
-	return Strongest(base, s) != base
+	return Strongest(base, s).demands() != base.demands()
+}
+
+// demands is what delivery enforces of s: require_valid_cert alone makes
+// TLS mandatory, and the version counts only when TLS is.
+func (s EnforcedTLS) demands() EnforcedTLS {
+	if !s.Mandatory() {
+		return EnforcedTLS{}
+	}
+	return EnforcedTLS{RequireTLS: true, RequireValidCert: s.RequireValidCert, Version: s.Version}
 }
 
 // Check refuses a policy a store must not keep: a domain not in its normal

@@ -99,9 +99,15 @@ func TestStrongestAndRaises(t *testing.T) {
 		{"equal", p(true, false, TLS12), p(true, false, TLS12), p(true, false, TLS12), false, false},
 		{"domain stronger in every field", p(false, false, TLS11), p(true, true, TLS13), p(true, true, TLS13), true, false},
 		{"domain weaker", p(true, true, TLS13), p(false, false, TLS11), p(true, true, TLS13), false, true},
-		{"domain raises only the version", p(true, true, TLS12), p(false, false, TLS13), p(true, true, TLS13), true, true},
+		{"domain raises only the version", p(true, true, TLS12), p(true, false, TLS13), p(true, true, TLS13), true, true},
 		{"domain raises only the certificate", p(true, false, TLS13), p(false, true, TLS11), p(true, true, TLS13), true, true},
 		{"domain raises only require_tls", p(false, false, TLS11), p(true, false, TLS11), p(true, false, TLS11), true, false},
+		// require_valid_cert makes TLS mandatory by itself: require_tls
+		// beside it adds nothing.
+		{"domain adds require_tls to a valid certificate", p(false, true, TLS12), p(true, false, TLS12), p(true, true, TLS12), false, true},
+		// A version binds nothing while TLS is optional.
+		{"opportunistic domain with a higher version", p(true, false, TLS11), p(false, false, TLS13), p(true, false, TLS11), false, true},
+		{"both opportunistic, versions differ", p(false, false, TLS11), p(false, false, TLS13), p(false, false, TLS13), false, false},
 	}
 	for _, tc := range tests {
 		if got := Strongest(tc.account, tc.dom); got != tc.strongest {
