@@ -1321,7 +1321,7 @@ func (r *propRun) getBatch(_ *propKey, acting *propAccount) (request, func(respo
 		if slices.Contains(acting.batches, id) {
 			r.expect(res, http.StatusOK, `{"batch_id":"`+id+`"}`)
 		} else {
-			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+			r.expect(res, http.StatusBadRequest, wantInvalidBatchPath)
 		}
 	}
 }
@@ -1347,7 +1347,9 @@ func (r *propRun) createScheduledSend(_ *propKey, acting *propAccount) (request,
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case set:
-			r.expect400(res, "batch_id")
+			r.expect(res, http.StatusBadRequest, wantScheduledSendExists)
+		case len(acting.statuses) >= sealpost.MaxScheduledSends:
+			r.expect(res, http.StatusBadRequest, wantScheduledSendLimit)
 		default:
 			r.expect(res, http.StatusCreated, body)
 			if acting.statuses == nil {
@@ -1365,7 +1367,7 @@ func (r *propRun) patchScheduledSend(_ *propKey, acting *propAccount) (request, 
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case !set:
-			r.expect(res, http.StatusNotFound, wantNotFound)
+			r.expect(res, http.StatusNotFound, wantBatchNotFound)
 		default:
 			r.expect(res, http.StatusNoContent, "")
 			acting.statuses[id] = status
@@ -1380,7 +1382,7 @@ func (r *propRun) deleteScheduledSend(_ *propKey, acting *propAccount) (request,
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case !set:
-			r.expect(res, http.StatusNotFound, wantNotFound)
+			r.expect(res, http.StatusNotFound, wantBatchNotFound)
 		default:
 			r.expect(res, http.StatusNoContent, "")
 			delete(acting.statuses, id)

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"ScheduledSendAt", testScheduledSendAt},
 		{"Batches", testBatches},
+		{"ScheduledSendCap", testScheduledSendCap},
 		{"ClaimHonoursBatchStatus", testClaimHonoursBatchStatus},
 
 		{"TLSRegistryCounts", testTLSRegistryCounts},
