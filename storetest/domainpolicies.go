@@ -177,17 +177,7 @@ func testDomainTLSPolicyCap(t *testing.T, s sealpost.Store) {
 		})
 	}
 	wg.Wait()
-	created, limited := 0, 0
-	for i, c := range codes {
-		switch c {
-		case "":
-			created++
-		case sealpost.ELIMIT:
-			limited++
-		default:
-			t.Errorf("creation %d: %s", i, c)
-		}
-	}
+	created, limited := tallyCreations(t, codes)
 	if created != raced/2 || limited != raced/2 {
 		t.Errorf("%d racing creations succeeded, %d refused; want %d each", created, limited, raced/2)
 	}
