@@ -20,6 +20,17 @@ func DomainTLSPolicyLimit() *Error {
 		"There is a limit of %d per-domain TLS policies on your account.", MaxDomainTLSPoliciesPerAccount)}}}
 }
 
+// CheckDomainTLSPolicyPut decides a put from what a store read in the
+// transaction that writes it: whether the account has a policy for the
+// domain already, and how many it has. Only a creation counts against
+// MaxDomainTLSPoliciesPerAccount.
+func CheckDomainTLSPolicyPut(exists bool, policies int) error {
+	if !exists && policies >= MaxDomainTLSPoliciesPerAccount {
+		return DomainTLSPolicyLimit()
+	}
+	return nil
+}
+
 // Longest name DNS can carry in presentation form, without the final dot
 // (RFC 1035 2.3.4: 255 octets on the wire).
 const maxDomainLength = 253

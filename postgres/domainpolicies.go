@@ -35,19 +35,14 @@ func (db *DB) PutDomainTLSPolicy(ctx context.Context, accountID int64, p sealpos
 		if err := lockAccount(ctx, tx, accountID); err != nil {
 			return err
 		}
+		var n int
 		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM domain_tls_policies WHERE account_id = $1 AND domain = $2)`,
-			accountID, p.Domain).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT count(*), coalesce(bool_or(domain = $2), false) FROM domain_tls_policies WHERE account_id = $1`,
+			accountID, p.Domain).Scan(&n, &exists); err != nil {
 			return err
 		}
-		if !exists {
-			var n int64
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM domain_tls_policies WHERE account_id = $1`, accountID).Scan(&n); err != nil {
-				return err
-			}
-			if n >= sealpost.MaxDomainTLSPoliciesPerAccount {
-				return sealpost.DomainTLSPolicyLimit()
-			}
+		if err := sealpost.CheckDomainTLSPolicyPut(exists, n); err != nil {
+			return err
 		}
 		created = !exists
 		var err error

@@ -31,21 +31,15 @@ func (db *DB) PutDomainTLSPolicy(ctx context.Context, accountID int64, p sealpos
 	var stored sealpost.DomainTLSPolicy
 	var created bool
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		var exists bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM domain_tls_policies WHERE account_id = ? AND domain = ?)`,
-			accountID, p.Domain).Scan(&exists); err != nil {
+		var n, exists int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(domain = ?), 0) FROM domain_tls_policies WHERE account_id = ?`,
+			p.Domain, accountID).Scan(&n, &exists); err != nil {
 			return err
 		}
-		if !exists {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM domain_tls_policies WHERE account_id = ?`, accountID).Scan(&n); err != nil {
-				return err
-			}
-			if n >= sealpost.MaxDomainTLSPoliciesPerAccount {
-				return sealpost.DomainTLSPolicyLimit()
-			}
+		if err := sealpost.CheckDomainTLSPolicyPut(exists > 0, n); err != nil {
+			return err
 		}
-		created = !exists
+		created = exists == 0
 		at := now().UnixNano()
 		var err error
 		stored, err = scanDomainPolicy(tx.QueryRowContext(ctx, `
