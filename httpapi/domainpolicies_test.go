@@ -15,7 +15,7 @@ const pathDomainPolicies = "/v3/user/settings/enforced_tls/domains"
 // withoutTimes returns a policy body (or a list of them) with its
 // timestamps checked for presence and removed, re-encoded so that it
 // compares as a string.
-func withoutTimes(t *testing.T, body string) string {
+func withoutTimes(t testing.TB, body string) string {
 	t.Helper()
 	strip := func(m map[string]any) {
 		for _, k := range []string{"created_at", "updated_at"} {
