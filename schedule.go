@@ -10,11 +10,26 @@ import (
 // mail up to 72 hours in advance.
 const MaxScheduleAhead = 72 * time.Hour
 
+// MaxScheduledSends is how many of an account's batches may have a status
+// (paused or cancelled) at one time: SendGrid allows 10, and answers the
+// next with a 400.
+const MaxScheduledSends = 10
+
+// SendGrid's messages (its mail send errors reference, and its Cancel
+// Scheduled Sends reference for the rest).
 const (
-	msgSendAtTooFar = "The send_at parameter must be a unix timestamp no more than 72 hours in the future."
+	msgSendAtTooFar = "Scheduling more than 72 hours in advance is forbidden."
 	// MsgInvalidBatchID is SendGrid's answer to a batch id it never
-	// created for the account, on mail send and on the batch routes.
+	// created for the account, on the batch routes; sealpost gives it on
+	// mail send too, where SendGrid documents none.
 	MsgInvalidBatchID = "invalid batch id"
+	// MsgScheduledSendExists answers a POST for a batch that has a status.
+	MsgScheduledSendExists = "a status for this batch id exists, try PATCH to update the status"
+	// MsgScheduledSendLimit answers a POST past MaxScheduledSends.
+	MsgScheduledSendLimit = "max limit reached"
+	// MsgBatchNotFound answers a PATCH or DELETE of a batch without a
+	// status.
+	MsgBatchNotFound = "batch id not found"
 )
 
 // BatchStatus is a scheduled send's status: what holds a mail batch's
@@ -49,8 +64,10 @@ type BatchService interface {
 	// BatchExists reports whether accountID created batchID.
 	BatchExists(ctx context.Context, accountID int64, batchID string) (bool, error)
 	// SetScheduledSend sets the batch's status. With create it fails with
-	// ECONFLICT when a status is already set, without it with ENOTFOUND
-	// when none is.
+	// ECONFLICT when a status is already set, and with ELIMIT when
+	// MaxScheduledSends of the account's batches have one (counted and
+	// set atomically, on every node); without create, with ENOTFOUND when
+	// none is set.
 	SetScheduledSend(ctx context.Context, accountID int64, batchID string, status BatchStatus, create bool) error
 	// ScheduledSends lists the account's batches that have a status, by
 	// batch id.
@@ -120,18 +137,32 @@ func ValidBatchID(s string) bool {
 	return true
 }
 
-// ScheduledSendMiss is the error of a store that could not set or delete
-// a batch's status: ENOTFOUND for a batch accountID never created,
-// ECONFLICT when creating over a status, ENOTFOUND when there is none.
-func ScheduledSendMiss(ctx context.Context, b BatchService, accountID int64, batchID string, create bool) error {
+// ScheduledSendMiss is the error of a store that could not change or
+// delete a batch's status: ENOTFOUND for a batch accountID never created,
+// and for one without a status.
+func ScheduledSendMiss(ctx context.Context, b BatchService, accountID int64, batchID string) error {
 	ok, err := b.BatchExists(ctx, accountID, batchID)
 	switch {
 	case err != nil:
 		return err
 	case !ok:
 		return Errorf(ENOTFOUND, "%s", MsgInvalidBatchID)
-	case create:
-		return Errorf(ECONFLICT, "batch id %s already has a scheduled send status", batchID)
 	}
 	return Errorf(ENOTFOUND, "batch id %s has no scheduled send status", batchID)
+}
+
+// CheckNewScheduledSend decides a status's creation from what a store read
+// inside the transaction that will set it: whether accountID created the
+// batch, whether it has a status, and how many of the account's batches
+// have one.
+func CheckNewScheduledSend(batchID string, exists, hasStatus bool, withStatus int) error {
+	switch {
+	case !exists:
+		return Errorf(ENOTFOUND, "%s", MsgInvalidBatchID)
+	case hasStatus:
+		return Errorf(ECONFLICT, "batch id %s already has a scheduled send status", batchID)
+	case withStatus >= MaxScheduledSends:
+		return &Error{Code: ELIMIT, Fields: []FieldError{{Message: MsgScheduledSendLimit}}}
+	}
+	return nil
 }

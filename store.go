@@ -8,6 +8,7 @@ type Store interface {
 	AccountService
 	APIKeyService
 	EnforcedTLSService
+	DomainTLSPolicyService
 	EventWebhookService
 	QueueService
 	BatchService

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -21,7 +22,14 @@ type scheduledSendBody struct {
 	Status  string `json:"status"`
 }
 
-var errInvalidBatchID error = sealpost.Invalid(sealpost.FieldError{Field: "batch_id", Message: sealpost.MsgInvalidBatchID})
+var (
+	errInvalidBatchID error = sealpost.Invalid(sealpost.FieldError{Field: "batch_id", Message: sealpost.MsgInvalidBatchID})
+	// errInvalidBatchPath is SendGrid's answer on GET /v3/mail/batch/{id},
+	// whose id is no body member: the field is null.
+	errInvalidBatchPath    error = sealpost.Invalid(sealpost.FieldError{Message: sealpost.MsgInvalidBatchID})
+	errScheduledSendExists error = sealpost.Invalid(sealpost.FieldError{Field: "batch_id", Message: sealpost.MsgScheduledSendExists})
+	errBatchNotFound       error = &sealpost.Error{Code: sealpost.ENOTFOUND, Fields: []sealpost.FieldError{{Message: sealpost.MsgBatchNotFound}}}
+)
 
 func (s *Server) createBatch(ctx context.Context, _ *http.Request, c *call) (int, []byte, error) {
 	id, err := sealpost.NewBatchID()
@@ -63,6 +71,9 @@ func (s *Server) checkBatch(ctx context.Context, c *call, id string) error {
 
 func (s *Server) getBatch(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
 	id, err := s.ownBatch(ctx, r, c)
+	if errors.Is(err, errInvalidBatchID) {
+		return 0, nil, errInvalidBatchPath
+	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -167,14 +178,18 @@ func (s *Server) deleteScheduledSend(ctx context.Context, r *http.Request, c *ca
 	return http.StatusNoContent, nil, nil
 }
 
-// scheduledSendError answers a batch without a status with the fixed 404,
-// and one that already has one (POST) with SendGrid's 400.
+// scheduledSendError answers as SendGrid's Cancel Scheduled Sends
+// reference does: a batch without a status (PATCH, DELETE) is a 404 "batch
+// id not found"; a POST for one that has a status, or past the cap of
+// statuses, a 400 (the cap's ELIMIT carries its body).
 func scheduledSendError(err error, c *call) error {
 	switch sealpost.ErrorCode(err) {
 	case sealpost.ENOTFOUND:
-		return errNotFound
+		return errBatchNotFound
 	case sealpost.ECONFLICT:
-		return sealpost.Invalid(sealpost.FieldError{Field: "batch_id", Message: "a scheduled send status is already set for this batch id; change it with PATCH"})
+		return errScheduledSendExists
+	case sealpost.ELIMIT:
+		return err
 	}
 	return fmt.Errorf("scheduled send of account %d: %w", c.acting.ID, err)
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -123,6 +124,8 @@ type propAccount struct {
 	// status of those that have one.
 	batches  []string
 	statuses map[string]sealpost.BatchStatus
+	// domains are its per-domain TLS policies, by normalised domain.
+	domains map[string]sealpost.EnforcedTLS
 }
 
 // propKey is the model of one API key.
@@ -400,12 +403,16 @@ const (
 	aspectAccounts = "accounts"
 	aspectMail     = "queued mail"
 	aspectBatches  = "mail batches"
+	aspectDomains  = "per-domain TLS policies"
 )
 
 var propRoutes = []propRoute{
 	{name: "GET enforced_tls", weight: 10, scope: sealpost.ScopeEnforcedTLSRead, build: (*propRun).getTLS},
 	{name: "PATCH enforced_tls", weight: 10, scope: sealpost.ScopeEnforcedTLSUpdate, aspect: aspectTLS, build: (*propRun).patchTLS},
 	{name: "GET enforced_tls preview", weight: 5, scope: sealpost.ScopeEnforcedTLSRead, build: (*propRun).previewTLS},
+	{name: "PUT enforced_tls/domains/{domain}", weight: 4, scope: sealpost.ScopeEnforcedTLSUpdate, aspect: aspectDomains, build: (*propRun).putDomainPolicy},
+	{name: "GET enforced_tls/domains", weight: 3, scope: sealpost.ScopeEnforcedTLSRead, build: (*propRun).listDomainPolicies},
+	{name: "DELETE enforced_tls/domains/{domain}", weight: 2, scope: sealpost.ScopeEnforcedTLSUpdate, aspect: aspectDomains, build: (*propRun).deleteDomainPolicy},
 	{name: "GET scopes", weight: 3, build: (*propRun).getScopes},
 	{name: "GET api_keys", weight: 4, scope: sealpost.ScopeAPIKeysRead, build: (*propRun).listKeys},
 	{name: "POST api_keys", weight: 5, scope: sealpost.ScopeAPIKeysCreate, aspect: aspectKeys, build: (*propRun).createKey},
@@ -718,6 +725,91 @@ func (r *propRun) patchTLS(_ *propKey, acting *propAccount) (request, func(respo
 	return request{method: http.MethodPatch, path: pathTLS, body: body}, func(res response) {
 		acting.tls = p.Apply(acting.tls)
 		r.expect(res, http.StatusOK, settingJSON(acting.tls))
+	}
+}
+
+// propDomains are the few domains policies are put for, so that accounts
+// share them; each is sent in one of its spellings.
+var propDomains = [][]string{
+	{"shared.example", "SHARED.example.", "Shared.Example"},
+	{"xn--bcher-kva.example", "b%C3%BCcher.example", "B%C3%9CCHER.EXAMPLE."},
+	{"other.example", "other.example."},
+}
+
+// pickDomain returns a domain's normal form and a spelling of it for a path.
+func (r *propRun) pickDomain() (domain, spelling string) {
+	d := propDomains[r.rng.IntN(len(propDomains))]
+	return d[0], d[r.rng.IntN(len(d))]
+}
+
+// domainPolicyJSON is what the routes answer for a policy of a, times
+// left out (see withoutTimes).
+func domainPolicyJSON(a *propAccount, domain string, p sealpost.EnforcedTLS) string {
+	b, err := json.Marshal(newDomainPolicyBody(sealpost.DomainTLSPolicy{Domain: domain, Policy: p}, a.tls))
+	if err != nil {
+		panic(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	delete(m, "created_at")
+	delete(m, "updated_at")
+	if b, err = json.Marshal(m); err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// expectPolicies fails unless res is status with body, times aside.
+func (r *propRun) expectPolicies(res response, status int, body string) {
+	r.t.Helper()
+	got := res.body
+	if res.status == status && status < 300 {
+		got = withoutTimes(r.t, got)
+	}
+	if res.status != status || got != body {
+		r.fail("got %d %s\nwant %d %s", res.status, res.body, status, body)
+	}
+}
+
+func (r *propRun) putDomainPolicy(_ *propKey, acting *propAccount) (request, func(response)) {
+	domain, spelling := r.pickDomain()
+	p := sealpost.EnforcedTLS{RequireTLS: r.rng.IntN(2) == 0, RequireValidCert: r.rng.IntN(2) == 0,
+		Version: []sealpost.TLSVersion{sealpost.TLS11, sealpost.TLS12, sealpost.TLS13}[r.rng.IntN(3)]}
+	body := fmt.Sprintf(`{"require_tls":%t,"require_valid_cert":%t,"version":%s}`, p.RequireTLS, p.RequireValidCert, p.Version)
+	return request{method: http.MethodPut, path: pathDomainPolicies + "/" + spelling, body: body}, func(res response) {
+		status := http.StatusOK
+		if _, ok := acting.domains[domain]; !ok {
+			status = http.StatusCreated
+		}
+		if acting.domains == nil {
+			acting.domains = map[string]sealpost.EnforcedTLS{}
+		}
+		acting.domains[domain] = p
+		r.expectPolicies(res, status, domainPolicyJSON(acting, domain, p))
+	}
+}
+
+func (r *propRun) listDomainPolicies(_ *propKey, acting *propAccount) (request, func(response)) {
+	return request{method: http.MethodGet, path: pathDomainPolicies}, func(res response) {
+		var entries []string
+		for _, d := range slices.Sorted(maps.Keys(acting.domains)) {
+			entries = append(entries, domainPolicyJSON(acting, d, acting.domains[d]))
+		}
+		r.expectPolicies(res, http.StatusOK, `{"result":[`+strings.Join(entries, ",")+`]}`)
+	}
+}
+
+func (r *propRun) deleteDomainPolicy(_ *propKey, acting *propAccount) (request, func(response)) {
+	domain, spelling := r.pickDomain()
+	return request{method: http.MethodDelete, path: pathDomainPolicies + "/" + spelling}, func(res response) {
+		if _, ok := acting.domains[domain]; !ok {
+			r.expect(res, http.StatusNotFound, wantNotFound)
+			return
+		}
+		delete(acting.domains, domain)
+		r.expect(res, http.StatusNoContent, "")
 	}
 }
 
@@ -1321,7 +1413,7 @@ func (r *propRun) getBatch(_ *propKey, acting *propAccount) (request, func(respo
 		if slices.Contains(acting.batches, id) {
 			r.expect(res, http.StatusOK, `{"batch_id":"`+id+`"}`)
 		} else {
-			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
+			r.expect(res, http.StatusBadRequest, wantInvalidBatchPath)
 		}
 	}
 }
@@ -1347,7 +1439,9 @@ func (r *propRun) createScheduledSend(_ *propKey, acting *propAccount) (request,
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case set:
-			r.expect400(res, "batch_id")
+			r.expect(res, http.StatusBadRequest, wantScheduledSendExists)
+		case len(acting.statuses) >= sealpost.MaxScheduledSends:
+			r.expect(res, http.StatusBadRequest, wantScheduledSendLimit)
 		default:
 			r.expect(res, http.StatusCreated, body)
 			if acting.statuses == nil {
@@ -1365,7 +1459,7 @@ func (r *propRun) patchScheduledSend(_ *propKey, acting *propAccount) (request, 
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case !set:
-			r.expect(res, http.StatusNotFound, wantNotFound)
+			r.expect(res, http.StatusNotFound, wantBatchNotFound)
 		default:
 			r.expect(res, http.StatusNoContent, "")
 			acting.statuses[id] = status
@@ -1380,7 +1474,7 @@ func (r *propRun) deleteScheduledSend(_ *propKey, acting *propAccount) (request,
 		case !slices.Contains(acting.batches, id):
 			r.expect(res, http.StatusBadRequest, wantInvalidBatch)
 		case !set:
-			r.expect(res, http.StatusNotFound, wantNotFound)
+			r.expect(res, http.StatusNotFound, wantBatchNotFound)
 		default:
 			r.expect(res, http.StatusNoContent, "")
 			delete(acting.statuses, id)
@@ -1529,7 +1623,7 @@ func (r *propRun) probeTLS(_ *propKey, acting *propAccount) (request, func(respo
 func (r *propRun) auditAll() {
 	saved := r.what
 	r.what = "full audit after these writes:\n\t" + strings.Join(r.writes, "\n\t")
-	for _, aspect := range []string{aspectTLS, aspectHook, aspectSigned, aspectKeys, aspectAccounts, aspectBatches} {
+	for _, aspect := range []string{aspectTLS, aspectHook, aspectSigned, aspectKeys, aspectAccounts, aspectBatches, aspectDomains} {
 		r.audit(aspect, r.accounts...)
 	}
 	// A deleted key, or one of a deleted account, is gone for good.
@@ -1644,6 +1738,18 @@ func (r *propRun) audit(aspect string, accounts ...*propAccount) {
 				if ok, err := r.e.store.BatchExists(ctx, a.id, id); err != nil || !ok {
 					r.fail("%s's batch %s: BatchExists = %v, %v", a.label, id, ok, err)
 				}
+			}
+		case aspectDomains:
+			stored, err := r.e.store.DomainTLSPolicies(ctx, a.id)
+			if err != nil {
+				r.fail("%s's domain policies: %v", a.label, err)
+			}
+			got := map[string]sealpost.EnforcedTLS{}
+			for _, p := range stored {
+				got[p.Domain] = p.Policy
+			}
+			if want := a.domains; len(got) != len(want) || !maps.Equal(got, want) {
+				r.fail("%s's stored domain policies are %v, want %v", a.label, got, want)
 			}
 		case aspectMail:
 			// Checked by the mail send itself, against every account.

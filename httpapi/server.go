@@ -238,6 +238,14 @@ func New(cfg Config) *Server {
 	s.handle("/v3/user/settings/enforced_tls/preview",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.previewEnforcedTLS},
 	)
+	s.handle("/v3/user/settings/enforced_tls/domains",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.listDomainPolicies},
+	)
+	s.handle("/v3/user/settings/enforced_tls/domains/{domain}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.getDomainPolicy},
+		endpoint{method: http.MethodPut, scope: sealpost.ScopeEnforcedTLSUpdate, body: true, fn: s.putDomainPolicy},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeEnforcedTLSUpdate, fn: s.deleteDomainPolicy},
+	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},
 	)

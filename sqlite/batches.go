@@ -2,6 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+
 	"github.com/sealpost/sealpost"
 )
 
@@ -25,24 +28,46 @@ func (db *DB) BatchExists(ctx context.Context, accountID int64, batchID string) 
 	return n > 0, nil
 }
 
-// SetScheduledSend sets the status in one statement; only when it changes
-// nothing is the reason looked up.
+// SetScheduledSend changes a status in one statement, and looks the reason
+// up only when it changes nothing. Creating one reads the batch and counts
+// the account's statuses in the write transaction that sets it, which
+// SQLite's single writer serialises: racing creations cannot pass the cap
+// together.
 func (db *DB) SetScheduledSend(ctx context.Context, accountID int64, batchID string, status sealpost.BatchStatus, create bool) error {
 	if !status.Valid() {
 		return sealpost.Errorf(sealpost.EINVALID, "unknown scheduled send status %q", status)
 	}
-	q := `UPDATE mail_batches SET status = ? WHERE batch_id = ? AND account_id = ? AND status IS NOT NULL`
 	if create {
-		q = `UPDATE mail_batches SET status = ? WHERE batch_id = ? AND account_id = ? AND status IS NULL`
+		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+			var hasStatus bool
+			err := tx.QueryRowContext(ctx, `SELECT status IS NOT NULL FROM mail_batches WHERE batch_id = ? AND account_id = ?`,
+				batchID, accountID).Scan(&hasStatus)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM mail_batches WHERE account_id = ? AND status IS NOT NULL`,
+				accountID).Scan(&n); err != nil {
+				return err
+			}
+			if err := sealpost.CheckNewScheduledSend(batchID, err == nil, hasStatus, n); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE mail_batches SET status = ? WHERE batch_id = ? AND account_id = ?`,
+				string(status), batchID, accountID)
+			return err
+		})
+		return domainError("setting scheduled send", err, "", "")
 	}
-	res, err := db.write.ExecContext(ctx, q, string(status), batchID, accountID)
+	res, err := db.write.ExecContext(ctx, `UPDATE mail_batches SET status = ? WHERE batch_id = ? AND account_id = ? AND status IS NOT NULL`,
+		string(status), batchID, accountID)
 	if err != nil {
 		return mapError("setting scheduled send", err, "", "")
 	}
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
 		return err
 	}
-	return sealpost.ScheduledSendMiss(ctx, db, accountID, batchID, create)
+	return sealpost.ScheduledSendMiss(ctx, db, accountID, batchID)
 }
 
 // ScheduledSends lists the account's batches that have a status.
@@ -80,5 +105,5 @@ func (db *DB) DeleteScheduledSend(ctx context.Context, accountID int64, batchID 
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
 		return err
 	}
-	return sealpost.ScheduledSendMiss(ctx, db, accountID, batchID, false)
+	return sealpost.ScheduledSendMiss(ctx, db, accountID, batchID)
 }

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,5 +143,71 @@ func testClaimHonoursBatchStatus(t *testing.T, s sealpost.Store) {
 	ds = claim(t, s, "n2", at.Add(time.Minute), time.Minute, 10)
 	if len(ds) != 1 || ds[0].Message.XMessageID != "paused" || ds[0].Cancelled {
 		t.Fatalf("claimed after resuming %v, want the paused one, not cancelled", deliveryNames(ds))
+	}
+}
+
+// testScheduledSendCap: an account's batches with a status are capped at
+// SendGrid's 10; changing a status is not a creation, a deleted status
+// frees its place, and other accounts are not affected. Creations racing
+// past the cap (on PostgreSQL on separate connections, as on separate
+// nodes) stop exactly at it.
+func testScheduledSendCap(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "capped")
+	b := createUser(t, s, "other")
+	const batches = sealpost.MaxScheduledSends + 8
+	ids := make([]string, batches)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("batch-%d", i)
+		if err := s.CreateBatch(ctx, a.ID, ids[i]); err != nil {
+			t.Fatalf("CreateBatch: %v", err)
+		}
+	}
+	if err := s.CreateBatch(ctx, b.ID, "batch-b"); err != nil {
+		t.Fatalf("CreateBatch: %v", err)
+	}
+	codes := make([]string, batches)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			codes[i] = sealpost.ErrorCode(s.SetScheduledSend(ctx, a.ID, id, sealpost.BatchPause, true))
+		})
+	}
+	wg.Wait()
+	var set, free []string
+	for i, c := range codes {
+		switch c {
+		case "":
+			set = append(set, ids[i])
+		case sealpost.ELIMIT:
+			free = append(free, ids[i])
+		default:
+			t.Errorf("status of %s: %s", ids[i], c)
+		}
+	}
+	list, err := s.ScheduledSends(ctx, a.ID)
+	if err != nil || len(set) != sealpost.MaxScheduledSends || len(list) != sealpost.MaxScheduledSends {
+		t.Fatalf("%d statuses set, %d listed (%v); want %d", len(set), len(list), err, sealpost.MaxScheduledSends)
+	}
+	err = s.SetScheduledSend(ctx, a.ID, free[0], sealpost.BatchCancel, true)
+	wantCode(t, err, sealpost.ELIMIT, "a status past the cap")
+	if f := sealpost.ErrorFields(err); len(f) != 1 || f[0].Field != "" || f[0].Message != sealpost.MsgScheduledSendLimit {
+		t.Errorf("cap error fields %+v, want SendGrid's message with no field", f)
+	}
+	// At the cap, a batch that has a status is still a conflict, and one
+	// of another account still unknown.
+	wantCode(t, s.SetScheduledSend(ctx, a.ID, set[0], sealpost.BatchCancel, true), sealpost.ECONFLICT, "creating over a status at the cap")
+	wantCode(t, s.SetScheduledSend(ctx, a.ID, "batch-b", sealpost.BatchCancel, true), sealpost.ENOTFOUND, "another account's batch at the cap")
+	if err := s.SetScheduledSend(ctx, a.ID, set[0], sealpost.BatchCancel, false); err != nil {
+		t.Errorf("changing a status at the cap: %v", err)
+	}
+	if err := s.SetScheduledSend(ctx, b.ID, "batch-b", sealpost.BatchPause, true); err != nil {
+		t.Errorf("another account's first status: %v", err)
+	}
+	if err := s.DeleteScheduledSend(ctx, a.ID, set[1]); err != nil {
+		t.Fatalf("DeleteScheduledSend: %v", err)
+	}
+	if err := s.SetScheduledSend(ctx, a.ID, free[0], sealpost.BatchPause, true); err != nil {
+		t.Errorf("a status after one was deleted: %v", err)
 	}
 }

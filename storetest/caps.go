@@ -106,17 +106,7 @@ func testAPIKeyCapConcurrent(t *testing.T, s sealpost.Store) {
 		})
 	}
 	wg.Wait()
-	created, limited := 0, 0
-	for i, c := range codes {
-		switch c {
-		case "":
-			created++
-		case sealpost.ELIMIT:
-			limited++
-		default:
-			t.Errorf("creation %d: %s", i, c)
-		}
-	}
+	created, limited := tallyCreations(t, codes)
 	keys, err := s.APIKeys(ctx, a.ID)
 	if err != nil {
 		t.Fatalf("APIKeys: %v", err)
@@ -142,16 +132,7 @@ func testChildAccountCap(t *testing.T, s sealpost.Store) {
 		})
 	}
 	wg.Wait()
-	created := 0
-	for i, c := range codes {
-		switch c {
-		case "":
-			created++
-		case sealpost.ELIMIT:
-		default:
-			t.Errorf("creation %d: %s", i, c)
-		}
-	}
+	created, _ := tallyCreations(t, codes)
 	subs, err := s.ChildAccounts(ctx, parent.ID, sealpost.KindSubuser, sealpost.SubuserFilter{})
 	if err != nil {
 		t.Fatalf("ChildAccounts: %v", err)
@@ -225,4 +206,21 @@ func testDisablingMakesPendingDue(t *testing.T, s sealpost.Store) {
 		t.Errorf("claim at the retry time: %v, want only the parent's", deliveryIDs(ds))
 	}
 	wantCode(t, s.SetAccountDisabled(ctx, sub.ID+p.ID+1000, true), sealpost.ENOTFOUND, "SetAccountDisabled of an unknown account")
+}
+
+// tallyCreations counts the outcomes of racing creations, by error code:
+// stored, or refused at a cap. Any other outcome fails t.
+func tallyCreations(t *testing.T, codes []string) (created, limited int) {
+	t.Helper()
+	for i, c := range codes {
+		switch c {
+		case "":
+			created++
+		case sealpost.ELIMIT:
+			limited++
+		default:
+			t.Errorf("creation %d: %s", i, c)
+		}
+	}
+	return created, limited
 }

@@ -57,6 +57,11 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"EnforcedTLSConcurrentPatches", testEnforcedTLSConcurrentPatches},
 		{"EnforcedTLSConcurrentPartialPatches", testEnforcedTLSConcurrentPartialPatches},
 
+		{"DomainTLSPolicies", testDomainTLSPolicies},
+		{"DomainTLSPolicyRefused", testDomainTLSPolicyRefused},
+		{"DomainTLSPoliciesIsolated", testDomainTLSPoliciesIsolated},
+		{"DomainTLSPolicyCap", testDomainTLSPolicyCap},
+
 		{"EventWebhookDefault", testEventWebhookDefault},
 		{"EventWebhookPatch", testEventWebhookPatch},
 		{"EventWebhookIsolated", testEventWebhookIsolated},
@@ -77,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"ScheduledSendAt", testScheduledSendAt},
 		{"Batches", testBatches},
+		{"ScheduledSendCap", testScheduledSendCap},
 		{"ClaimHonoursBatchStatus", testClaimHonoursBatchStatus},
 
 		{"TLSRegistryCounts", testTLSRegistryCounts},

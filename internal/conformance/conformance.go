@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -73,12 +74,17 @@ var Implemented = []string{
 // Unspecified lists sealpost's own routes, which no SendGrid document
 // specifies: their responses are not checked against a schema. Any other
 // path outside SendGrid's documents must be answered as an unknown route.
+// A {name} segment matches any one segment of the escaped path.
 var Unspecified = []string{
 	"POST /v3/tls/probe",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",
 	"GET /v3/user/settings/enforced_tls/preview",
+	"GET /v3/user/settings/enforced_tls/domains",
+	"GET /v3/user/settings/enforced_tls/domains/{domain}",
+	"PUT /v3/user/settings/enforced_tls/domains/{domain}",
+	"DELETE /v3/user/settings/enforced_tls/domains/{domain}",
 }
 
 // Checker validates responses. It is safe for concurrent use.
@@ -148,6 +154,36 @@ func newChecker(fsys embed.FS) (*Checker, error) {
 	return c, nil
 }
 
+// isUnspecified reports whether one of Unspecified serves method and path.
+func (c *Checker) isUnspecified(method, escapedPath string) bool {
+	if c.unspecified[method+" "+escapedPath] {
+		return true
+	}
+	got := strings.Split(escapedPath, "/")
+	for op := range c.unspecified {
+		m, pattern, _ := strings.Cut(op, " ")
+		if m != method || !strings.Contains(pattern, "{") {
+			continue
+		}
+		want := strings.Split(pattern, "/")
+		if len(want) != len(got) {
+			continue
+		}
+		match := true
+		for i, seg := range want {
+			wild := strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}")
+			if wild && got[i] == "" || !wild && seg != got[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
 func set(list []string) map[string]bool {
 	m := make(map[string]bool, len(list))
 	for _, s := range list {
@@ -177,7 +213,7 @@ func (c *Checker) unserved(method string, status int, body []byte) bool {
 // matches its operation's schema, or is the unknown-route answer to a
 // request no listed operation serves.
 func (c *Checker) Check(ctx context.Context, r *http.Request, status int, header http.Header, body []byte) error {
-	if c.unspecified[r.Method+" "+r.URL.Path] {
+	if c.isUnspecified(r.Method, r.URL.EscapedPath()) {
 		return nil
 	}
 	route, params, found := c.find(r)

@@ -66,6 +66,11 @@ func TestCheck(t *testing.T) {
 		{"SendGrid operation served but not listed", "GET", "/v3/messages", 200, `{"messages":[]}`, "not listed in conformance.Implemented"},
 		{"id-less path that a parameter would match", "DELETE", "/v3/partners/accounts", 200, `{}`, "not listed"},
 		{"sealpost's own route", "GET", "/healthz", 200, `{"status":"ok"}`, ""},
+		{"sealpost's own route with a parameter", "PUT", "/v3/user/settings/enforced_tls/domains/example.com", 200, `{}`, ""},
+		{"sealpost's own route with an escaped slash in its parameter", "GET", "/v3/user/settings/enforced_tls/domains/a%2Fb", 400, `{}`, ""},
+		{"a parameter's segment missing", "GET", "/v3/user/settings/enforced_tls/domains/", 200, `{}`, "not listed"},
+		{"one segment too many", "GET", "/v3/user/settings/enforced_tls/domains/example.com/x", 200, `{}`, "not listed"},
+		{"another method on sealpost's own route", "POST", "/v3/user/settings/enforced_tls/domains/example.com", 200, `{}`, "not listed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
