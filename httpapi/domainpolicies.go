@@ -63,7 +63,7 @@ var domainPolicyFields = [...]string{"require_tls", "require_valid_cert", "versi
 // every field required. The fields are checked by the setting's own
 // parser, so both routes accept and refuse exactly the same values.
 func parseDomainPolicy(body []byte) (sealpost.EnforcedTLS, []sealpost.FieldError) {
-	patch, err := sealpost.ParseEnforcedTLSPatch(body)
+	patch, err := parseEnforcedTLSPatch(body)
 	problems := sealpost.ErrorFields(err)
 	if err != nil && (len(problems) == 0 || problems[0].Field == "") {
 		// Not a JSON object: nothing to say about its fields.
