@@ -45,6 +45,9 @@ type Client struct {
 	Logger       *slog.Logger     // nil: discard
 	Now          func() time.Time // for certificate validity; nil: time.Now
 	Reuse        ReuseLimits      // zero: no session is reused
+	// VerifyDANE matches a DANE host's certificate chain against its TLSA
+	// records; nil: sealpost.VerifyDANE.
+	VerifyDANE func(chain []*x509.Certificate, records []sealpost.TLSARecord, names []string, now time.Time) error
 
 	poolOnce sync.Once
 	pool     *sessionPool
@@ -180,7 +183,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			transient = &outcome{kind: outcomeTransient, result: RecipientResult{Status: Deferred, Response: "delivery attempt cut off: " + err.Error(), EnhancedStatus: "4.4.7"}}
 			break
 		}
-		out := c.tryHost(ctx, log, policy, host, env, pending)
+		out := c.tryHost(ctx, log, accountPolicy(policy), host, env, pending)
 		res.TLS = out.facts
 		if out.reached {
 			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
@@ -318,11 +321,14 @@ type outcome struct {
 	// reached: the session learnt whether the host offers STARTTLS.
 	reached    bool
 	certResult string // RFC 8460 type of a failed certificate check
+	// cause is the source whose requirement an outcomePolicy host failed.
+	cause sealpost.PolicySource
 }
 
 // tryHost delivers to the first reachable address of host.
-func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.EnforcedTLS, host mxHost, env Envelope, pending []int) outcome {
+func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, host mxHost, env Envelope, pending []int) outcome {
 	facts := sealpost.TLSFacts{MXHost: host.name}
+	pol.stamp(&facts)
 	addrs, err := c.Resolver.LookupIPAddr(ctx, host.name)
 	if err == nil && len(addrs) == 0 {
 		err = &net.DNSError{Err: "no address records", Name: host.name, IsNotFound: true}
@@ -346,7 +352,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 	for _, addr := range addrs {
 		facts.MXIP = addr.IP.String()
 		hlog := log.With(slog.String("mx_host", host.name), slog.String("mx_ip", facts.MXIP))
-		key := c.poolKey(host.name, facts.MXIP, policy)
+		key := c.poolKey(host.name, facts.MXIP, pol)
 		if c.reuseOn() {
 			if s := c.sessions().take(key); s != nil {
 				if out, ok := c.reuse(ctx, hlog, s, env, pending); ok {
@@ -360,7 +366,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 				Response: fmt.Sprintf("cannot connect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 			continue
 		}
-		out, retryPlain := c.session(ctx, hlog, conn, key, policy, facts, env, pending, true)
+		out, retryPlain := c.session(ctx, hlog, conn, key, pol, facts, env, pending, true)
 		if !retryPlain {
 			return out
 		}
@@ -372,7 +378,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 			return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 		}
-		out, _ = c.session(ctx, hlog, conn, key, policy, facts, env, pending, false)
+		out, _ = c.session(ctx, hlog, conn, key, pol, facts, env, pending, false)
 		return out
 	}
 	return last
@@ -416,6 +422,13 @@ func (c *Client) helo() string {
 		return "localhost"
 	}
 	return c.HeloHostname
+}
+
+func (c *Client) verifyDANE() daneVerifier {
+	if c.VerifyDANE == nil {
+		return sealpost.VerifyDANE
+	}
+	return c.VerifyDANE
 }
 
 func (c *Client) now() time.Time {

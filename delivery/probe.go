@@ -21,8 +21,9 @@ import (
 // Prober asks a recipient domain's MX hosts about their TLS exactly as
 // Client would deliver to them (same resolver, routing, dialler, trusted
 // roots and TLS configuration), but sends nothing beyond EHLO, STARTTLS
-// and QUIT. Its verdicts come from policyFailure, the function delivery
-// decides with, so the probe and delivery cannot disagree.
+// and QUIT. Its verdicts come from sealpost.DecideTLS, the decision table
+// delivery decides every session with, so the probe and delivery cannot
+// disagree.
 type Prober struct {
 	Client *Client
 	// DNSServer ("host:port") answers the TXT and TLSA queries; "" is the
@@ -133,20 +134,22 @@ func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
 // crypto/tls offers the policy's version up to 1.3, and the server picks
 // the newest it accepts; a server accepting none of them ends the
 // handshake before any certificate is checked.
-func (h hostProbe) seenUnder(policy sealpost.EnforcedTLS) hostTLS {
+func (h hostProbe) seenUnder(policy sealpost.EnforcedTLS) sealpost.TLSSeen {
 	offered := h.ehlo && h.report.STARTTLS
-	t := hostTLS{starttls: offered, refused: offered && h.refused}
-	if !offered || h.refused || len(h.versions) == 0 {
-		return t
+	switch {
+	case !offered:
+		return sealpost.TLSSeen{Step: sealpost.TLSNotOffered}
+	case h.refused:
+		return sealpost.TLSSeen{Step: sealpost.TLSRefused}
+	case len(h.versions) == 0:
+		return sealpost.TLSSeen{Step: sealpost.TLSFailed}
 	}
 	newest := slices.Max(h.versions)
 	if policy.Mandatory() && newest < uint16(policy.Version) {
-		return t
+		return sealpost.TLSSeen{Step: sealpost.TLSFailed}
 	}
-	t.version = newest
-	t.certChecked = h.cert.done
-	t.certErr = h.cert.err
-	return t
+	cs := &tls.ConnectionState{HandshakeComplete: true, Version: newest}
+	return seenOf(sealpost.TLSEstablished, cs, h.cert, false)
 }
 
 // verdict is what Client.Deliver under policy would come to with these
@@ -168,13 +171,17 @@ func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdi
 			unreached = true
 			continue
 		}
-		rt := policyFailure(policy, h.seenUnder(policy))
-		if rt == "" {
+		d := sealpost.DecideTLS(sealpost.RequirementOf(policy), h.seenUnder(policy))
+		if d.Action == sealpost.TLSProceed || d.Action == sealpost.TLSRetryPlain {
 			v.Delivered = true
 			v.Outcome = sealpost.ProbeDelivered
 			return v
 		}
-		lastFailure = rt
+		if d.Action == sealpost.TLSDefer {
+			unreached = true
+			continue
+		}
+		lastFailure = d.ResultType
 	}
 	if !unreached && lastFailure == "" && disallowed {
 		v.Outcome = sealpost.ProbeBounced
@@ -356,7 +363,7 @@ func (p *Prober) tryVersion(ctx context.Context, host string, addr net.IPAddr, v
 	// cipher suites, which differ from opportunistic ones), pinned to v: a
 	// version counts as accepted when a mandatory session could use it,
 	// which is what the verdicts need. The certificate is only recorded.
-	cfg := tlsConfig(sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLSVersion(v)}, host, p.Client.RootCAs, p.Client.now, &t.check)
+	cfg := tlsConfig(accountPolicy(sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLSVersion(v)}), host, p.Client.RootCAs, p.Client.now, p.Client.verifyDANE(), &t.check)
 	cfg.MinVersion, cfg.MaxVersion = v, v
 	tc := tls.Client(s.raw, cfg)
 	s.setDeadline(p.step())
@@ -392,7 +399,7 @@ func (p *Prober) open(ctx context.Context, host string, addr net.IPAddr) (*probe
 		return nil, err
 	}
 	s := &session{
-		c: p.Client, ctx: ctx, log: p.Client.logger(), policy: sealpost.DefaultEnforcedTLS(), host: host,
+		c: p.Client, ctx: ctx, log: p.Client.logger(), pol: accountPolicy(sealpost.DefaultEnforcedTLS()), host: host,
 		raw: conn, conn: conn,
 		r: bufio.NewReader(conn),
 		w: textproto.NewWriter(bufio.NewWriter(conn)),
