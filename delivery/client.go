@@ -48,6 +48,15 @@ type Client struct {
 	// VerifyDANE matches a DANE host's certificate chain against its TLSA
 	// records; nil: sealpost.VerifyDANE.
 	VerifyDANE func(chain []*x509.Certificate, records []sealpost.TLSARecord, names []string, now time.Time) error
+	// MTASTS gives recipient domains' MTA-STS policies; nil: MTA-STS is
+	// off. A policy in enforce mode raises the requirement on the MX
+	// hosts it lists and excludes the others; one in testing mode only
+	// has its would-be failures recorded.
+	MTASTS MTASTSSource
+	// DANE gives MX hosts' DANE requirements; nil: DANE is off. Usable
+	// TLSA records make TLS and a matching certificate mandatory for
+	// their host, and replace MTA-STS for it.
+	DANE DANESource
 
 	poolOnce sync.Once
 	pool     *sessionPool
@@ -59,6 +68,9 @@ type Envelope struct {
 	Domain     string   // the recipients' domain
 	Recipients []string // all at Domain; delivered in ONE transaction (one MAIL, several RCPT, one DATA)
 	Data       []byte   // complete RFC 5322 message, CRLF line ends; dot-stuffed on the wire
+	// DomainPolicy is the sending account's own policy for Domain, nil
+	// when it has none; it can only raise the account's setting.
+	DomainPolicy *sealpost.EnforcedTLS
 }
 
 // Status is a recipient's outcome of one attempt.
@@ -166,6 +178,26 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		return res
 	}
 
+	base, fail := basePolicy(policy, env)
+	if fail == nil {
+		var sts *sealpost.MTASTSPolicy
+		if sts, fail = c.domainMTASTS(ctx, env.Domain); fail == nil {
+			return c.deliverToHosts(ctx, log, base, sts, env, pending, res)
+		}
+	}
+	log.Warn("recipients' TLS policy cannot be applied; deferring", slog.String("response", fail.Response))
+	setAll(*fail)
+	return res
+}
+
+// deliverToHosts tries env.Domain's MX hosts in order, each under base
+// raised by what the domain's MTA-STS policy sts and DANE require of it.
+func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base hostPolicy, sts *sealpost.MTASTSPolicy, env Envelope, pending []int, res Result) Result {
+	setAll := func(rr RecipientResult) {
+		for _, i := range pending {
+			res.Recipients[i] = rr
+		}
+	}
 	hosts, fail := c.route(ctx, env.Domain)
 	if fail != nil {
 		log.Info("no route to domain", slog.String("response", fail.Response))
@@ -176,6 +208,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	var (
 		transient      *outcome
 		policyFailures int
+		mtastsFailures int // policy failures only MTA-STS's requirement caused
 		refusedHosts   int
 	)
 	for _, host := range hosts {
@@ -183,7 +216,13 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			transient = &outcome{kind: outcomeTransient, result: RecipientResult{Status: Deferred, Response: "delivery attempt cut off: " + err.Error(), EnhancedStatus: "4.4.7"}}
 			break
 		}
-		out := c.tryHost(ctx, log, accountPolicy(policy), host, env, pending)
+		pol, excluded := c.policyForHost(ctx, base, sts, env.Domain, host)
+		var out outcome
+		if excluded != nil {
+			out = *excluded
+		} else {
+			out = c.tryHost(ctx, log, pol, host, env, pending)
+		}
 		res.TLS = out.facts
 		if out.reached {
 			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
@@ -199,6 +238,9 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			return res
 		case outcomePolicy:
 			policyFailures++
+			if out.cause == sealpost.PolicySourceMTASTS {
+				mtastsFailures++
+			}
 			log.Info("MX host failed the Enforced TLS policy",
 				slog.String("mx_host", out.facts.MXHost), slog.String("mx_ip", out.facts.MXIP),
 				slog.String("result_type", out.facts.ResultType), slog.String("detail", out.result.Response))
@@ -219,6 +261,13 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		res.TLS = sealpost.TLSFacts{}
 		setAll(RecipientResult{Status: Bounced, Response: fmt.Sprintf("no MX host of %s has an address this server may deliver to", env.Domain), EnhancedStatus: statusNoAllowedHost})
 		return res
+	}
+	if transient == nil && mtastsFailures > 0 {
+		if block, why := c.confirmMTASTS(ctx, env.Domain, sts); !block {
+			log.Info("MX hosts failed the domain's MTA-STS policy; deferring", slog.String("detail", why))
+			setAll(RecipientResult{Status: Deferred, Response: why, EnhancedStatus: "4.7.10"})
+			return res
+		}
 	}
 	if transient == nil && policyFailures > 0 {
 		// Every host was reached and none could meet the policy.
@@ -378,7 +427,9 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 			return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 		}
-		out, _ = c.session(ctx, hlog, conn, key, pol, facts, env, pending, false)
+		plainFacts := facts
+		plainFacts.MTASTSTestingResult = out.facts.MTASTSTestingResult
+		out, _ = c.session(ctx, hlog, conn, key, pol, plainFacts, env, pending, false)
 		return out
 	}
 	return last

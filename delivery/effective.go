@@ -23,6 +23,8 @@ type hostPolicy struct {
 	// testing is what the domain's MTA-STS policy in testing mode would
 	// require of the host: judged and recorded, never enforced.
 	testing *sealpost.TLSRequirement
+	// testingUnlisted: that policy does not list the host among its MX.
+	testingUnlisted bool
 }
 
 type policyLayer struct {
@@ -95,7 +97,7 @@ func (p hostPolicy) key() string {
 	}
 	fmt.Fprintf(&b, "mta-sts=%s;", p.mtasts)
 	if p.testing != nil {
-		fmt.Fprintf(&b, "testing=%v;", *p.testing)
+		fmt.Fprintf(&b, "testing=%v,%v;", *p.testing, p.testingUnlisted)
 	}
 	if p.dane != nil {
 		for _, r := range p.dane.Records {

@@ -39,6 +39,9 @@ const (
 type Runner struct {
 	Queue     Queue
 	Deliverer Deliverer
+	// DomainPolicies gives accounts' own policies per recipient domain,
+	// read afresh for every attempt like the account's setting; nil: none.
+	DomainPolicies DomainPolicies
 	// Owner names this node in leases; it must differ between nodes.
 	Owner string
 	// Workers is how many deliveries are attempted at once; 0: 16.
@@ -345,6 +348,15 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
 		return
 	}
+	domainPolicy, err := r.domainPolicy(ctx, d)
+	if err != nil {
+		// Without the policy nothing may be sent: it may raise the bar.
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the account's TLS policy for the recipient domain", "err", err)
+		}
+		r.deferAll(ctx, log, d, "the sending account's TLS policy for the recipient domain could not be read")
+		return
+	}
 	// Checked on every attempt, on whichever node claims it: mail the
 	// account queued before it was disabled is never sent afterwards.
 	acct, err := r.Queue.Account(ctx, d.Message.AccountID)
@@ -383,7 +395,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data}
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
@@ -395,6 +407,25 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	log.Debug("attempted", "policy_mandatory", policy.Mandatory(), "tls", res.TLS.TLS, "mx", res.TLS.MXHost)
 	r.complete(ctx, log, d, c)
+}
+
+// domainPolicy is the account's own policy for d's recipient domain: nil
+// when it has none.
+func (r *Runner) domainPolicy(ctx context.Context, d *sealpost.Delivery) (*sealpost.EnforcedTLS, error) {
+	if r.DomainPolicies == nil {
+		return nil, nil
+	}
+	domain := strings.ToLower(strings.TrimSuffix(d.Domain, "."))
+	p, err := r.DomainPolicies.DomainTLSPolicy(ctx, d.Message.AccountID, domain)
+	switch {
+	case sealpost.ErrorCode(err) == sealpost.ENOTFOUND:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case p == nil:
+		return nil, errors.New("no policy and no error")
+	}
+	return &p.Policy, nil
 }
 
 // deferAll records an attempt that could not be made as a deferral of

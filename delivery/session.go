@@ -152,6 +152,9 @@ func (s *session) follow(step, detail string, err error, quit bool) (out outcome
 		}
 		return s.policyFailure(v.ResultType, cause, detail), false, false
 	case sealpost.TLSRetryPlain:
+		// The plaintext session that follows cannot know what this one
+		// saw of the host's TLS.
+		s.recordTesting()
 		if err == nil {
 			err = errors.New(detail)
 		}
@@ -266,7 +269,11 @@ func (s *session) recordCert() {
 // recordTesting records in the facts the failure that the domain's MTA-STS
 // policy in testing mode would have caused on this session.
 func (s *session) recordTesting() {
-	if s.pol.testing == nil {
+	if s.pol.testing == nil || s.facts.MTASTSTestingResult != "" {
+		return
+	}
+	if s.pol.testingUnlisted {
+		s.facts.MTASTSTestingResult = sealpost.ResultValidationFailure
 		return
 	}
 	if v := sealpost.DecideTLS(s.pol.req.Raise(*s.pol.testing), s.seen()); v.Action != sealpost.TLSProceed {

@@ -1,0 +1,264 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/delivery/mxtest"
+)
+
+// Recipients' policy sources beyond the matrix: what happens when a source
+// cannot be known, is invalid, or changes, and how MTA-STS's refresh rule
+// (RFC 8461 5) and the session pool treat them.
+
+const sourcesDomain = "sources.test"
+
+func sourcesClient(h *mxtest.Harness) *delivery.Client {
+	return &delivery.Client{
+		Resolver:     delivery.NewResolver(h.DNSAddr()),
+		Port:         h.Port(),
+		HeloHostname: "sender.sealpost.test",
+		RootCAs:      h.CertPool(),
+		Timeout:      10 * time.Second,
+		Destinations: loopbackOnly(),
+	}
+}
+
+func sourcesEnvelope() delivery.Envelope {
+	return delivery.Envelope{From: "sender@sealpost.test", Domain: sourcesDomain, Recipients: []string{"rcpt@" + sourcesDomain},
+		Data: []byte("Subject: sources\r\n\r\nsources-marker\r\n")}
+}
+
+func deliverOnce(t *testing.T, c *delivery.Client, policy sealpost.EnforcedTLS, env delivery.Envelope) delivery.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := c.Deliver(ctx, policy, env)
+	if len(res.Recipients) != 1 {
+		t.Fatalf("%d results, want 1", len(res.Recipients))
+	}
+	return res
+}
+
+func TestSourcesThatCannotBeKnownDefer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		configure func(*delivery.Client, *delivery.Envelope)
+		// response: part of the deferral's response.
+		response string
+	}{
+		{"MTA-STS policy cannot be fetched", func(c *delivery.Client, _ *delivery.Envelope) {
+			c.MTASTS = &fakeMTASTS{err: errors.New("cache unreachable")}
+		}, "MTA-STS policy of sources.test cannot be known"},
+		{"MTA-STS enforce without any mx", func(c *delivery.Client, _ *delivery.Envelope) {
+			c.MTASTS = &fakeMTASTS{policy: &sealpost.MTASTSPolicy{Mode: "enforce", MaxAge: 60}}
+		}, "MTA-STS policy of sources.test is not valid"},
+		{"MTA-STS mode unknown", func(c *delivery.Client, _ *delivery.Envelope) {
+			c.MTASTS = &fakeMTASTS{policy: &sealpost.MTASTSPolicy{Mode: "strict", MX: []string{"*.sources.test"}, MaxAge: 60}}
+		}, "MTA-STS policy of sources.test is not valid"},
+		{"DANE lookup bogus", func(c *delivery.Client, _ *delivery.Envelope) {
+			c.DANE = fakeDANE{err: errors.New("bogus signature")}
+		}, "DANE TLSA lookup for MX host mx1.sources.test failed"},
+		{"domain policy with an invalid version", func(_ *delivery.Client, env *delivery.Envelope) {
+			env.DomainPolicy = &sealpost.EnforcedTLS{RequireTLS: true, Version: 0x0300}
+		}, "TLS policy for sources.test is not valid"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+			c := sourcesClient(h)
+			env := sourcesEnvelope()
+			tc.configure(c, &env)
+			res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), env)
+			r := res.Recipients[0]
+			if r.Status != delivery.Deferred || !strings.HasPrefix(r.EnhancedStatus, "4.") || !strings.Contains(r.Response, tc.response) {
+				t.Errorf("got %v %q %q, want deferred with %q", r.Status, r.Response, r.EnhancedStatus, tc.response)
+			}
+			// Fail closed: the opportunistic account alone would have sent
+			// this in plaintext.
+			if n := len(mx.Received()); n != 0 {
+				t.Errorf("the MX saw %d transactions", n)
+			}
+			if clear := mx.CleartextBytes(); strings.Contains(strings.ToUpper(string(clear)), "MAIL FROM") {
+				t.Errorf("MAIL in clear: %q", clear)
+			}
+		})
+	}
+}
+
+func TestMTASTSEnforceRefreshesBeforeBlocking(t *testing.T) {
+	t.Parallel()
+	listed := &sealpost.MTASTSPolicy{Mode: "enforce", MX: []string{"mx9.sources.test"}, MaxAge: 86400}
+	tests := []struct {
+		name       string
+		refreshed  *sealpost.MTASTSPolicy
+		refreshErr error
+		want       delivery.Status
+	}{
+		{"the fresh policy is the same: blocked", nil, nil, delivery.Blocked},
+		{"the fresh policy differs: deferred for the next attempt", &sealpost.MTASTSPolicy{Mode: "enforce", MX: []string{"*.sources.test"}, MaxAge: 86400}, nil, delivery.Deferred},
+		{"the policy cannot be refreshed: deferred", nil, errors.New("HTTPS fetch failed"), delivery.Deferred},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			// A valid TLS host, but not the one the policy lists: an
+			// attacker's MX record, as far as MTA-STS can tell.
+			mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{})
+			c := sourcesClient(h)
+			sts := &fakeMTASTS{policy: listed, refreshed: tc.refreshed, refreshErr: tc.refreshErr}
+			c.MTASTS = sts
+			res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), sourcesEnvelope())
+			r := res.Recipients[0]
+			if r.Status != tc.want {
+				t.Errorf("status %v (%q), want %v", r.Status, r.Response, tc.want)
+			}
+			if sts.Refreshes() != 1 {
+				t.Errorf("%d refreshes, want 1", sts.Refreshes())
+			}
+			if tc.want == delivery.Blocked && (r.Response != sealpost.BlockedReason || res.TLS.PolicySource != "mta-sts" || res.TLS.ResultType != sealpost.ResultValidationFailure) {
+				t.Errorf("blocked with %q, facts %+v", r.Response, res.TLS)
+			}
+			// An unlisted host is never even connected to.
+			if n := mx.Connections(); n != 0 {
+				t.Errorf("the unlisted MX got %d connections", n)
+			}
+		})
+	}
+}
+
+// A failure the account's own setting causes is SendGrid's block at once:
+// MTA-STS's refresh is for failures only MTA-STS causes.
+func TestMTASTSNoRefreshForTheAccountsFailure(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	h.AddMX(sourcesDomain, 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	c := sourcesClient(h)
+	sts := enforceMTASTS("*.sources.test")
+	c.MTASTS = sts
+	res := deliverOnce(t, c, sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLS11}, sourcesEnvelope())
+	if r := res.Recipients[0]; r.Status != delivery.Blocked || res.TLS.PolicySource != "account" {
+		t.Errorf("got %v, source %q; want blocked by the account", r.Status, res.TLS.PolicySource)
+	}
+	if sts.Refreshes() != 0 {
+		t.Errorf("%d refreshes, want none", sts.Refreshes())
+	}
+}
+
+// The default DANE verifier (sealpost.VerifyDANE) is the one a DANE host
+// gets when none is injected, and while it cannot match anything the host
+// gets nothing.
+func TestDANEUsesTheRootVerifierByDefault(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{})
+	c := sourcesClient(h)
+	c.DANE = fakeDANE{}
+	res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), sourcesEnvelope())
+	if r := res.Recipients[0]; r.Status != delivery.Blocked || res.TLS.ResultType != sealpost.ResultTLSAInvalid {
+		t.Errorf("got %v %q, facts %+v; want blocked tlsa-invalid", r.Status, r.Response, res.TLS)
+	}
+	if n := len(mx.Received()); n != 0 {
+		t.Errorf("the MX saw %d transactions", n)
+	}
+}
+
+// A session opened under one effective policy never carries mail under
+// another, even when the account's own setting is the same.
+func TestReuseKeysOnTheEffectivePolicy(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{})
+	c := sourcesClient(h)
+	c.Reuse = delivery.ReuseLimits{MaxMessages: 10}
+	t.Cleanup(func() { c.Close() })
+	strict := &sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS13}
+
+	steps := []struct {
+		domainPolicy *sealpost.EnforcedTLS
+		connections  int
+	}{
+		{nil, 1},
+		{strict, 2}, // a stricter requirement: a new session
+		{strict, 2}, // the same again: reused
+		{nil, 2},    // back to the first: its session is still idle
+	}
+	for i, st := range steps {
+		env := sourcesEnvelope()
+		env.DomainPolicy = st.domainPolicy
+		res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), env)
+		if r := res.Recipients[0]; r.Status != delivery.Delivered {
+			t.Fatalf("step %d: %v %q", i, r.Status, r.Response)
+		}
+		if got := mx.Connections(); got != st.connections {
+			t.Errorf("step %d: %d connections, want %d", i, got, st.connections)
+		}
+	}
+}
+
+func TestRunnerAppliesDomainPolicies(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	plain := w.h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	other := w.h.AddMX("other.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	w.runner.DomainPolicies = fakeDomainPolicies{policies: map[string]sealpost.EnforcedTLS{
+		"plain.test": {RequireTLS: true, Version: sealpost.TLS12},
+	}}
+	xid := w.send(mailTo("a@plain.test", "b@other.test"))
+	w.drain()
+
+	st := w.states(xid)
+	if st["a@plain.test"] != sealpost.StateBlocked || st["b@other.test"] != sealpost.StateDelivered {
+		t.Fatalf("states %v: want plain.test blocked by its domain policy, other.test delivered", st)
+	}
+	if n := len(plain.Received()); n != 0 {
+		t.Errorf("plain.test saw %d transactions", n)
+	}
+	if n := len(other.Accepted()); n != 1 {
+		t.Errorf("other.test accepted %d messages", n)
+	}
+	for _, e := range w.events() {
+		sp, _ := e["sealpost"].(map[string]any)
+		switch e["email"] {
+		case "a@plain.test":
+			if e["event"] != "bounce" || e["type"] != "blocked" || e["reason"] != sealpost.BlockedReason || sp["policy_source"] != "domain" {
+				t.Errorf("blocked recipient's event %v", e)
+			}
+			if pol, _ := sp["policy"].(map[string]any); pol["require_tls"] != true || pol["version"] != 1.2 {
+				t.Errorf("effective policy %v, want require_tls at 1.2", sp["policy"])
+			}
+		case "b@other.test":
+			if e["event"] != "delivered" || sp["policy_source"] != "account" {
+				t.Errorf("delivered recipient's event %v", e)
+			}
+		}
+	}
+}
+
+func TestRunnerDefersWhenTheDomainPolicyCannotBeRead(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	w.runner.DomainPolicies = fakeDomainPolicies{err: sealpost.Errorf(sealpost.EUNAVAILABLE, "database down")}
+	xid := w.send(mailTo("a@plain.test"))
+	w.drain()
+	if st := w.states(xid); st["a@plain.test"] != sealpost.StateQueued {
+		t.Fatalf("state %v, want queued (deferred)", st)
+	}
+	if n := mx.Connections(); n != 0 {
+		t.Errorf("the MX got %d connections", n)
+	}
+	evs := w.events()
+	if len(evs) != 1 || evs[0]["event"] != "deferred" {
+		t.Errorf("events %v, want one deferred", kinds(evs))
+	}
+}
