@@ -262,3 +262,45 @@ func TestRunnerDefersWhenTheDomainPolicyCannotBeRead(t *testing.T) {
 		t.Errorf("events %v, want one deferred", kinds(evs))
 	}
 }
+
+// REQUIRETLS (RFC 8689) goes with the MAIL command exactly when the
+// effective policy makes TLS mandatory and the server advertised it over
+// TLS; the servers record what they got.
+func TestREQUIRETLS(t *testing.T) {
+	t.Parallel()
+	requireTLS := sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLS12}
+	tests := []struct {
+		name       string
+		advertised bool
+		policy     sealpost.EnforcedTLS
+		mtasts     bool
+		want       bool
+	}{
+		{"mandatory, advertised", true, requireTLS, false, true},
+		{"mandatory through MTA-STS, advertised", true, sealpost.DefaultEnforcedTLS(), true, true},
+		{"opportunistic, advertised", true, sealpost.DefaultEnforcedTLS(), false, false},
+		{"mandatory, not advertised", false, requireTLS, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{REQUIRETLS: tc.advertised})
+			c := sourcesClient(h)
+			if tc.mtasts {
+				c.MTASTS = enforceMTASTS("*." + sourcesDomain)
+			}
+			res := deliverOnce(t, c, tc.policy, sourcesEnvelope())
+			if r := res.Recipients[0]; r.Status != delivery.Delivered {
+				t.Fatalf("%v %q, want delivered", r.Status, r.Response)
+			}
+			got := mx.Accepted()
+			if len(got) != 1 || got[0].RequireTLS != tc.want || !got[0].TLS {
+				t.Fatalf("the MX accepted %+v, want one transaction over TLS with REQUIRETLS=%v", got, tc.want)
+			}
+			if res.TLS.RequireTLS != tc.want {
+				t.Errorf("facts requiretls %v, want %v", res.TLS.RequireTLS, tc.want)
+			}
+		})
+	}
+}

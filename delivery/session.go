@@ -284,6 +284,18 @@ func (s *session) recordTesting() {
 	}
 }
 
+// requireTLS reports whether a transaction on this session asks for
+// REQUIRETLS (RFC 8689): the effective policy makes TLS mandatory, and the
+// server advertised the extension in its EHLO reply over TLS (the only one
+// kept once TLS is up). Never to a server that did not advertise it.
+func (s *session) requireTLS() bool {
+	if !s.pol.req.Mandatory() || s.tls == nil {
+		return false
+	}
+	_, ok := s.ext["REQUIRETLS"]
+	return ok
+}
+
 // secure reports whether mail may be sent on this session under its
 // policy: the decision table says proceed on what the host showed, and
 // under a mandatory policy that includes a completed handshake.
@@ -327,6 +339,11 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	mail := "MAIL FROM:<" + env.From + ">"
 	if _, ok := s.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(len(env.Data))
+	}
+	s.facts.RequireTLS = s.requireTLS()
+	if s.facts.RequireTLS {
+		// RFC 8689: every later hop must meet TLS too, or return the mail.
+		mail += " REQUIRETLS"
 	}
 	// Replies to MAIL and to each RCPT, in order. With PIPELINING (RFC
 	// 2920) they are all sent in one write and the replies read after;
