@@ -304,3 +304,35 @@ func TestREQUIRETLS(t *testing.T) {
 		})
 	}
 }
+
+// MTA-STS in testing mode changes nothing about delivery, and the failure
+// it would have caused reaches the event and the registry's host facts,
+// for TLS reporting.
+func TestRunnerRecordsMTASTSTestingFailures(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("testing.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	w.runner.Deliverer.(*delivery.Client).MTASTS = testingMTASTS("*.testing.test")
+	xid := w.send(mailTo("a@testing.test"))
+	w.drain()
+	if st := w.states(xid); st["a@testing.test"] != sealpost.StateDelivered || len(mx.Accepted()) != 1 {
+		t.Fatalf("state %v, accepted %d: want delivered as without MTA-STS", st, len(mx.Accepted()))
+	}
+	var delivered map[string]any
+	for _, e := range w.events() {
+		if e["event"] == "delivered" {
+			delivered = e
+		}
+	}
+	sp, _ := delivered["sealpost"].(map[string]any)
+	if sp["mta_sts"] != "testing" || sp["mta_sts_testing_result"] != sealpost.ResultSTARTTLSNotSupported || sp["policy_source"] != "account" {
+		t.Errorf("delivered event's sealpost object %v", sp)
+	}
+	reg, err := w.store.TLSRegistry(context.Background(), w.account.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reg) != 1 || len(reg[0].Hosts) != 1 || reg[0].Hosts[0].Facts.MTASTSTestingResult != sealpost.ResultSTARTTLSNotSupported {
+		t.Errorf("registry %+v, want the host's testing failure kept", reg)
+	}
+}
