@@ -30,9 +30,9 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 		return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.MXHost, b.MXHost), a.At.Compare(b.At))
 	})
 	var h struct {
-		accounts, at                                             []int64
+		accounts, at                                                      []int64
 		domains, hosts, ips, versions, ciphers, errs, certs, rts, testing []string
-		tls, verified, partial                                   []bool
+		tls, verified, partial                                            []bool
 	}
 	var d struct {
 		accounts, last    []int64
