@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -82,10 +83,16 @@ func (p *Prober) Probe(ctx context.Context, domain string) (*sealpost.TLSProbe, 
 	}
 	rep.ImplicitMX = hosts[0].implicit
 
+	// Recipients' policy sources, as delivery would apply them.
+	sts, stsFail := p.Client.domainMTASTS(ctx, domain)
+
 	probed := make([]hostProbe, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
-		wg.Go(func() { probed[i] = p.probeHost(ctx, h) })
+		wg.Go(func() {
+			probed[i] = p.probeHost(ctx, h)
+			p.applySources(ctx, &probed[i], domain, h, sts, stsFail)
+		})
 	}
 	wg.Go(func() { rep.Policies = p.policies(ctx, domain) })
 	wg.Wait()
@@ -117,12 +124,65 @@ type hostProbe struct {
 	// inconclusive are the versions whose try failed for want of an
 	// answer (a timeout, a lost connection), not by the server's choice.
 	inconclusive []uint16
+	chain        []*x509.Certificate // presented at the newest version
+
+	// sources are what recipients' policy sources beyond the account add
+	// (hostPolicy's layers after the first); excluded: MTA-STS in enforce
+	// mode does not list the host; unknown: a source cannot be known now.
+	sources  []policyLayer
+	excluded bool
+	unknown  bool
+}
+
+// applySources records what MTA-STS and DANE require of host, as
+// policyForHost gives it to delivery, and matches the host's certificate
+// against its TLSA records when DANE applies.
+func (p *Prober) applySources(ctx context.Context, h *hostProbe, domain string, host mxHost, sts *sealpost.MTASTSPolicy, stsFail *RecipientResult) {
+	h.report.Requirements = []sealpost.SourceRequirement{}
+	if stsFail != nil {
+		h.unknown = true
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceMTASTS, Error: stsFail.Response})
+		return
+	}
+	pol, out := p.Client.policyForHost(ctx, accountPolicy(sealpost.DefaultEnforcedTLS()), sts, domain, host)
+	h.sources = pol.layers[1:]
+	for _, l := range h.sources {
+		r := sealpost.SourceRequirement{Source: l.source, Requirement: &l.req}
+		if l.source == sealpost.PolicySourceMTASTS {
+			r.Mode = pol.mtasts
+		}
+		if out != nil && out.kind == outcomePolicy {
+			h.excluded = true
+			r.Requirement, r.Excluded = nil, true
+		}
+		h.report.Requirements = append(h.report.Requirements, r)
+	}
+	switch {
+	case out != nil && out.kind == outcomeTransient:
+		h.unknown = true
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceDANE, Error: out.result.Response})
+	case pol.testing != nil:
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceMTASTS, Mode: pol.mtasts})
+	}
+	if pol.dane != nil && len(h.chain) > 0 {
+		h.cert.daneDone = true
+		h.cert.daneErr = p.Client.verifyDANE()(h.chain, pol.dane.Records, pol.dane.Names, p.Client.now())
+	}
+}
+
+// requirement is what delivery under policy would require of h.
+func (h hostProbe) requirement(policy sealpost.EnforcedTLS) sealpost.TLSRequirement {
+	req := sealpost.RequirementOf(policy)
+	for _, l := range h.sources {
+		req = req.Raise(l.req)
+	}
+	return req
 }
 
 // unsettledUnder reports whether a session under policy might have ended
 // at one of the inconclusive versions: delivery would take that failure
 // as transient, and so must the verdict.
-func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
+func (h hostProbe) unsettledUnder(policy sealpost.TLSRequirement) bool {
 	if !policy.Mandatory() || len(h.inconclusive) == 0 {
 		return false
 	}
@@ -134,7 +194,7 @@ func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
 // crypto/tls offers the policy's version up to 1.3, and the server picks
 // the newest it accepts; a server accepting none of them ends the
 // handshake before any certificate is checked.
-func (h hostProbe) seenUnder(policy sealpost.EnforcedTLS) sealpost.TLSSeen {
+func (h hostProbe) seenUnder(policy sealpost.TLSRequirement) sealpost.TLSSeen {
 	offered := h.ehlo && h.report.STARTTLS
 	switch {
 	case !offered:
@@ -167,11 +227,17 @@ func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdi
 			disallowed = true
 			continue
 		}
-		if !h.reached || h.unsettledUnder(policy) {
+		if h.excluded {
+			// Never connected to: as a host that fails the policy.
+			lastFailure = sealpost.ResultValidationFailure
+			continue
+		}
+		req := h.requirement(policy)
+		if !h.reached || h.unknown || h.unsettledUnder(req) {
 			unreached = true
 			continue
 		}
-		d := sealpost.DecideTLS(sealpost.RequirementOf(policy), h.seenUnder(policy))
+		d := sealpost.DecideTLS(req, h.seenUnder(req))
 		if d.Action == sealpost.TLSProceed || d.Action == sealpost.TLSRetryPlain {
 			v.Delivered = true
 			v.Outcome = sealpost.ProbeDelivered
@@ -297,6 +363,7 @@ func (p *Prober) probeHost(ctx context.Context, host mxHost) (h hostProbe) {
 		// tries are oldest first: the last success is the newest.
 		h.report.Cipher = tls.CipherSuiteName(t.cs.CipherSuite)
 		h.cert = t.check
+		h.chain = t.cs.PeerCertificates
 		h.report.Certificate = describeCert(t.cs, t.check)
 	}
 	return h
