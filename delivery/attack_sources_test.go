@@ -68,10 +68,7 @@ func TestRecipientPoliciesUnderAttack(t *testing.T) {
 					t.Fatal(err)
 				}
 				proxy, mx := h.AddProxiedMX(attackSourcesDomain, 10, mxtest.Behavior{Certificate: &cert}, a.mode)
-				c := &delivery.Client{
-					Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), HeloHostname: "sender.sealpost.test",
-					RootCAs: h.CertPool(), Timeout: 10 * time.Second, Destinations: loopbackOnly(),
-				}
+				c := sourcesClient(h)
 				const marker = "attack-sources-marker"
 				env := delivery.Envelope{From: "sender@sealpost.test", Domain: attackSourcesDomain,
 					Recipients: []string{"rcpt@" + attackSourcesDomain}, Data: []byte("Subject: " + marker + "\r\n\r\n" + marker + "\r\n")}
@@ -105,10 +102,7 @@ func TestStrippedWithoutSourcesLeaks(t *testing.T) {
 	t.Parallel()
 	h := mxtest.New(t)
 	proxy, _ := h.AddProxiedMX(attackSourcesDomain, 10, mxtest.Behavior{}, mxtest.StripSTARTTLS)
-	c := &delivery.Client{
-		Resolver: delivery.NewResolver(h.DNSAddr()), Port: h.Port(), HeloHostname: "sender.sealpost.test",
-		RootCAs: h.CertPool(), Timeout: 10 * time.Second, Destinations: loopbackOnly(),
-	}
+	c := sourcesClient(h)
 	env := delivery.Envelope{From: "sender@sealpost.test", Domain: attackSourcesDomain,
 		Recipients: []string{"rcpt@" + attackSourcesDomain}, Data: []byte("Subject: control-marker\r\n\r\ncontrol-marker\r\n")}
 	res := c.Deliver(context.Background(), sealpost.DefaultEnforcedTLS(), env)

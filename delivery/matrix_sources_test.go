@@ -106,14 +106,7 @@ func TestRecipientPolicyMatrix(t *testing.T) {
 					Data:         []byte("From: sender@sealpost.test\r\nTo: " + rcpt + "\r\nSubject: sources\r\n\r\n" + marker + "\r\n"),
 					DomainPolicy: sc.domain,
 				}
-				c := &delivery.Client{
-					Resolver:     delivery.NewResolver(h.DNSAddr()),
-					Port:         h.Port(),
-					HeloHostname: "sender.sealpost.test",
-					RootCAs:      h.CertPool(),
-					Timeout:      10 * time.Second,
-					Destinations: loopbackOnly(),
-				}
+				c := sourcesClient(h)
 				var sts *fakeMTASTS
 				if sc.mtasts != nil {
 					sts = sc.mtasts()
