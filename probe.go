@@ -85,8 +85,9 @@ type ProbedCertificate struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// PublishedPolicies are the domain's own TLS statements, reported as found;
-// sealpost does not act on them yet.
+// PublishedPolicies are the domain's own TLS statements, reported as the
+// probe found them. What delivery requires because of them is in each
+// host's Requirements.
 type PublishedPolicies struct {
 	MTASTS MTASTSFinding `json:"mta_sts"`
 	TLSRPT TLSRPTFinding `json:"tls_rpt"`
