@@ -348,15 +348,6 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
 		return
 	}
-	domainPolicy, err := r.domainPolicy(ctx, d)
-	if err != nil {
-		// Without the policy nothing may be sent: it may raise the bar.
-		if !r.Outage.Report(ctx, err) {
-			log.Warn("reading the account's TLS policy for the recipient domain", "err", err)
-		}
-		r.deferAll(ctx, log, d, "the sending account's TLS policy for the recipient domain could not be read")
-		return
-	}
 	// Checked on every attempt, on whichever node claims it: mail the
 	// account queued before it was disabled is never sent afterwards.
 	acct, err := r.Queue.Account(ctx, d.Message.AccountID)
@@ -375,6 +366,15 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		}
 		log.Info("dropped: the account is disabled", "recipients", len(c.Recipients))
 		r.complete(ctx, log, d, c)
+		return
+	}
+	domainPolicy, err := r.domainPolicy(ctx, d)
+	if err != nil {
+		// Without the policy nothing may be sent: it may raise the bar.
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the account's TLS policy for the recipient domain", "err", err)
+		}
+		r.deferAll(ctx, log, d, "the sending account's TLS policy for the recipient domain could not be read")
 		return
 	}
 	// The message is put together from its mail send's shared body only
