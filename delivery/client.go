@@ -147,7 +147,17 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	res := Result{Recipients: make([]RecipientResult, len(env.Recipients))}
 	log := c.logger().With(slog.String("domain", env.Domain), slog.Bool("mandatory_tls", policy.Mandatory()))
 	if !policy.Version.Valid() {
-		log.Warn("invalid minimum TLS version in policy; using the default", slog.Any("version", uint16(policy.Version)))
+		if policy.Mandatory() {
+			// The floor cannot be known: fail closed rather than guess a
+			// lower one.
+			log.Warn("invalid minimum TLS version in a mandatory policy; deferring", slog.Any("version", uint16(policy.Version)))
+			for i := range res.Recipients {
+				res.Recipients[i] = RecipientResult{Status: Deferred, EnhancedStatus: "4.3.0",
+					Response: fmt.Sprintf("the account's Enforced TLS setting is not valid (version %#04x)", uint16(policy.Version))}
+			}
+			return res
+		}
+		// Opportunistic: the version is unused.
 		policy.Version = sealpost.DefaultTLSVersion
 	}
 

@@ -336,3 +336,28 @@ func TestRunnerRecordsMTASTSTestingFailures(t *testing.T) {
 		t.Errorf("registry %+v, want the host's testing failure kept", reg)
 	}
 }
+
+// An account setting that makes TLS mandatory with a version that is not
+// one of SendGrid's cannot say how high the floor is: fail closed rather
+// than guess a lower one. Opportunistic, the version is unused.
+func TestInvalidAccountVersion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		policy sealpost.EnforcedTLS
+		want   delivery.Status
+	}{
+		{sealpost.EnforcedTLS{RequireTLS: true, Version: 0x0399}, delivery.Deferred},
+		{sealpost.EnforcedTLS{Version: 0}, delivery.Delivered},
+	}
+	for _, tc := range tests {
+		h := mxtest.New(t)
+		mx := h.AddMX(sourcesDomain, 10, mxtest.TLS11Only())
+		res := deliverOnce(t, sourcesClient(h), tc.policy, sourcesEnvelope())
+		if r := res.Recipients[0]; r.Status != tc.want {
+			t.Errorf("%+v: %v %q, want %v", tc.policy, r.Status, r.Response, tc.want)
+		}
+		if tc.want == delivery.Deferred && mx.Connections() != 0 {
+			t.Errorf("%+v: the MX got %d connections", tc.policy, mx.Connections())
+		}
+	}
+}
