@@ -71,6 +71,9 @@ type Envelope struct {
 	// DomainPolicy is the sending account's own policy for Domain, nil
 	// when it has none; it can only raise the account's setting.
 	DomainPolicy *sealpost.EnforcedTLS
+	// Attempt counts the attempts made before this one (0: the first).
+	// A failure only MTA-STS causes is never blocked on the first.
+	Attempt int
 }
 
 // Status is a recipient's outcome of one attempt.
@@ -273,7 +276,7 @@ func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base host
 		return res
 	}
 	if transient == nil && mtastsFailures > 0 {
-		if block, why := c.confirmMTASTS(ctx, env.Domain, sts); !block {
+		if block, why := c.confirmMTASTS(ctx, env.Domain, sts, env.Attempt); !block {
 			log.Info("MX hosts failed the domain's MTA-STS policy; deferring", slog.String("detail", why))
 			setAll(RecipientResult{Status: Deferred, Response: why, EnhancedStatus: "4.7.10"})
 			return res

@@ -26,7 +26,8 @@ func TestProbeReportsSourcesAndAgreesWithDelivery(t *testing.T) {
 		// want is mx1's requirements: source, mode, excluded, error set.
 		want []sealpost.SourceRequirement
 		// outcomes under sealpost.ProbePolicies, for both the probe and
-		// delivery.
+		// a delivery that is not the first attempt (the first defers what
+		// MTA-STS alone blocks).
 		outcomes [7]string
 	}{
 		{"MTA-STS enforce, TLS 1.2 only", mxtest.TLS12Only(),
@@ -81,7 +82,7 @@ func TestProbeReportsSourcesAndAgreesWithDelivery(t *testing.T) {
 			for i, policy := range policies {
 				wg.Go(func() {
 					res := c.Deliver(t.Context(), policy, delivery.Envelope{From: "sender@example.com", Domain: domain,
-						Recipients: []string{"someone@" + domain}, Data: []byte("Subject: probe\r\n\r\nhello\r\n")})
+						Recipients: []string{"someone@" + domain}, Data: []byte("Subject: probe\r\n\r\nhello\r\n"), Attempt: 1})
 					delivered[i] = res.Recipients[0].Status.String()
 				})
 			}

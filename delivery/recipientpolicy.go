@@ -140,16 +140,21 @@ func mtastsListed(patterns []string, host string) bool {
 
 // confirmMTASTS is asked when mail would be blocked for failing domain's
 // MTA-STS policy used: RFC 8461 5 forbids failing it permanently before
-// checking for a newer policy. block is true only when a fresh copy is
-// the same policy; otherwise the mail waits for an attempt under the new
-// one (or for the policy to be reachable), and why says so.
-func (c *Client) confirmMTASTS(ctx context.Context, domain string, used *sealpost.MTASTSPolicy) (block bool, why string) {
+// checking for a newer policy, and asks that such failures be treated as
+// transient. So the policy is fetched afresh every time, and the mail is
+// deferred on its first attempt (attempt 0) whatever comes back; on a
+// later one it is blocked only when the fresh copy is the policy that
+// failed. Otherwise the mail waits for an attempt under the new policy (or
+// for the policy to be reachable), and why says so.
+func (c *Client) confirmMTASTS(ctx context.Context, domain string, used *sealpost.MTASTSPolicy, attempt int) (block bool, why string) {
 	fresh, err := c.MTASTS.Refresh(ctx, domain)
 	switch {
 	case err != nil:
 		return false, fmt.Sprintf("no MX host of %s meets its MTA-STS policy, and refreshing the policy failed: %v", domain, err)
 	case !sameMTASTS(fresh, used):
 		return false, fmt.Sprintf("no MX host of %s met its MTA-STS policy, which has since changed; the next attempt applies the new one", domain)
+	case attempt == 0:
+		return false, fmt.Sprintf("no MX host of %s meets its MTA-STS policy (fetched afresh); deferred once before the mail is blocked", domain)
 	}
 	return true, ""
 }

@@ -3,6 +3,8 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,13 +119,19 @@ func TestMTASTSEnforceRefreshesBeforeBlocking(t *testing.T) {
 			c := sourcesClient(h)
 			sts := &fakeMTASTS{policy: listed, refreshed: tc.refreshed, refreshErr: tc.refreshErr}
 			c.MTASTS = sts
-			res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), sourcesEnvelope())
+			env := sourcesEnvelope()
+			// The first attempt defers whatever the fresh policy says.
+			if r := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), env).Recipients[0]; r.Status != delivery.Deferred {
+				t.Errorf("first attempt: %v (%q), want deferred", r.Status, r.Response)
+			}
+			env.Attempt = 1
+			res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), env)
 			r := res.Recipients[0]
 			if r.Status != tc.want {
-				t.Errorf("status %v (%q), want %v", r.Status, r.Response, tc.want)
+				t.Errorf("second attempt: %v (%q), want %v", r.Status, r.Response, tc.want)
 			}
-			if sts.Refreshes() != 1 {
-				t.Errorf("%d refreshes, want 1", sts.Refreshes())
+			if sts.Refreshes() != 2 {
+				t.Errorf("%d refreshes, want one per attempt", sts.Refreshes())
 			}
 			if tc.want == delivery.Blocked && (r.Response != sealpost.BlockedReason || res.TLS.PolicySource != "mta-sts" || res.TLS.ResultType != sealpost.ResultValidationFailure) {
 				t.Errorf("blocked with %q, facts %+v", r.Response, res.TLS)
@@ -359,5 +367,42 @@ func TestInvalidAccountVersion(t *testing.T) {
 		if tc.want == delivery.Deferred && mx.Connections() != 0 {
 			t.Errorf("%+v: the MX got %d connections", tc.policy, mx.Connections())
 		}
+	}
+}
+
+// Through the runner: a recipient that fails only the domain's MTA-STS
+// policy is deferred on the first attempt and blocked on the next, with
+// SendGrid's blocked event; the cause is under sealpost.
+func TestRunnerMTASTSDefersThenBlocks(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	mx := w.h.AddMX("sts.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	sts := enforceMTASTS("*.sts.test")
+	w.runner.Deliverer.(*delivery.Client).MTASTS = sts
+	xid := w.send(mailTo("a@sts.test"))
+
+	w.drain()
+	if st := w.states(xid); st["a@sts.test"] != sealpost.StateQueued {
+		t.Fatalf("after the first attempt: %v, want queued", st)
+	}
+	w.clock.Add(2 * time.Minute)
+	w.drain()
+	if st := w.states(xid); st["a@sts.test"] != sealpost.StateBlocked {
+		t.Fatalf("after the second attempt: %v, want blocked", st)
+	}
+	if n := len(mx.Received()); n != 0 || sts.Refreshes() != 2 {
+		t.Errorf("the MX saw %d transactions, %d refreshes; want none and 2", n, sts.Refreshes())
+	}
+	var got []string
+	for _, e := range w.events() {
+		sp, _ := e["sealpost"].(map[string]any)
+		got = append(got, fmt.Sprintf("%v/%v/%v/%v", e["event"], e["type"], sp["policy_source"], sp["result_type"]))
+		if e["event"] == "bounce" && (e["reason"] != sealpost.BlockedReason || e["status"] != sealpost.BlockedStatus) {
+			t.Errorf("bounce event %v", e)
+		}
+	}
+	want := []string{"deferred/<nil>/mta-sts/starttls-not-supported", "bounce/blocked/mta-sts/starttls-not-supported"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }

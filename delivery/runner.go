@@ -395,7 +395,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy}
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
