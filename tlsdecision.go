@@ -51,7 +51,8 @@ func (r TLSRequirement) Raise(o TLSRequirement) TLSRequirement {
 	return out
 }
 
-// Stricter reports whether r requires something o does not.
+// Stricter reports whether r requires something o does not: whether
+// raising o by r changes it.
 func (r TLSRequirement) Stricter(o TLSRequirement) bool {
 	return o.Raise(r) != o
 }

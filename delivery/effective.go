@@ -75,7 +75,7 @@ func (p hostPolicy) source() sealpost.PolicySource {
 	src := sealpost.PolicySourceAccount
 	var sum sealpost.TLSRequirement
 	for i, l := range p.layers {
-		if i > 0 && l.req.Mandatory() && sum.Raise(l.req) != sum {
+		if i > 0 && l.req.Mandatory() && l.req.Stricter(sum) {
 			src = l.source
 		}
 		if i == 0 {
