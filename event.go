@@ -57,6 +57,24 @@ type TLSFacts struct {
 	// starttls-not-supported, certificate-host-mismatch,
 	// certificate-expired, certificate-not-trusted, validation-failure.
 	ResultType string `json:"result_type,omitempty"`
+
+	// The effective policy of recipients' TLS policies the session ran
+	// under: which source set it (or, for a blocked recipient, whose
+	// requirement the host failed), and its values.
+	PolicySource string          `json:"policy_source,omitempty"`
+	Policy       *TLSRequirement `json:"policy,omitempty"`
+	// MTASTS is the mode of the recipient domain's MTA-STS policy that
+	// applied to the host ("enforce", "testing"), empty when none did.
+	MTASTS string `json:"mta_sts,omitempty"`
+	// MTASTSTestingResult is the RFC 8460 result type of the failure an
+	// MTA-STS policy in testing mode would have caused, had it been
+	// enforced; the mail went as without it.
+	MTASTSTestingResult string `json:"mta_sts_testing_result,omitempty"`
+	// DANEVerified: the certificate matched the host's TLSA records.
+	DANEVerified bool `json:"dane_verified,omitempty"`
+	// RequireTLS: the message was sent with MAIL FROM:<...> REQUIRETLS
+	// (RFC 8689), asking every later hop for TLS too.
+	RequireTLS bool `json:"requiretls,omitempty"`
 }
 
 // RFC 8460 result types.
@@ -66,6 +84,13 @@ const (
 	ResultCertificateExpired      = "certificate-expired"
 	ResultCertificateNotTrusted   = "certificate-not-trusted"
 	ResultValidationFailure       = "validation-failure"
+	// DANE (RFC 7672): no TLSA record matched the server's certificate;
+	// the TLSA lookup was not DNSSEC-secure or failed.
+	ResultTLSAInvalid   = "tlsa-invalid"
+	ResultDNSSECInvalid = "dnssec-invalid"
+	// MTA-STS (RFC 8461): the policy could not be fetched, or is invalid.
+	ResultSTSPolicyFetchError = "sts-policy-fetch-error"
+	ResultSTSPolicyInvalid    = "sts-policy-invalid"
 )
 
 // BlockedReason is SendGrid's reason on the bounce event of a recipient whose

@@ -42,6 +42,26 @@ type ProbedHost struct {
 	// TLSA is whether _25._tcp.<host> has TLSA records (DANE, RFC 7672).
 	TLSA   bool          `json:"tlsa"`
 	Errors []ProbeFailed `json:"errors"`
+	// Requirements are what recipients' policy sources other than the
+	// account's own settings require of this host, as delivery applies
+	// them: one entry per source that applies (mta-sts, dane). The
+	// verdicts are raised by them.
+	Requirements []SourceRequirement `json:"requirements"`
+}
+
+// SourceRequirement is what one policy source requires of one MX host.
+type SourceRequirement struct {
+	Source PolicySource `json:"source"`
+	// Mode is the MTA-STS policy's mode ("enforce", "testing").
+	Mode string `json:"mode,omitempty"`
+	// Requirement is what the source raises the host's policy by; nil when
+	// it raises nothing (MTA-STS testing) or excludes the host.
+	Requirement *TLSRequirement `json:"requirement,omitempty"`
+	// Excluded: the domain's MTA-STS policy in enforce mode does not list
+	// the host, so delivery never connects to it.
+	Excluded bool `json:"excluded,omitempty"`
+	// Error says why the source cannot be known now; delivery defers.
+	Error string `json:"error,omitempty"`
 }
 
 // ProbeFailed is one step of the probe that did not work.
@@ -65,8 +85,9 @@ type ProbedCertificate struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// PublishedPolicies are the domain's own TLS statements, reported as found;
-// sealpost does not act on them yet.
+// PublishedPolicies are the domain's own TLS statements, reported as the
+// probe found them. What delivery requires because of them is in each
+// host's Requirements.
 type PublishedPolicies struct {
 	MTASTS MTASTSFinding `json:"mta_sts"`
 	TLSRPT TLSRPTFinding `json:"tls_rpt"`

@@ -170,24 +170,12 @@ func tlsVersionRank(v string) int {
 
 // Permits reports whether a session with facts f meets s and, when it does
 // not, the RFC 8460 result type of the failure. certResult is the type of
-// the certificate's failure, if it failed. Delivery decides with it
-// whether mail may go on a session, and the preview judges hosts with it,
-// so the two cannot disagree.
+// the certificate's failure, if it failed. It is DecideTLS applied to the
+// facts, so the preview judges hosts exactly as delivery does.
 func (s EnforcedTLS) Permits(f TLSFacts, certResult string) (ok bool, resultType string) {
-	if !s.Mandatory() {
-		return true, ""
-	}
-	if !f.TLS {
-		return false, ResultSTARTTLSNotSupported
-	}
-	if tlsVersionRank(f.Version) < tlsVersionRank(s.Version.String()) {
-		return false, ResultValidationFailure
-	}
-	if s.RequireValidCert && !f.Verified {
-		if certResult == "" {
-			certResult = ResultValidationFailure
-		}
-		return false, certResult
+	v := DecideTLS(RequirementOf(s), SeenInFacts(f, certResult))
+	if v.Action == TLSNextMX {
+		return false, v.ResultType
 	}
 	return true, ""
 }

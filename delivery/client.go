@@ -48,6 +48,18 @@ type Client struct {
 	// MTASTSPort is the HTTPS port of mta-sts.<domain> for MTA-STS policy
 	// fetches; 0 is 443, the only port RFC 8461 knows. Tests change it.
 	MTASTSPort int
+	// VerifyDANE matches a DANE host's certificate chain against its TLSA
+	// records; nil: sealpost.VerifyDANE.
+	VerifyDANE func(chain []*x509.Certificate, records []sealpost.TLSARecord, names []string, now time.Time) error
+	// MTASTS gives recipient domains' MTA-STS policies; nil: MTA-STS is
+	// off. A policy in enforce mode raises the requirement on the MX
+	// hosts it lists and excludes the others; one in testing mode only
+	// has its would-be failures recorded.
+	MTASTS MTASTSSource
+	// DANE gives MX hosts' DANE requirements; nil: DANE is off. Usable
+	// TLSA records make TLS and a matching certificate mandatory for
+	// their host, and replace MTA-STS for it.
+	DANE DANESource
 
 	poolOnce sync.Once
 	pool     *sessionPool
@@ -59,6 +71,12 @@ type Envelope struct {
 	Domain     string   // the recipients' domain
 	Recipients []string // all at Domain; delivered in ONE transaction (one MAIL, several RCPT, one DATA)
 	Data       []byte   // complete RFC 5322 message, CRLF line ends; dot-stuffed on the wire
+	// DomainPolicy is the sending account's own policy for Domain, nil
+	// when it has none; it can only raise the account's setting.
+	DomainPolicy *sealpost.EnforcedTLS
+	// Attempt counts the attempts made before this one (0: the first).
+	// A failure only MTA-STS causes is never blocked on the first.
+	Attempt int
 }
 
 // Status is a recipient's outcome of one attempt.
@@ -135,7 +153,17 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	res := Result{Recipients: make([]RecipientResult, len(env.Recipients))}
 	log := c.logger().With(slog.String("domain", env.Domain), slog.Bool("mandatory_tls", policy.Mandatory()))
 	if !policy.Version.Valid() {
-		log.Warn("invalid minimum TLS version in policy; using the default", slog.Any("version", uint16(policy.Version)))
+		if policy.Mandatory() {
+			// The floor cannot be known: fail closed rather than guess a
+			// lower one.
+			log.Warn("invalid minimum TLS version in a mandatory policy; deferring", slog.Any("version", uint16(policy.Version)))
+			for i := range res.Recipients {
+				res.Recipients[i] = RecipientResult{Status: Deferred, EnhancedStatus: "4.3.0",
+					Response: fmt.Sprintf("the account's Enforced TLS setting is not valid (version %#04x)", uint16(policy.Version))}
+			}
+			return res
+		}
+		// Opportunistic: the version is unused.
 		policy.Version = sealpost.DefaultTLSVersion
 	}
 
@@ -166,6 +194,26 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		return res
 	}
 
+	base, fail := basePolicy(policy, env)
+	if fail == nil {
+		var sts *sealpost.MTASTSPolicy
+		if sts, fail = c.domainMTASTS(ctx, env.Domain); fail == nil {
+			return c.deliverToHosts(ctx, log, base, sts, env, pending, res)
+		}
+	}
+	log.Warn("recipients' TLS policy cannot be applied; deferring", slog.String("response", fail.Response))
+	setAll(*fail)
+	return res
+}
+
+// deliverToHosts tries env.Domain's MX hosts in order, each under base
+// raised by what the domain's MTA-STS policy sts and DANE require of it.
+func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base hostPolicy, sts *sealpost.MTASTSPolicy, env Envelope, pending []int, res Result) Result {
+	setAll := func(rr RecipientResult) {
+		for _, i := range pending {
+			res.Recipients[i] = rr
+		}
+	}
 	hosts, fail := c.route(ctx, env.Domain)
 	if fail != nil {
 		log.Info("no route to domain", slog.String("response", fail.Response))
@@ -176,6 +224,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	var (
 		transient      *outcome
 		policyFailures int
+		mtastsFailures int // policy failures only MTA-STS's requirement caused
 		refusedHosts   int
 	)
 	for _, host := range hosts {
@@ -183,7 +232,13 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			transient = &outcome{kind: outcomeTransient, result: RecipientResult{Status: Deferred, Response: "delivery attempt cut off: " + err.Error(), EnhancedStatus: "4.4.7"}}
 			break
 		}
-		out := c.tryHost(ctx, log, policy, host, env, pending)
+		pol, excluded := c.policyForHost(ctx, base, sts, env.Domain, host)
+		var out outcome
+		if excluded != nil {
+			out = *excluded
+		} else {
+			out = c.tryHost(ctx, log, pol, host, env, pending)
+		}
 		res.TLS = out.facts
 		if out.reached {
 			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
@@ -199,6 +254,9 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			return res
 		case outcomePolicy:
 			policyFailures++
+			if out.cause == sealpost.PolicySourceMTASTS {
+				mtastsFailures++
+			}
 			log.Info("MX host failed the Enforced TLS policy",
 				slog.String("mx_host", out.facts.MXHost), slog.String("mx_ip", out.facts.MXIP),
 				slog.String("result_type", out.facts.ResultType), slog.String("detail", out.result.Response))
@@ -219,6 +277,13 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		res.TLS = sealpost.TLSFacts{}
 		setAll(RecipientResult{Status: Bounced, Response: fmt.Sprintf("no MX host of %s has an address this server may deliver to", env.Domain), EnhancedStatus: statusNoAllowedHost})
 		return res
+	}
+	if transient == nil && mtastsFailures > 0 {
+		if block, why := c.confirmMTASTS(ctx, env.Domain, sts, env.Attempt); !block {
+			log.Info("MX hosts failed the domain's MTA-STS policy; deferring", slog.String("detail", why))
+			setAll(RecipientResult{Status: Deferred, Response: why, EnhancedStatus: "4.7.10"})
+			return res
+		}
 	}
 	if transient == nil && policyFailures > 0 {
 		// Every host was reached and none could meet the policy.
@@ -321,11 +386,14 @@ type outcome struct {
 	// reached: the session learnt whether the host offers STARTTLS.
 	reached    bool
 	certResult string // RFC 8460 type of a failed certificate check
+	// cause is the source whose requirement an outcomePolicy host failed.
+	cause sealpost.PolicySource
 }
 
 // tryHost delivers to the first reachable address of host.
-func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.EnforcedTLS, host mxHost, env Envelope, pending []int) outcome {
+func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, host mxHost, env Envelope, pending []int) outcome {
 	facts := sealpost.TLSFacts{MXHost: host.name}
+	pol.stamp(&facts)
 	addrs, err := c.Resolver.LookupIPAddr(ctx, host.name)
 	if err == nil && len(addrs) == 0 {
 		err = &net.DNSError{Err: "no address records", Name: host.name, IsNotFound: true}
@@ -349,7 +417,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 	for _, addr := range addrs {
 		facts.MXIP = addr.IP.String()
 		hlog := log.With(slog.String("mx_host", host.name), slog.String("mx_ip", facts.MXIP))
-		key := c.poolKey(host.name, facts.MXIP, policy)
+		key := c.poolKey(host.name, facts.MXIP, pol)
 		if c.reuseOn() {
 			if s := c.sessions().take(key); s != nil {
 				if out, ok := c.reuse(ctx, hlog, s, env, pending); ok {
@@ -363,7 +431,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 				Response: fmt.Sprintf("cannot connect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 			continue
 		}
-		out, retryPlain := c.session(ctx, hlog, conn, key, policy, facts, env, pending, true)
+		out, retryPlain := c.session(ctx, hlog, conn, key, pol, facts, env, pending, true)
 		if !retryPlain {
 			return out
 		}
@@ -375,7 +443,9 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, policy sealpost.
 			return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
 				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
 		}
-		out, _ = c.session(ctx, hlog, conn, key, policy, facts, env, pending, false)
+		plainFacts := facts
+		plainFacts.MTASTSTestingResult = out.facts.MTASTSTestingResult
+		out, _ = c.session(ctx, hlog, conn, key, pol, plainFacts, env, pending, false)
 		return out
 	}
 	return last
@@ -419,6 +489,13 @@ func (c *Client) helo() string {
 		return "localhost"
 	}
 	return c.HeloHostname
+}
+
+func (c *Client) verifyDANE() daneVerifier {
+	if c.VerifyDANE == nil {
+		return sealpost.VerifyDANE
+	}
+	return c.VerifyDANE
 }
 
 func (c *Client) now() time.Time {

@@ -116,7 +116,12 @@ func TestDeliverTranscript(t *testing.T) {
 			t.Errorf("recipient %d: %+v", i, rr)
 		}
 	}
-	want2 := sealpost.TLSFacts{TLS: true, Version: "1.3", Cipher: res.TLS.Cipher, Verified: true, MXHost: "mx.example.test", MXIP: "127.0.0.2"}
+	wantPolicy := sealpost.RequirementOf(sealpost.DefaultEnforcedTLS())
+	if res.TLS.Policy == nil || *res.TLS.Policy != wantPolicy {
+		t.Errorf("effective policy %+v, want %+v", res.TLS.Policy, wantPolicy)
+	}
+	want2 := sealpost.TLSFacts{TLS: true, Version: "1.3", Cipher: res.TLS.Cipher, Verified: true, MXHost: "mx.example.test", MXIP: "127.0.0.2",
+		PolicySource: "account", Policy: res.TLS.Policy}
 	if res.TLS != want2 || res.TLS.Cipher == "" {
 		t.Errorf("TLS facts = %+v, want %+v", res.TLS, want2)
 	}

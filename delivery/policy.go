@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -14,26 +15,32 @@ import (
 type certCheck struct {
 	done bool
 	err  error
+	// daneDone: the certificate was matched against the host's TLSA
+	// records; daneErr is why it did not match.
+	daneDone bool
+	daneErr  error
 }
 
 // tlsConfig returns the STARTTLS client configuration for serverName (the MX
-// host as found in DNS) under policy.
+// host as found in DNS) under the host's effective policy.
 //
 // crypto/tls's own verification is always off: ours runs in
 // VerifyConnection instead, so that an opportunistic or require_tls session
 // still learns whether the certificate was valid and why not (for the
-// event's facts), while only require_valid_cert makes a failed verification
-// end the handshake. The check is the one crypto/tls would make: the peer's
-// chain to RootCAs at now, for serverName.
-func tlsConfig(policy sealpost.EnforcedTLS, serverName string, roots *x509.CertPool, now func() time.Time, check *certCheck) *tls.Config {
+// event's facts), while only a required check (require_valid_cert, DANE)
+// makes a failure end the handshake. The Web PKI check is the one
+// crypto/tls would make: the peer's chain to RootCAs at now, for
+// serverName.
+func tlsConfig(pol hostPolicy, serverName string, roots *x509.CertPool, now func() time.Time, verifyDANE daneVerifier, check *certCheck) *tls.Config {
+	req := pol.req
 	cfg := &tls.Config{
 		ServerName:         serverName,
 		RootCAs:            roots,
 		InsecureSkipVerify: true, // verification is ours: see VerifyConnection
 		Time:               now,
 	}
-	if policy.Mandatory() {
-		cfg.MinVersion = uint16(policy.Version)
+	if req.Mandatory() {
+		cfg.MinVersion = uint16(req.Version)
 		if cfg.MinVersion < tls.VersionTLS12 {
 			// Go enables TLS 1.0 and 1.1 only when asked; the suites it
 			// considers secure all work at TLS 1.1 (ECDHE with AES-CBC-SHA),
@@ -49,13 +56,29 @@ func tlsConfig(policy sealpost.EnforcedTLS, serverName string, roots *x509.CertP
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		check.done = true
 		check.err = verifyPeer(cs, serverName, roots, now())
-		if check.err != nil && policy.RequireValidCert {
+		if pol.dane != nil {
+			check.daneDone = true
+			check.daneErr = verifyDANE(cs.PeerCertificates, pol.dane.Records, pol.dane.Names, now())
+		}
+		if check.err != nil && req.RequireValidCert {
 			return check.err
+		}
+		if req.DANE {
+			if !check.daneDone {
+				return errors.New("DANE required but no TLSA records to match the certificate against")
+			}
+			if check.daneErr != nil {
+				return fmt.Errorf("certificate matches no TLSA record: %w", check.daneErr)
+			}
 		}
 		return nil
 	}
 	return cfg
 }
+
+// daneVerifier matches a server's chain against TLSA records;
+// sealpost.VerifyDANE is the one delivery uses.
+type daneVerifier func(chain []*x509.Certificate, records []sealpost.TLSARecord, names []string, now time.Time) error
 
 // verifyPeer is crypto/tls's server certificate verification.
 func verifyPeer(cs tls.ConnectionState, serverName string, roots *x509.CertPool, now time.Time) error {
@@ -127,55 +150,18 @@ func versionName(v uint16) string {
 	return tls.VersionName(v)
 }
 
-// hostTLS is what an MX host showed of its TLS in one session, as far as
-// the Enforced TLS decision goes.
-type hostTLS struct {
-	starttls bool   // EHLO succeeded and offered STARTTLS
-	refused  bool   // the server answered STARTTLS with something but 220
-	version  uint16 // the negotiated version; 0 when no handshake completed
-	// certChecked: the certificate was verified (the handshake got that
-	// far); certErr is why it is not valid, nil when it is.
-	certChecked bool
-	certErr     error
-}
-
-// policyFailure is the Enforced TLS decision: the RFC 8460 result type for
-// which a host showing h fails policy, or "" when mail may go to it.
-// Delivery's sessions and the probe's verdicts both come from it.
-func policyFailure(policy sealpost.EnforcedTLS, h hostTLS) string {
-	if !policy.Mandatory() {
-		return ""
+// seenOf is what a session showed of its TLS, in the terms of the
+// decision table.
+func seenOf(step sealpost.TLSStep, cs *tls.ConnectionState, check certCheck, interrupted bool) sealpost.TLSSeen {
+	v := sealpost.TLSSeen{Step: step, CertChecked: check.done, DANEChecked: check.daneDone, Interrupted: interrupted}
+	if check.err != nil {
+		v.CertResult = certResultType(check.err)
 	}
-	switch {
-	case !h.starttls:
-		return sealpost.ResultSTARTTLSNotSupported
-	case h.refused:
-		return sealpost.ResultValidationFailure
-	case h.version == 0:
-		// The handshake failed: for the certificate when verifying it is
-		// what ended it under require_valid_cert, otherwise for TLS itself.
-		if policy.RequireValidCert && h.certChecked && h.certErr != nil {
-			return certResultType(h.certErr)
-		}
-		return sealpost.ResultValidationFailure
-	case h.version < uint16(policy.Version):
-		return sealpost.ResultValidationFailure
-	case policy.RequireValidCert && (!h.certChecked || h.certErr != nil):
-		if h.certErr != nil {
-			return certResultType(h.certErr)
-		}
-		return sealpost.ResultValidationFailure
+	if check.daneErr != nil {
+		v.DANEResult = sealpost.ResultTLSAInvalid
 	}
-	return ""
-}
-
-// meetsPolicy reports whether a TLS session satisfies policy, by the same
-// judgement the readiness preview applies to recorded facts.
-func meetsPolicy(policy sealpost.EnforcedTLS, cs *tls.ConnectionState, verified bool) bool {
-	f := sealpost.TLSFacts{Verified: verified}
 	if cs != nil && cs.HandshakeComplete {
-		f.TLS, f.Version = true, versionName(cs.Version)
+		v.Version = sealpost.TLSVersion(cs.Version)
 	}
-	ok, _ := policy.Permits(f, "")
-	return ok
+	return v
 }

@@ -45,7 +45,8 @@ type poolKey struct {
 	host   string
 	ip     string
 	port   int
-	policy sealpost.EnforcedTLS
+	req    sealpost.TLSRequirement
+	policy string // hostPolicy.key: every source, mode and record
 	helo   string
 	roots  *x509.CertPool
 }
@@ -66,8 +67,8 @@ func (c *Client) sessions() *sessionPool {
 	return c.pool
 }
 
-func (c *Client) poolKey(host, ip string, policy sealpost.EnforcedTLS) poolKey {
-	return poolKey{host: host, ip: ip, port: c.port(), policy: policy, helo: c.helo(), roots: c.RootCAs}
+func (c *Client) poolKey(host, ip string, pol hostPolicy) poolKey {
+	return poolKey{host: host, ip: ip, port: c.port(), req: pol.req, policy: pol.key(), helo: c.helo(), roots: c.RootCAs}
 }
 
 // take returns the most recently used idle session for key, or nil.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,8 +22,9 @@ import (
 // Prober asks a recipient domain's MX hosts about their TLS exactly as
 // Client would deliver to them (same resolver, routing, dialler, trusted
 // roots and TLS configuration), but sends nothing beyond EHLO, STARTTLS
-// and QUIT. Its verdicts come from policyFailure, the function delivery
-// decides with, so the probe and delivery cannot disagree.
+// and QUIT. Its verdicts come from sealpost.DecideTLS, the decision table
+// delivery decides every session with, so the probe and delivery cannot
+// disagree.
 type Prober struct {
 	Client *Client
 	// DNSServer ("host:port") answers the TXT and TLSA queries; "" is the
@@ -81,10 +83,16 @@ func (p *Prober) Probe(ctx context.Context, domain string) (*sealpost.TLSProbe, 
 	}
 	rep.ImplicitMX = hosts[0].implicit
 
+	// Recipients' policy sources, as delivery would apply them.
+	sts, stsFail := p.Client.domainMTASTS(ctx, domain)
+
 	probed := make([]hostProbe, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
-		wg.Go(func() { probed[i] = p.probeHost(ctx, h) })
+		wg.Go(func() {
+			probed[i] = p.probeHost(ctx, h)
+			p.applySources(ctx, &probed[i], domain, h, sts, stsFail)
+		})
 	}
 	wg.Go(func() { rep.Policies = p.policies(ctx, domain) })
 	wg.Wait()
@@ -116,12 +124,65 @@ type hostProbe struct {
 	// inconclusive are the versions whose try failed for want of an
 	// answer (a timeout, a lost connection), not by the server's choice.
 	inconclusive []uint16
+	chain        []*x509.Certificate // presented at the newest version
+
+	// sources are what recipients' policy sources beyond the account add
+	// (hostPolicy's layers after the first); excluded: MTA-STS in enforce
+	// mode does not list the host; unknown: a source cannot be known now.
+	sources  []policyLayer
+	excluded bool
+	unknown  bool
+}
+
+// applySources records what MTA-STS and DANE require of host, as
+// policyForHost gives it to delivery, and matches the host's certificate
+// against its TLSA records when DANE applies.
+func (p *Prober) applySources(ctx context.Context, h *hostProbe, domain string, host mxHost, sts *sealpost.MTASTSPolicy, stsFail *RecipientResult) {
+	h.report.Requirements = []sealpost.SourceRequirement{}
+	if stsFail != nil {
+		h.unknown = true
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceMTASTS, Error: stsFail.Response})
+		return
+	}
+	pol, out := p.Client.policyForHost(ctx, accountPolicy(sealpost.DefaultEnforcedTLS()), sts, domain, host)
+	h.sources = pol.layers[1:]
+	for _, l := range h.sources {
+		r := sealpost.SourceRequirement{Source: l.source, Requirement: &l.req}
+		if l.source == sealpost.PolicySourceMTASTS {
+			r.Mode = pol.mtasts
+		}
+		if out != nil && out.kind == outcomePolicy {
+			h.excluded = true
+			r.Requirement, r.Excluded = nil, true
+		}
+		h.report.Requirements = append(h.report.Requirements, r)
+	}
+	switch {
+	case out != nil && out.kind == outcomeTransient:
+		h.unknown = true
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceDANE, Error: out.result.Response})
+	case pol.testing != nil:
+		h.report.Requirements = append(h.report.Requirements, sealpost.SourceRequirement{Source: sealpost.PolicySourceMTASTS, Mode: pol.mtasts})
+	}
+	if pol.dane != nil && len(h.chain) > 0 {
+		h.cert.daneDone = true
+		h.cert.daneErr = p.Client.verifyDANE()(h.chain, pol.dane.Records, pol.dane.Names, p.Client.now())
+	}
+}
+
+// requirement is what delivery under policy would require of h.
+func (h hostProbe) requirement(policy sealpost.EnforcedTLS) sealpost.TLSRequirement {
+	req := sealpost.RequirementOf(policy)
+	for _, l := range h.sources {
+		req = req.Raise(l.req)
+	}
+	return req
 }
 
 // unsettledUnder reports whether a session under policy might have ended
 // at one of the inconclusive versions: delivery would take that failure
 // as transient, and so must the verdict.
-func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
+func (h hostProbe) unsettledUnder(policy sealpost.TLSRequirement) bool {
 	if !policy.Mandatory() || len(h.inconclusive) == 0 {
 		return false
 	}
@@ -133,20 +194,22 @@ func (h hostProbe) unsettledUnder(policy sealpost.EnforcedTLS) bool {
 // crypto/tls offers the policy's version up to 1.3, and the server picks
 // the newest it accepts; a server accepting none of them ends the
 // handshake before any certificate is checked.
-func (h hostProbe) seenUnder(policy sealpost.EnforcedTLS) hostTLS {
+func (h hostProbe) seenUnder(policy sealpost.TLSRequirement) sealpost.TLSSeen {
 	offered := h.ehlo && h.report.STARTTLS
-	t := hostTLS{starttls: offered, refused: offered && h.refused}
-	if !offered || h.refused || len(h.versions) == 0 {
-		return t
+	switch {
+	case !offered:
+		return sealpost.TLSSeen{Step: sealpost.TLSNotOffered}
+	case h.refused:
+		return sealpost.TLSSeen{Step: sealpost.TLSRefused}
+	case len(h.versions) == 0:
+		return sealpost.TLSSeen{Step: sealpost.TLSFailed}
 	}
 	newest := slices.Max(h.versions)
 	if policy.Mandatory() && newest < uint16(policy.Version) {
-		return t
+		return sealpost.TLSSeen{Step: sealpost.TLSFailed}
 	}
-	t.version = newest
-	t.certChecked = h.cert.done
-	t.certErr = h.cert.err
-	return t
+	cs := &tls.ConnectionState{HandshakeComplete: true, Version: newest}
+	return seenOf(sealpost.TLSEstablished, cs, h.cert, false)
 }
 
 // verdict is what Client.Deliver under policy would come to with these
@@ -164,17 +227,27 @@ func verdict(policy sealpost.EnforcedTLS, hosts []hostProbe) sealpost.ProbeVerdi
 			disallowed = true
 			continue
 		}
-		if !h.reached || h.unsettledUnder(policy) {
+		if h.excluded {
+			// Never connected to: as a host that fails the policy.
+			lastFailure = sealpost.ResultValidationFailure
+			continue
+		}
+		req := h.requirement(policy)
+		if !h.reached || h.unknown || h.unsettledUnder(req) {
 			unreached = true
 			continue
 		}
-		rt := policyFailure(policy, h.seenUnder(policy))
-		if rt == "" {
+		d := sealpost.DecideTLS(req, h.seenUnder(req))
+		if d.Action == sealpost.TLSProceed || d.Action == sealpost.TLSRetryPlain {
 			v.Delivered = true
 			v.Outcome = sealpost.ProbeDelivered
 			return v
 		}
-		lastFailure = rt
+		if d.Action == sealpost.TLSDefer {
+			unreached = true
+			continue
+		}
+		lastFailure = d.ResultType
 	}
 	if !unreached && lastFailure == "" && disallowed {
 		v.Outcome = sealpost.ProbeBounced
@@ -290,6 +363,7 @@ func (p *Prober) probeHost(ctx context.Context, host mxHost) (h hostProbe) {
 		// tries are oldest first: the last success is the newest.
 		h.report.Cipher = tls.CipherSuiteName(t.cs.CipherSuite)
 		h.cert = t.check
+		h.chain = t.cs.PeerCertificates
 		h.report.Certificate = describeCert(t.cs, t.check)
 	}
 	return h
@@ -356,7 +430,7 @@ func (p *Prober) tryVersion(ctx context.Context, host string, addr net.IPAddr, v
 	// cipher suites, which differ from opportunistic ones), pinned to v: a
 	// version counts as accepted when a mandatory session could use it,
 	// which is what the verdicts need. The certificate is only recorded.
-	cfg := tlsConfig(sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLSVersion(v)}, host, p.Client.RootCAs, p.Client.now, &t.check)
+	cfg := tlsConfig(accountPolicy(sealpost.EnforcedTLS{RequireTLS: true, Version: sealpost.TLSVersion(v)}), host, p.Client.RootCAs, p.Client.now, p.Client.verifyDANE(), &t.check)
 	cfg.MinVersion, cfg.MaxVersion = v, v
 	tc := tls.Client(s.raw, cfg)
 	s.setDeadline(p.step())
@@ -392,7 +466,7 @@ func (p *Prober) open(ctx context.Context, host string, addr net.IPAddr) (*probe
 		return nil, err
 	}
 	s := &session{
-		c: p.Client, ctx: ctx, log: p.Client.logger(), policy: sealpost.DefaultEnforcedTLS(), host: host,
+		c: p.Client, ctx: ctx, log: p.Client.logger(), pol: accountPolicy(sealpost.DefaultEnforcedTLS()), host: host,
 		raw: conn, conn: conn,
 		r: bufio.NewReader(conn),
 		w: textproto.NewWriter(bufio.NewWriter(conn)),

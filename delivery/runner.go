@@ -39,6 +39,9 @@ const (
 type Runner struct {
 	Queue     Queue
 	Deliverer Deliverer
+	// DomainPolicies gives accounts' own policies per recipient domain,
+	// read afresh for every attempt like the account's setting; nil: none.
+	DomainPolicies DomainPolicies
 	// Owner names this node in leases; it must differ between nodes.
 	Owner string
 	// Workers is how many deliveries are attempted at once; 0: 16.
@@ -365,6 +368,15 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.complete(ctx, log, d, c)
 		return
 	}
+	domainPolicy, err := r.domainPolicy(ctx, d)
+	if err != nil {
+		// Without the policy nothing may be sent: it may raise the bar.
+		if !r.Outage.Report(ctx, err) {
+			log.Warn("reading the account's TLS policy for the recipient domain", "err", err)
+		}
+		r.deferAll(ctx, log, d, "the sending account's TLS policy for the recipient domain could not be read")
+		return
+	}
 	// The message is put together from its mail send's shared body only
 	// now, one per attempt in flight, so that a send with many
 	// personalizations is never held, or stored, once per personalization.
@@ -383,7 +395,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data}
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
@@ -395,6 +407,30 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	log.Debug("attempted", "policy_mandatory", policy.Mandatory(), "tls", res.TLS.TLS, "mx", res.TLS.MXHost)
 	r.complete(ctx, log, d, c)
+}
+
+// domainPolicy is the account's own policy for d's recipient domain: nil
+// when it has none.
+func (r *Runner) domainPolicy(ctx context.Context, d *sealpost.Delivery) (*sealpost.EnforcedTLS, error) {
+	if r.DomainPolicies == nil {
+		return nil, nil
+	}
+	// Stored policies are keyed by the normalised domain; a domain that does
+	// not normalise cannot have one.
+	domain, err := sealpost.NormalizeDomain(d.Domain)
+	if err != nil {
+		return nil, nil
+	}
+	p, err := r.DomainPolicies.DomainTLSPolicy(ctx, d.Message.AccountID, domain)
+	switch {
+	case sealpost.ErrorCode(err) == sealpost.ENOTFOUND:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case p == nil:
+		return nil, errors.New("no policy and no error")
+	}
+	return &p.Policy, nil
 }
 
 // deferAll records an attempt that could not be made as a deferral of

@@ -20,15 +20,15 @@ import (
 // errPlaintextRefused is returned by the command writer when a mandatory
 // policy's session would send anything but the TLS negotiation itself
 // without a TLS session that meets the policy.
-var errPlaintextRefused = errors.New("refusing to send mail commands outside TLS that meets the Enforced TLS policy")
+var errPlaintextRefused = errors.New("refusing to send mail commands outside TLS that meets the effective TLS policy")
 
 // session is one SMTP connection to one MX address.
 type session struct {
-	c      *Client
-	ctx    context.Context
-	log    *slog.Logger
-	policy sealpost.EnforcedTLS
-	host   string
+	c    *Client
+	ctx  context.Context
+	log  *slog.Logger
+	pol  hostPolicy
+	host string
 
 	raw  net.Conn // the TCP connection, closed when ctx is done
 	conn net.Conn // raw, or the TLS connection on top of it
@@ -37,7 +37,11 @@ type session struct {
 
 	tls   *tls.ConnectionState // nil until a handshake completed
 	check certCheck
-	ext   map[string]string // EHLO keywords (upper case) and their parameters
+	// step is how far STARTTLS got, for the decision table; interrupted:
+	// our deadline ended the handshake.
+	step        sealpost.TLSStep
+	interrupted bool
+	ext         map[string]string // EHLO keywords (upper case) and their parameters
 
 	facts sealpost.TLSFacts
 
@@ -60,9 +64,13 @@ var preTLSVerbs = map[string]bool{"EHLO": true, "HELO": true, "STARTTLS": true, 
 // pool for the next delivery under the same key (finish). retryPlain asks the
 // caller to reconnect and run a session without STARTTLS: opportunistic TLS
 // failed in a way that leaves this connection unusable.
-func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, key poolKey, policy sealpost.EnforcedTLS, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
+//
+// What the host may be sent is decided by the decision table
+// (hostPolicy.decide) alone; the session reports what the host showed at
+// each step and carries the verdict out.
+func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, key poolKey, pol hostPolicy, facts sealpost.TLSFacts, env Envelope, pending []int, allowTLS bool) (out outcome, retryPlain bool) {
 	s := &session{
-		c: c, ctx: ctx, log: log, policy: policy, host: key.host,
+		c: c, ctx: ctx, log: log, pol: pol, host: key.host,
 		raw: conn, conn: conn,
 		r:      bufio.NewReader(conn),
 		w:      textproto.NewWriter(bufio.NewWriter(conn)),
@@ -90,9 +98,9 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, k
 		s.ext = parseEHLO(rep)
 	case rep.Class() == 5:
 		// No ESMTP means no STARTTLS.
-		if rt := policyFailure(policy, hostTLS{}); rt != "" {
-			s.quit()
-			return s.policyFailure(rt, "server refused EHLO: "+rep.String()), false
+		s.step = sealpost.TLSNotOffered
+		if out, ok, _ := s.follow("EHLO", "server refused EHLO: "+rep.String(), nil, true); !ok {
+			return out, false
 		}
 		rep, err = s.cmd(c.timeout(), "HELO "+c.helo())
 		if err != nil {
@@ -112,32 +120,68 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, k
 		if out, failed, retry := s.startTLS(); failed {
 			return out, retry
 		}
-	} else if rt := policyFailure(policy, hostTLS{}); rt != "" {
-		s.quit()
-		return s.policyFailure(rt, "server does not offer STARTTLS"), false
+	} else {
+		s.step = sealpost.TLSNotOffered
+		if out, ok, _ := s.follow("EHLO", "server does not offer STARTTLS", nil, true); !ok {
+			return out, false
+		}
 	}
 
-	if !meetsPolicy(policy, s.tls, s.verified()) {
-		// startTLS returns a failure for every way of missing the policy;
-		// reaching here would be a bug, and the mail must not go.
+	if !s.secure() {
+		// Every step above follows the verdict; reaching here would be a
+		// bug, and the mail must not go.
 		s.quit()
-		return s.policyFailure(sealpost.ResultValidationFailure, "TLS session does not meet the policy"), false
+		return s.policyFailure(sealpost.ResultValidationFailure, s.pol.source(), "TLS session does not meet the policy"), false
 	}
+	s.recordTesting()
 	return s.transaction(env, pending), false
+}
+
+// follow carries out the decision table's verdict on what the host showed
+// so far: ok means the session goes on. detail describes a failure; step
+// and err the step and error behind a transient one; quit says whether the server is in a
+// state to hear QUIT.
+func (s *session) follow(step, detail string, err error, quit bool) (out outcome, ok, retryPlain bool) {
+	v, cause := s.pol.decide(s.seen())
+	switch v.Action {
+	case sealpost.TLSProceed:
+		return outcome{}, true, false
+	case sealpost.TLSNextMX:
+		if quit {
+			s.quit()
+		}
+		return s.policyFailure(v.ResultType, cause, detail), false, false
+	case sealpost.TLSRetryPlain:
+		// The plaintext session that follows cannot know what this one
+		// saw of the host's TLS.
+		s.recordTesting()
+		if err == nil {
+			err = errors.New(detail)
+		}
+		return s.transient(step, err), false, true
+	}
+	// TLSDefer, and anything the table may come to answer.
+	if err == nil {
+		err = errors.New(detail)
+	}
+	if quit {
+		s.quit()
+	}
+	return s.transient(step, err), false, false
 }
 
 // startTLS negotiates TLS and greets the server again. failed reports an
 // outcome that ends the session; retry asks for a plaintext reconnect.
 func (s *session) startTLS() (out outcome, failed, retry bool) {
-	mandatory := s.policy.Mandatory()
 	rep, err := s.cmd(s.c.timeout(), "STARTTLS")
 	if err != nil {
 		return s.transient("STARTTLS", err), true, false
 	}
 	if rep.Code != 220 {
-		if rt := policyFailure(s.policy, hostTLS{starttls: true, refused: true}); rt != "" {
-			s.quit()
-			return s.policyFailure(rt, "server refused STARTTLS: "+rep.String()), true, false
+		s.step = sealpost.TLSRefused
+		out, ok, _ := s.follow("STARTTLS", "server refused STARTTLS: "+rep.String(), nil, true)
+		if !ok {
+			return out, true, false
 		}
 		// RFC 3207: a client may go on without TLS after a refusal; the
 		// session is still in its pre-STARTTLS state.
@@ -147,29 +191,25 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 	if s.r.Buffered() > 0 {
 		// Bytes after the 220 arrived in plaintext but would be read as if
 		// they came over TLS: an injection (CVE-2011-0411 class).
-		if mandatory {
-			return s.policyFailure(sealpost.ResultValidationFailure, "plaintext data after the STARTTLS reply"), true, false
-		}
-		return s.transient("STARTTLS", errors.New("plaintext data after the STARTTLS reply")), true, true
+		s.step = sealpost.TLSFailed
+		out, _, retry := s.follow("STARTTLS", "plaintext data after the STARTTLS reply", nil, false)
+		return out, true, retry
 	}
 
-	cfg := tlsConfig(s.policy, s.host, s.c.RootCAs, s.c.now, &s.check)
+	cfg := tlsConfig(s.pol, s.host, s.c.RootCAs, s.c.now, s.c.verifyDANE(), &s.check)
 	tc := tls.Client(s.raw, cfg)
 	s.setDeadline(s.c.timeout())
 	if err := tc.HandshakeContext(s.ctx); err != nil {
 		s.recordCert()
-		if mandatory && (s.ctx.Err() != nil || isTimeout(err)) {
-			// Our deadline, not the server's TLS, ended the handshake: a
-			// timeout is transient, and the mail must not be blocked for it.
-			return s.transient("TLS handshake", err), true, false
-		}
-		if rt := policyFailure(s.policy, s.hostTLS()); rt != "" {
-			return s.policyFailure(rt, "TLS handshake failed: "+err.Error()), true, false
-		}
-		return s.transient("TLS handshake", err), true, true
+		s.step = sealpost.TLSFailed
+		// Our deadline, not the server's TLS, may have ended the handshake.
+		s.interrupted = s.ctx.Err() != nil || isTimeout(err)
+		out, _, retry := s.follow("TLS handshake", "TLS handshake failed: "+err.Error(), err, false)
+		return out, true, retry
 	}
 	cs := tc.ConnectionState()
 	s.tls = &cs
+	s.step = sealpost.TLSEstablished
 	s.conn = tc
 	s.r = bufio.NewReader(tc)
 	s.w = textproto.NewWriter(bufio.NewWriter(tc))
@@ -180,13 +220,15 @@ func (s *session) startTLS() (out outcome, failed, retry bool) {
 	s.log.Debug("TLS established", slog.String("tls_version", s.facts.Version), slog.String("tls_cipher", s.facts.Cipher),
 		slog.Bool("cert_verified", s.facts.Verified), slog.String("cert_error", s.facts.VerifyError))
 
-	if rt := policyFailure(s.policy, s.hostTLS()); rt != "" {
-		s.quit()
-		detail := "certificate not valid: " + s.facts.VerifyError
-		if cs.Version < uint16(s.policy.Version) {
-			detail = "negotiated TLS " + s.facts.Version + " is below the policy's " + s.policy.Version.String()
-		}
-		return s.policyFailure(rt, detail), true, false
+	detail := "certificate not valid: " + s.facts.VerifyError
+	switch {
+	case cs.Version < uint16(s.pol.req.Version):
+		detail = "negotiated TLS " + s.facts.Version + " is below the policy's " + s.pol.req.Version.String()
+	case s.check.daneErr != nil:
+		detail = "certificate matches no TLSA record: " + s.check.daneErr.Error()
+	}
+	if out, ok, _ := s.follow("TLS handshake", detail, nil, true); !ok {
+		return out, true, false
 	}
 
 	// RFC 3207 4.2: forget everything learnt before TLS and ask again.
@@ -208,15 +250,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (s *session) verified() bool { return s.check.done && s.check.err == nil }
-
-// hostTLS is what this session's STARTTLS showed, for policyFailure.
-func (s *session) hostTLS() hostTLS {
-	h := hostTLS{starttls: true, certChecked: s.check.done, certErr: s.check.err}
-	if s.tls != nil {
-		h.version = s.tls.Version
-	}
-	return h
+// seen is what this session's host showed of its TLS so far.
+func (s *session) seen() sealpost.TLSSeen {
+	return seenOf(s.step, s.tls, s.check, s.interrupted)
 }
 
 func (s *session) recordCert() {
@@ -227,10 +263,49 @@ func (s *session) recordCert() {
 	if s.check.err != nil {
 		s.facts.VerifyError = s.check.err.Error()
 	}
+	s.facts.DANEVerified = s.check.daneDone && s.check.daneErr == nil
 }
 
-// secure reports whether mail may be sent on this session under its policy.
-func (s *session) secure() bool { return meetsPolicy(s.policy, s.tls, s.verified()) }
+// recordTesting records in the facts the failure that the domain's MTA-STS
+// policy in testing mode would have caused on this session.
+func (s *session) recordTesting() {
+	if s.pol.testing == nil || s.facts.MTASTSTestingResult != "" {
+		return
+	}
+	if s.pol.testingUnlisted {
+		s.facts.MTASTSTestingResult = sealpost.ResultValidationFailure
+		return
+	}
+	if v := sealpost.DecideTLS(s.pol.req.Raise(*s.pol.testing), s.seen()); v.Action != sealpost.TLSProceed {
+		s.facts.MTASTSTestingResult = v.ResultType
+		if s.facts.MTASTSTestingResult == "" {
+			s.facts.MTASTSTestingResult = sealpost.ResultValidationFailure
+		}
+	}
+}
+
+// requireTLS reports whether a transaction on this session asks for
+// REQUIRETLS (RFC 8689): the effective policy makes TLS mandatory, and the
+// server advertised the extension in its EHLO reply over TLS (the only one
+// kept once TLS is up). Never to a server that did not advertise it.
+func (s *session) requireTLS() bool {
+	if !s.pol.req.Mandatory() || s.tls == nil {
+		return false
+	}
+	_, ok := s.ext["REQUIRETLS"]
+	return ok
+}
+
+// secure reports whether mail may be sent on this session under its
+// policy: the decision table says proceed on what the host showed, and
+// under a mandatory policy that includes a completed handshake.
+func (s *session) secure() bool {
+	if s.pol.req.Mandatory() && s.tls == nil {
+		return false
+	}
+	v, _ := s.pol.decide(s.seen())
+	return v.Action == sealpost.TLSProceed
+}
 
 // transaction sends the message to the pending recipients in one MAIL,
 // RCPT..., DATA transaction. Whatever happens from MAIL on is final for
@@ -264,6 +339,11 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	mail := "MAIL FROM:<" + env.From + ">"
 	if _, ok := s.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(len(env.Data))
+	}
+	s.facts.RequireTLS = s.requireTLS()
+	if s.facts.RequireTLS {
+		// RFC 8689: every later hop must meet TLS too, or return the mail.
+		mail += " REQUIRETLS"
 	}
 	// Replies to MAIL and to each RCPT, in order. With PIPELINING (RFC
 	// 2920) they are all sent in one write and the replies read after;
@@ -397,7 +477,7 @@ func (s *session) cmds(timeout time.Duration, lines ...string) ([]reply, error) 
 			return nil, fmt.Errorf("command contains a line break: %q", line)
 		}
 		verb, _, _ := strings.Cut(line, " ")
-		if s.policy.Mandatory() && !s.secure() && !preTLSVerbs[strings.ToUpper(verb)] {
+		if s.pol.req.Mandatory() && !s.secure() && !preTLSVerbs[strings.ToUpper(verb)] {
 			return nil, errPlaintextRefused
 		}
 	}
@@ -423,7 +503,7 @@ func (s *session) cmds(timeout time.Duration, lines ...string) ([]reply, error) 
 
 // writeData sends the message, dot-stuffed, and the final dot.
 func (s *session) writeData(data []byte) error {
-	if s.policy.Mandatory() && !s.secure() {
+	if s.pol.req.Mandatory() && !s.secure() {
 		return errPlaintextRefused
 	}
 	dw := s.w.DotWriter()
@@ -485,10 +565,11 @@ func (s *session) transientReply(rep reply) outcome {
 	return outcome{kind: outcomeTransient, facts: s.facts, result: RecipientResult{Status: Deferred, Response: rep.String(), EnhancedStatus: es}}
 }
 
-func (s *session) policyFailure(resultType, detail string) outcome {
+func (s *session) policyFailure(resultType string, cause sealpost.PolicySource, detail string) outcome {
 	f := s.facts
 	f.ResultType = resultType
-	return outcome{kind: outcomePolicy, facts: f, result: RecipientResult{Status: Blocked, Response: s.host + ": " + detail, EnhancedStatus: sealpost.BlockedStatus}}
+	f.PolicySource = string(cause)
+	return outcome{kind: outcomePolicy, facts: f, cause: cause, result: RecipientResult{Status: Blocked, Response: s.host + ": " + detail, EnhancedStatus: sealpost.BlockedStatus}}
 }
 
 // parseEHLO returns the extensions of an EHLO reply, keyed by upper-case

@@ -31,7 +31,7 @@ func TestMandatoryGuardRefusesPlaintext(t *testing.T) {
 			io.Copy(&got, server)
 		}()
 		s := &session{
-			c: &Client{Timeout: time.Second}, ctx: t.Context(), policy: policy, host: "mx.example.test",
+			c: &Client{Timeout: time.Second}, ctx: t.Context(), pol: accountPolicy(policy), host: "mx.example.test",
 			raw: client, conn: client, r: bufio.NewReader(client), w: textproto.NewWriter(bufio.NewWriter(client)),
 		}
 		for _, line := range []string{"MAIL FROM:<a@b.test>", "RCPT TO:<c@d.test>", "DATA", "RSET", "NOOP", "mail from:<a@b.test>"} {
@@ -63,7 +63,7 @@ func TestCommandRefusesLineBreaks(t *testing.T) {
 	t.Parallel()
 	client, server := net.Pipe()
 	defer server.Close()
-	s := &session{c: &Client{}, ctx: t.Context(), policy: sealpost.DefaultEnforcedTLS(), raw: client, conn: client,
+	s := &session{c: &Client{}, ctx: t.Context(), pol: accountPolicy(sealpost.DefaultEnforcedTLS()), raw: client, conn: client,
 		r: bufio.NewReader(client), w: textproto.NewWriter(bufio.NewWriter(client))}
 	for _, line := range []string{"RCPT TO:<a@b.test>\r\nDATA", "EHLO x\n", "EHLO x\r"} {
 		if _, err := s.cmd(time.Second, line); err == nil || errors.Is(err, errPlaintextRefused) {

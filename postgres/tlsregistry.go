@@ -30,9 +30,9 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 		return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.MXHost, b.MXHost), a.At.Compare(b.At))
 	})
 	var h struct {
-		accounts, at                                             []int64
-		domains, hosts, ips, versions, ciphers, errs, certs, rts []string
-		tls, verified, partial                                   []bool
+		accounts, at                                                      []int64
+		domains, hosts, ips, versions, ciphers, errs, certs, rts, testing []string
+		tls, verified, partial                                            []bool
 	}
 	var d struct {
 		accounts, last    []int64
@@ -56,6 +56,7 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 			h.errs = append(h.errs, f.VerifyError)
 			h.certs = append(h.certs, o.CertResultOf())
 			h.rts = append(h.rts, f.ResultType)
+			h.testing = append(h.testing, f.MTASTSTestingResult)
 			h.partial = append(h.partial, o.Partial())
 		}
 		n := len(d.accounts)
@@ -73,13 +74,14 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 	}
 	b.Queue(`
 		INSERT INTO tls_registry_hosts AS h (account_id, domain, mx_host, observed_at, mx_ip,
-			tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type, partial)
+			tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type, partial, mta_sts_testing_result)
 		SELECT *
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bool[], $7::text[], $8::text[],
-			$9::bool[], $10::text[], $11::text[], $12::text[], $13::bool[]) AS o(a, dom, host, at, ip, t, v, c, ok, e, cr, rt, p)
+			$9::bool[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[]) AS o(a, dom, host, at, ip, t, v, c, ok, e, cr, rt, p, mt)
 		ORDER BY a, dom, host
 		ON CONFLICT (account_id, domain, mx_host) DO UPDATE SET
 			observed_at = excluded.observed_at, mx_ip = excluded.mx_ip, result_type = excluded.result_type,
+			mta_sts_testing_result = excluded.mta_sts_testing_result,
 			tls = CASE WHEN excluded.partial THEN h.tls ELSE excluded.tls END,
 			tls_version = CASE WHEN excluded.partial THEN h.tls_version ELSE excluded.tls_version END,
 			tls_cipher = CASE WHEN excluded.partial THEN h.tls_cipher ELSE excluded.tls_cipher END,
@@ -88,7 +90,7 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 			cert_result = CASE WHEN excluded.partial AND excluded.cert_error = '' THEN h.cert_result ELSE excluded.cert_result END,
 			partial = excluded.partial
 		WHERE excluded.observed_at >= h.observed_at`,
-		h.accounts, h.domains, h.hosts, h.at, h.ips, h.tls, h.versions, h.ciphers, h.verified, h.errs, h.certs, h.rts, h.partial)
+		h.accounts, h.domains, h.hosts, h.at, h.ips, h.tls, h.versions, h.ciphers, h.verified, h.errs, h.certs, h.rts, h.partial, h.testing)
 	b.Queue(`
 		INSERT INTO tls_registry_domains AS d (account_id, domain, highest_version, valid_cert_seen, last_attempt)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bigint[]) AS o(a, dom, v, ok, at)
@@ -163,7 +165,8 @@ func (db *DB) TLSRegistry(ctx context.Context, accountID int64, sinceDay int64) 
 			return err
 		}
 		rows, err = tx.Query(ctx, `
-			SELECT domain, mx_host, observed_at, mx_ip, tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type
+			SELECT domain, mx_host, observed_at, mx_ip, tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type,
+				mta_sts_testing_result
 			FROM tls_registry_hosts WHERE account_id = $1 ORDER BY domain, mx_host`, accountID)
 		if err != nil {
 			return err
@@ -175,7 +178,7 @@ func (db *DB) TLSRegistry(ctx context.Context, accountID int64, sinceDay int64) 
 			var at int64
 			f := &h.Facts
 			if err := rows.Scan(&domain, &h.MXHost, &at, &f.MXIP, &f.TLS, &f.Version, &f.Cipher,
-				&f.Verified, &f.VerifyError, &h.CertResult, &f.ResultType); err != nil {
+				&f.Verified, &f.VerifyError, &h.CertResult, &f.ResultType, &f.MTASTSTestingResult); err != nil {
 				return err
 			}
 			k, ok := index[domain]

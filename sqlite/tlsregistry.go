@@ -12,10 +12,11 @@ import (
 // (HostObservation.Partial) keeps the host's versions as they were, and
 // its certificate verdict too unless the attempt saw the certificate fail.
 const upsertHostSQL = `INSERT INTO tls_registry_hosts AS h (account_id, domain, mx_host, observed_at, mx_ip,
-		tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type, partial)
-	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+		tls, tls_version, tls_cipher, cert_verified, cert_error, cert_result, result_type, partial, mta_sts_testing_result)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
 	ON CONFLICT (account_id, domain, mx_host) DO UPDATE SET
 		observed_at = excluded.observed_at, mx_ip = excluded.mx_ip, result_type = excluded.result_type,
+		mta_sts_testing_result = excluded.mta_sts_testing_result,
 		tls = CASE WHEN excluded.partial THEN h.tls ELSE excluded.tls END,
 		tls_version = CASE WHEN excluded.partial THEN h.tls_version ELSE excluded.tls_version END,
 		tls_cipher = CASE WHEN excluded.partial THEN h.tls_cipher ELSE excluded.tls_cipher END,
@@ -52,7 +53,7 @@ func (db *DB) recordObservations(ctx context.Context, tx *sql.Tx, obs []sealpost
 	for _, o := range obs {
 		f := o.Facts
 		if _, err := host.ExecContext(ctx, o.AccountID, o.Domain, o.MXHost, o.At.UnixNano(), f.MXIP,
-			f.TLS, f.Version, f.Cipher, f.Verified, f.VerifyError, o.CertResultOf(), f.ResultType, o.Partial()); err != nil {
+			f.TLS, f.Version, f.Cipher, f.Verified, f.VerifyError, o.CertResultOf(), f.ResultType, o.Partial(), f.MTASTSTestingResult); err != nil {
 			return err
 		}
 		if _, err := domain.ExecContext(ctx, o.AccountID, o.Domain, o.SeenVersion(), o.SeenValidCert(), o.At.UnixNano()); err != nil {
@@ -114,7 +115,7 @@ func (db *DB) tlsRegistry(ctx context.Context, accountID int64, sinceDay int64) 
 		return nil, err
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT domain, mx_host, observed_at, mx_ip, tls, tls_version, tls_cipher,
-			cert_verified, cert_error, cert_result, result_type
+			cert_verified, cert_error, cert_result, result_type, mta_sts_testing_result
 		FROM tls_registry_hosts WHERE account_id = ? ORDER BY domain, mx_host`, accountID)
 	if err != nil {
 		return nil, err
@@ -126,7 +127,7 @@ func (db *DB) tlsRegistry(ctx context.Context, accountID int64, sinceDay int64) 
 		var at int64
 		f := &h.Facts
 		if err := rows.Scan(&domain, &h.MXHost, &at, &f.MXIP, &f.TLS, &f.Version, &f.Cipher,
-			&f.Verified, &f.VerifyError, &h.CertResult, &f.ResultType); err != nil {
+			&f.Verified, &f.VerifyError, &h.CertResult, &f.ResultType, &f.MTASTSTestingResult); err != nil {
 			return nil, err
 		}
 		k, ok := index[domain]

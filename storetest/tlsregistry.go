@@ -87,7 +87,9 @@ func testTLSRegistryCompletion(t *testing.T, s sealpost.Store) {
 		t.Fatalf("claimed %d deliveries, want 1", len(ds))
 	}
 	d := ds[0]
-	plain := sealpost.TLSFacts{MXHost: "mx2.two.example", MXIP: "127.0.0.2", ResultType: sealpost.ResultSTARTTLSNotSupported}
+	// The failure an MTA-STS policy in testing mode would have caused is
+	// kept for TLS reporting.
+	plain := sealpost.TLSFacts{MXHost: "mx2.two.example", MXIP: "127.0.0.2", ResultType: sealpost.ResultSTARTTLSNotSupported, MTASTSTestingResult: sealpost.ResultSTARTTLSNotSupported}
 	c := sealpost.DeliveryCompletion{DeliveryID: d.ID, Observations: []sealpost.HostObservation{
 		{AccountID: a.ID, Domain: "two.example", MXHost: "mx2.two.example", At: now, Facts: plain, Recipients: 2},
 		{AccountID: a.ID, Domain: "two.example", MXHost: "MX1.two.example.", At: now.Add(time.Second), Facts: tls13("mx1.two.example"), Recipients: 2},

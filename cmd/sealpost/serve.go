@@ -74,13 +74,18 @@ func (m *Main) Open(ctx context.Context) error {
 		if runner, sessions, err = m.newRunner(node, dests, registry); err != nil {
 			return err
 		}
-		// DANE for SMTP (RFC 7672): nil, off, without --dnssec-resolver.
-		daneSource := m.Config.daneSource()
-		_ = daneSource // MERGE: becomes "sessions.DANE = daneSource" once delivery.Client has its DANE field
 	}
 	probeClient, err := m.Config.smtpClient(dests, m.Logger.With("component", "probe"))
 	if err != nil {
 		return err
+	}
+	// DANE for SMTP (RFC 7672): nil, off, without --dnssec-resolver. The
+	// probe applies the same sources as delivery, so that it reports what
+	// delivery would do.
+	daneSource := m.Config.daneSource()
+	probeClient.DANE = daneSource
+	if sessions != nil {
+		sessions.DANE = daneSource
 	}
 	store, kind, err := openStore(ctx, m.Config.Database, true, m.Config.SQLiteSynchronous)
 	if err != nil {
@@ -125,10 +130,13 @@ func (m *Main) Open(ctx context.Context) error {
 		}()
 	}
 
+	// MTA-STS (RFC 8461): nil, off, with --mta-sts=false. One cache, in the
+	// database, for every node and for the probe.
+	probeClient.MTASTS = m.mtastsSource(probeClient, store)
 	if runner != nil {
 		runner.Queue = store
-		mtastsSource := m.mtastsSource(sessions, store)
-		_ = mtastsSource // MERGE: sessions.MTASTS = mtastsSource (the field delivery.Client gains with MTA-STS enforcement)
+		runner.DomainPolicies = store
+		sessions.MTASTS = m.mtastsSource(sessions, store)
 		m.workers.Go(func() {
 			_ = runner.Run(background)
 			// Idle SMTP sessions end with QUIT, not a dropped connection.

@@ -73,6 +73,10 @@ type Behavior struct {
 	// DataReply, when non-zero, is the reply code to the end of DATA (for
 	// example 554 or 451); the content is still recorded.
 	DataReply int
+	// REQUIRETLS advertises the REQUIRETLS extension (RFC 8689) once TLS
+	// is up, and accepts the MAIL parameter; without it the parameter is
+	// refused with 504.
+	REQUIRETLS bool
 }
 
 // TLS11Only returns a behaviour whose server speaks nothing newer than
@@ -103,6 +107,7 @@ type Delivery struct {
 	From        string
 	To          []string // the recipients the server accepted
 	Data        []byte   // nil unless DATA content was received
+	RequireTLS  bool     // MAIL FROM carried the REQUIRETLS parameter
 	Code        int      // reply to the end of DATA; 0 if there was none
 }
 
@@ -147,6 +152,7 @@ func serve(t testing.TB, ln net.Listener, host string, b Behavior) *Server {
 	// Client misbehaviour is what tests look at through the recordings;
 	// go-smtp's own log would only add noise after the test has ended.
 	srv.ErrorLog = log.New(io.Discard, "", 0)
+	srv.EnableREQUIRETLS = b.REQUIRETLS
 	if b.STARTTLS != NoSTARTTLS {
 		cfg, err := b.tlsConfig()
 		if err != nil {
@@ -270,7 +276,7 @@ type session struct {
 	tx     int // index into server.received of the open transaction, or -1
 }
 
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	s := ss.server
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,7 +284,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if s.mails <= s.behavior.TempFailMail {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
 	}
-	d := Delivery{Conn: ss.connID, From: from}
+	d := Delivery{Conn: ss.connID, From: from, RequireTLS: opts != nil && opts.RequireTLS}
 	if state, ok := ss.conn.TLSConnectionState(); ok {
 		d.TLS = true
 		d.Version = state.Version
