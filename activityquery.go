@@ -187,10 +187,10 @@ func lexString(s string, at int) (string, int, error) {
 	quote := s[0]
 	var b strings.Builder
 	for i := 1; i < len(s); i++ {
-		switch c := s[i]; c {
-		case quote:
+		switch c := s[i]; {
+		case c == quote:
 			return b.String(), i + 1, nil
-		case '\\':
+		case c == '\\':
 			if i+1 < len(s) && (s[i+1] == quote || s[i+1] == '\\') {
 				b.WriteByte(s[i+1])
 				i++

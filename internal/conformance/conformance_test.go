@@ -62,8 +62,8 @@ func TestCheck(t *testing.T) {
 		{"unknown path served", "GET", "/v3/nowhere", 200, `{}`, "not listed in conformance.Unspecified"},
 		{"unknown path, 404 in another form", "GET", "/v3/nowhere", 404, `not found`, "not listed in conformance.Unspecified"},
 		{"unknown method, 405", "PUT", "/v3/user/settings/enforced_tls", 405, `{"errors":[{"field":null,"message":"method not allowed"}]}`, ""},
-		{"SendGrid operation not implemented, 404", "GET", "/v3/messages", 404, genericNotFound, ""},
-		{"SendGrid operation served but not listed", "GET", "/v3/messages", 200, `{"messages":[]}`, "not listed in conformance.Implemented"},
+		{"SendGrid operation not implemented, 404", "POST", "/v3/messages/download", 404, genericNotFound, ""},
+		{"SendGrid operation served but not listed", "POST", "/v3/messages/download", 202, `{"status":"pending"}`, "not listed in conformance.Implemented"},
 		{"id-less path that a parameter would match", "DELETE", "/v3/partners/accounts", 200, `{}`, "not listed"},
 		{"sealpost's own route", "GET", "/healthz", 200, `{"status":"ok"}`, ""},
 	}
