@@ -12,10 +12,10 @@ UPDATE recipients r SET account_id = m.account_id, last_event_at = m.created_at
 ALTER TABLE messages ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 
 -- The feed, latest first, ties by id; the lookups by recipient address
--- and by sg_message_id (msg_id).
+-- and by sg_message_id (msg_id), each walked in last-event order too.
 CREATE INDEX recipients_activity_idx ON recipients (account_id, last_event_at, id);
-CREATE INDEX recipients_activity_email_idx ON recipients (account_id, email);
-CREATE INDEX recipients_activity_msg_id_idx ON recipients (account_id, sg_message_id);
+CREATE INDEX recipients_activity_email_idx ON recipients (account_id, email, last_event_at, id);
+CREATE INDEX recipients_activity_msg_id_idx ON recipients (account_id, sg_message_id, last_event_at, id);
 
 -- Every event about a recipient, kept for the message detail after the
 -- outbox has posted and deleted it: the event's own fields as built (TLS

@@ -12,10 +12,11 @@ UPDATE recipients SET (account_id, last_event_at) =
 ALTER TABLE messages ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 
 -- The feed, latest first (the rowid ends every index: ties go by id), and
--- the lookups by recipient address and by sg_message_id (msg_id).
+-- the lookups by recipient address and by sg_message_id (msg_id), each
+-- walked in last-event order too.
 CREATE INDEX recipients_activity ON recipients (account_id, last_event_at);
-CREATE INDEX recipients_activity_email ON recipients (account_id, email);
-CREATE INDEX recipients_activity_msg_id ON recipients (account_id, sg_message_id);
+CREATE INDEX recipients_activity_email ON recipients (account_id, email, last_event_at);
+CREATE INDEX recipients_activity_msg_id ON recipients (account_id, sg_message_id, last_event_at);
 
 -- Every event about a recipient, kept for the message detail after the
 -- outbox has posted and deleted it: the event's own fields as built (TLS
