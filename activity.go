@@ -73,7 +73,8 @@ type ActivityEvent struct {
 }
 
 // ActivityDetail is an activity message with its categories, custom args
-// and every event kept about it, oldest first.
+// and every event about it, oldest first: its processed event (see
+// ProcessedActivityEvent), then those kept.
 type ActivityDetail struct {
 	ActivityMessage
 	Categories []string
@@ -95,6 +96,21 @@ type ActivityService interface {
 	// PruneActivity deletes the kept events that happened before t and
 	// reports how many. It touches nothing the queue or the outbox read.
 	PruneActivity(ctx context.Context, before time.Time) (int64, error)
+}
+
+// KeptForActivity reports whether the Email Activity history keeps a copy
+// of e: an event about a recipient, but its processed event, which the
+// detail rebuilds from the message's acceptance instead (see
+// ProcessedActivityEvent), sparing the mail send path a row per recipient.
+func KeptForActivity(e Event) bool {
+	return e.SGMessageID != "" && e.Kind != EventProcessed
+}
+
+// ProcessedActivityEvent is the processed event of a message accepted at
+// created: mail send builds it at that time, with nothing the detail shows
+// besides.
+func ProcessedActivityEvent(created time.Time) ActivityEvent {
+	return ActivityEvent{Kind: EventProcessed, At: created, Payload: json.RawMessage(`{}`)}
 }
 
 // ActivityEventTime is when e happened: its At, or stored when it has none.

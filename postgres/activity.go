@@ -36,7 +36,7 @@ func queueActivityEvents(b *pgx.Batch, events []sealpost.Event) {
 	var payloads [][]byte
 	now := time.Now()
 	for _, e := range events {
-		if e.SGMessageID == "" {
+		if !sealpost.KeptForActivity(e) {
 			continue
 		}
 		accounts = append(accounts, e.AccountID)
@@ -93,13 +93,13 @@ func (db *DB) ActivityDetail(ctx context.Context, accountID int64, msgID string,
 	d := &sealpost.ActivityDetail{}
 	var state string
 	var cats, args, bodyCats, bodyArgs []byte
-	var last int64
-	err := db.pool.QueryRow(ctx, `SELECT r.sg_message_id, m.mail_from, m.subject, r.email, r.state, r.last_event_at,
+	var last, created int64
+	err := db.pool.QueryRow(ctx, `SELECT r.sg_message_id, m.mail_from, m.subject, r.email, r.state, r.last_event_at, m.created_at,
 			m.categories::text, m.custom_args::text, b.categories::text, b.custom_args::text
 		FROM recipients r JOIN messages m ON m.id = r.message_id LEFT JOIN message_bodies b ON b.id = m.body_id
 		WHERE r.account_id = $1 AND r.sg_message_id = $2 AND r.last_event_at >= $3
 		ORDER BY r.id LIMIT 1`, accountID, msgID, unixNanos(since)).
-		Scan(&d.MsgID, &d.FromEmail, &d.Subject, &d.ToEmail, &state, &last, &cats, &args, &bodyCats, &bodyArgs)
+		Scan(&d.MsgID, &d.FromEmail, &d.Subject, &d.ToEmail, &state, &last, &created, &cats, &args, &bodyCats, &bodyArgs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "message %q not found", msgID)
 	}
@@ -127,7 +127,7 @@ func (db *DB) ActivityDetail(ctx context.Context, accountID int64, msgID string,
 		return nil, storeErr(err, "activity")
 	}
 	defer rows.Close()
-	d.Events = []sealpost.ActivityEvent{}
+	d.Events = []sealpost.ActivityEvent{sealpost.ProcessedActivityEvent(fromUnixNanos(created))}
 	for rows.Next() {
 		var e sealpost.ActivityEvent
 		var kind string

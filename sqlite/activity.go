@@ -58,13 +58,13 @@ func (db *DB) ActivityDetail(ctx context.Context, accountID int64, msgID string,
 	d := &sealpost.ActivityDetail{}
 	var state, cats, args string
 	var bodyCats, bodyArgs sql.NullString
-	var last int64
-	err := db.read.QueryRowContext(ctx, `SELECT r.sg_message_id, m.mail_from, m.subject, r.email, r.state, r.last_event_at,
+	var last, created int64
+	err := db.read.QueryRowContext(ctx, `SELECT r.sg_message_id, m.mail_from, m.subject, r.email, r.state, r.last_event_at, m.created_at,
 			m.categories, m.custom_args, b.categories, b.custom_args
 		FROM recipients r JOIN messages m ON m.id = r.message_id LEFT JOIN message_bodies b ON b.id = m.body_id
 		WHERE r.account_id = ? AND r.sg_message_id = ? AND r.last_event_at >= ?
 		ORDER BY r.id LIMIT 1`, accountID, msgID, since.UnixNano()).
-		Scan(&d.MsgID, &d.FromEmail, &d.Subject, &d.ToEmail, &state, &last, &cats, &args, &bodyCats, &bodyArgs)
+		Scan(&d.MsgID, &d.FromEmail, &d.Subject, &d.ToEmail, &state, &last, &created, &cats, &args, &bodyCats, &bodyArgs)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "message %q not found", msgID)
 	}
@@ -90,7 +90,7 @@ func (db *DB) ActivityDetail(ctx context.Context, accountID int64, msgID string,
 		return nil, internal("reading activity events", err)
 	}
 	defer rows.Close()
-	d.Events = []sealpost.ActivityEvent{}
+	d.Events = []sealpost.ActivityEvent{sealpost.ProcessedActivityEvent(fromUnixNano(created))}
 	for rows.Next() {
 		var e sealpost.ActivityEvent
 		var kind string

@@ -245,7 +245,7 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), about, created.UnixNano()); err != nil {
 			return err
 		}
-		if e.SGMessageID != "" {
+		if sealpost.KeptForActivity(e) {
 			if _, err := insActivity.ExecContext(ctx, e.AccountID, e.SGMessageID, string(e.Kind), sealpost.ActivityEventTime(e, created).UnixNano(), blob(e.Payload)); err != nil {
 				return err
 			}

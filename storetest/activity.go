@@ -217,19 +217,26 @@ func testActivityDetail(t *testing.T, s sealpost.Store) {
 
 func testActivityPrune(t *testing.T, s sealpost.Store) {
 	w := newActivityWorld(t, s)
-	n, err := s.PruneActivity(t.Context(), w.delivered)
+	n, err := s.PruneActivity(t.Context(), w.at)
 	if err != nil {
 		t.Fatalf("PruneActivity: %v", err)
 	}
-	if n != 3 { // the three processed events
-		t.Errorf("PruneActivity deleted %d events, want 3", n)
+	if n != 1 { // ann's delivered event; the processed ones are not kept
+		t.Errorf("PruneActivity deleted %d events, want 1", n)
 	}
 	d, err := s.ActivityDetail(t.Context(), w.user.ID, w.ann, w.t0.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Events) != 1 || d.Events[0].Kind != sealpost.EventDelivered {
-		t.Errorf("events after the prune = %+v, want only the delivered one", d.Events)
+	if len(d.Events) != 1 || d.Events[0].Kind != sealpost.EventProcessed {
+		t.Errorf("events after the prune = %+v, want only the processed one", d.Events)
+	}
+	d, err = s.ActivityDetail(t.Context(), w.user.ID, w.bob, w.t0.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Events) != 2 || d.Events[1].Kind != sealpost.EventBounce {
+		t.Errorf("bob's events after the prune = %+v, want processed and the bounce, which is not older", d.Events)
 	}
 	// The queue is untouched: the recipients' states are all still there.
 	if got := recipientStates(t, s, w.user.ID, "actX1"); len(got) != 2 {
