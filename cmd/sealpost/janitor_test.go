@@ -33,22 +33,50 @@ func (p *pruneRecorder) count() int {
 func TestPruneTLSRegistry(t *testing.T) {
 	t.Parallel()
 	store := &pruneRecorder{}
+	checkPruner(t, store, 720*time.Hour, func(ctx context.Context) {
+		pruneTLSRegistry(ctx, store, 720*time.Hour, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	})
+}
+
+// checkPruner runs run until it has pruned three times into rec, stops it
+// and checks that it stopped and pruned what is older than retention.
+func checkPruner(t *testing.T, rec *pruneRecorder, retention time.Duration, run func(ctx context.Context)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
 		defer close(done)
-		pruneTLSRegistry(ctx, store, 720*time.Hour, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+		run(ctx)
 	}()
-	waitFor(t, "three prunes", 10*time.Second, func() bool { return store.count() >= 3 })
+	waitFor(t, "three prunes", 10*time.Second, func() bool { return rec.count() >= 3 })
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the janitor did not stop with its context")
 	}
-	first := store.befores[0]
-	if want := start.Add(-720 * time.Hour); first.Before(want.Add(-time.Second)) || first.After(want.Add(time.Minute)) {
+	first := rec.befores[0]
+	if want := start.Add(-retention); first.Before(want.Add(-time.Second)) || first.After(want.Add(time.Minute)) {
 		t.Errorf("first prune before %v, want about %v", first, want)
 	}
+}
+
+// activityPruneRecorder is an ActivityService that records the prunes
+// asked of it.
+type activityPruneRecorder struct {
+	sealpost.ActivityService
+	pruneRecorder
+}
+
+func (p *activityPruneRecorder) PruneActivity(ctx context.Context, before time.Time) (int64, error) {
+	return 1, p.PruneTLSRegistry(ctx, before)
+}
+
+func TestPruneActivity(t *testing.T) {
+	t.Parallel()
+	store := &activityPruneRecorder{}
+	checkPruner(t, &store.pruneRecorder, 48*time.Hour, func(ctx context.Context) {
+		pruneActivity(ctx, store, 48*time.Hour, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	})
 }
