@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/sealpost/sealpost/delivery/mxtest"
 	"github.com/sealpost/sealpost/internal/dnssectest"
@@ -68,6 +72,40 @@ func stsPolicy(mode string, mx ...string) string {
 		s += "mx: " + m + "\r\n"
 	}
 	return s + "max_age: 604800\r\n"
+}
+
+// countingDNS forwards queries to the harness's DNS server and counts
+// them by type and name, e.g. "TXT _mta-sts.example.test.".
+type countingDNS struct {
+	upstream string
+	mu       sync.Mutex
+	queries  map[string]int
+}
+
+func newCountingDNS(t *testing.T, upstream string) (*countingDNS, string) {
+	c := &countingDNS{upstream: upstream, queries: map[string]int{}}
+	return c, dnssectest.ServeDNS(t, c)
+}
+
+func (c *countingDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if len(req.Question) == 1 {
+		q := req.Question[0]
+		c.mu.Lock()
+		c.queries[dns.TypeToString[q.Qtype]+" "+strings.ToLower(q.Name)]++
+		c.mu.Unlock()
+	}
+	resp, err := dnssectest.Exchange(context.Background(), c.upstream, req)
+	if err != nil {
+		resp = new(dns.Msg)
+		resp.SetRcode(req, dns.RcodeServerFailure)
+	}
+	_ = w.WriteMsg(resp)
+}
+
+func (c *countingDNS) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queries[key]
 }
 
 // policyNode starts one sealpost node on database with delivery pointed at
@@ -257,13 +295,21 @@ func testPolicySources(t *testing.T, database string) {
 	renewedNew := h.AddMX("sts-renewed.test", 5, mxtest.Behavior{})
 	h.DNS().SetTXT("_mta-sts.sts-renewed.test", []string{"v=STSv1; id=2"})
 	renewedHost.set(stsPolicy("enforce", "mx2.sts-renewed.test"), 0)
-	second, _, _ := policyNode(t, h, database, nil)
+	queries, dnsAddr := newCountingDNS(t, h.DNSAddr())
+	second, _, _ := policyNode(t, h, database, func(c *Config) { c.DNSServer = dnsAddr })
 	s = send(second, "sts-cached.test", "sts-renewed.test")
 	f = checkDelivered(t, "cached policy, fetch failing", outcomes(t, hook, s["sts-cached.test"].xid, "delivered"), true, "mta-sts")
 	if f["mx_host"] != "mx1.sts-cached.test" || cachedMX.AcceptedCount() != 2 {
 		t.Errorf("cached policy, fetch failing: facts %v, want delivered to mx1", f)
 	}
 	nothingSent(t, "cached policy, fetch failing", cachedPlain, s["sts-cached.test"].marker)
+	for _, mx := range []*mxtest.Server{cachedMX, renewedOld, renewedNew} {
+		for _, m := range s {
+			if bytes.Contains(mx.CleartextBytes(), []byte(m.marker)) {
+				t.Errorf("%s read %s in clear under an MTA-STS policy in enforce mode", mx.Host(), m.marker)
+			}
+		}
+	}
 	f = checkDelivered(t, "id changed", outcomes(t, hook, s["sts-renewed.test"].xid, "delivered"), true, "mta-sts")
 	if f["mx_host"] != "mx2.sts-renewed.test" || renewedNew.AcceptedCount() != 1 || renewedOld.AcceptedCount() != 1 {
 		t.Errorf("id changed: facts %v, new MX %d accepted, old %d; want the new policy's MX only", f, renewedNew.AcceptedCount(), renewedOld.AcceptedCount())
@@ -272,6 +318,7 @@ func testPolicySources(t *testing.T, database string) {
 	// A per-domain policy through the API: only its domain is held to it.
 	strict := h.AddMX("strict.test", 10, mxtest.Behavior{Cert: mxtest.CertWrongName})
 	loose := h.AddMX("loose.test", 10, noTLS)
+	sentLoose := time.Now()
 	if status, resp := apiDo(t, second, "PUT", "/v3/user/settings/enforced_tls/domains/strict.test", key,
 		`{"require_tls":true,"require_valid_cert":true,"version":1.2}`); status != 201 {
 		t.Fatalf("PUT the strict.test policy: %d %s", status, resp)
@@ -283,6 +330,12 @@ func testPolicySources(t *testing.T, database string) {
 	if !bytes.Contains(loose.CleartextBytes(), []byte(s["loose.test"].marker)) {
 		t.Errorf("another domain: the message did not arrive in clear")
 	}
+	// MTA-STS on by default costs a domain without a policy one TXT
+	// lookup, and nothing else.
+	if n, a := queries.count("TXT _mta-sts.loose.test."), queries.count("A mta-sts.loose.test."); n != 1 || a != 0 {
+		t.Errorf("loose.test, no MTA-STS record: %d TXT lookups of _mta-sts and %d A lookups of mta-sts, want 1 and 0", n, a)
+	}
+	t.Logf("loose.test (no MTA-STS record): sent to delivered event in %v", time.Since(sentLoose))
 
 	// The account's require_tls with MTA-STS enforce on one domain: each
 	// requirement holds. A host without TLS fails the account's, blocked at
