@@ -48,7 +48,10 @@ func (p hostPolicy) with(source sealpost.PolicySource, req sealpost.TLSRequireme
 
 // decide is the decision table applied to what the host showed, with the
 // source that a failure is due to: the first whose requirement, added to
-// those before it, the host fails.
+// those before it, the host fails for the same reason. The same reason,
+// because a handshake our own check of the certificate ended (a check only
+// a later source asks for) fails an earlier requirement of TLS too, though
+// that source never asked for the check.
 func (p hostPolicy) decide(seen sealpost.TLSSeen) (sealpost.TLSVerdict, sealpost.PolicySource) {
 	v := sealpost.DecideTLS(p.req, seen)
 	if v.Action != sealpost.TLSNextMX {
@@ -61,7 +64,7 @@ func (p hostPolicy) decide(seen sealpost.TLSSeen) (sealpost.TLSVerdict, sealpost
 		} else {
 			sum = sum.Raise(l.req)
 		}
-		if sealpost.DecideTLS(sum, seen).Action == sealpost.TLSNextMX {
+		if w := sealpost.DecideTLS(sum, seen); w.Action == sealpost.TLSNextMX && w.ResultType == v.ResultType {
 			return v, l.source
 		}
 	}

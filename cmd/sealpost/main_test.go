@@ -51,6 +51,19 @@ func startMain(t *testing.T, database string) (*Main, string, *syncBuffer) {
 
 func startMainWith(t *testing.T, database string, cfg Config) (*Main, string, *syncBuffer) {
 	t.Helper()
+	m, key, logs := openMain(t, database, cfg)
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("closing sealpost: %v", err)
+		}
+	})
+	return m, key, logs
+}
+
+// openMain is startMainWith for a test that closes the service itself;
+// options set Main's test-only fields before it opens.
+func openMain(t *testing.T, database string, cfg Config, options ...func(*Main)) (*Main, string, *syncBuffer) {
+	t.Helper()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Database = database
 	logs := &syncBuffer{}
@@ -63,14 +76,12 @@ func startMainWith(t *testing.T, database string, cfg Config) (*Main, string, *s
 			return conformance.Middleware(t, h)
 		},
 	}
+	for _, o := range options {
+		o(m)
+	}
 	if err := m.Open(context.Background()); err != nil {
 		t.Fatalf("starting sealpost: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("closing sealpost: %v", err)
-		}
-	})
 	return m, strings.TrimSpace(stdout.String()), logs
 }
 

@@ -33,6 +33,11 @@ type Main struct {
 	// every response against SendGrid's documents with it.
 	Middleware func(http.Handler) http.Handler
 
+	// mtastsPort, when set, is the HTTPS port policies are fetched from
+	// instead of 443: end-to-end tests serve them on loopback, where a
+	// fixed port cannot be shared by tests running in parallel.
+	mtastsPort int
+
 	store    sealpost.Store
 	stop     context.CancelFunc // ends background work
 	shared   chan struct{}      // closed when rate limit sharing has stopped
@@ -133,7 +138,9 @@ func (m *Main) Open(ctx context.Context) error {
 	// MTA-STS (RFC 8461): nil, off, with --mta-sts=false. One cache, in the
 	// database, for every node and for the probe.
 	probeClient.MTASTS = m.mtastsSource(probeClient, store)
+	probeClient.MTASTSPort = m.mtastsPort
 	if runner != nil {
+		sessions.MTASTSPort = m.mtastsPort
 		runner.Queue = store
 		runner.DomainPolicies = store
 		sessions.MTASTS = m.mtastsSource(sessions, store)
