@@ -30,6 +30,11 @@ type Event struct {
 	// out to be posted. With Message nil, Payload is posted as it is.
 	Payload json.RawMessage
 	Message *Message
+	// SGMessageID is the recipient the event is about, and At when it
+	// happened: the Email Activity history keeps the event under them. An
+	// event without SGMessageID is not kept there.
+	SGMessageID string
+	At          time.Time
 }
 
 // StoredEvent is an Event waiting in the outbox.
@@ -149,7 +154,8 @@ func NewEvent(kind EventKind, msg *Message, rcpt Recipient, at time.Time, d Even
 	if err != nil {
 		return Event{}, Errorf(EINTERNAL, "encoding event: %v", err)
 	}
-	return Event{AccountID: msg.AccountID, Kind: kind, SGEventID: id, Payload: payload, Message: msg}, nil
+	return Event{AccountID: msg.AccountID, Kind: kind, SGEventID: id, Payload: payload, Message: msg,
+		SGMessageID: rcpt.SGMessageID, At: at}, nil
 }
 
 // Posted is the JSON object the Event Webhook posts for e: its Payload,

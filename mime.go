@@ -129,11 +129,16 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 		}
 		h.shared(content)
 
+		subjectText := m.Subject
+		if pz.Subject != "" {
+			subjectText = pz.Subject
+		}
 		msg := &Message{
 			AccountID:  accountID,
 			XMessageID: xMessageID,
 			SMTPID:     smtpID,
 			From:       envelopeFrom.Email,
+			Subject:    subjectText,
 			Body:       shared,
 			Layout:     h.w.layout(),
 			CustomArgs: mergeStrings(nil, pz.CustomArgs, false),

@@ -19,6 +19,9 @@ type Message struct {
 	SMTPID string
 	// From is the envelope sender (MAIL FROM).
 	From string
+	// Subject is the message's subject as the mail send gave it, for the
+	// Email Activity feed.
+	Subject string
 	// Body holds the bytes this message shares with the other messages of
 	// its mail send, stored once however many messages refer to it. The
 	// complete message (header, blank line, body, CRLF line ends) is Layout

@@ -34,6 +34,9 @@ const (
 	ScopeScheduledSendsUpdate = "user.scheduled_sends.update"
 	ScopeScheduledSendsDelete = "user.scheduled_sends.delete"
 
+	// ScopeMessagesRead reads the Email Activity feed (GET /v3/messages).
+	ScopeMessagesRead = "messages.read"
+
 	ScopeEventWebhookRead   = "user.webhooks.event.settings.read"
 	ScopeEventWebhookUpdate = "user.webhooks.event.settings.update"
 	ScopeEventWebhookTest   = "user.webhooks.event.test.create"
@@ -60,6 +63,7 @@ func FullAccessScopes(kind AccountKind) []string {
 		ScopeMailBatchCreate, ScopeMailBatchRead,
 		ScopeScheduledSendsCreate, ScopeScheduledSendsRead, ScopeScheduledSendsUpdate, ScopeScheduledSendsDelete,
 		ScopeEventWebhookRead, ScopeEventWebhookUpdate, ScopeEventWebhookTest,
+		ScopeMessagesRead,
 		ScopeTLSProbe,
 	}
 	if kind == KindUser {

@@ -13,6 +13,7 @@ type Store interface {
 	BatchService
 	OutboxService
 	TLSRegistryStore
+	ActivityService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

@@ -123,6 +123,9 @@ type propAccount struct {
 	// status of those that have one.
 	batches  []string
 	statuses map[string]sealpost.BatchStatus
+	// sent are the recipients of the mail it sent, latest first: its
+	// Email Activity feed.
+	sent []string
 }
 
 // propKey is the model of one API key.
@@ -298,6 +301,7 @@ func (r *propRun) seedPreview(a *propAccount) {
 		Body: &sealpost.MessageBody{Data: []byte("Subject: x\r\n\r\nx\r\n")}}
 	for i := range n {
 		m.Recipients = append(m.Recipients, sealpost.Recipient{Email: fmt.Sprintf("r%d@%s", i, domain), Domain: domain, SGMessageID: fmt.Sprintf("preview-%d.%d", a.id, i)})
+		a.sent = append(a.sent, m.Recipients[i].Email)
 	}
 	if err := r.e.store.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
 		r.t.Fatal(err)
@@ -431,6 +435,7 @@ var propRoutes = []propRoute{
 	{name: "GET webhook signed", weight: 3, scope: sealpost.ScopeEventWebhookRead, build: (*propRun).getSigned},
 	{name: "PATCH webhook signed", weight: 3, scope: sealpost.ScopeEventWebhookUpdate, aspect: aspectSigned, build: (*propRun).patchSigned},
 	{name: "POST webhook test", weight: 2, scope: sealpost.ScopeEventWebhookTest, build: (*propRun).testHook},
+	{name: "GET messages", weight: 3, scope: sealpost.ScopeMessagesRead, build: (*propRun).listMessages},
 	{name: "POST tls/probe", weight: 3, scope: sealpost.ScopeTLSProbe, build: (*propRun).probeTLS},
 }
 
@@ -1268,6 +1273,31 @@ func (r *propRun) sendMail(k *propKey, _ *propAccount) (request, func(response))
 			if len(got) != want || (want == 1 && got[0].Email != rcpt) {
 				r.fail("%s has %d recipients of mail send %s (%v), want %d", a.label, len(got), xid, got, want)
 			}
+		}
+		k.acct.sent = append([]string{rcpt}, k.acct.sent...)
+	}
+}
+
+// listMessages checks that the Email Activity feed is the acting
+// account's mail and no other's.
+func (r *propRun) listMessages(_ *propKey, acting *propAccount) (request, func(response)) {
+	return request{method: http.MethodGet, path: pathMessages + "?limit=1000"}, func(res response) {
+		var b struct {
+			Messages []struct {
+				ToEmail string `json:"to_email"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(res.body), &b); res.status != http.StatusOK || err != nil {
+			r.fail("got %d %s (%v), want 200 and the feed", res.status, res.body, err)
+		}
+		got := []string{}
+		for _, m := range b.Messages {
+			got = append(got, m.ToEmail)
+		}
+		// Mail sent within one clock tick may come in either order.
+		want := slices.Sorted(slices.Values(acting.sent))
+		if slices.Sort(got); !slices.Equal(got, want) {
+			r.fail("%s's feed lists %v, want %v", acting.label, got, want)
 		}
 	}
 }

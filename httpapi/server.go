@@ -58,6 +58,9 @@ type Config struct {
 	// Observations receives what probes learn, for the registry of
 	// recipient domains; nil: not recorded.
 	Observations ObservationRecorder
+	// ActivityRetention is how long the Email Activity API lists a message
+	// after its last event; 0 is sealpost.DefaultActivityRetention.
+	ActivityRetention time.Duration
 }
 
 // ObservationRecorder is what the probe endpoint needs of the registry of
@@ -121,6 +124,8 @@ type Server struct {
 	maxChildren int
 	// registryRetention bounds the preview's window.
 	registryRetention time.Duration
+	// activityRetention bounds what the Email Activity API lists.
+	activityRetention time.Duration
 
 	// unmatched answers every path no route serves.
 	unmatched *route
@@ -221,6 +226,10 @@ func New(cfg Config) *Server {
 	if s.registryRetention <= 0 {
 		s.registryRetention = DefaultRegistryRetention
 	}
+	s.activityRetention = cfg.ActivityRetention
+	if s.activityRetention <= 0 {
+		s.activityRetention = sealpost.DefaultActivityRetention
+	}
 	maxMail := cfg.MaxMailBytes
 	if maxMail <= 0 {
 		maxMail = defaultMaxMailBytes
@@ -296,6 +305,12 @@ func New(cfg Config) *Server {
 	s.handle("/v3/tls/probe",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeTLSProbe, body: true, fn: s.probeTLS,
 			accountLimiter: s.probeLimiter, accountLimitKey: TLSProbeLimitKey},
+	)
+	s.handle("/v3/messages",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeMessagesRead, fn: s.listMessages},
+	)
+	s.handle("/v3/messages/{msg_id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeMessagesRead, fn: s.getMessage},
 	)
 	s.handle("/healthz", endpoint{method: http.MethodGet, public: true, fn: s.healthz})
 	s.handle("/readyz", endpoint{method: http.MethodGet, public: true, fn: s.readyz})

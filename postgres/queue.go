@@ -69,6 +69,7 @@ func queueEvents(b *pgx.Batch, events []sealpost.Event, msgIDs map[*sealpost.Mes
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bigint[]) WITH ORDINALITY AS e(a, k, s, p, m, n)
 		ORDER BY n`,
 		accounts, kinds, ids, payloads, about)
+	queueActivityEvents(b, events)
 	// DO NOTHING takes no lock on an existing row, so storing events never
 	// waits for a poster holding its account's state row.
 	b.Queue(`
@@ -264,7 +265,7 @@ func (db *DB) queueMessages(ctx context.Context, b *pgx.Batch, msgs []*sealpost.
 		}
 		for j := range m.Recipients {
 			r := &m.Recipients[j]
-			rr.add(ids.recipients[len(rr.ids)], ids.messages[i], byDomain[r.Domain], j, r)
+			rr.add(ids.recipients[len(rr.ids)], ids.messages[i], byDomain[r.Domain], j, r, m.AccountID, unixNanos(createdAt))
 		}
 	}
 	mr.queue(b)
@@ -300,6 +301,7 @@ type messageRows struct {
 	ids, accounts                        []int64
 	bodies                               []*int64
 	xids, smtpIDs, froms, cats, argsJSON []string
+	subjects                             []string
 	data                                 [][]byte
 	created                              []int64
 }
@@ -334,6 +336,7 @@ func (r *messageRows) add(id int64, m *sealpost.Message, bodyID *int64, data []b
 	r.xids = append(r.xids, m.XMessageID)
 	r.smtpIDs = append(r.smtpIDs, m.SMTPID)
 	r.froms = append(r.froms, m.From)
+	r.subjects = append(r.subjects, m.Subject)
 	r.data = append(r.data, data)
 	r.cats = append(r.cats, string(c))
 	r.argsJSON = append(r.argsJSON, string(a))
@@ -343,11 +346,11 @@ func (r *messageRows) add(id int64, m *sealpost.Message, bodyID *int64, data []b
 
 func (r *messageRows) queue(b *pgx.Batch) {
 	b.Queue(`
-		INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
-		SELECT id, a, x, s, f, b, d, c::jsonb, ca::jsonb, t
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[], $9::text[], $10::bigint[])
-			AS m(id, a, x, s, f, b, d, c, ca, t)`,
-		r.ids, r.accounts, r.xids, r.smtpIDs, r.froms, r.bodies, r.data, r.cats, r.argsJSON, r.created)
+		INSERT INTO messages (id, account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at, subject)
+		SELECT id, a, x, s, f, b, d, c::jsonb, ca::jsonb, t, sub
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::text[])
+			AS m(id, a, x, s, f, b, d, c, ca, t, sub)`,
+		r.ids, r.accounts, r.xids, r.smtpIDs, r.froms, r.bodies, r.data, r.cats, r.argsJSON, r.created, r.subjects)
 }
 
 type deliveryRows struct {
@@ -382,12 +385,15 @@ func (r *deliveryRows) queue(b *pgx.Batch) {
 
 type recipientRows struct {
 	ids, messages, deliveries []int64
+	accounts, lastEvents      []int64
 	ordinals                  []int32
 	emails, domains, sgIDs    []string
 }
 
-func (r *recipientRows) add(id, messageID, deliveryID int64, ordinal int, rcpt *sealpost.Recipient) {
+func (r *recipientRows) add(id, messageID, deliveryID int64, ordinal int, rcpt *sealpost.Recipient, accountID, lastEvent int64) {
 	r.ids = append(r.ids, id)
+	r.accounts = append(r.accounts, accountID)
+	r.lastEvents = append(r.lastEvents, lastEvent)
 	r.messages = append(r.messages, messageID)
 	r.deliveries = append(r.deliveries, deliveryID)
 	r.ordinals = append(r.ordinals, int32(ordinal))
@@ -401,11 +407,11 @@ func (r *recipientRows) queue(b *pgx.Batch) {
 		return
 	}
 	b.Queue(`
-		INSERT INTO recipients (id, message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
-		SELECT id, m, d, o, e, dom, sg, 'queued'
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[])
-			AS r(id, m, d, o, e, dom, sg)`,
-		r.ids, r.messages, r.deliveries, r.ordinals, r.emails, r.domains, r.sgIDs)
+		INSERT INTO recipients (id, message_id, delivery_id, ordinal, email, domain, sg_message_id, state, account_id, last_event_at)
+		SELECT id, m, d, o, e, dom, sg, 'queued', a, t
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+			AS r(id, m, d, o, e, dom, sg, a, t)`,
+		r.ids, r.messages, r.deliveries, r.ordinals, r.emails, r.domains, r.sgIDs, r.accounts, r.lastEvents)
 }
 
 // ClaimDeliveries leases due deliveries in one statement. FOR UPDATE SKIP
@@ -566,11 +572,15 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 		}
 		b := &pgx.Batch{}
 		if len(ids) > 0 {
+			var last *int64 // NULL: no event, the last one stays
+			if t, ok := sealpost.LastEventTime(c.Events, time.Now()); ok {
+				last = new(unixNanos(t))
+			}
 			b.Queue(`
-				UPDATE recipients r SET state = u.state
+				UPDATE recipients r SET state = u.state, last_event_at = coalesce($4, r.last_event_at)
 				FROM unnest($2::bigint[], $3::text[]) AS u(id, state)
 				WHERE r.id = u.id AND r.delivery_id = $1`,
-				c.DeliveryID, ids, states)
+				c.DeliveryID, ids, states, last)
 		}
 		if err := queueEvents(b, c.Events, nil); err != nil {
 			return err

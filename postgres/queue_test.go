@@ -407,3 +407,51 @@ func TestStoredBeforeEventArgs(t *testing.T) {
 		t.Errorf("event stored after the migration posts\n%s\nwant\n%s", got, wantNew)
 	}
 }
+
+// Mail queued before the Email Activity migration is in the feed once it
+// has run: its recipients take their message's account and creation time.
+func TestActivityMigrationBackfills(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	db := openURL(t, u)
+	ctx := t.Context()
+	a := createTestUser(t, db, "alice")
+	b := createTestUser(t, db, "bob")
+	created := time.Now().Add(-time.Hour).UTC().Round(0)
+	m := &sealpost.Message{
+		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Body: &sealpost.MessageBody{Data: []byte("body")},
+		Recipients: []sealpost.Recipient{{Email: "r@x.test", Domain: "x.test", SGMessageID: "xid.0"}},
+		CreatedAt:  created,
+	}
+	if err := db.EnqueueMessages(ctx, []*sealpost.Message{m}, nil); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range []string{
+		`DROP TABLE activity_events`,
+		`ALTER TABLE recipients DROP COLUMN account_id, DROP COLUMN last_event_at`,
+		`ALTER TABLE messages DROP COLUMN subject`,
+		`DELETE FROM schema_migrations WHERE version = '0012_email_activity'`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+
+	db = openURL(t, u)
+	got, err := db.ListActivity(ctx, a.ID, nil, created.Add(-time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].MsgID != "xid.0" || got[0].ToEmail != "r@x.test" || !got[0].LastEventTime.Equal(created) || got[0].State != sealpost.StateQueued {
+		t.Errorf("the feed after the migration %+v, want xid.0 at %v", got, created)
+	}
+	if got, err := db.ListActivity(ctx, b.ID, nil, created.Add(-time.Minute), 10); err != nil || len(got) != 0 {
+		t.Errorf("another account's feed %+v, %v; want it empty", got, err)
+	}
+}

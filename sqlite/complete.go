@@ -195,8 +195,12 @@ func (db *DB) applyCompletion(ctx context.Context, tx *sql.Tx, owner string, c s
 func (db *DB) recordCompletion(ctx context.Context, tx *sql.Tx, owner string, c sealpost.DeliveryCompletion, stamp time.Time) error {
 	if len(c.Recipients) > 0 {
 		upd := tx.StmtContext(ctx, db.stmts.updateRecipient)
+		var last sql.NullInt64 // NULL: no event, the last one stays
+		if t, ok := sealpost.LastEventTime(c.Events, stamp); ok {
+			last = sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+		}
 		for _, u := range c.Recipients {
-			res, err := upd.ExecContext(ctx, string(u.State), u.RecipientID, c.DeliveryID)
+			res, err := upd.ExecContext(ctx, string(u.State), last, u.RecipientID, c.DeliveryID)
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,7 @@ type writeStmts struct {
 	insertDelivery  *sql.Stmt
 	insertRecipient *sql.Stmt
 	insertEvent     *sql.Stmt
+	insertActivity  *sql.Stmt
 	ensureOutbox    *sql.Stmt
 
 	// The delivery path: a claim, and every completion.
@@ -52,13 +53,14 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		sql string
 	}{
 		{&s.insertBody, `INSERT INTO message_bodies (account_id, data, categories, custom_args) VALUES (?, ?, ?, ?) RETURNING id`},
-		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
+		{&s.insertMessage, `INSERT INTO messages (account_id, x_message_id, smtp_id, mail_from, subject, body_id, data, categories, custom_args, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`},
 		{&s.insertDelivery, `INSERT INTO deliveries (message_id, domain, next_attempt_at, created_at, batch_id)
 			VALUES (?, ?, ?, ?, ?) RETURNING id`},
-		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state)
-			VALUES (?, ?, ?, ?, ?, ?, 'queued') RETURNING id`},
+		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state, account_id, last_event_at)
+			VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`},
 		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.insertActivity, `INSERT INTO activity_events (account_id, sg_message_id, kind, at, payload) VALUES (?, ?, ?, ?, ?)`},
 		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
 		{&s.claim, claimSQL},
 		{&s.loadMessage, `SELECT account_id, x_message_id, smtp_id, mail_from, body_id, data, categories, custom_args, created_at
@@ -66,7 +68,7 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.loadBody, `SELECT data, categories, custom_args FROM message_bodies WHERE id = ?`},
 		{&s.loadRecipients, `SELECT id, email, domain, sg_message_id, state FROM recipients
 			WHERE delivery_id = ? AND state = 'queued' ORDER BY ordinal`},
-		{&s.updateRecipient, `UPDATE recipients SET state = ? WHERE id = ? AND delivery_id = ?`},
+		{&s.updateRecipient, `UPDATE recipients SET state = ?, last_event_at = coalesce(?, last_event_at) WHERE id = ? AND delivery_id = ?`},
 		{&s.finishDelivery, finishDeliverySQL},
 		{&s.dropBody, dropBodySQL},
 		{&s.dropSharedBody, dropSharedBodySQL},
@@ -93,7 +95,7 @@ func (s *writeStmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.ensureOutbox,
+	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.insertActivity, s.ensureOutbox,
 		s.claim, s.loadMessage, s.loadBody, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.dropSharedBody, s.leaseOwner,
 		s.savepoint, s.rollbackTo, s.release, s.upsertHost, s.upsertDomain, s.countRecipients} {
 		if st != nil {
@@ -163,7 +165,7 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 				data = blob(rows.Data[i])
 			}
 			var msgID int64
-			if err := insMsg.QueryRowContext(ctx, m.AccountID, m.XMessageID, m.SMTPID, m.From, bodyID, data,
+			if err := insMsg.QueryRowContext(ctx, m.AccountID, m.XMessageID, m.SMTPID, m.From, m.Subject, bodyID, data,
 				categories, custom, created.UnixNano()).Scan(&msgID); err != nil {
 				return err
 			}
@@ -187,7 +189,8 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 					byDomain = append(byDomain, domainDelivery{domain, id})
 					k = len(byDomain) - 1
 				}
-				if err := insRcpt.QueryRowContext(ctx, msgID, byDomain[k].id, j, r.Email, domain, r.SGMessageID).Scan(&rcptIDs[j]); err != nil {
+				if err := insRcpt.QueryRowContext(ctx, msgID, byDomain[k].id, j, r.Email, domain, r.SGMessageID,
+					m.AccountID, created.UnixNano()).Scan(&rcptIDs[j]); err != nil {
 					return err
 				}
 			}
@@ -231,6 +234,7 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 		return nil
 	}
 	insEvent := tx.StmtContext(ctx, db.stmts.insertEvent)
+	insActivity := tx.StmtContext(ctx, db.stmts.insertActivity)
 	ensure := tx.StmtContext(ctx, db.stmts.ensureOutbox)
 	var last int64 // events come grouped by account: skip repeat upserts
 	for i, e := range events {
@@ -240,6 +244,11 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 		}
 		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), about, created.UnixNano()); err != nil {
 			return err
+		}
+		if e.SGMessageID != "" {
+			if _, err := insActivity.ExecContext(ctx, e.AccountID, e.SGMessageID, string(e.Kind), sealpost.ActivityEventTime(e, created).UnixNano(), blob(e.Payload)); err != nil {
+				return err
+			}
 		}
 		if i == 0 || e.AccountID != last {
 			if _, err := ensure.ExecContext(ctx, e.AccountID); err != nil {

@@ -97,6 +97,11 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"OutboxMax", testOutboxMax},
 		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
 		{"OutboxEventArgs", testOutboxEventArgs},
+
+		{"ActivityList", testActivityList},
+		{"ActivityQuery", testActivityQuery},
+		{"ActivityDetail", testActivityDetail},
+		{"ActivityPrune", testActivityPrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

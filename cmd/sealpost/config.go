@@ -79,6 +79,9 @@ type Config struct {
 	// TLSRegistryRetention is how long the registry of recipient domains
 	// keeps what deliveries and probes learnt.
 	TLSRegistryRetention time.Duration
+	// ActivityRetention is how long the Email Activity API lists a
+	// message after its last event, and keeps its events.
+	ActivityRetention time.Duration
 
 	// Event Webhook.
 	WebhookWorkers  int
@@ -126,6 +129,7 @@ func DefaultConfig() Config {
 		MaxDeliveryAge:         72 * time.Hour,
 
 		TLSRegistryRetention: 30 * 24 * time.Hour,
+		ActivityRetention:    sealpost.DefaultActivityRetention,
 
 		WebhookWorkers:  4,
 		WebhookMaxPosts: 64,
@@ -286,6 +290,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryInitial, "retry-initial", "wait before retrying deferred mail the first time; it doubles after each attempt")
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
+	fs.Duration(&c.ActivityRetention, "activity-retention", "how long the Email Activity API (GET /v3/messages) lists a message after its last event, and keeps its events")
 	fs.Duration(&c.TLSRegistryRetention, "tls-registry-retention", "how long the TLS facts and recipient counts of recipient domains are kept; the Enforced TLS preview looks back at most this far")
 
 	fs.Int(&c.WebhookWorkers, "webhook-workers", "Event Webhook workers on this node: they claim batches and start their posts, never waiting on a receiver (0 turns posting off on this node)")
@@ -423,6 +428,11 @@ func (c Config) validate() error {
 	}
 	if c.TLSRegistryRetention <= 0 {
 		problems = append(problems, "--tls-registry-retention must be positive")
+	}
+	if c.ActivityRetention <= 0 || c.ActivityRetention < c.MaxDeliveryAge {
+		// Shorter, a message still being retried would lose its first
+		// events from the detail.
+		problems = append(problems, "--activity-retention must be positive and at least --max-delivery-age")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		problems = append(problems, "--log-format must be json or text")

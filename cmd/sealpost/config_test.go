@@ -51,6 +51,7 @@ var badFlagValues = map[string]string{
 	"mail-send-rate-limit":      "0",
 	"max-subusers":              "0",
 	"tls-registry-retention":    "0s",
+	"activity-retention":        "0s",
 	"webhook-max-posts":         "0",
 	"tls-probe-rate-limit":      "0",
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -278,6 +279,8 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 		}
 	}
 
+	checkActivity(t, p, key, second, wantResult)
+
 	_, metrics, _ := p.do(t, "GET", "/metrics", "", "")
 	for _, line := range []string{
 		`sealpost_delivery_recipients_total{outcome="blocked",tls="0"} 3`,
@@ -302,6 +305,46 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 	// was ended: one QUIT per connection (the plain MX shows them in clear).
 	if quits, conns := bytes.Count(plain.CleartextBytes(), []byte("QUIT\r\n")), plain.Connections(); quits != conns || conns != 2 {
 		t.Errorf("the plain MX saw %d QUITs for %d connections, want 2 of each", quits, conns)
+	}
+}
+
+// checkActivity asserts that the Email Activity API tells what the webhook
+// told of the blocked recipients of mail send xid: each not delivered, its
+// events in order, the cause under sealpost.
+func checkActivity(t *testing.T, p *process, key, xid string, wantResult map[string]string) {
+	t.Helper()
+	query := url.QueryEscape(`msg_id LIKE "` + xid + `%" AND status="not_delivered"`)
+	status, body, _ := p.do(t, "GET", "/v3/messages?limit=100&query="+query, key, "")
+	var list struct {
+		Messages []struct {
+			MsgID   string `json:"msg_id"`
+			ToEmail string `json:"to_email"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); status != 200 || err != nil || len(list.Messages) != len(wantResult) {
+		t.Fatalf("GET /v3/messages for the blocked: %d %s", status, body)
+	}
+	for _, m := range list.Messages {
+		status, body, _ := p.do(t, "GET", "/v3/messages/"+m.MsgID, key, "")
+		var d struct {
+			Events []struct {
+				EventName  string `json:"event_name"`
+				Reason     string `json:"reason"`
+				BounceType string `json:"bounce_type"`
+				MXServer   string `json:"mx_server"`
+				Sealpost   struct {
+					ResultType string `json:"result_type"`
+				} `json:"sealpost"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal([]byte(body), &d); status != 200 || err != nil || len(d.Events) != 2 {
+			t.Errorf("GET /v3/messages/%s: %d %s", m.MsgID, status, body)
+			continue
+		}
+		if e := d.Events[1]; d.Events[0].EventName != "processed" || e.EventName != "bounced" || e.BounceType != "soft" ||
+			e.Reason != "TLS required but not supported" || e.MXServer == "" || e.Sealpost.ResultType != wantResult[m.ToEmail] {
+			t.Errorf("%s's activity: %s, want processed then blocked with result_type %s", m.ToEmail, body, wantResult[m.ToEmail])
+		}
 	}
 }
 

@@ -135,6 +135,8 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	retention := orDefault(m.Config.TLSRegistryRetention, DefaultConfig().TLSRegistryRetention)
 	m.workers.Go(func() { pruneTLSRegistry(background, store, retention, tlsRegistryPruneEvery, m.Logger) })
+	activityRetention := orDefault(m.Config.ActivityRetention, DefaultConfig().ActivityRetention)
+	m.workers.Go(func() { pruneActivity(background, store, activityRetention, activityPruneEvery, m.Logger) })
 	if m.Config.WebhookWorkers > 0 {
 		poster := m.newPoster(store, node, dests, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
@@ -153,6 +155,7 @@ func (m *Main) Open(ctx context.Context) error {
 		MailSendLimiter:   mailLimiter,
 		MaxSubusers:       m.Config.MaxSubusers,
 		RegistryRetention: retention,
+		ActivityRetention: activityRetention,
 
 		Prober:       m.Config.prober(probeClient),
 		ProbeLimiter: probeLimiter,

@@ -57,13 +57,23 @@ func TestCheck(t *testing.T) {
 		{"account created", "POST", "/v3/partners/accounts", 201, `{"account_id":"sg0123"}`, ""},
 		{"account created without its id", "POST", "/v3/partners/accounts", 201, `{}`, "account_id"},
 
+		// Email Activity.
+		{"activity list", "GET", "/v3/messages", 200, `{"messages":[{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"not_delivered","opens_count":0,"clicks_count":0,"last_event_time":"2026-12-07T02:11:40Z"}]}`, ""},
+		{"activity list with a status SendGrid lacks", "GET", "/v3/messages", 200, `{"messages":[{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"blocked","opens_count":0,"clicks_count":0,"last_event_time":"2026-12-07T02:11:40Z"}]}`, "status"},
+		{"activity list entry without its counts", "GET", "/v3/messages", 200, `{"messages":[{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"delivered","last_event_time":"2026-12-07T02:11:40Z"}]}`, "opens_count"},
+		{"activity detail as served", "GET", "/v3/messages/x.0", 200, `{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"delivered","categories":[],"unique_args":"{}","events":[{"event_name":"processed","processed":"2026-12-07T02:11:39Z"},{"event_name":"bounced","processed":"2026-12-07T02:11:40Z","reason":"r","bounce_type":"soft","mx_server":"mx.example","sealpost":{"tls":false}}]}`, ""},
+		{"activity detail without events", "GET", "/v3/messages/x.0", 200, `{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"delivered","categories":[],"unique_args":"{}"}`, "events"},
+		{"activity event named as the webhook names it", "GET", "/v3/messages/x.0", 200, `{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"delivered","categories":[],"unique_args":"{}","events":[{"event_name":"bounce","processed":"2026-12-07T02:11:40Z"}]}`, "event_name"},
+		{"activity bounce of a type SendGrid lacks", "GET", "/v3/messages/x.0", 200, `{"from_email":"f@example.com","msg_id":"x.0","subject":"s","to_email":"t@example.com","status":"delivered","categories":[],"unique_args":"{}","events":[{"event_name":"bounced","processed":"2026-12-07T02:11:40Z","bounce_type":"blocked"}]}`, "bounce_type"},
+		{"activity message not found", "GET", "/v3/messages/x.0", 404, `{"errors":[{"field":"message_id","message":"not found"}]}`, ""},
+
 		// Routes outside the implemented operations.
 		{"unknown path, 404", "GET", "/v3/nowhere", 404, genericNotFound, ""},
 		{"unknown path served", "GET", "/v3/nowhere", 200, `{}`, "not listed in conformance.Unspecified"},
 		{"unknown path, 404 in another form", "GET", "/v3/nowhere", 404, `not found`, "not listed in conformance.Unspecified"},
 		{"unknown method, 405", "PUT", "/v3/user/settings/enforced_tls", 405, `{"errors":[{"field":null,"message":"method not allowed"}]}`, ""},
-		{"SendGrid operation not implemented, 404", "GET", "/v3/messages", 404, genericNotFound, ""},
-		{"SendGrid operation served but not listed", "GET", "/v3/messages", 200, `{"messages":[]}`, "not listed in conformance.Implemented"},
+		{"SendGrid operation not implemented, 404", "POST", "/v3/messages/download", 404, genericNotFound, ""},
+		{"SendGrid operation served but not listed", "POST", "/v3/messages/download", 202, `{"status":"pending"}`, "not listed in conformance.Implemented"},
 		{"id-less path that a parameter would match", "DELETE", "/v3/partners/accounts", 200, `{}`, "not listed"},
 		{"sealpost's own route", "GET", "/healthz", 200, `{"status":"ok"}`, ""},
 	}

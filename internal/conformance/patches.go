@@ -20,6 +20,7 @@ var patches = []patch{
 	nullableAsTypeNull,
 	provisioning401AsObserved,
 	sandboxModeOK,
+	activityDetailRequiredAsServed,
 }
 
 // routeByPathAlone drops the documents' servers (api.sendgrid.com and its EU
@@ -236,5 +237,35 @@ func sandboxModeOK(file string, doc *openapi3.T) error {
 	}
 	desc := "Sandbox mode: the request is valid; nothing is sent"
 	send.Post.Responses.Set("200", &openapi3.ResponseRef{Value: &openapi3.Response{Description: &desc}})
+	return nil
+}
+
+// activityDetailRequiredAsServed narrows what the Email Activity message
+// detail requires to what every message has. The document requires all
+// of its members, among them asm_group_id (an integer from 1: a message
+// sent without an unsubscribe group has none), template_id, teammate,
+// api_key_id and the IP addresses, and of every event bounce_type,
+// http_user_agent and mx_server, which only bounces, opens and clicks, and
+// events from an MX, have. The members present are still checked against
+// their schemas.
+func activityDetailRequiredAsServed(file string, doc *openapi3.T) error {
+	if file != "tsg_email_activity_v3.json" {
+		return nil
+	}
+	item := doc.Paths.Value("/v3/messages/{msg_id}")
+	if item == nil || item.Get == nil || item.Get.Responses.Status(200) == nil {
+		return fmt.Errorf("GET /v3/messages/{msg_id} 200 is gone from the document")
+	}
+	mt := item.Get.Responses.Status(200).Value.Content.Get("application/json")
+	if mt == nil || mt.Schema == nil || mt.Schema.Value == nil {
+		return fmt.Errorf("GET /v3/messages/{msg_id} 200 has no JSON schema any more")
+	}
+	msg := mt.Schema.Value
+	events := msg.Properties["events"]
+	if events == nil || events.Value == nil || events.Value.Items == nil || events.Value.Items.Value == nil {
+		return fmt.Errorf("the message detail has no events array any more")
+	}
+	msg.Required = []string{"from_email", "msg_id", "subject", "to_email", "status", "categories", "unique_args", "events"}
+	events.Value.Items.Value.Required = []string{"event_name", "processed"}
 	return nil
 }
