@@ -14,6 +14,7 @@ type Store interface {
 	OutboxService
 	TLSRegistryStore
 	ActivityService
+	ConsoleSessionService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

@@ -306,6 +306,9 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeTLSProbe, body: true, fn: s.probeTLS,
 			accountLimiter: s.probeLimiter, accountLimitKey: TLSProbeLimitKey},
 	)
+	s.handle("/v3/tls/domains",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.listTLSDomains},
+	)
 	s.handle("/v3/messages",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeMessagesRead, fn: s.listMessages},
 	)

@@ -77,6 +77,7 @@ var Implemented = []string{
 // path outside SendGrid's documents must be answered as an unknown route.
 var Unspecified = []string{
 	"POST /v3/tls/probe",
+	"GET /v3/tls/domains",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",
