@@ -206,10 +206,10 @@ type recipientsData struct {
 }
 
 type registryDomain struct {
-	Domain         string    `json:"domain"`
-	Recipients     int64     `json:"recipients"`
-	HighestVersion *string   `json:"highest_tls_version"`
-	ValidCertSeen  bool      `json:"valid_cert_seen"`
+	Domain         string     `json:"domain"`
+	Recipients     int64      `json:"recipients"`
+	HighestVersion *string    `json:"highest_tls_version"`
+	ValidCertSeen  bool       `json:"valid_cert_seen"`
 	LastAttempt    *time.Time `json:"last_attempt"`
 }
 

@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sealpost/sealpost"
-	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/console"
+	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
 	"github.com/sealpost/sealpost/webhook"

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sealpost/sealpost/delivery/mxtest"
+)
+
+// browserContext starts headless Chromium for one test. It skips when
+// Chromium is absent, unless SEALPOST_REQUIRE_CHROMIUM=1 (CI) makes that a
+// failure. Chromium resolves no name but the test's and fetches nothing
+// of its own: the test stays on loopback.
+func browserContext(t *testing.T) context.Context {
+	t.Helper()
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("SEALPOST_REQUIRE_CHROMIUM") == "1" {
+			t.Fatal("chromium not found and SEALPOST_REQUIRE_CHROMIUM=1")
+		}
+		t.Skip("chromium not installed")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root, where the sandbox cannot start
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(800, 900),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("no-pings", true),
+		chromedp.Flag("dns-prefetch-disable", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("proxy-server", "direct://"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshotDir is where the test leaves its screenshots:
+// $SEALPOST_SCREENSHOT_DIR, or a temporary directory.
+func screenshotDir(t *testing.T) string {
+	if d := os.Getenv("SEALPOST_SCREENSHOT_DIR"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+func screenshot(dir, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		png, err := chromedp.FullScreenshot(90)(ctx, tab)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	})
+}
+
+// waitText waits until the element sel's text matches re.
+func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		for {
+			text, err := chromedp.Text(chromedp.CSS(sel))(ctx, tab)
+			if err == nil && re.MatchString(text) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s to match %s: %w", sel, re, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium against
+// the real server and fake MX servers: sign in, watch the preview change
+// with the edited policy, save it, find the mail it blocks in Activity
+// with its cause, probe a domain, sign out.
+func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
+	ctx := browserContext(t)
+	shots := screenshotDir(t)
+	h := mxtest.New(t)
+	h.AddMX("tls13.test", 10, mxtest.Behavior{})
+	h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	h.AddMX("tls12.test", 10, mxtest.TLS12Only())
+	m, key := destinationMain(t, h, "127.0.0.0/8")
+
+	// A history: one mail to each domain under the default policy, all
+	// delivered, so the registry knows each domain's TLS.
+	for _, d := range []string{"tls13.test", "plain.test", "tls12.test"} {
+		sendTo(t, m, key, "first@"+d)
+	}
+	waitActivity(t, m, key, `status="delivered"`, 3)
+
+	base := m.URL() + "/console/"
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(base),
+		chromedp.WaitVisible(chromedp.CSS("#api_key")),
+		screenshot(shots, "console-signin"),
+		chromedp.SendKeys(chromedp.CSS("#api_key"), key),
+		chromedp.Submit(chromedp.CSS("#api_key")),
+		chromedp.WaitVisible(chromedp.CSS("#tls-form")),
+		waitText("#preview-summary", regexp.MustCompile(`block 0 domains, 0 recipients`)),
+		// Editing the form updates the preview without a page load.
+		chromedp.Click(chromedp.CSS("#require_tls")),
+		waitText("#preview-summary", regexp.MustCompile(`block 1 domain, 1 recipient in the last`)),
+		chromedp.SetValue(chromedp.CSS("#version"), "1.3"),
+		chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("version").dispatchEvent(new Event("change", {bubbles: true}))`)(ctx, tab)
+			return err
+		}),
+		waitText("#preview-summary", regexp.MustCompile(`block 2 domains, 2 recipients`)),
+		waitText("#preview", regexp.MustCompile(`tls12\.test[\s\S]*plain\.test|plain\.test[\s\S]*tls12\.test`)),
+		screenshot(shots, "console-enforced-tls"),
+		chromedp.Click(chromedp.CSS(`button[value="save"]`)),
+		waitText("main", regexp.MustCompile(`Saved\.`)),
+	)
+	if err != nil {
+		t.Fatalf("enforced TLS page: %v", err)
+	}
+	if status, body := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(body, `"require_tls":true`) || !strings.Contains(body, `"version":1.3`) {
+		t.Fatalf("setting after saving in the console: %d %s", status, body)
+	}
+
+	// Mail sent through the API now is blocked for plain.test.
+	sendTo(t, m, key, "blocked@plain.test")
+	waitActivity(t, m, key, `to_email="blocked@plain.test" AND status="not_delivered"`, 1)
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/console/activity"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#query")),
+		chromedp.SendKeys(chromedp.CSS("#query"), `to_email="blocked@plain.test"`),
+		chromedp.Submit(chromedp.CSS("#query")),
+		waitText("main", regexp.MustCompile(`Blocked: the recipient's mail server does not offer TLS`)),
+		waitText("main", regexp.MustCompile(`blocked@plain\.test`)),
+		screenshot(shots, "console-activity"),
+
+		chromedp.Click(chromedp.CSS(`a[href="/console/recipients"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#domain")),
+		waitText("main", regexp.MustCompile(`plain\.test`)),
+		chromedp.SendKeys(chromedp.CSS("#domain"), "tls12.test"),
+		chromedp.Submit(chromedp.CSS("#domain")),
+		chromedp.WaitVisible(chromedp.CSS("#probe")),
+		waitText("#probe", regexp.MustCompile(`Probe of tls12\.test[\s\S]*TLS1?\.?2|1\.2`)),
+		screenshot(shots, "console-recipients"),
+
+		chromedp.Click(chromedp.CSS(`a[href="/console/webhook"]`)),
+		waitText("h1", regexp.MustCompile(`Event Webhook`)),
+		screenshot(shots, "console-webhook"),
+
+		chromedp.Click(chromedp.CSS("#signout")),
+		chromedp.WaitVisible(chromedp.CSS("#api_key")),
+		// Signed out for good: the console sends this browser to sign in.
+		chromedp.Navigate(m.URL()+"/console/activity"),
+		chromedp.WaitVisible(chromedp.CSS("#api_key")),
+	)
+	if err != nil {
+		t.Fatalf("activity, recipients, webhook, sign-out: %v", err)
+	}
+	t.Logf("screenshots in %s", shots)
+}
+
+func sendTo(t *testing.T, m *Main, key, to string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"personalizations":[{"to":[{"email":%q}]}],"from":{"email":"sender@example.com"},"subject":"hello %s","content":[{"type":"text/plain","value":"x"}]}`, to, to)
+	if status, resp := apiDo(t, m, "POST", "/v3/mail/send", key, body); status != 202 {
+		t.Fatalf("mail send to %s: %d %s", to, status, resp)
+	}
+}
+
+// waitActivity waits until the Email Activity API lists n messages for query.
+func waitActivity(t *testing.T, m *Main, key, query string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := apiDo(t, m, "GET", "/v3/messages?limit=50&query="+url.QueryEscape(query), key, "")
+		var list struct {
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if status == 200 && json.Unmarshal([]byte(body), &list) == nil && len(list.Messages) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("activity %q: want %d messages, last answer %d %s", query, n, status, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// consoleClient signs in to the console over plain HTTP, as a browser
+// would, and returns the client holding the session cookie.
+func consoleClient(t *testing.T, m *Main, key string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	status, body := consolePost(t, c, m, "/console/signin", m.URL(), url.Values{"api_key": {key}})
+	if status != 200 || !strings.Contains(body, `id="tls-form"`) {
+		t.Fatalf("sign-in: %d %s", status, body)
+	}
+	return c
+}
+
+func consolePost(t *testing.T, c *http.Client, m *Main, path, origin string, form url.Values) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", m.URL()+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func consoleCSRF(t *testing.T, c *http.Client, m *Main) string {
+	t.Helper()
+	resp, err := c.Get(m.URL() + "/console/tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	match := csrfField.FindSubmatch(b)
+	if match == nil {
+		t.Fatalf("no CSRF token on the page: %d %s", resp.StatusCode, b)
+	}
+	return string(match[1])
+}
+
+// TestConsoleRefusals: a POST from another origin, or without the session's
+// CSRF token, changes nothing; a key without enforced_tls.update cannot
+// change the policy in the console, as it cannot through the API; the key
+// appears on no page.
+func TestConsoleRefusals(t *testing.T) {
+	t.Parallel()
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := DefaultConfig()
+			cfg.RateLimit = 100000
+			cfg.DeliveryWorkers = 0
+			m, key, logs := startMainWith(t, sc.database(t), cfg)
+			c := consoleClient(t, m, key)
+			token := consoleCSRF(t, c, m)
+			save := url.Values{"csrf": {token}, "action": {"save"}, "require_tls": {"true"}, "version": {"1.2"}}
+
+			if status, body := consolePost(t, c, m, "/console/tls", "http://evil.example", save); status != http.StatusForbidden {
+				t.Errorf("POST from another origin: %d %s, want 403", status, body)
+			}
+			noToken := url.Values{"action": {"save"}, "require_tls": {"true"}, "version": {"1.2"}}
+			if status, body := consolePost(t, c, m, "/console/tls", m.URL(), noToken); status != http.StatusForbidden {
+				t.Errorf("POST without the CSRF token: %d %s, want 403", status, body)
+			}
+			if _, body := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(body, `"require_tls":false`) {
+				t.Fatalf("setting after refused posts: %s, want unchanged", body)
+			}
+
+			// A read-only key: it sees the page, and saving fails as the
+			// API's PATCH would.
+			status, body := apiDo(t, m, "POST", "/v3/api_keys", key, `{"name":"reader","scopes":["user.settings.enforced_tls.read"]}`)
+			var created struct {
+				APIKey string `json:"api_key"`
+			}
+			if status != 201 || json.Unmarshal([]byte(body), &created) != nil || created.APIKey == "" {
+				t.Fatalf("creating a read-only key: %d %s", status, body)
+			}
+			rc := consoleClient(t, m, created.APIKey)
+			save["csrf"] = []string{consoleCSRF(t, rc, m)}
+			status, body = consolePost(t, rc, m, "/console/tls", m.URL(), save)
+			if status != http.StatusForbidden || !strings.Contains(body, "access forbidden") {
+				t.Errorf("saving with a read-only key: %d, want 403 with the API's refusal; body %s", status, body)
+			}
+			if _, body := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(body, `"require_tls":false`) {
+				t.Errorf("setting after a read-only key's save: %s, want unchanged", body)
+			}
+			// The same key through the API directly: the same answer.
+			if status, _ := apiDo(t, m, "PATCH", "/v3/user/settings/enforced_tls", created.APIKey, `{"require_tls":true}`); status != http.StatusForbidden {
+				t.Errorf("PATCH with the read-only key through the API: %d, want 403", status)
+			}
+
+			// The right token from the right origin works.
+			if status, body := consolePost(t, c, m, "/console/tls", m.URL(), save0(token)); status != 200 || !strings.Contains(body, "Saved.") {
+				t.Errorf("saving with the full-access key: %d %s", status, body)
+			}
+			for _, secret := range []string{key, created.APIKey} {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("an API key appears in the log")
+				}
+			}
+		})
+	}
+}
+
+func save0(token string) url.Values {
+	return url.Values{"csrf": {token}, "action": {"save"}, "require_tls": {"true"}, "version": {"1.2"}}
+}
