@@ -19,6 +19,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
 	"cause":   cause,
+	"why":     blockedWhy,
 	"version": func(v sealpost.TLSVersion) string { return v.String() },
 	"json":    jsonIndent,
 }
@@ -30,7 +31,7 @@ func cause(resultType string) string {
 	case "":
 		return ""
 	case sealpost.ResultSTARTTLSNotSupported:
-		return "the recipient's mail server does not offer TLS (no STARTTLS), or not the version required"
+		return "the recipient's mail server does not offer TLS (no STARTTLS)"
 	case sealpost.ResultCertificateHostMismatch:
 		return "the mail server's certificate is for another name"
 	case sealpost.ResultCertificateExpired:
@@ -38,9 +39,25 @@ func cause(resultType string) string {
 	case sealpost.ResultCertificateNotTrusted:
 		return "the mail server's certificate is not signed by a trusted authority"
 	case sealpost.ResultValidationFailure:
-		return "the mail server's certificate could not be validated"
+		return "the mail server's TLS did not meet the setting: a version below the one required, or a certificate that failed validation"
 	}
 	return resultType
+}
+
+// blockedWhy says why a setting would block a domain, from what its best
+// host offered.
+func blockedWhy(policy sealpost.EnforcedTLS, d sealpost.BlockedDomain) string {
+	if d.Best.TLSVersion == nil {
+		return "its mail servers offer no TLS"
+	}
+	best, err := sealpost.ParseTLSVersion(*d.Best.TLSVersion)
+	if err == nil && best < policy.Version {
+		return "its mail servers offer TLS " + *d.Best.TLSVersion + " at best; " + policy.Version.String() + " is required"
+	}
+	if policy.RequireValidCert && !d.Best.CertValid {
+		return "no valid certificate: " + cause(d.ResultType)
+	}
+	return cause(d.ResultType)
 }
 
 func (c *Console) page(s *session, nav, title string) page {

@@ -76,7 +76,7 @@ func screenshotDir(t *testing.T) string {
 
 func screenshot(dir, name string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
-		png, err := chromedp.FullScreenshot(90)(ctx, tab)
+		png, err := chromedp.FullScreenshot(100)(ctx, tab) // 100: PNG, not JPEG
 		if err != nil {
 			return err
 		}
@@ -95,6 +95,24 @@ func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("waiting for %s to match %s: %w", sel, re, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// waitLocation waits until the page's URL matches re: a submitted form's
+// answer has loaded, not the page it was submitted from.
+func waitLocation(re *regexp.Regexp) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		for {
+			loc, err := chromedp.Location()(ctx, tab)
+			if err == nil && re.MatchString(loc) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for a URL matching %s: %w", re, ctx.Err())
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -160,9 +178,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#query")),
 		chromedp.SendKeys(chromedp.CSS("#query"), `to_email="blocked@plain.test"`),
 		chromedp.Submit(chromedp.CSS("#query")),
+		waitLocation(regexp.MustCompile(`/console/activity\?query=to_email`)),
+		chromedp.WaitVisible(chromedp.CSS(".message")),
 		waitText("main", regexp.MustCompile(`Blocked: the recipient's mail server does not offer TLS`)),
 		waitText("main", regexp.MustCompile(`blocked@plain\.test`)),
 		screenshot(shots, "console-activity"),
+		// The search found that message alone.
+		chromedp.WaitNotPresent(chromedp.CSS(`[id^="msg-"]:nth-of-type(2)`)),
 
 		chromedp.Click(chromedp.CSS(`a[href="/console/recipients"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#domain")),
@@ -178,6 +200,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		screenshot(shots, "console-webhook"),
 
 		chromedp.Click(chromedp.CSS("#signout")),
+		waitLocation(regexp.MustCompile(`/console/signin$`)),
 		chromedp.WaitVisible(chromedp.CSS("#api_key")),
 		// Signed out for good: the console sends this browser to sign in.
 		chromedp.Navigate(m.URL()+"/console/activity"),
