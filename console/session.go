@@ -159,6 +159,10 @@ func (c *Console) signedIn(h func(w http.ResponseWriter, r *http.Request, s *ses
 		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "bad form", http.StatusBadRequest)
+				return
+			}
 			if !s.csrfOK(r) {
 				http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
 				return

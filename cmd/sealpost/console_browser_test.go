@@ -343,6 +343,12 @@ func TestConsoleRefusals(t *testing.T) {
 			if status, body := consolePost(t, c, m, "/console/tls", m.URL(), save0(token)); status != 200 || !strings.Contains(body, "Saved.") {
 				t.Errorf("saving with the full-access key: %d %s", status, body)
 			}
+			for _, path := range []string{"/console/tls", "/console/activity", "/console/recipients", "/console/webhook"} {
+				_, body := consoleGet(t, c, m, path)
+				if strings.Contains(body, key) {
+					t.Errorf("the API key appears on %s", path)
+				}
+			}
 			for _, secret := range []string{key, created.APIKey} {
 				if strings.Contains(logs.String(), secret) {
 					t.Errorf("an API key appears in the log")
