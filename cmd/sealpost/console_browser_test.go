@@ -132,6 +132,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	h.AddMX("plain.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
 	h.AddMX("tls12.test", 10, mxtest.TLS12Only())
 	m, key := destinationMain(t, h, "127.0.0.0/8")
+	hook := newWebhookReceiver(t)
+	hookSettings := fmt.Sprintf(`{"enabled":true,"url":%q,"delivered":true,"bounce":true}`, hook.srv.URL)
+	if status, body := apiDo(t, m, "PATCH", "/v3/user/webhooks/event/settings", key, hookSettings); status != 200 {
+		t.Fatalf("PATCH webhook settings: %d %s", status, body)
+	}
 
 	// A history: one mail to each domain under the default policy, all
 	// delivered, so the registry knows each domain's TLS.
@@ -197,6 +202,9 @@ func TestConsoleInBrowser(t *testing.T) {
 
 		chromedp.Click(chromedp.CSS(`a[href="/console/webhook"]`)),
 		waitText("h1", regexp.MustCompile(`Event Webhook`)),
+		waitText("main", regexp.MustCompile(regexp.QuoteMeta(hook.srv.URL))),
+		chromedp.Click(chromedp.CSS(`#send-test`)),
+		waitText("main", regexp.MustCompile(`Test event posted`)),
 		screenshot(shots, "console-webhook"),
 
 		chromedp.Click(chromedp.CSS("#signout")),
