@@ -15,6 +15,7 @@ type Store interface {
 	TLSRegistryStore
 	ActivityService
 	ConsoleSessionService
+	EventWebhookBacklogService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

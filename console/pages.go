@@ -16,7 +16,7 @@ var funcs = template.FuncMap{
 		if t.IsZero() {
 			return "never"
 		}
-		return t.UTC().Format("2006-01-02 15:04 UTC")
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
 	"cause":   cause,
 	"why":     blockedWhy,
@@ -262,6 +262,16 @@ type webhookData struct {
 	Enabled   bool
 	PublicKey string
 	Signed    bool
+	Backlog   *webhookBacklog
+}
+
+type webhookBacklog struct {
+	Pending       int64      `json:"pending"`
+	PendingCapped bool       `json:"pending_capped"`
+	OldestEvent   *time.Time `json:"oldest_event"`
+	Attempts      int        `json:"attempts"`
+	NextAttempt   *time.Time `json:"next_attempt"`
+	FailingSince  *time.Time `json:"failing_since"`
 }
 
 func (c *Console) webhookPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -282,6 +292,10 @@ func (c *Console) webhookPage(w http.ResponseWriter, r *http.Request, s *session
 	}
 	if err := c.call(r.Context(), r, s, http.MethodGet, "/v3/user/webhooks/event/settings/signed", nil, &signed); err == nil {
 		d.Signed, d.PublicKey = signed.Enabled, signed.PublicKey
+	}
+	var backlog webhookBacklog
+	if err := c.call(r.Context(), r, s, http.MethodGet, "/v3/user/webhooks/event/backlog", nil, &backlog); err == nil {
+		d.Backlog = &backlog
 	}
 	if r.Method == http.MethodPost {
 		body := map[string]string{"url": d.URL}

@@ -299,6 +299,9 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getSignedWebhook},
 		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEventWebhookUpdate, body: true, fn: s.patchSignedWebhook},
 	)
+	s.handle("/v3/user/webhooks/event/backlog",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getWebhookBacklog},
+	)
 	s.handle("/v3/user/webhooks/event/test",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeEventWebhookTest, body: true, fn: s.testEventWebhook},
 	)

@@ -104,6 +104,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"ActivityPrune", testActivityPrune},
 
 		{"ConsoleSessions", testConsoleSessions},
+		{"EventWebhookBacklog", testEventWebhookBacklog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -203,6 +203,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`a[href="/console/webhook"]`)),
 		waitText("h1", regexp.MustCompile(`Event Webhook`)),
 		waitText("main", regexp.MustCompile(regexp.QuoteMeta(hook.srv.URL))),
+		waitText("#backlog", regexp.MustCompile(`Events waiting\s*\d+[\s\S]*Next retry`)),
 		chromedp.Click(chromedp.CSS(`#send-test`)),
 		waitText("main", regexp.MustCompile(`Test event posted`)),
 		screenshot(shots, "console-webhook"),
