@@ -119,6 +119,39 @@ func waitLocation(re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// ownOriginOnly fails unless every resource the page loaded came from
+// origin: the Content-Security-Policy allows nothing else, and this checks
+// the pages ask for nothing else either.
+func ownOriginOnly(origin string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		urls, err := chromedp.Evaluate[[]string](`[location.href].concat(performance.getEntriesByType("resource").map(e => e.name))`)(ctx, tab)
+		if err != nil {
+			return err
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, origin+"/") {
+				return fmt.Errorf("the page loaded %s, not from %s", u, origin)
+			}
+		}
+		return nil
+	})
+}
+
+// fitsWidth fails when the page is wider than the viewport: on a phone
+// nothing but a table may scroll sideways, inside its own box.
+func fitsWidth() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		over, err := chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`)(ctx, tab)
+		if err != nil {
+			return err
+		}
+		if over > 0 {
+			return fmt.Errorf("the page is %d px wider than the viewport", over)
+		}
+		return nil
+	})
+}
+
 // TestConsoleInBrowser drives the console in headless Chromium against
 // the real server and fake MX servers: sign in, watch the preview change
 // with the edited policy, save it, find the mail it blocks in Activity
@@ -150,8 +183,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Navigate(base),
 		chromedp.WaitVisible(chromedp.CSS("#api_key")),
 		screenshot(shots, "console-signin"),
-		chromedp.SendKeys(chromedp.CSS("#api_key"), key),
-		chromedp.Submit(chromedp.CSS("#api_key")),
+		ownOriginOnly(m.URL()),
+		// Keyboard only: the key typed and Enter pressed.
+		chromedp.SendKeys(chromedp.CSS("#api_key"), key+"\r"),
 		chromedp.WaitVisible(chromedp.CSS("#tls-form")),
 		waitText("#preview-summary", regexp.MustCompile(`block 0 domains, 0 recipients`)),
 		// Editing the form updates the preview without a page load.
@@ -165,6 +199,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("#preview-summary", regexp.MustCompile(`block 2 domains, 2 recipients`)),
 		waitText("#preview", regexp.MustCompile(`tls12\.test[\s\S]*plain\.test|plain\.test[\s\S]*tls12\.test`)),
 		screenshot(shots, "console-enforced-tls"),
+		ownOriginOnly(m.URL()),
 		chromedp.Click(chromedp.CSS(`button[value="save"]`)),
 		waitText("main", regexp.MustCompile(`Saved\.`)),
 	)
@@ -188,6 +223,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("main", regexp.MustCompile(`Blocked: the recipient's mail server does not offer TLS`)),
 		waitText("main", regexp.MustCompile(`blocked@plain\.test`)),
 		screenshot(shots, "console-activity"),
+		ownOriginOnly(m.URL()),
 		// The search found that message alone.
 		chromedp.WaitNotPresent(chromedp.CSS(`[id^="msg-"]:nth-of-type(2)`)),
 
@@ -199,6 +235,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#probe")),
 		waitText("#probe", regexp.MustCompile(`Probe of tls12\.test[\s\S]*TLS1?\.?2|1\.2`)),
 		screenshot(shots, "console-recipients"),
+		ownOriginOnly(m.URL()),
 
 		chromedp.Click(chromedp.CSS(`a[href="/console/webhook"]`)),
 		waitText("h1", regexp.MustCompile(`Event Webhook`)),
@@ -207,6 +244,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#send-test`)),
 		waitText("main", regexp.MustCompile(`Test event posted`)),
 		screenshot(shots, "console-webhook"),
+		ownOriginOnly(m.URL()),
+
+		// A phone's width: every page fits it.
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(m.URL()+"/console/tls"),
+		chromedp.WaitVisible(chromedp.CSS("#preview-summary")),
+		fitsWidth(),
+		screenshot(shots, "console-enforced-tls-phone"),
+		chromedp.Navigate(m.URL()+"/console/activity"),
+		chromedp.WaitVisible(chromedp.CSS(".message")),
+		fitsWidth(),
+		screenshot(shots, "console-activity-phone"),
+		chromedp.Navigate(m.URL()+"/console/recipients"),
+		chromedp.WaitVisible(chromedp.CSS("#domain")),
+		fitsWidth(),
+		chromedp.Navigate(m.URL()+"/console/webhook"),
+		chromedp.WaitVisible(chromedp.CSS("#backlog")),
+		fitsWidth(),
 
 		chromedp.Click(chromedp.CSS("#signout")),
 		waitLocation(regexp.MustCompile(`/console/signin$`)),
