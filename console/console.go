@@ -87,7 +87,7 @@ func New(cfg Config) (*Console, error) {
 		if base == "layout" {
 			continue
 		}
-		t, err := template.New(base).Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", name)
+		t, err := template.New(base).Funcs(templateFuncs()).ParseFS(templateFiles, "templates/layout.html", name)
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", name, err)
 		}

@@ -11,17 +11,20 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return t.UTC().Format("2006-01-02 15:04:05 UTC")
-	},
-	"cause":   cause,
-	"why":     blockedWhy,
-	"version": func(v sealpost.TLSVersion) string { return v.String() },
-	"json":    jsonIndent,
+// templateFuncs are the functions the pages' templates call.
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return "never"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		},
+		"cause":   cause,
+		"why":     blockedWhy,
+		"version": func(v sealpost.TLSVersion) string { return v.String() },
+		"json":    jsonIndent,
+	}
 }
 
 // cause says in plain words why a policy refused a host, from its RFC 8460

@@ -85,6 +85,15 @@ func (s *session) csrfOK(r *http.Request) bool {
 
 var errNoSession = errors.New("not signed in")
 
+// isPage reports whether p is a page switching accounts may return to.
+func isPage(p string) bool {
+	switch p {
+	case "/console/tls", "/console/activity", "/console/recipients", "/console/webhook":
+		return true
+	}
+	return false
+}
+
 // session returns the request's session, errNoSession when it has none.
 func (c *Console) session(r *http.Request) (*session, error) {
 	ck, err := r.Cookie(sessionCookie)
@@ -229,8 +238,9 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) {
 // later call repeats).
 func (c *Console) switchAccount(w http.ResponseWriter, r *http.Request, s *session) {
 	acting := strings.TrimSpace(r.PostFormValue("on_behalf_of"))
+	// Back to one of the console's pages only: never a redirect elsewhere.
 	back := r.PostFormValue("back")
-	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
+	if !isPage(back) {
 		back = "/console/tls"
 	}
 	if acting == "" {
