@@ -20,6 +20,12 @@ func templateFuncs() template.FuncMap {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
+		"day": func(t time.Time) string {
+			if t.IsZero() {
+				return "never"
+			}
+			return t.UTC().Format("2006-01-02")
+		},
 		"cause":   cause,
 		"why":     blockedWhy,
 		"version": func(v sealpost.TLSVersion) string { return v.String() },

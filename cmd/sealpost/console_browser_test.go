@@ -54,7 +54,7 @@ func browserContext(t *testing.T) context.Context {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 5*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
@@ -88,7 +88,11 @@ func screenshot(dir, name string) chromedp.Action[chromedp.Void] {
 func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
 		for {
-			text, err := chromedp.Text(chromedp.CSS(sel))(ctx, tab)
+			// Each try is short: a query begun as the page navigates may
+			// wait on a document that is gone.
+			tryCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			text, err := chromedp.Text(chromedp.CSS(sel))(tryCtx, tab)
+			cancel()
 			if err == nil && re.MatchString(text) {
 				return nil
 			}
@@ -106,7 +110,9 @@ func waitText(sel string, re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 func waitLocation(re *regexp.Regexp) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
 		for {
-			loc, err := chromedp.Location()(ctx, tab)
+			tryCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			loc, err := chromedp.Location()(tryCtx, tab)
+			cancel()
 			if err == nil && re.MatchString(loc) {
 				return nil
 			}
@@ -179,14 +185,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitActivity(t, m, key, `status="delivered"`, 3)
 
 	base := m.URL() + "/console/"
-	err := chromedp.Do(ctx,
+	browse(t, ctx, "sign-in and the Enforced TLS page",
 		chromedp.Navigate(base),
 		chromedp.WaitVisible(chromedp.CSS("#api_key")),
 		screenshot(shots, "console-signin"),
 		ownOriginOnly(m.URL()),
 		// Keyboard only: the key typed and Enter pressed.
 		chromedp.SendKeys(chromedp.CSS("#api_key"), key+"\r"),
-		chromedp.WaitVisible(chromedp.CSS("#tls-form")),
+		waitLocation(regexp.MustCompile(`/console/tls$`)),
+		waitText("#tls-form", regexp.MustCompile(`Require TLS`)),
 		waitText("#preview-summary", regexp.MustCompile(`block 0 domains, 0 recipients`)),
 		// Editing the form updates the preview without a page load.
 		chromedp.Click(chromedp.CSS("#require_tls")),
@@ -203,9 +210,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`button[value="save"]`)),
 		waitText("main", regexp.MustCompile(`Saved\.`)),
 	)
-	if err != nil {
-		t.Fatalf("enforced TLS page: %v", err)
-	}
 	if status, body := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(body, `"require_tls":true`) || !strings.Contains(body, `"version":1.3`) {
 		t.Fatalf("setting after saving in the console: %d %s", status, body)
 	}
@@ -213,13 +217,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Mail sent through the API now is blocked for plain.test.
 	sendTo(t, m, key, "blocked@plain.test")
 	waitActivity(t, m, key, `to_email="blocked@plain.test" AND status="not_delivered"`, 1)
-	err = chromedp.Do(ctx,
+	browse(t, ctx, "activity, recipients, webhook, phone widths, sign-out",
 		chromedp.Click(chromedp.CSS(`a[href="/console/activity"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#query")),
+		waitLocation(regexp.MustCompile(`/console/activity$`)),
+		waitText("h1", regexp.MustCompile(`Activity`)),
 		chromedp.SendKeys(chromedp.CSS("#query"), `to_email="blocked@plain.test"`),
 		chromedp.Submit(chromedp.CSS("#query")),
 		waitLocation(regexp.MustCompile(`/console/activity\?query=to_email`)),
-		chromedp.WaitVisible(chromedp.CSS(".message")),
+		waitText(".message", regexp.MustCompile(`blocked@plain\.test`)),
 		waitText("main", regexp.MustCompile(`Blocked: the recipient's mail server does not offer TLS`)),
 		waitText("main", regexp.MustCompile(`blocked@plain\.test`)),
 		screenshot(shots, "console-activity"),
@@ -228,16 +233,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`[id^="msg-"]:nth-of-type(2)`)),
 
 		chromedp.Click(chromedp.CSS(`a[href="/console/recipients"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#domain")),
+		waitLocation(regexp.MustCompile(`/console/recipients$`)),
+		waitText("h1", regexp.MustCompile(`Recipients`)),
 		waitText("main", regexp.MustCompile(`plain\.test`)),
 		chromedp.SendKeys(chromedp.CSS("#domain"), "tls12.test"),
 		chromedp.Submit(chromedp.CSS("#domain")),
-		chromedp.WaitVisible(chromedp.CSS("#probe")),
 		waitText("#probe", regexp.MustCompile(`Probe of tls12\.test[\s\S]*TLS1?\.?2|1\.2`)),
 		screenshot(shots, "console-recipients"),
 		ownOriginOnly(m.URL()),
 
 		chromedp.Click(chromedp.CSS(`a[href="/console/webhook"]`)),
+		waitLocation(regexp.MustCompile(`/console/webhook$`)),
 		waitText("h1", regexp.MustCompile(`Event Webhook`)),
 		waitText("main", regexp.MustCompile(regexp.QuoteMeta(hook.srv.URL))),
 		waitText("#backlog", regexp.MustCompile(`Events waiting\s*\d+[\s\S]*Next retry`)),
@@ -249,31 +255,44 @@ func TestConsoleInBrowser(t *testing.T) {
 		// A phone's width: every page fits it.
 		chromedp.EmulateViewport(390, 844),
 		chromedp.Navigate(m.URL()+"/console/tls"),
-		chromedp.WaitVisible(chromedp.CSS("#preview-summary")),
+		waitText("#preview-summary", regexp.MustCompile(`would block`)),
 		fitsWidth(),
 		screenshot(shots, "console-enforced-tls-phone"),
 		chromedp.Navigate(m.URL()+"/console/activity"),
-		chromedp.WaitVisible(chromedp.CSS(".message")),
+		waitText(".message", regexp.MustCompile(`plain\.test`)),
 		fitsWidth(),
 		screenshot(shots, "console-activity-phone"),
 		chromedp.Navigate(m.URL()+"/console/recipients"),
-		chromedp.WaitVisible(chromedp.CSS("#domain")),
+		waitText("h2#reg-h", regexp.MustCompile(`Recipient domains`)),
 		fitsWidth(),
 		chromedp.Navigate(m.URL()+"/console/webhook"),
-		chromedp.WaitVisible(chromedp.CSS("#backlog")),
+		waitText("#backlog", regexp.MustCompile(`Events waiting`)),
 		fitsWidth(),
 
 		chromedp.Click(chromedp.CSS("#signout")),
 		waitLocation(regexp.MustCompile(`/console/signin$`)),
-		chromedp.WaitVisible(chromedp.CSS("#api_key")),
+		waitText("main", regexp.MustCompile(`API key`)),
 		// Signed out for good: the console sends this browser to sign in.
 		chromedp.Navigate(m.URL()+"/console/activity"),
-		chromedp.WaitVisible(chromedp.CSS("#api_key")),
+		waitLocation(regexp.MustCompile(`/console/signin$`)),
+		waitText("main", regexp.MustCompile(`API key`)),
 	)
-	if err != nil {
-		t.Fatalf("activity, recipients, webhook, sign-out: %v", err)
-	}
 	t.Logf("screenshots in %s", shots)
+}
+
+// browse runs one phase of the test, each with its own time limit; on a
+// failure it reports where the browser was and what the page said.
+func browse(t *testing.T, ctx context.Context, phase string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	phaseCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := chromedp.Do(phaseCtx, steps...); err != nil {
+		lookCtx, cancelLook := context.WithTimeout(ctx, 10*time.Second)
+		defer cancelLook()
+		loc, _ := chromedp.Run(lookCtx, chromedp.Location())
+		text, _ := chromedp.Run(lookCtx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("%s: %v\nthe browser is at %s, showing:\n%s", phase, err, loc, text)
+	}
 }
 
 func sendTo(t *testing.T, m *Main, key, to string) {
