@@ -118,3 +118,38 @@ func TestConsoleOff(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleWithoutJavaScript: every page is whole as the server sends it,
+// and the Preview button shows the edited setting's preview without
+// saving it.
+func TestConsoleWithoutJavaScript(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.RateLimit = 100000
+	cfg.DeliveryWorkers = 0 // the mail waits: its domain is unknown to the registry
+	m, key, _ := startMainWith(t, "sqlite:"+t.TempDir()+"/sealpost.db", cfg)
+	body := `{"personalizations":[{"to":[{"email":"someone@waiting.test"}]}],"from":{"email":"s@example.com"},"subject":"waiting","content":[{"type":"text/plain","value":"x"}]}`
+	if status, resp := apiDo(t, m, "POST", "/v3/mail/send", key, body); status != 202 {
+		t.Fatalf("mail send: %d %s", status, resp)
+	}
+	c := consoleClient(t, m, key)
+	for path, want := range map[string]string{
+		"/console/tls":        "This would block 0 domains, 0 recipients in the last 30 days",
+		"/console/activity":   "someone@waiting.test",
+		"/console/recipients": "<td>waiting.test</td>",
+		"/console/webhook":    "Events waiting",
+	} {
+		status, page := consoleGet(t, c, m, path)
+		if status != 200 || !strings.Contains(page, want) {
+			t.Errorf("GET %s: %d, want %q in the page; body %s", path, status, want, page)
+		}
+	}
+	token := consoleCSRF(t, c, m)
+	status, page := consolePost(t, c, m, "/console/tls", m.URL(), url.Values{"csrf": {token}, "action": {"preview"}, "require_tls": {"true"}, "version": {"1.3"}})
+	if status != 200 || !strings.Contains(page, "1 domain never attempted") || !strings.Contains(page, `name="require_tls" value="true" checked`) {
+		t.Errorf("preview of an edited setting: %d %s", status, page)
+	}
+	if _, setting := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(setting, `"require_tls":false`) {
+		t.Errorf("setting after a preview: %s, want unchanged", setting)
+	}
+}
