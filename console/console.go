@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -63,12 +62,14 @@ type Console struct {
 	ttl      time.Duration
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
+
+	crossOrigin *http.CrossOriginProtection
 }
 
 // New returns a Console for cfg.
 func New(cfg Config) (*Console, error) {
 	c := &Console{api: cfg.API, sessions: cfg.Sessions, log: cfg.Logger, now: cfg.Now, ttl: cfg.SessionTTL,
-		pages: map[string]*template.Template{}, mux: http.NewServeMux()}
+		pages: map[string]*template.Template{}, mux: http.NewServeMux(), crossOrigin: http.NewCrossOriginProtection()}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -129,33 +130,13 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/console/static/") {
 		h.Set("Cache-Control", "no-store")
 	}
-	if r.Method == http.MethodPost && !sameOrigin(r) {
+	// Browsers say where a request comes from (Sec-Fetch-Site, or Origin
+	// against Host); the CSRF token guards whatever says nothing.
+	if err := c.crossOrigin.Check(r); err != nil {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 		return
 	}
 	c.mux.ServeHTTP(w, r)
-}
-
-// sameOrigin reports whether a state-changing request came from a page of
-// this origin. Browsers send Origin on every POST; Sec-Fetch-Site covers
-// those that send "null" for privacy. A request with neither is no
-// browser's, and the CSRF token still guards it.
-func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && strings.EqualFold(u.Host, r.Host) && u.Scheme == scheme(r)
-	}
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin" || site == "none"
-	}
-	return r.Header.Get("Origin") == ""
-}
-
-func scheme(r *http.Request) string {
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
 }
 
 // page is what every template gets.

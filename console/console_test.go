@@ -1,45 +1,55 @@
 package console
 
 import (
-	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sealpost/sealpost"
 )
 
-func TestSameOrigin(t *testing.T) {
+// TestCrossOriginRefused: a POST a browser marks as coming from another
+// origin is refused before anything else; one from this origin, or from no
+// browser, goes on (here to a sign-in the API refuses).
+func TestCrossOriginRefused(t *testing.T) {
 	t.Parallel()
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"errors":[{"field":null,"message":"authorization required"}]}`))
+	})
+	c, err := New(Config{API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
-		tls     bool
 		headers map[string]string
-		want    bool
+		refused bool
 	}{
-		{"same origin", false, map[string]string{"Origin": "http://console.test:8080"}, true},
-		{"same origin, host in other case", false, map[string]string{"Origin": "http://CONSOLE.test:8080"}, true},
-		{"another host", false, map[string]string{"Origin": "http://evil.test:8080"}, false},
-		{"another port", false, map[string]string{"Origin": "http://console.test:8081"}, false},
-		{"another scheme", false, map[string]string{"Origin": "https://console.test:8080"}, false},
-		{"https page over TLS", true, map[string]string{"Origin": "https://console.test:8080"}, true},
-		{"http page posting to TLS", true, map[string]string{"Origin": "http://console.test:8080"}, false},
-		{"null origin, same site fetch", false, map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}, true},
-		{"null origin, cross-site fetch", false, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}, false},
-		{"no origin, same-site (another subdomain) fetch", false, map[string]string{"Sec-Fetch-Site": "same-site"}, false},
-		{"null origin alone", false, map[string]string{"Origin": "null"}, false},
-		{"not a browser", false, nil, true},
+		{"same origin", map[string]string{"Origin": "http://console.test:8080"}, false},
+		{"same origin by fetch metadata", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://console.test:8080"}, false},
+		{"typed into the address bar", map[string]string{"Sec-Fetch-Site": "none"}, false},
+		{"another host", map[string]string{"Origin": "http://evil.test:8080"}, true},
+		{"another port", map[string]string{"Origin": "http://console.test:8081"}, true},
+		{"cross-site by fetch metadata", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.test"}, true},
+		{"a sibling subdomain", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://other.console.test:8080"}, true},
+		{"not a browser", nil, false},
 	}
 	for _, tc := range tests {
-		r := httptest.NewRequest(http.MethodPost, "http://console.test:8080/console/tls", nil)
-		if tc.tls {
-			r.TLS = &tls.ConnectionState{}
-		}
+		r := httptest.NewRequest(http.MethodPost, "http://console.test:8080/console/signin", strings.NewReader("api_key=SG.x"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		for k, v := range tc.headers {
 			r.Header.Set(k, v)
 		}
-		if got := sameOrigin(r); got != tc.want {
-			t.Errorf("%s: sameOrigin = %v, want %v", tc.name, got, tc.want)
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		refused := w.Code == http.StatusForbidden && strings.Contains(w.Body.String(), "cross-origin")
+		if refused != tc.refused {
+			t.Errorf("%s: %d %q, want refused %v", tc.name, w.Code, w.Body.String(), tc.refused)
+		}
+		if !tc.refused && w.Code != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want the API's 401 on the sign-in page", tc.name, w.Code)
 		}
 	}
 }
