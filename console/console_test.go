@@ -1,10 +1,14 @@
 package console
 
 import (
+	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -114,6 +118,94 @@ func TestBlockedWhy(t *testing.T) {
 	for _, tc := range tests {
 		if got := blockedWhy(tc.policy, tc.d); got != tc.want {
 			t.Errorf("blockedWhy(%+v, %+v) = %q, want %q", tc.policy, tc.d, got, tc.want)
+		}
+	}
+}
+
+// memorySessions is a SessionStore for tests of the cookie alone.
+type memorySessions struct {
+	mu       sync.Mutex
+	sessions map[string]sealpost.ConsoleSession
+}
+
+func (m *memorySessions) CreateConsoleSession(_ context.Context, s sealpost.ConsoleSession, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sessions[string(s.ID)] = s
+	return nil
+}
+
+func (m *memorySessions) ConsoleSession(_ context.Context, id []byte, now time.Time) (sealpost.ConsoleSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[string(id)]
+	if !ok || !s.ExpiresAt.After(now) {
+		return sealpost.ConsoleSession{}, sealpost.Errorf(sealpost.ENOTFOUND, "console session not found")
+	}
+	return s, nil
+}
+
+func (m *memorySessions) DeleteConsoleSession(_ context.Context, id []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, string(id))
+	return nil
+}
+
+// TestSessionCookie: the cookie is HttpOnly, SameSite=Strict, scoped to the
+// console, Secure when the browser came over TLS (directly or through a
+// proxy that says so), and holds no part of the key.
+func TestSessionCookie(t *testing.T) {
+	t.Parallel()
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer SG.the-key" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"scopes":[]}`))
+	})
+	sessions := &memorySessions{sessions: map[string]sealpost.ConsoleSession{}}
+	c, err := New(Config{API: api, Sessions: sessions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		tls        bool
+		forwarded  string
+		wantSecure bool
+	}{
+		{"plain HTTP", false, "", false},
+		{"TLS", true, "", true},
+		{"TLS ended by a proxy", false, "https", true},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "http://console.test/console/signin", strings.NewReader("api_key=SG.the-key"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if tc.tls {
+			r.TLS = &tls.ConnectionState{}
+		}
+		if tc.forwarded != "" {
+			r.Header.Set("X-Forwarded-Proto", tc.forwarded)
+		}
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		if w.Code != http.StatusSeeOther {
+			t.Fatalf("%s: sign-in %d %s", tc.name, w.Code, w.Body)
+		}
+		var session *http.Cookie
+		for _, ck := range w.Result().Cookies() {
+			if ck.Name == sessionCookie {
+				session = ck
+			}
+		}
+		if session == nil {
+			t.Fatalf("%s: no session cookie", tc.name)
+		}
+		if !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != Prefix || session.Secure != tc.wantSecure {
+			t.Errorf("%s: cookie %s, want HttpOnly, SameSite=Strict, Path=%s, Secure=%v", tc.name, session, Prefix, tc.wantSecure)
+		}
+		if strings.Contains(session.Value, "the-key") || strings.Contains(w.Header().Get("Location"), "the-key") {
+			t.Errorf("%s: the key is in the cookie or the redirect", tc.name)
 		}
 	}
 }

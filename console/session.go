@@ -143,9 +143,17 @@ func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value 
 		Path:     Prefix,
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   servedOverTLS(r),
 		SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// servedOverTLS reports whether the browser reached the console over TLS,
+// directly or through a proxy that terminated it. A forged header only
+// makes the forger's own cookie Secure, which a plain-HTTP browser then
+// does not send back.
+func servedOverTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // signedIn serves h to signed-in browsers, after checking the CSRF token
