@@ -16,6 +16,8 @@ type Store interface {
 	TLSRegistryStore
 	MTASTSPolicyCache
 	ActivityService
+	ConsoleSessionService
+	EventWebhookBacklogService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

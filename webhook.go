@@ -182,3 +182,33 @@ type OutboxService interface {
 	// FailingSince on the first) and makes the account due again at next.
 	RetryEventBatch(ctx context.Context, b *EventBatch, next time.Time) error
 }
+
+// EventWebhookBacklog is what waits to be posted to one account's Event
+// Webhook, as far as the outbox knows it.
+type EventWebhookBacklog struct {
+	// Pending counts the events waiting, up to MaxBacklogCount (more
+	// reads as MaxBacklogCount).
+	Pending int64
+	// Oldest is when the first event in line was stored; zero when none.
+	Oldest time.Time
+	// Attempts counts the failed posts of the current head batch.
+	Attempts int
+	// NextAttempt is when the next post is due after a failure; zero when
+	// it is due as soon as a poster is free.
+	NextAttempt time.Time
+	// FailingSince is the first failed post of the current run of
+	// failures; zero when the last post worked.
+	FailingSince time.Time
+}
+
+// MaxBacklogCount bounds the count of waiting events, so that reading the
+// backlog of an account whose receiver has been down for days costs no
+// more than reading a short one.
+const MaxBacklogCount = 10000
+
+// EventWebhookBacklogService reads the backlog of an account's Event
+// Webhook.
+type EventWebhookBacklogService interface {
+	// EventWebhookBacklog is ENOTFOUND for an unknown account.
+	EventWebhookBacklog(ctx context.Context, accountID int64) (EventWebhookBacklog, error)
+}

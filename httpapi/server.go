@@ -307,12 +307,18 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getSignedWebhook},
 		endpoint{method: http.MethodPatch, scope: sealpost.ScopeEventWebhookUpdate, body: true, fn: s.patchSignedWebhook},
 	)
+	s.handle("/v3/user/webhooks/event/backlog",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getWebhookBacklog},
+	)
 	s.handle("/v3/user/webhooks/event/test",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeEventWebhookTest, body: true, fn: s.testEventWebhook},
 	)
 	s.handle("/v3/tls/probe",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeTLSProbe, body: true, fn: s.probeTLS,
 			accountLimiter: s.probeLimiter, accountLimitKey: TLSProbeLimitKey},
+	)
+	s.handle("/v3/tls/domains",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.listTLSDomains},
 	)
 	s.handle("/v3/messages",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeMessagesRead, fn: s.listMessages},

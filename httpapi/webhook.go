@@ -228,3 +228,37 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 	}
 	return http.StatusNoContent, nil, nil
 }
+
+// webhookBacklog is GET /v3/user/webhooks/event/backlog's answer (ours:
+// SendGrid shows no backlog). Times are null when unset.
+type webhookBacklog struct {
+	Pending int64 `json:"pending"`
+	// PendingCapped: there are more than Pending waiting.
+	PendingCapped bool       `json:"pending_capped"`
+	OldestEvent   *time.Time `json:"oldest_event"`
+	Attempts      int        `json:"attempts"`
+	NextAttempt   *time.Time `json:"next_attempt"`
+	FailingSince  *time.Time `json:"failing_since"`
+}
+
+func (s *Server) getWebhookBacklog(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	b, err := s.store.EventWebhookBacklog(ctx, c.acting.ID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading Event Webhook backlog of account %d: %w", c.acting.ID, err)
+	}
+	orNull := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		t = t.UTC()
+		return &t
+	}
+	return jsonResponse(http.StatusOK, webhookBacklog{
+		Pending:       b.Pending,
+		PendingCapped: b.Pending >= sealpost.MaxBacklogCount,
+		OldestEvent:   orNull(b.Oldest),
+		Attempts:      b.Attempts,
+		NextAttempt:   orNull(b.NextAttempt),
+		FailingSince:  orNull(b.FailingSince),
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -125,4 +126,30 @@ func (db *DB) SetEventWebhookSigningKey(ctx context.Context, accountID int64, ke
 		ON CONFLICT (account_id) DO UPDATE SET signing_key = excluded.signing_key`,
 		accountID, key)
 	return storeErr(err, "account")
+}
+
+func (db *DB) EventWebhookBacklog(ctx context.Context, accountID int64) (sealpost.EventWebhookBacklog, error) {
+	var b sealpost.EventWebhookBacklog
+	var oldest, failing *time.Time
+	var next *int64
+	err := db.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM (SELECT 1 FROM outbox_events WHERE account_id = a.id LIMIT $1) w),
+		(SELECT created_at FROM outbox_events WHERE account_id = a.id ORDER BY id LIMIT 1),
+		COALESCE(s.attempts, 0), s.next_attempt_at, s.failing_since
+		FROM accounts a LEFT JOIN outbox_accounts s ON s.account_id = a.id
+		WHERE a.id = $2`, sealpost.MaxBacklogCount, accountID).Scan(&b.Pending, &oldest, &b.Attempts, &next, &failing)
+	if err != nil {
+		return sealpost.EventWebhookBacklog{}, storeErr(err, "account")
+	}
+	if oldest != nil {
+		b.Oldest = *oldest
+	}
+	// The smallest BIGINT is "due whenever it has events".
+	if next != nil && *next > 0 {
+		b.NextAttempt = time.Unix(0, *next)
+	}
+	if failing != nil {
+		b.FailingSince = *failing
+	}
+	return b, nil
 }

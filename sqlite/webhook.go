@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -102,4 +103,29 @@ func (db *DB) SetEventWebhookSigningKey(ctx context.Context, accountID int64, ke
 		return mapError("storing Event Webhook signing key", err, "account not found", "")
 	}
 	return nil
+}
+
+func (db *DB) EventWebhookBacklog(ctx context.Context, accountID int64) (sealpost.EventWebhookBacklog, error) {
+	var b sealpost.EventWebhookBacklog
+	var oldest sql.NullInt64
+	var next, failing int64
+	err := db.read.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM (SELECT 1 FROM events WHERE account_id = a.id LIMIT ?)),
+		(SELECT created_at FROM events WHERE account_id = a.id ORDER BY id LIMIT 1),
+		COALESCE(s.attempts, 0), COALESCE(s.next_attempt_at, 0), COALESCE(s.failing_since, 0)
+		FROM accounts a LEFT JOIN outbox_state s ON s.account_id = a.id
+		WHERE a.id = ?`, sealpost.MaxBacklogCount, accountID).Scan(&b.Pending, &oldest, &b.Attempts, &next, &failing)
+	if err != nil {
+		return sealpost.EventWebhookBacklog{}, mapError("reading Event Webhook backlog", err, "account not found", "")
+	}
+	if oldest.Valid {
+		b.Oldest = time.Unix(0, oldest.Int64)
+	}
+	if next > 0 {
+		b.NextAttempt = time.Unix(0, next)
+	}
+	if failing > 0 {
+		b.FailingSince = time.Unix(0, failing)
+	}
+	return b, nil
 }

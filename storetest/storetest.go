@@ -111,6 +111,9 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"ActivityQuery", testActivityQuery},
 		{"ActivityDetail", testActivityDetail},
 		{"ActivityPrune", testActivityPrune},
+
+		{"ConsoleSessions", testConsoleSessions},
+		{"EventWebhookBacklog", testEventWebhookBacklog},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

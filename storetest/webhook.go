@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -248,5 +249,55 @@ func testEventWebhookConcurrentPatches(t *testing.T, s sealpost.Store) {
 	}
 	if got := readWebhook(t, s, a.ID); got != want {
 		t.Errorf("EventWebhookSettings after concurrent patches = %+v, want %+v (a patch was lost)", got, want)
+	}
+}
+
+// testEventWebhookBacklog: the backlog counts the account's waiting events
+// alone, dates the first in line, and reports a failed post's retry until
+// a post works.
+func testEventWebhookBacklog(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	other := createUser(t, s, "bob")
+	read := func(id int64) sealpost.EventWebhookBacklog {
+		t.Helper()
+		b, err := s.EventWebhookBacklog(ctx, id)
+		if err != nil {
+			t.Fatalf("EventWebhookBacklog(%d): %v", id, err)
+		}
+		return b
+	}
+	if b := read(a.ID); b != (sealpost.EventWebhookBacklog{}) {
+		t.Errorf("backlog of a new account = %+v, want zero", b)
+	}
+	before := time.Now().Add(-time.Second)
+	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"), newEvent(a.ID, sealpost.EventDelivered, "e2"))
+	storeEvents(t, s, other.ID, newEvent(other.ID, sealpost.EventProcessed, "o1"))
+	b := read(a.ID)
+	if b.Pending != 2 || b.Oldest.Before(before) || b.Attempts != 0 || !b.NextAttempt.IsZero() || !b.FailingSince.IsZero() {
+		t.Errorf("backlog with two waiting events = %+v", b)
+	}
+
+	now := time.Now()
+	batch := claimInLane(t, s, "p", sealpost.AnyOutbox, now)
+	for batch != nil && batch.AccountID != a.ID {
+		if err := s.AckEventBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		batch = claimInLane(t, s, "p", sealpost.AnyOutbox, now)
+	}
+	if batch == nil {
+		t.Fatal("no batch of alice's to claim")
+	}
+	next := now.Add(time.Hour)
+	if err := s.RetryEventBatch(ctx, batch, next); err != nil {
+		t.Fatalf("RetryEventBatch: %v", err)
+	}
+	b = read(a.ID)
+	if b.Pending != 2 || b.Attempts != 1 || !b.NextAttempt.Equal(time.Unix(0, next.UnixNano())) || b.FailingSince.IsZero() {
+		t.Errorf("backlog after a failed post = %+v, want 2 pending, 1 attempt, next at %v, failing", b, next)
+	}
+	if _, err := s.EventWebhookBacklog(ctx, a.ID+other.ID+1000); sealpost.ErrorCode(err) != sealpost.ENOTFOUND {
+		t.Errorf("backlog of an unknown account: %v, want ENOTFOUND", err)
 	}
 }

@@ -84,6 +84,8 @@ type Config struct {
 	// ActivityRetention is how long the Email Activity API lists a
 	// message after its last event, and keeps its events.
 	ActivityRetention time.Duration
+	// Console serves the web console at /console/.
+	Console bool
 
 	// Event Webhook.
 	WebhookWorkers  int
@@ -133,6 +135,7 @@ func DefaultConfig() Config {
 		TLSRegistryRetention: 30 * 24 * time.Hour,
 		MTASTS:               true,
 		ActivityRetention:    sealpost.DefaultActivityRetention,
+		Console:              true,
 
 		WebhookWorkers:  4,
 		WebhookMaxPosts: 64,
@@ -294,6 +297,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
 	fs.Bool(&c.MTASTS, "mta-sts", "honour recipient domains' MTA-STS policies (RFC 8461), fetched over HTTPS and cached in the database for every node; --mta-sts=false ignores them")
+	fs.Bool(&c.Console, "console", "serve the web console at /console/ (--console=false turns it off)")
 	fs.Duration(&c.ActivityRetention, "activity-retention", "how long the Email Activity API (GET /v3/messages) lists a message after its last event, and keeps its events")
 	fs.Duration(&c.TLSRegistryRetention, "tls-registry-retention", "how long the TLS facts and recipient counts of recipient domains are kept; the Enforced TLS preview looks back at most this far")
 

@@ -52,6 +52,7 @@ var badFlagValues = map[string]string{
 	"max-subusers":              "0",
 	"tls-registry-retention":    "0s",
 	"activity-retention":        "0s",
+	"console":                   "maybe",
 	"webhook-max-posts":         "0",
 	"tls-probe-rate-limit":      "0",
 	"mta-sts":                   "maybe",
@@ -92,7 +93,8 @@ func TestEveryFlagIsValidated(t *testing.T) {
 			} else if isBoolFlag(fs, name) {
 				args = append(args, "--"+name+"="+bad) // a bool flag takes no separate value
 			} else {
-				args = append(args, "--"+name, bad)
+				// One argument: a boolean flag takes no separate value.
+				args = append(args, "--"+name+"="+bad)
 			}
 			// Already cancelled: if the bad value were accepted, serve
 			// would stop at once instead of serving.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/console"
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
@@ -181,6 +183,11 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)
 	}
+	if m.Config.Console {
+		if handler, err = withConsole(handler, store, m.Logger); err != nil {
+			return err
+		}
+	}
 
 	// A Config built without DefaultConfig must not mean no timeouts:
 	// net/http takes zero as none.
@@ -317,4 +324,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return 1
 	}
 	return 0
+}
+
+// withConsole serves the web console at console.Prefix and the API
+// everywhere else. The console acts only through api, so it is held to the
+// API's own checks.
+func withConsole(api http.Handler, store sealpost.Store, log *slog.Logger) (http.Handler, error) {
+	c, err := console.New(console.Config{API: api, Sessions: store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	// Not a ServeMux: it would redirect paths the API answers as unknown.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, console.Prefix):
+			c.ServeHTTP(w, r)
+		case p == strings.TrimSuffix(console.Prefix, "/") && r.Method == http.MethodGet:
+			http.Redirect(w, r, console.Prefix, http.StatusSeeOther)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	}), nil
 }

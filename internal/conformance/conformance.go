@@ -79,6 +79,8 @@ var Implemented = []string{
 // A {name} segment matches any one segment of the escaped path.
 var Unspecified = []string{
 	"POST /v3/tls/probe",
+	"GET /v3/tls/domains",
+	"GET /v3/user/webhooks/event/backlog",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",
