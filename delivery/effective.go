@@ -15,7 +15,9 @@ type hostPolicy struct {
 	// layers are the sources' own requirements, in the order account,
 	// domain, mta-sts, dane; the first is always the account's.
 	layers []policyLayer
-	// dane holds the host's usable TLSA records when DANE applies.
+	// dane holds the host's usable TLSA records when DANE applies; nil
+	// when DANE does not, or its TLSA records are all unusable (then the
+	// dane layer requires TLS alone, and nothing is matched).
 	dane *DANEPolicy
 	// mtasts is the mode of the domain's MTA-STS policy ("enforce",
 	// "testing"), "" when it has none or DANE replaces it for this host.

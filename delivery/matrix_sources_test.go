@@ -34,6 +34,8 @@ type sourceCase struct {
 	domain  *sealpost.EnforcedTLS
 	mtasts  func() *fakeMTASTS
 	dane    bool
+	// daneUnusable: every host has secure TLSA records, none usable.
+	daneUnusable bool
 	// column is the account-only column whose outcomes apply; adjust
 	// changes a row's cell where DANE's authentication differs.
 	column int
@@ -84,6 +86,17 @@ var sourceCases = []sourceCase{
 	{name: "DANE replaces MTA-STS enforce", account: sealpost.DefaultEnforcedTLS(), dane: true,
 		mtasts: func() *fakeMTASTS { return enforceMTASTS("*." + matrixDomain) },
 		column: colRequireTLS, adjust: daneCells, mandatory: true, delivered: sealpost.PolicySourceDANE, blockedBy: sealpost.PolicySourceDANE},
+	// TLSA records that are all unusable still require TLS (RFC 7672 2.2),
+	// authenticating nothing: require_tls's column, self-signed included.
+	{name: "DANE unusable records alone", account: sealpost.DefaultEnforcedTLS(), daneUnusable: true,
+		column: colRequireTLS, mandatory: true, delivered: sealpost.PolicySourceDANE, blockedBy: sealpost.PolicySourceDANE},
+	{name: "DANE unusable records with account require_valid_cert", account: sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS11}, daneUnusable: true,
+		column: colValidCert, mandatory: true, delivered: sealpost.PolicySourceDANE, blockedBy: sealpost.PolicySourceAccount},
+	// They replace nothing either: MTA-STS still asks for a valid
+	// certificate at TLS 1.2.
+	{name: "DANE unusable records keep MTA-STS enforce", account: sealpost.DefaultEnforcedTLS(), daneUnusable: true,
+		mtasts: func() *fakeMTASTS { return enforceMTASTS("*." + matrixDomain) },
+		column: colValidCert12, mandatory: true, delivered: sealpost.PolicySourceMTASTS, blockedBy: sealpost.PolicySourceMTASTS},
 }
 
 func TestRecipientPolicyMatrix(t *testing.T) {
@@ -115,6 +128,9 @@ func TestRecipientPolicyMatrix(t *testing.T) {
 				if sc.dane {
 					c.DANE = fakeDANE{}
 					c.VerifyDANE = daneMatchesIssuedBy(t, h.CA())
+				}
+				if sc.daneUnusable {
+					c.DANE = fakeDANE{unusable: true}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -149,6 +165,9 @@ func TestRecipientPolicyMatrix(t *testing.T) {
 					if res.TLS.PolicySource != string(sc.blockedBy) {
 						t.Errorf("blocked with policy_source %q, want %q", res.TLS.PolicySource, sc.blockedBy)
 					}
+				}
+				if sc.daneUnusable && (res.TLS.DANEVerified || res.TLS.Policy != nil && res.TLS.Policy.DANE) {
+					t.Errorf("dane_verified %v, policy %+v: unusable records authenticate nothing", res.TLS.DANEVerified, res.TLS.Policy)
 				}
 				if res.TLS.Policy == nil || res.TLS.Policy.Mandatory() != sc.mandatory {
 					t.Errorf("effective policy %+v, want mandatory=%v", res.TLS.Policy, sc.mandatory)

@@ -26,6 +26,10 @@ var (
 	// version floor of its own; the default of the Enforced TLS setting
 	// applies unless another source sets a higher one.
 	daneRequirement = sealpost.TLSRequirement{RequireTLS: true, DANE: true, Version: sealpost.DefaultTLSVersion}
+	// daneUnusableRequirement is what a DNSSEC-secure TLSA RRset with no
+	// usable record requires (RFC 7672 2.2): TLS all the same, with
+	// nothing to authenticate the certificate against, at DANE's floor.
+	daneUnusableRequirement = sealpost.TLSRequirement{RequireTLS: true, Version: sealpost.DefaultTLSVersion}
 )
 
 const (
@@ -77,6 +81,7 @@ func (c *Client) domainMTASTS(ctx context.Context, domain string) (*sealpost.MTA
 // does not list, a transient one when DANE cannot be known for it.
 func (c *Client) policyForHost(ctx context.Context, base hostPolicy, sts *sealpost.MTASTSPolicy, domain string, host mxHost) (hostPolicy, *outcome) {
 	pol := base
+	daneUnusable := false
 	if c.DANE != nil {
 		dp, err := c.DANE.HostPolicy(ctx, domain, host.name)
 		if err != nil {
@@ -93,20 +98,27 @@ func (c *Client) policyForHost(ctx context.Context, base hostPolicy, sts *sealpo
 			pol.dane = dp
 			return pol, nil
 		}
+		// Records that authenticate nothing replace nothing either: an
+		// enforced MTA-STS policy still asks for its valid certificate.
+		daneUnusable = dp != nil
 	}
-	if sts == nil {
-		return pol, nil
+	unlisted := false
+	if sts != nil {
+		pol.mtasts = sts.Mode
+		listed := mtastsListed(sts.MX, host.name)
+		if sts.Mode == mtastsTesting {
+			req := mtastsRequirement
+			pol.testing = &req
+			pol.testingUnlisted = !listed
+		} else {
+			pol = pol.with(sealpost.PolicySourceMTASTS, mtastsRequirement)
+			unlisted = !listed
+		}
 	}
-	pol.mtasts = sts.Mode
-	listed := mtastsListed(sts.MX, host.name)
-	if sts.Mode == mtastsTesting {
-		req := mtastsRequirement
-		pol.testing = &req
-		pol.testingUnlisted = !listed
-		return pol, nil
+	if daneUnusable {
+		pol = pol.with(sealpost.PolicySourceDANE, daneUnusableRequirement)
 	}
-	pol = pol.with(sealpost.PolicySourceMTASTS, mtastsRequirement)
-	if !listed {
+	if unlisted {
 		facts := sealpost.TLSFacts{MXHost: host.name}
 		pol.stamp(&facts)
 		facts.ResultType = sealpost.ResultValidationFailure

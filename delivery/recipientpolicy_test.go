@@ -213,6 +213,37 @@ func TestReuseKeysOnTheEffectivePolicy(t *testing.T) {
 	}
 }
 
+// A host whose TLSA records are all unusable requires TLS of its own, so
+// its sessions are never shared with deliveries DANE does not apply to.
+func TestReuseKeysOnUnusableDANE(t *testing.T) {
+	t.Parallel()
+	h := mxtest.New(t)
+	mx := h.AddMX(sourcesDomain, 10, mxtest.Behavior{})
+	c := sourcesClient(h)
+	c.Reuse = delivery.ReuseLimits{MaxMessages: 10}
+	t.Cleanup(func() { c.Close() })
+
+	steps := []struct {
+		dane        delivery.DANESource
+		connections int
+	}{
+		{nil, 1},
+		{fakeDANE{unusable: true}, 2}, // TLS now required: a new session
+		{fakeDANE{unusable: true}, 2}, // the same again: reused
+		{nil, 2},                      // back to no DANE: the first session
+	}
+	for i, st := range steps {
+		c.DANE = st.dane
+		res := deliverOnce(t, c, sealpost.DefaultEnforcedTLS(), sourcesEnvelope())
+		if r := res.Recipients[0]; r.Status != delivery.Delivered {
+			t.Fatalf("step %d: %v %q", i, r.Status, r.Response)
+		}
+		if got := mx.Connections(); got != st.connections {
+			t.Errorf("step %d: %d connections, want %d", i, got, st.connections)
+		}
+	}
+}
+
 func TestRunnerAppliesDomainPolicies(t *testing.T) {
 	t.Parallel()
 	w := newRunnerWorld(t)

@@ -36,14 +36,22 @@ type MTASTSSource interface {
 type DANESource interface {
 	// HostPolicy returns what DANE requires of mxHost, one of domain's MX
 	// hosts: nil when DANE does not apply (the MX or address records are
-	// not DNSSEC-secure, or there are no usable TLSA records). An error
-	// means the lookup failed or was bogus: the host may not be used now.
+	// not DNSSEC-secure, or there are no TLSA records, or they are not
+	// secure); a policy without records when the host's TLSA records are
+	// secure but none is usable. An error means the lookup failed or was
+	// bogus: the host may not be used now.
 	HostPolicy(ctx context.Context, domain, mxHost string) (*DANEPolicy, error)
 }
 
 // DANEPolicy is what DANE requires of one MX host.
 type DANEPolicy struct {
-	Records []sealpost.TLSARecord // usable records, never empty
+	// Records are the host's usable TLSA records, which the certificate
+	// must match. Empty: the host has a DNSSEC-secure TLSA RRset whose
+	// records are all unusable (PKIX-TA/PKIX-EE, an unknown selector or
+	// matching type, a digest of the wrong length), and RFC 7672 2.2
+	// still requires TLS of it, unauthenticated: STARTTLS at the version
+	// floor, with no certificate check of DANE's own.
+	Records []sealpost.TLSARecord
 	// Names are the reference identifiers a DANE-TA certificate must carry
 	// (RFC 7672 3.2.2): the MX host name, as found secure.
 	Names []string

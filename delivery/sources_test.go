@@ -60,14 +60,19 @@ func testingMTASTS(mx ...string) *fakeMTASTS {
 }
 
 // fakeDANE publishes one usable DANE-EE record for every MX host, or
-// fails every lookup with err.
+// fails every lookup with err. unusable: every host's TLSA records are
+// secure but none is usable, so the policy has no records.
 type fakeDANE struct {
-	err error
+	err      error
+	unusable bool
 }
 
 func (f fakeDANE) HostPolicy(_ context.Context, _, mxHost string) (*delivery.DANEPolicy, error) {
 	if f.err != nil {
 		return nil, f.err
+	}
+	if f.unusable {
+		return &delivery.DANEPolicy{Names: []string{mxHost}}, nil
 	}
 	return &delivery.DANEPolicy{
 		Records: []sealpost.TLSARecord{{Usage: sealpost.TLSAUsageDANEEE, Selector: sealpost.TLSASelectorSPKI, MatchingType: sealpost.TLSAMatchingSHA256, Data: make([]byte, 32)}},

@@ -21,12 +21,12 @@ func (s daneSource) HostPolicy(ctx context.Context, domain, mxHost string) (*del
 	if err != nil {
 		return nil, err
 	}
-	// TLSA records that are all unusable would still require TLS without
-	// authentication (RFC 7672 2.2); delivery's DANEPolicy cannot say so
-	// yet, so such a host is treated as having no DANE.
-	if p == nil || len(p.Records) == 0 {
+	if p == nil {
 		return nil, nil
 	}
+	// No usable records is passed on as such: RFC 7672 2.2 still requires
+	// TLS of the host, unauthenticated, and delivery's DANEPolicy says so
+	// with no records.
 	return &delivery.DANEPolicy{Records: p.Records, Names: p.Names}, nil
 }
 

@@ -399,6 +399,20 @@ func testDANE(t *testing.T, database string) {
 	// the account's require_valid_cert does not.
 	selfSigned := mxtest.SelfSigned(t, "mx1.dane-self.test")
 	_, self := publish("dane-self.test", &selfSigned, nil)
+	// publishPKIXOnly publishes domain's MX, behaving as b, with nothing
+	// but a PKIX-EE(1) TLSA record for its certificate: a secure RRset
+	// none of whose records SMTP may use (RFC 7672 3.1.3).
+	publishPKIXOnly := func(domain string, b mxtest.Behavior) *mxtest.Server {
+		mx := h.AddMX(domain, 10, b)
+		z := auth.AddZone(t, domain+".", dnssectest.Signed)
+		z.AddMX(domain+".", 10, mx.Host())
+		z.AddA(mx.Host(), mx.IP())
+		z.AddTLSA(mx.Host(), 1, 0, 1, h.CA().Issue(t, mxtest.Options{DNSNames: []string{mx.Host()}}).Leaf)
+		return mx
+	}
+	pkixPlain := publishPKIXOnly("dane-pkix-plain.test", mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	pkixSelfSigned := mxtest.SelfSigned(t, "mx1.dane-pkix-self.test")
+	pkixSelf := publishPKIXOnly("dane-pkix-self.test", mxtest.Behavior{Certificate: &pkixSelfSigned})
 	unbound := dnssectest.StartUnbound(t, auth)
 
 	hook := newWebhookReceiver(t)
@@ -425,6 +439,17 @@ func testDANE(t *testing.T, database string) {
 		t.Errorf("bogus signatures: the MX got %d connections, want none", n)
 	}
 	nothingSent(t, "bogus signatures", bogus, marker)
+
+	// Secure TLSA records, none usable: TLS is still required (RFC 7672
+	// 2.2), and nothing authenticates the certificate.
+	xid, marker = sendTo("dane-pkix-plain.test")
+	checkBlocked(t, "only unusable TLSA, no STARTTLS", outcomes(t, hook, xid, "bounce"), false, "dane", "starttls-not-supported")
+	nothingSent(t, "only unusable TLSA, no STARTTLS", pkixPlain, marker)
+	xid, marker = sendTo("dane-pkix-self.test")
+	f = checkDelivered(t, "only unusable TLSA, self-signed", outcomes(t, hook, xid, "delivered"), true, "dane")
+	if f["dane_verified"] == true || f["cert_verified"] == true || pkixSelf.AcceptedCount() != 1 || bytes.Contains(pkixSelf.CleartextBytes(), []byte(marker)) {
+		t.Errorf("only unusable TLSA, self-signed: facts %v, %d accepted; want delivered over TLS, nothing verified", f, pkixSelf.AcceptedCount())
+	}
 
 	// DANE with the account's require_valid_cert: both checks must hold.
 	if status, resp := apiDo(t, m, "PATCH", "/v3/user/settings/enforced_tls", key, `{"require_tls":true,"require_valid_cert":true}`); status != 200 {
