@@ -114,3 +114,61 @@ func TestStrippedWithoutSourcesLeaks(t *testing.T) {
 		t.Errorf("%v %q: want delivered in clear through the attacker", r.Status, r.Response)
 	}
 }
+
+// TLSA records that are all unusable require TLS but authenticate nothing
+// (RFC 7672 2.2): an attacker who strips, refuses or downgrades STARTTLS
+// gets nothing, while one who terminates TLS with any certificate reads
+// the mail, as it would under require_tls. The last case is the limit
+// RELIABILITY.md states, proven here so it cannot silently change.
+func TestUnusableDANEUnderAttack(t *testing.T) {
+	t.Parallel()
+	attacks := []struct {
+		mode mxtest.ProxyMode
+		// resultType of the block; "" when the attacker gets the mail.
+		resultType string
+	}{
+		{mxtest.StripSTARTTLS, noSTARTTLS},
+		{mxtest.RefuseSTARTTLS, failure},
+		{mxtest.DowngradeTLS10, failure},
+		{mxtest.ImpersonateWrongName, ""},
+	}
+	for _, a := range attacks {
+		t.Run(a.mode.String(), func(t *testing.T) {
+			t.Parallel()
+			h := mxtest.New(t)
+			proxy, mx := h.AddProxiedMX(attackSourcesDomain, 10, mxtest.Behavior{}, a.mode)
+			c := sourcesClient(h)
+			c.DANE = fakeDANE{unusable: true}
+			const marker = "unusable-dane-marker"
+			env := delivery.Envelope{From: "sender@sealpost.test", Domain: attackSourcesDomain,
+				Recipients: []string{"rcpt@" + attackSourcesDomain}, Data: []byte("Subject: " + marker + "\r\n\r\n" + marker + "\r\n")}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res := c.Deliver(ctx, sealpost.DefaultEnforcedTLS(), env)
+			r := res.Recipients[0]
+			if a.resultType == "" {
+				if r.Status != delivery.Delivered || !bytes.Contains(proxy.Decrypted(), []byte(marker)) || res.TLS.DANEVerified {
+					t.Errorf("%v %q, facts %+v: want delivered through the attacker, who decrypted it", r.Status, r.Response, res.TLS)
+				}
+				if bytes.Contains(proxy.ClientToServer(), []byte(marker)) {
+					t.Errorf("the message went on the wire in clear")
+				}
+				return
+			}
+			if r.Status != delivery.Blocked || res.TLS.ResultType != a.resultType || res.TLS.PolicySource != string(sealpost.PolicySourceDANE) {
+				t.Errorf("%v %q result type %q source %q, want blocked %q by dane", r.Status, r.Response, res.TLS.ResultType, res.TLS.PolicySource, a.resultType)
+			}
+			for name, seen := range map[string][]byte{
+				"the wire": proxy.ClientToServer(), "the attacker's decryption": proxy.Decrypted(), "the MX": mx.CleartextBytes(),
+			} {
+				upper := bytes.ToUpper(seen)
+				if bytes.Contains(seen, []byte(marker)) || bytes.Contains(upper, []byte("MAIL FROM")) || bytes.Contains(upper, []byte("RCPT TO")) {
+					t.Errorf("%s saw the message or its envelope: %q", name, seen)
+				}
+			}
+			if n := len(mx.Received()); n != 0 {
+				t.Errorf("the MX saw %d transactions", n)
+			}
+		})
+	}
+}
