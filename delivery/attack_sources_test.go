@@ -84,19 +84,26 @@ func TestRecipientPoliciesUnderAttack(t *testing.T) {
 				if r := res.Recipients[0]; r.Status != delivery.Blocked || res.TLS.ResultType != a.resultTypes[i] {
 					t.Errorf("%v %q result type %q, want blocked %q", r.Status, r.Response, res.TLS.ResultType, a.resultTypes[i])
 				}
-				for name, seen := range map[string][]byte{
-					"the wire": proxy.ClientToServer(), "the attacker's decryption": proxy.Decrypted(), "the MX": mx.CleartextBytes(),
-				} {
-					upper := bytes.ToUpper(seen)
-					if bytes.Contains(seen, []byte(marker)) || bytes.Contains(upper, []byte("MAIL FROM")) || bytes.Contains(upper, []byte("RCPT TO")) {
-						t.Errorf("%s saw the message or its envelope: %q", name, seen)
-					}
-				}
-				if n := len(mx.Received()); n != 0 {
-					t.Errorf("the MX saw %d transactions", n)
-				}
+				attackerSawNothing(t, proxy, mx, marker)
 			})
 		}
+	}
+}
+
+// attackerSawNothing: neither the wire, nor what the attacker decrypted,
+// nor the real MX holds the message or its envelope.
+func attackerSawNothing(t *testing.T, proxy *mxtest.Proxy, mx *mxtest.Server, marker string) {
+	t.Helper()
+	for name, seen := range map[string][]byte{
+		"the wire": proxy.ClientToServer(), "the attacker's decryption": proxy.Decrypted(), "the MX": mx.CleartextBytes(),
+	} {
+		upper := bytes.ToUpper(seen)
+		if bytes.Contains(seen, []byte(marker)) || bytes.Contains(upper, []byte("MAIL FROM")) || bytes.Contains(upper, []byte("RCPT TO")) {
+			t.Errorf("%s saw the message or its envelope: %q", name, seen)
+		}
+	}
+	if n := len(mx.Received()); n != 0 {
+		t.Errorf("the MX saw %d transactions", n)
 	}
 }
 
@@ -158,17 +165,7 @@ func TestUnusableDANEUnderAttack(t *testing.T) {
 			if r.Status != delivery.Blocked || res.TLS.ResultType != a.resultType || res.TLS.PolicySource != string(sealpost.PolicySourceDANE) {
 				t.Errorf("%v %q result type %q source %q, want blocked %q by dane", r.Status, r.Response, res.TLS.ResultType, res.TLS.PolicySource, a.resultType)
 			}
-			for name, seen := range map[string][]byte{
-				"the wire": proxy.ClientToServer(), "the attacker's decryption": proxy.Decrypted(), "the MX": mx.CleartextBytes(),
-			} {
-				upper := bytes.ToUpper(seen)
-				if bytes.Contains(seen, []byte(marker)) || bytes.Contains(upper, []byte("MAIL FROM")) || bytes.Contains(upper, []byte("RCPT TO")) {
-					t.Errorf("%s saw the message or its envelope: %q", name, seen)
-				}
-			}
-			if n := len(mx.Received()); n != 0 {
-				t.Errorf("the MX saw %d transactions", n)
-			}
+			attackerSawNothing(t, proxy, mx, marker)
 		})
 	}
 }
