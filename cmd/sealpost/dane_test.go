@@ -34,7 +34,9 @@ func TestDANESourceAdapts(t *testing.T) {
 	}{
 		{"usable records", fakeDANELookup{policy: &dane.Policy{Records: []sealpost.TLSARecord{record}, Names: []string{"mx.example.test"}}}, 1, nil},
 		{"no DANE", fakeDANELookup{}, -1, nil},
-		{"only unusable records", fakeDANELookup{policy: &dane.Policy{Names: []string{"mx.example.test"}}}, -1, nil},
+		// RFC 7672 2.2: still TLS, unauthenticated; passed on as a
+		// policy with no records, never as no DANE.
+		{"only unusable records", fakeDANELookup{policy: &dane.Policy{Names: []string{"mx.example.test"}}}, 0, nil},
 		{"lookup failed", fakeDANELookup{err: lookupErr}, -1, lookupErr},
 	}
 	for _, tt := range tests {
