@@ -2,6 +2,7 @@ package sealpost
 
 import (
 	"context"
+	"net/url"
 	"time"
 )
 
@@ -39,4 +40,14 @@ type EventWebhookPostService interface {
 	// EventWebhookPosts returns the account's newest posts, newest first,
 	// at most limit of them.
 	EventWebhookPosts(ctx context.Context, accountID int64, limit int) ([]EventWebhookPost, error)
+}
+
+// WebhookHost is the part of a webhook URL that is safe to log and to show:
+// its host and port.
+func WebhookHost(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
