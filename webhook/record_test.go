@@ -57,7 +57,9 @@ func TestPostsAreRecorded(t *testing.T) {
 }
 
 // failingRecorder fails every record.
-type failingRecorder struct{ calls chan sealpost.EventWebhookPost }
+type failingRecorder struct {
+	calls chan sealpost.EventWebhookPost
+}
 
 func (f failingRecorder) RecordEventWebhookPost(_ context.Context, p sealpost.EventWebhookPost) error {
 	f.calls <- p
