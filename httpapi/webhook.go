@@ -18,6 +18,9 @@ import (
 // does not hold the request open.
 const testPostTimeout = 10 * time.Second
 
+// recordTimeout bounds recording a test post, which the answer waits for.
+const recordTimeout = 2 * time.Second
+
 // errURLNotAllowed answers a webhook URL whose address the server refuses
 // to connect to. It names no address: the tenant gave the name, and what
 // it resolves to inside the operator's network is not theirs to learn.
@@ -243,7 +246,9 @@ func (s *Server) recordTestPost(ctx context.Context, accountID int64, at time.Ti
 	if postErr != nil {
 		p.Status, p.Error = 0, "the test post failed"
 	}
-	if err := s.store.RecordEventWebhookPost(context.WithoutCancel(ctx), p); err != nil {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.store.RecordEventWebhookPost(rctx, p); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "recording an event webhook test post",
 			slog.Int64("account_id", accountID), slog.String("err", err.Error()))
 	}
