@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -272,6 +273,23 @@ type webhookData struct {
 	PublicKey string
 	Signed    bool
 	Backlog   *webhookBacklog
+	Posts     *webhookPosts
+}
+
+// shownWebhookPosts is how many of the kept posts the page lists.
+const shownWebhookPosts = 20
+
+// webhookPosts is GET /v3/user/webhooks/event/posts's answer.
+type webhookPosts struct {
+	Posts []struct {
+		At         time.Time `json:"at"`
+		Host       string    `json:"host"`
+		Events     int       `json:"events"`
+		Status     *int      `json:"status"`
+		Error      string    `json:"error"`
+		DurationMS int64     `json:"duration_ms"`
+		Test       bool      `json:"test"`
+	} `json:"posts"`
 }
 
 type webhookBacklog struct {
@@ -313,6 +331,11 @@ func (c *Console) webhookPage(w http.ResponseWriter, r *http.Request, s *session
 		} else {
 			p.Message = "Test event posted; the receiver answered 2xx."
 		}
+	}
+	// Read after a test post, so that the page lists it.
+	var posts webhookPosts
+	if err := c.call(r.Context(), r, s, http.MethodGet, fmt.Sprintf("/v3/user/webhooks/event/posts?limit=%d", shownWebhookPosts), nil, &posts); err == nil {
+		d.Posts = &posts
 	}
 	p.Data = d
 	c.render(w, r, status, "webhook", p)

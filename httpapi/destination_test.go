@@ -60,17 +60,17 @@ type countingSigner struct {
 	calls atomic.Int64
 }
 
-func (s *countingSigner) SendTest(context.Context, string, []byte) error {
+func (s *countingSigner) SendTest(context.Context, string, []byte) (int, error) {
 	s.calls.Add(1)
-	return errors.New("countingSigner posts nothing")
+	return 0, errors.New("countingSigner posts nothing")
 }
 
 // refusingSigner's test posts fail as webhook.SendTest's do when the URL's
 // name resolves to a refused address.
 type refusingSigner struct{ ecdsaSigner }
 
-func (refusingSigner) SendTest(context.Context, string, []byte) error {
-	return fmt.Errorf("posting: dial tcp 10.1.2.3:443: %w", sealpost.ErrDestinationRefused)
+func (refusingSigner) SendTest(context.Context, string, []byte) (int, error) {
+	return 0, fmt.Errorf("posting: dial tcp 10.1.2.3:443: %w", sealpost.ErrDestinationRefused)
 }
 
 // TestEventWebhookTestNamesRefusal: a host name that resolves to a refused

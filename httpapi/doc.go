@@ -16,6 +16,7 @@
 //	POST               /v3/mail/send
 //	GET, PATCH         /v3/user/webhooks/event/settings
 //	GET, PATCH         /v3/user/webhooks/event/settings/signed
+//	GET                /v3/user/webhooks/event/posts (ours)
 //	POST               /v3/user/webhooks/event/test
 //	GET                /healthz, /readyz, /metrics (no authentication)
 //
@@ -67,7 +68,10 @@
 //   - POST /v3/user/webhooks/event/test posts a sample event, signed when
 //     signing is on. When the receiver does not answer 2xx (or cannot be
 //     reached within 10 s) the answer is a 400 on url, "the test post to
-//     url failed"; the cause is logged, not shown.
+//     url failed"; the cause is logged, not shown. The test is recorded in
+//     the account's posts, a failed one with that answer and no status.
+//   - GET /v3/user/webhooks/event/posts lists the account's last posts
+//     (real and test), newest first, from the last 100 kept.
 //   - Metrics label the route with its pattern, "unmatched" for unknown
 //     paths, and the method with its name or "other".
 package httpapi

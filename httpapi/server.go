@@ -85,8 +85,9 @@ type WebhookSigner interface {
 	// PublicKey returns the base64 DER SubjectPublicKeyInfo of a stored key.
 	PublicKey(privatePKCS8 []byte) (string, error)
 	// SendTest posts a sample event to url, signed with key unless key is
-	// nil, and fails unless the receiver answers 2xx.
-	SendTest(ctx context.Context, url string, key []byte) error
+	// nil, and fails unless the receiver answers 2xx. It returns the
+	// receiver's HTTP status, 0 when it did not answer.
+	SendTest(ctx context.Context, url string, key []byte) (int, error)
 }
 
 // maxBodyBytes bounds every request body but mail send's: the largest
@@ -309,6 +310,9 @@ func New(cfg Config) *Server {
 	)
 	s.handle("/v3/user/webhooks/event/backlog",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.getWebhookBacklog},
+	)
+	s.handle("/v3/user/webhooks/event/posts",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEventWebhookRead, fn: s.listWebhookPosts},
 	)
 	s.handle("/v3/user/webhooks/event/test",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeEventWebhookTest, body: true, fn: s.testEventWebhook},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -16,6 +17,9 @@ import (
 // testPostTimeout bounds the test post, so a receiver that never answers
 // does not hold the request open.
 const testPostTimeout = 10 * time.Second
+
+// recordTimeout bounds recording a test post, which the answer waits for.
+const recordTimeout = 2 * time.Second
 
 // errURLNotAllowed answers a webhook URL whose address the server refuses
 // to connect to. It names no address: the tenant gave the name, and what
@@ -212,7 +216,10 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 	}
 	postCtx, cancel := context.WithTimeout(ctx, testPostTimeout)
 	defer cancel()
-	if err := s.webhooks.SendTest(postCtx, target, key); err != nil {
+	at, start := s.now(), time.Now()
+	status, err := s.webhooks.SendTest(postCtx, target, key)
+	s.recordTestPost(ctx, c.acting.ID, at, time.Since(start), target, status, err)
+	if err != nil {
 		// The receiver's answer or network error stays in the log: the
 		// server's view of the network is not the client's business.
 		// Every failure gets one answer, whatever the network did: a
@@ -227,6 +234,71 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 		return 0, nil, sealpost.Invalid(sealpost.FieldError{Field: "url", Message: "the test post to url failed"})
 	}
 	return http.StatusNoContent, nil, nil
+}
+
+// recordTestPost adds a test post to the account's history. A failure
+// keeps the one answer the API gives, with no status: the history must not
+// tell what the API's answer does not (a 4xx from a closed port). Recording
+// never fails the test: its error is logged.
+func (s *Server) recordTestPost(ctx context.Context, accountID int64, at time.Time, took time.Duration, target string, status int, postErr error) {
+	p := sealpost.EventWebhookPost{AccountID: accountID, At: at, Host: sealpost.WebhookHost(target),
+		Events: 1, Status: status, Duration: took, Test: true}
+	if postErr != nil {
+		p.Status, p.Error = 0, "the test post failed"
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.store.RecordEventWebhookPost(rctx, p); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "recording an event webhook test post",
+			slog.Int64("account_id", accountID), slog.String("err", err.Error()))
+	}
+}
+
+// maxWebhookPostsLimit is the most posts one GET .../posts returns: all
+// that are kept.
+const maxWebhookPostsLimit = sealpost.MaxEventWebhookPosts
+
+// webhookPost is one post in GET /v3/user/webhooks/event/posts's answer
+// (ours: SendGrid shows no post history).
+type webhookPost struct {
+	At         time.Time `json:"at"`
+	Host       string    `json:"host"`
+	Events     int       `json:"events"`
+	Status     *int      `json:"status"` // null when there was no HTTP answer to show
+	Error      string    `json:"error,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+	Test       bool      `json:"test"`
+}
+
+// listWebhookPosts is GET /v3/user/webhooks/event/posts?limit=N: the
+// account's last posts, newest first; limit defaults to and is capped at
+// what is kept.
+func (s *Server) listWebhookPosts(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	limit := maxWebhookPostsLimit
+	if q := r.URL.Query(); q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > maxWebhookPostsLimit {
+			return 0, nil, sealpost.Invalid(sealpost.FieldError{Field: "limit",
+				Message: fmt.Sprintf("limit must be an integer from 1 to %d", maxWebhookPostsLimit)})
+		}
+		limit = n
+	}
+	posts, err := s.store.EventWebhookPosts(ctx, c.acting.ID, limit)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading Event Webhook posts of account %d: %w", c.acting.ID, err)
+	}
+	out := struct {
+		Posts []webhookPost `json:"posts"`
+	}{Posts: make([]webhookPost, 0, len(posts))}
+	for _, p := range posts {
+		wp := webhookPost{At: p.At.UTC(), Host: p.Host, Events: p.Events, Error: p.Error,
+			DurationMS: p.Duration.Milliseconds(), Test: p.Test}
+		if p.Status != 0 {
+			wp.Status = &p.Status
+		}
+		out.Posts = append(out.Posts, wp)
+	}
+	return jsonResponse(http.StatusOK, out)
 }
 
 // webhookBacklog is GET /v3/user/webhooks/event/backlog's answer (ours:

@@ -61,37 +61,37 @@ func (ecdsaSigner) PublicKey(privatePKCS8 []byte) (string, error) {
 	return publicKeyBase64(&k.PublicKey)
 }
 
-func (s ecdsaSigner) SendTest(ctx context.Context, url string, key []byte) error {
+func (s ecdsaSigner) SendTest(ctx context.Context, url string, key []byte) (int, error) {
 	body := []byte(`[{"email":"example@test.com","timestamp":1513299569,"event":"processed","sg_event_id":"test","sg_message_id":"test.0"}]`)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if key != nil {
 		k, err := parseECDSA(key)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		sum := sha256.Sum256(append([]byte(ts), body...))
 		sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
 		if err != nil {
-			return err
+			return 0, err
 		}
 		req.Header.Set(eventwebhook.VerificationHTTPHeader, base64.StdEncoding.EncodeToString(sig))
 		req.Header.Set(eventwebhook.TimestampHTTPHeader, ts)
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer res.Body.Close()
 	_, _ = io.Copy(io.Discard, res.Body)
 	if res.StatusCode/100 != 2 {
-		return fmt.Errorf("receiver answered %d", res.StatusCode)
+		return res.StatusCode, fmt.Errorf("receiver answered %d", res.StatusCode)
 	}
-	return nil
+	return res.StatusCode, nil
 }
 
 func parseECDSA(der []byte) (*ecdsa.PrivateKey, error) {

@@ -114,6 +114,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 
 		{"ConsoleSessions", testConsoleSessions},
 		{"EventWebhookBacklog", testEventWebhookBacklog},
+		{"EventWebhookPosts", testEventWebhookPosts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

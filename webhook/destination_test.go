@@ -73,7 +73,7 @@ func TestSendTestRefusesNameResolvingToRefusedAddress(t *testing.T) {
 	port := strconv.Itoa(rcv.Listener.Addr().(*net.TCPAddr).Port)
 	client := newClient(sealpost.Destinations{}, testResolver(dns))
 	for _, host := range []string{"internal.example.test", "metadata.example.test"} {
-		err := SendTest(t.Context(), client, "http://"+host+":"+port+"/", nil, time.Now())
+		_, err := SendTest(t.Context(), client, "http://"+host+":"+port+"/", nil, time.Now())
 		if !errors.Is(err, sealpost.ErrDestinationRefused) {
 			t.Errorf("SendTest to %s: %v, want ErrDestinationRefused", host, err)
 		}
@@ -83,7 +83,7 @@ func TestSendTestRefusesNameResolvingToRefusedAddress(t *testing.T) {
 	}
 	// The operator's allowance lets the same name through.
 	allowed := newClient(sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.1/32")), testResolver(dns))
-	if err := SendTest(t.Context(), allowed, "http://internal.example.test:"+port+"/", nil, time.Now()); err != nil {
+	if _, err := SendTest(t.Context(), allowed, "http://internal.example.test:"+port+"/", nil, time.Now()); err != nil {
 		t.Errorf("SendTest with 127.0.0.1/32 allowed: %v", err)
 	}
 }

@@ -90,6 +90,9 @@ type Poster struct {
 	// than a line per poll; nil: one of the poster's own.
 	Outage *sealpost.OutageLog
 	Now    func() time.Time
+	// Recorder keeps each post's outcome after its batch is settled; nil:
+	// posts are not recorded.
+	Recorder PostRecorder
 
 	stats counters
 }
@@ -529,14 +532,21 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 	if err != nil {
 		return fmt.Errorf("reading event webhook signing key of account %d: %w", b.AccountID, err)
 	}
-	start := time.Now()
-	postErr := r.post(ctx, settings.URL, key, body)
+	at, start := r.now(), time.Now()
+	status, postErr := r.post(ctx, settings.URL, key, body)
+	took := time.Since(start)
 	log = log.With("host", hostOf(settings.URL), "events", posted, "bytes", len(body))
+	if postErr == nil || ctx.Err() == nil {
+		// A post cut off by shutdown is no answer of the receiver's, so
+		// only the others are recorded.
+		defer r.record(ctx, sealpost.EventWebhookPost{AccountID: b.AccountID, At: at, Host: hostOf(settings.URL),
+			Events: posted, Status: status, Error: PostFailure(status, postErr), Duration: took})
+	}
 	if postErr == nil {
 		r.p.stats.posts.Add(1)
 		r.p.stats.eventsPosted.Add(int64(posted))
 		r.p.stats.eventsSkipped.Add(int64(cut - posted))
-		log.DebugContext(ctx, "event webhook posted", "duration", time.Since(start))
+		log.DebugContext(ctx, "event webhook posted", "duration", took)
 		// The receiver has the events: record it even when shutting down,
 		// so that they are not posted twice; during an outage, for as long
 		// as the batch is held, for the same reason.

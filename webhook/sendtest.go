@@ -17,11 +17,12 @@ import (
 // signed when key (PKCS#8 DER) is not nil. It fails unless the receiver
 // answers 2xx; redirects are not followed. client nil: NewClient with the
 // default rule, public addresses only; a refused address fails with an
-// error that is sealpost.ErrDestinationRefused.
-func SendTest(ctx context.Context, client *http.Client, rawURL string, key []byte, now time.Time) error {
+// error that is sealpost.ErrDestinationRefused. It returns the receiver's
+// HTTP status, 0 when it did not answer.
+func SendTest(ctx context.Context, client *http.Client, rawURL string, key []byte, now time.Time) (int, error) {
 	body, err := sampleBody(now)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if client == nil || client.Timeout == 0 {
 		// A test is answered while the API request waits for it.

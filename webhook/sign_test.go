@@ -178,7 +178,7 @@ func TestSendTest(t *testing.T) {
 	t.Run("signed", func(t *testing.T) {
 		t.Parallel()
 		rcv := newReceiver(t, nil)
-		if err := SendTest(t.Context(), NewClient(loopback()), rcv.URL+"/test", priv, now); err != nil {
+		if _, err := SendTest(t.Context(), NewClient(loopback()), rcv.URL+"/test", priv, now); err != nil {
 			t.Fatalf("SendTest: %v", err)
 		}
 		posts := rcv.received()
@@ -206,7 +206,7 @@ func TestSendTest(t *testing.T) {
 	t.Run("unsigned", func(t *testing.T) {
 		t.Parallel()
 		rcv := newReceiver(t, nil)
-		if err := SendTest(t.Context(), NewClient(loopback()), rcv.URL, nil, now); err != nil {
+		if _, err := SendTest(t.Context(), NewClient(loopback()), rcv.URL, nil, now); err != nil {
 			t.Fatalf("SendTest: %v", err)
 		}
 		if h := rcv.received()[0].Header.Get(SignatureHeader); h != "" {
@@ -221,7 +221,7 @@ func TestSendTest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			rcv := newReceiver(t, status)
-			if err := SendTest(t.Context(), &http.Client{}, rcv.URL, priv, now); err == nil {
+			if _, err := SendTest(t.Context(), &http.Client{}, rcv.URL, priv, now); err == nil {
 				t.Error("SendTest succeeded against a failing receiver")
 			}
 		})
@@ -233,7 +233,7 @@ func TestSendTest(t *testing.T) {
 		rcv.Close()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		if err := SendTest(ctx, NewClient(loopback()), url, priv, now); err == nil {
+		if _, err := SendTest(ctx, NewClient(loopback()), url, priv, now); err == nil {
 			t.Error("SendTest succeeded against a closed server")
 		}
 	})

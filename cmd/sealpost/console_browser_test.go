@@ -249,6 +249,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("#backlog", regexp.MustCompile(`Events waiting\s*\d+[\s\S]*Next retry`)),
 		chromedp.Click(chromedp.CSS(`#send-test`)),
 		waitText("main", regexp.MustCompile(`Test event posted`)),
+		// The test post heads the last posts, with the receiver's status.
+		waitText("#posts tbody tr:first-child", regexp.MustCompile(`\b200\b[\s\S]*\btest\b`)),
 		screenshot(shots, "console-webhook"),
 		ownOriginOnly(m.URL()),
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -127,7 +128,12 @@ func TestConsoleWithoutJavaScript(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.RateLimit = 100000
 	cfg.DeliveryWorkers = 0 // the mail waits: its domain is unknown to the registry
+	cfg.AllowDestinations = "127.0.0.0/8"
 	m, key, _ := startMainWith(t, "sqlite:"+t.TempDir()+"/sealpost.db", cfg)
+	hook := newWebhookReceiver(t)
+	if status, resp := apiDo(t, m, "PATCH", "/v3/user/webhooks/event/settings", key, fmt.Sprintf(`{"url":%q}`, hook.srv.URL)); status != 200 {
+		t.Fatalf("PATCH webhook settings: %d %s", status, resp)
+	}
 	body := `{"personalizations":[{"to":[{"email":"someone@waiting.test"}]}],"from":{"email":"s@example.com"},"subject":"waiting","content":[{"type":"text/plain","value":"x"}]}`
 	if status, resp := apiDo(t, m, "POST", "/v3/mail/send", key, body); status != 202 {
 		t.Fatalf("mail send: %d %s", status, resp)
@@ -151,5 +157,16 @@ func TestConsoleWithoutJavaScript(t *testing.T) {
 	}
 	if _, setting := apiDo(t, m, "GET", "/v3/user/settings/enforced_tls", key, ""); !strings.Contains(setting, `"require_tls":false`) {
 		t.Errorf("setting after a preview: %s, want unchanged", setting)
+	}
+
+	// Send test, by a plain form post: the page that answers lists it.
+	if _, page := consoleGet(t, c, m, "/console/webhook"); !strings.Contains(page, `<p id="posts">No posts yet.</p>`) {
+		t.Errorf("webhook page before any post: want no posts; body %s", page)
+	}
+	status, page = consolePost(t, c, m, "/console/webhook", m.URL(), url.Values{"csrf": {token}})
+	host := strings.TrimPrefix(hook.srv.URL, "http://")
+	if row := `<td class="wrap">` + host + `</td><td>1</td><td>200</td>`; status != 200 || !strings.Contains(page, "Test event posted") ||
+		!strings.Contains(page, row) || !strings.Contains(page, "<td>test</td>") {
+		t.Errorf("send test: %d, want the test post listed (%s); body %s", status, row, page)
 	}
 }

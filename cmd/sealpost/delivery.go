@@ -135,6 +135,7 @@ func (m *Main) newPoster(store sealpost.Store, node string, dests sealpost.Desti
 		Backoff:      exponential(m.Config.WebhookRetry, 10*time.Minute),
 		Logger:       m.Logger.With("component", "webhook"),
 		Outage:       m.outage,
+		Recorder:     store,
 	}
 	registerPosterMetrics(reg, p)
 	return p
@@ -149,6 +150,6 @@ func (webhookSigner) GenerateKey() ([]byte, string, error) { return webhook.Gene
 
 func (webhookSigner) PublicKey(key []byte) (string, error) { return webhook.PublicKey(key) }
 
-func (w webhookSigner) SendTest(ctx context.Context, url string, key []byte) error {
+func (w webhookSigner) SendTest(ctx context.Context, url string, key []byte) (int, error) {
 	return webhook.SendTest(ctx, w.client, url, key, time.Now())
 }

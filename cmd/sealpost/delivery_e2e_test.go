@@ -225,6 +225,12 @@ func TestBinaryDeliveryUnderEnforcedTLS(t *testing.T) {
 	checkReceived(t, legacy, "first message", true, tls.VersionTLS12)
 	checkReceived(t, plain, "first message", false, 0)
 	checkReceived(t, wrongName, "first message", true, tls.VersionTLS13)
+	// The posts are recorded for the account, after each is settled.
+	waitFor(t, "the posts in the account's history", 20*time.Second, func() bool {
+		status, body, _ := p.do(t, "GET", "/v3/user/webhooks/event/posts?limit=100", key, "")
+		return status == 200 && strings.Contains(body, `"status":200,"duration_ms":`) && strings.Contains(body, `"test":false`) &&
+			strings.Contains(body, `"host":"`+strings.TrimPrefix(hook.srv.URL, "http://")+`"`)
+	})
 
 	// 2. Enforce: a valid certificate and TLS 1.3.
 	if status, body, _ := p.do(t, "PATCH", "/v3/user/settings/enforced_tls", key, `{"require_valid_cert":true,"version":1.3}`); status != 200 ||

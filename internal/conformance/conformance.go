@@ -81,6 +81,7 @@ var Unspecified = []string{
 	"POST /v3/tls/probe",
 	"GET /v3/tls/domains",
 	"GET /v3/user/webhooks/event/backlog",
+	"GET /v3/user/webhooks/event/posts",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /metrics",

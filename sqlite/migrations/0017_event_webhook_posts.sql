@@ -1,0 +1,16 @@
+-- The recent Event Webhook posts of each account (sealpost.EventWebhookPost),
+-- at most sealpost.MaxEventWebhookPosts per account: each insert deletes the
+-- account's older ones. at and duration are Unix nanoseconds and
+-- nanoseconds; status is 0 when there was no HTTP answer to show.
+CREATE TABLE event_webhook_posts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id  INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    at          INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    events      INTEGER NOT NULL,
+    status      INTEGER NOT NULL,
+    error       TEXT NOT NULL,
+    duration    INTEGER NOT NULL,
+    test        INTEGER NOT NULL
+);
+CREATE INDEX event_webhook_posts_account ON event_webhook_posts (account_id, id);
