@@ -73,7 +73,13 @@ func (o HostObservation) TLSRPTSession() (policyType, resultType string, ok bool
 	// A failure an MTA-STS policy in testing mode would have caused is a
 	// failure to report: that is what testing mode is for (RFC 8461
 	// section 5).
-	return policyType, cmp.Or(f.ResultType, f.MTASTSTestingResult), true
+	resultType = cmp.Or(f.ResultType, f.MTASTSTestingResult)
+	if resultType == "" && !f.TLS {
+		// Mail that went in clear where no policy asked for TLS was
+		// delivered, but the session is what RFC 8460 reports a failure.
+		resultType = ResultSTARTTLSNotSupported
+	}
+	return policyType, resultType, true
 }
 
 // TLSRPTCountOf is o's count of one session, when o is one to count.

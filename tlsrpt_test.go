@@ -16,6 +16,7 @@ func TestTLSRPTSession(t *testing.T) {
 		counted     bool
 	}{
 		{"probe", sealpost.HostObservation{MXHost: "mx", Facts: sealpost.TLSFacts{TLS: true}}, "", "", false},
+		{"in clear without a policy", sealpost.HostObservation{MXHost: "mx", Recipients: 1}, "no-policy-found", sealpost.ResultSTARTTLSNotSupported, true},
 		{"report delivery", sealpost.HostObservation{MXHost: "mx", Recipients: 1, TLSReport: true}, "", "", false},
 		{"plain success", sealpost.HostObservation{MXHost: "mx", Recipients: 1, Facts: sealpost.TLSFacts{TLS: true}}, "no-policy-found", "", true},
 		{"blocked", sealpost.HostObservation{MXHost: "mx", Recipients: 1, Facts: sealpost.TLSFacts{ResultType: sealpost.ResultSTARTTLSNotSupported}}, "no-policy-found", sealpost.ResultSTARTTLSNotSupported, true},
