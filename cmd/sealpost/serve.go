@@ -115,7 +115,7 @@ func (m *Main) Open(ctx context.Context) error {
 	// --tlsrpt-account stops serve instead of every night's mailto: reports.
 	var reporter *tlsrpt.Reporter
 	if m.Config.TLSRPT.Enabled {
-		if reporter, err = m.Config.TLSRPT.reporter(ctx, store, probeClient, dests, node, m.Logger.With("component", "tlsrpt")); err != nil {
+		if reporter, err = m.Config.tlsrptReporter(ctx, store, probeClient, dests, node, m.Logger.With("component", "tlsrpt")); err != nil {
 			ln.Close()
 			store.Close()
 			return err

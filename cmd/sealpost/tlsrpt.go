@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 	"unicode"
@@ -64,13 +67,17 @@ func (c TLSRPTConfig) validate() []string {
 
 // reporter makes the TLS reporter: https: rua are posted to under the
 // destination rules, like Event Webhooks.
-func (c TLSRPTConfig) reporter(ctx context.Context, store sealpost.Store, resolver *delivery.Client, dests sealpost.Destinations, node string, logger *slog.Logger) (*tlsrpt.Reporter, error) {
-	r := &tlsrpt.Reporter{
-		Store: store, Resolver: resolver, Client: webhook.NewClient(dests), Node: node, Logger: logger,
-		From: c.From,
-		Meta: sealpost.TLSReportMeta{OrganizationName: c.Organization, ContactInfo: c.Contact},
+func (c Config) tlsrptReporter(ctx context.Context, store sealpost.Store, resolver *delivery.Client, dests sealpost.Destinations, node string, logger *slog.Logger) (*tlsrpt.Reporter, error) {
+	client, err := c.reportClient(dests)
+	if err != nil {
+		return nil, err
 	}
-	if c.Account != "" {
+	r := &tlsrpt.Reporter{
+		Store: store, Resolver: resolver, Client: client, Node: node, Logger: logger,
+		From: c.TLSRPT.From,
+		Meta: sealpost.TLSReportMeta{OrganizationName: c.TLSRPT.Organization, ContactInfo: c.TLSRPT.Contact},
+	}
+	if c := c.TLSRPT; c.Account != "" {
 		a, err := store.AccountByUsername(ctx, c.Account)
 		if err != nil {
 			return nil, fmt.Errorf("--tlsrpt-account %q: %w", c.Account, err)
@@ -84,6 +91,31 @@ func (c TLSRPTConfig) reporter(ctx context.Context, store sealpost.Store, resolv
 		r.Meta.ContactInfo = r.From
 	}
 	return r, nil
+}
+
+// reportClient is the Event Webhook client (destination rules, no proxy,
+// no redirects) that resolves https: rua hosts as MX hosts are resolved
+// (--dns-server) and trusts --tls-ca-file's roots too, as MTA-STS does.
+func (c Config) reportClient(dests sealpost.Destinations) (*http.Client, error) {
+	client := webhook.NewClient(dests)
+	roots, err := rootCAs(c.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
+	t := client.Transport.(*http.Transport)
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	if c.DNSServer != "" {
+		server := c.DNSServer
+		dialer := &net.Dialer{Timeout: 30 * time.Second, Control: dests.Control, Resolver: &net.Resolver{PreferGo: true,
+			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, server)
+			}}}
+		t.DialContext = dialer.DialContext
+	}
+	return client, nil
 }
 
 func runTLSRPTSend(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -130,7 +162,7 @@ func runTLSRPTSend(ctx context.Context, args []string, getenv func(string) strin
 		return 1
 	}
 	defer store.Close()
-	r, err := cfg.TLSRPT.reporter(ctx, store, client, dests, "cli", logger)
+	r, err := cfg.tlsrptReporter(ctx, store, client, dests, "cli", logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", command, err)
 		return 1
