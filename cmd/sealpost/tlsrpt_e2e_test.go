@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"mime"
 	"net"
 	"net/http"
+	"net/mail"
 	"sync"
 	"testing"
 	"time"
@@ -89,9 +91,12 @@ func testTLSReports(t *testing.T, database string) {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { srv.Close() })
 	ruaURL := fmt.Sprintf("https://rua.test:%d/tlsrpt", ln.Addr().(*net.TCPAddr).Port)
-	for _, d := range []string{"rpt-ok.test", "rpt-testing.test", "rpt-blocked.test"} {
+	for _, d := range []string{"rpt-testing.test", "rpt-blocked.test"} {
 		h.DNS().SetTXT("_smtp._tls."+d, []string{"v=TLSRPTv1; rua=" + ruaURL})
 	}
+	// rpt-ok.test also wants its report by mail.
+	mailbox := h.AddMX("rpt-mailbox.test", 10, mxtest.Behavior{})
+	h.DNS().SetTXT("_smtp._tls.rpt-ok.test", []string{"v=TLSRPTv1; rua=" + ruaURL + ",mailto:tlsrpt@rpt-mailbox.test"})
 
 	m, key, closeMain := policyNode(t, h, database, nil)
 	day := time.Now().UTC().Format(time.DateOnly)
@@ -130,7 +135,8 @@ func testTLSReports(t *testing.T, database string) {
 	}
 
 	args := []string{"tlsrpt", "send", "--date", day, "--database", database, "--dns-server", h.DNSAddr(),
-		"--allow-destinations", "127.0.0.0/8", "--tls-ca-file", h.CAFile(), "--tlsrpt-organization", "Sealpost Test"}
+		"--allow-destinations", "127.0.0.0/8", "--tls-ca-file", h.CAFile(), "--tlsrpt-organization", "Sealpost Test",
+		"--tlsrpt-account", "admin", "--tlsrpt-from", "tlsrpt@sender.test"}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), append(args, "--dry-run"), func(string) string { return "" }, &stdout, &stderr); code != 0 {
 		t.Fatalf("dry run: exit %d: %s", code, stderr.String())
@@ -187,5 +193,23 @@ func testTLSReports(t *testing.T, database string) {
 	}
 	if failed < 1 || failed != planFailed || results["no-policy-found starttls-not-supported"] != failed {
 		t.Errorf("blocked: %d failed %v, dry run said %d; want the same, all starttls-not-supported", failed, results, planFailed)
+	}
+
+	// The mailto: report went into the queue; a node delivers it, and its
+	// own session is not counted.
+	m, _, _ = policyNode(t, h, database, nil)
+	waitFor(t, "the report by mail", 60*time.Second, func() bool { return mailbox.AcceptedCount() == 1 })
+	msg, err := mail.ReadMessage(bytes.NewReader(mailbox.Accepted()[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if mt != "multipart/report" || params["report-type"] != "tlsrpt" || msg.Header.Get("TLS-Report-Domain") != "rpt-ok.test" ||
+		msg.Header.Get("TLS-Report-Submitter") != "sender.test" ||
+		msg.Header.Get("Subject") != "Report Domain: rpt-ok.test Submitter: sender.test Report-ID: <"+rua.reports["rpt-ok.test"].ReportID+">" {
+		t.Errorf("report message header: %v", msg.Header)
+	}
+	if _, found := sessions()["rpt-mailbox.test"]; found {
+		t.Error("the delivery of the report was counted")
 	}
 }
