@@ -26,6 +26,9 @@ type HostObservation struct {
 	// CertResult is the RFC 8460 result type of the certificate's failure
 	// when the certificate was not valid; see CertResultOf.
 	CertResult string
+	// TLSReport: the attempt delivered a TLS report, which TLS reports never
+	// count (see TLSReportCategory).
+	TLSReport bool
 }
 
 // TLSRegistryService keeps, per account and recipient domain, the latest

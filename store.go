@@ -14,6 +14,7 @@ type Store interface {
 	BatchService
 	OutboxService
 	TLSRegistryStore
+	TLSRPTService
 	MTASTSPolicyCache
 	ActivityService
 	ConsoleSessionService

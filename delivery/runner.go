@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -564,6 +565,7 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 		c.Observations = append(c.Observations, sealpost.HostObservation{
 			AccountID: d.Message.AccountID, Domain: d.Domain, MXHost: h.Facts.MXHost, At: now,
 			Facts: h.Facts, Recipients: len(d.Message.Recipients), CertResult: h.CertResult,
+			TLSReport: slices.Contains(d.Message.Categories, sealpost.TLSReportCategory),
 		})
 	}
 	return c, nil

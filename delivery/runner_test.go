@@ -644,3 +644,29 @@ func TestRunnerScheduledMailMaxAgeFromSendAt(t *testing.T) {
 		t.Fatalf("state %s at %v, want bounced no earlier than send_at+MaxAge %v", st, w.clock.Now(), sendAt.Add(10*time.Minute))
 	}
 }
+
+// The delivery of a TLS report is never counted in TLS reports, so that no
+// report is about the delivery of a report; other mail to the same domain
+// is.
+func TestRunnerNeverCountsTLSReportDeliveries(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.h.AddMX("rua.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	report := &sealpost.Message{AccountID: w.account.ID, XMessageID: "tlsrpt-1", SMTPID: "<tlsrpt-1@sealpost.test>", From: "tlsrpt@sealpost.test",
+		Body:       &sealpost.MessageBody{Data: []byte("From: tlsrpt@sealpost.test\r\nTo: r@rua.test\r\nSubject: report\r\n\r\nreport\r\n")},
+		Categories: []string{sealpost.TLSReportCategory},
+		Recipients: []sealpost.Recipient{{Email: "r@rua.test", Domain: "rua.test", SGMessageID: "tlsrpt-1.0"}},
+		CreatedAt:  w.clock.Now()}
+	if err := w.store.EnqueueMessages(context.Background(), []*sealpost.Message{report}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.send(mailTo("someone@rua.test"))
+	w.drain()
+	counts, err := w.store.TLSRPTCounts(context.Background(), sealpost.RegistryDay(w.clock.Now()), w.account.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 1 || counts[0].Sessions != 1 || counts[0].PolicyDomain != "rua.test" {
+		t.Errorf("counts = %+v, want the one session of the ordinary message", counts)
+	}
+}

@@ -324,6 +324,9 @@ func New(cfg Config) *Server {
 	s.handle("/v3/tls/domains",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.listTLSDomains},
 	)
+	s.handle("/v3/tls/reports",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.listTLSReports},
+	)
 	s.handle("/v3/messages",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeMessagesRead, fn: s.listMessages},
 	)

@@ -100,6 +100,7 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 			valid_cert_seen = d.valid_cert_seen OR excluded.valid_cert_seen,
 			last_attempt = GREATEST(d.last_attempt, excluded.last_attempt)`,
 		d.accounts, d.domains, d.versions, d.valid, d.last)
+	queueTLSRPTCounts(b, obs)
 }
 
 // queueRecipientCounts adds to b the statement that counts msgs'
@@ -204,5 +205,7 @@ func (db *DB) PruneTLSRegistry(ctx context.Context, before time.Time) error {
 	b.Queue(`DELETE FROM tls_registry_hosts WHERE observed_at < $1`, unixNanos(before))
 	b.Queue(`DELETE FROM tls_registry_domains WHERE last_attempt < $1`, unixNanos(before))
 	b.Queue(`DELETE FROM tls_registry_days WHERE day < $1`, sealpost.RegistryDay(before))
+	b.Queue(`DELETE FROM tlsrpt_counts WHERE day < $1`, sealpost.RegistryDay(before))
+	b.Queue(`DELETE FROM tlsrpt_runs WHERE day < $1`, sealpost.RegistryDay(before))
 	return storeErr(sendBatch(ctx, db.pool, b), "TLS registry")
 }

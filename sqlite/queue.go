@@ -44,6 +44,7 @@ type writeStmts struct {
 	upsertHost      *sql.Stmt
 	upsertDomain    *sql.Stmt
 	countRecipients *sql.Stmt
+	countTLSRPT     *sql.Stmt
 }
 
 func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
@@ -79,6 +80,7 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.upsertHost, upsertHostSQL},
 		{&s.upsertDomain, upsertDomainSQL},
 		{&s.countRecipients, countRecipientsSQL},
+		{&s.countTLSRPT, countTLSRPTSQL},
 	} {
 		st, err := w.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -97,7 +99,7 @@ func (s *writeStmts) close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.insertActivity, s.ensureOutbox,
 		s.claim, s.loadMessage, s.loadBody, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.dropSharedBody, s.leaseOwner,
-		s.savepoint, s.rollbackTo, s.release, s.upsertHost, s.upsertDomain, s.countRecipients} {
+		s.savepoint, s.rollbackTo, s.release, s.upsertHost, s.upsertDomain, s.countRecipients, s.countTLSRPT} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -89,6 +89,8 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRegistryCompletion", testTLSRegistryCompletion},
 		{"TLSRegistryLatest", testTLSRegistryLatest},
 		{"TLSRegistryPrune", testTLSRegistryPrune},
+		{"TLSRPTCounts", testTLSRPTCounts},
+		{"TLSRPTRunClaimedOnce", testTLSRPTRunClaimedOnce},
 
 		{"MTASTSPolicyRoundTrip", testMTASTSPolicyRoundTrip},
 		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},

@@ -23,6 +23,7 @@ const DefaultDatabase = "sqlite:sealpost.db"
 
 // Config is everything serve can be told.
 type Config struct {
+	TLSRPT            TLSRPTConfig
 	HTTPAddr          string
 	Database          string
 	RateLimit         int
@@ -266,6 +267,7 @@ func (f *envFlagSet) parse(args []string) error {
 }
 
 func (c *Config) register(fs *envFlagSet) {
+	c.TLSRPT.register(fs)
 	fs.String(&c.HTTPAddr, "http-addr", "host:port to serve the HTTP API on")
 	fs.String(&c.Database, "database", "sqlite:PATH, a file path, or a postgres:// URL")
 	fs.Int(&c.RateLimit, "rate-limit", "requests allowed per API key per window on non-mail endpoints")
@@ -375,6 +377,7 @@ func (c Config) validate() error {
 		problems = append(problems, "--node-id must be at most 200 characters without spaces")
 	}
 	problems = append(problems, c.validateOutbound()...)
+	problems = append(problems, c.TLSRPT.validate()...)
 	if c.DNSSECResolver != "" {
 		if err := checkHostPort(c.DNSSECResolver, false); err != nil {
 			problems = append(problems, "--dnssec-resolver: "+err.Error())

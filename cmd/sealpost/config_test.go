@@ -13,6 +13,11 @@ import (
 // badFlagValues holds a bad value for every flag of serve. A flag missing
 // here fails TestEveryFlagIsValidated: a new flag comes with its check.
 var badFlagValues = map[string]string{
+	"tlsrpt":                    "maybe",
+	"tlsrpt-organization":       "bad\x01name",
+	"tlsrpt-contact":            "bad\x01contact",
+	"tlsrpt-from":               "not-an-address",
+	"tlsrpt-account":            "bad name!",
 	"smtp-max-per-domain":       "-1",
 	"smtp-session-max-messages": "0",
 	"smtp-session-idle":         "10m",

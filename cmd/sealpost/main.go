@@ -30,6 +30,7 @@ const usage = `usage:
   sealpost account create --username NAME [--email E]     create an account, print its API key
   sealpost apikey create --username NAME [--name N]       give an account a new full-access key, print it
   sealpost tls probe DOMAIN... [--json] [flags]           ask domains' mail servers about their TLS
+  sealpost tlsrpt send --date YYYY-MM-DD [--dry-run]    send (or print) a day's SMTP TLS reports
   sealpost version                                        print the version and the commit it was built from
   sealpost help
 
@@ -69,6 +70,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		return runTLSProbe(ctx, args[2:], getenv, stdout, stderr)
+	case "tlsrpt":
+		if len(args) < 2 || args[1] != "send" {
+			fmt.Fprint(stderr, tlsrptUsage)
+			return 2
+		}
+		return runTLSRPTSend(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

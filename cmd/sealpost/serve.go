@@ -21,6 +21,7 @@ import (
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
+	"github.com/sealpost/sealpost/tlsrpt"
 	"github.com/sealpost/sealpost/webhook"
 )
 
@@ -110,6 +111,16 @@ func (m *Main) Open(ctx context.Context) error {
 		store.Close()
 		return err
 	}
+	// The operator account is looked up now, so that a wrong
+	// --tlsrpt-account stops serve instead of every night's mailto: reports.
+	var reporter *tlsrpt.Reporter
+	if m.Config.TLSRPT.Enabled {
+		if reporter, err = m.Config.tlsrptReporter(ctx, store, probeClient, dests, node, m.Logger.With("component", "tlsrpt")); err != nil {
+			ln.Close()
+			store.Close()
+			return err
+		}
+	}
 
 	limiter := ratelimit.New(m.Config.RateLimit, m.Config.RateLimitWindow)
 	// The same window for both: nodes forget counts of windows that ended
@@ -159,6 +170,9 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Config.WebhookWorkers > 0 {
 		poster := m.newPoster(store, node, dests, registry)
 		m.workers.Go(func() { _ = poster.Run(background) })
+	}
+	if m.Config.TLSRPT.Enabled {
+		m.workers.Go(func() { _ = reporter.Run(background, tlsrptJitter) })
 	}
 
 	var handler http.Handler = httpapi.New(httpapi.Config{

@@ -80,6 +80,7 @@ var Implemented = []string{
 var Unspecified = []string{
 	"POST /v3/tls/probe",
 	"GET /v3/tls/domains",
+	"GET /v3/tls/reports",
 	"GET /v3/user/webhooks/event/backlog",
 	"GET /v3/user/webhooks/event/posts",
 	"GET /healthz",

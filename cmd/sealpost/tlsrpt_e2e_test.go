@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"mime"
+	"net"
+	"net/http"
+	"net/mail"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery/mxtest"
+)
+
+// ruaReceiver is an https: rua: it keeps the reports posted to it.
+type ruaReceiver struct {
+	mu      sync.Mutex
+	reports map[string]sealpost.TLSReport // by policy domain
+	errs    []string
+}
+
+func (r *ruaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ct := req.Header.Get("Content-Type"); ct != "application/tlsrpt+gzip" {
+		r.errs = append(r.errs, "Content-Type "+ct)
+	}
+	zr, err := gzip.NewReader(req.Body)
+	if err != nil {
+		r.errs = append(r.errs, "not gzip: "+err.Error())
+		return
+	}
+	raw, _ := io.ReadAll(zr)
+	var rep sealpost.TLSReport
+	if err := json.Unmarshal(raw, &rep); err != nil || len(rep.Policies) == 0 {
+		r.errs = append(r.errs, fmt.Sprintf("not a report (%v): %s", err, raw))
+		return
+	}
+	r.reports[rep.Policies[0].Policy.PolicyDomain] = rep
+}
+
+func totals(rep sealpost.TLSReport) (ok, failed int64, results map[string]int64) {
+	results = map[string]int64{}
+	for _, p := range rep.Policies {
+		ok += p.Summary.Successful
+		failed += p.Summary.Failed
+		for _, f := range p.FailureDetails {
+			results[p.Policy.PolicyType+" "+f.ResultType] += f.FailedSessionCount
+		}
+	}
+	return ok, failed, results
+}
+
+// TestTLSReportsEndToEnd: a day of deliveries through the real service to
+// domains publishing TLS-RPT (one whose host has TLS, one whose MTA-STS
+// policy in testing mode its host fails, one whose mail the account's
+// Enforced TLS blocks), then "sealpost tlsrpt send" posts each domain its
+// report over HTTPS, and the counts in it are the sessions the API counted.
+func TestTLSReportsEndToEnd(t *testing.T) {
+	t.Parallel()
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			testTLSReports(t, sc.database(t))
+		})
+	}
+}
+
+func testTLSReports(t *testing.T, database string) {
+	h := mxtest.New(t)
+	noTLS := mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS}
+	h.AddMX("rpt-ok.test", 10, mxtest.Behavior{})
+	h.AddMX("rpt-testing.test", 10, noTLS)
+	publishSTS(t, h, "rpt-testing.test", "1", stsPolicy("testing", "*.rpt-testing.test"))
+	blockedMX := h.AddMX("rpt-blocked.test", 10, noTLS)
+
+	rua := &ruaReceiver{reports: map[string]sealpost.TLSReport{}}
+	ln := h.Listen()
+	h.DNS().SetA("rua.test", ln.Addr().(*net.TCPAddr).IP.String())
+	srv := &http.Server{Handler: rua, ErrorLog: log.New(io.Discard, "", 0),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{h.CA().Issue(t, mxtest.Options{DNSNames: []string{"rua.test"}})}}}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { srv.Close() })
+	ruaURL := fmt.Sprintf("https://rua.test:%d/tlsrpt", ln.Addr().(*net.TCPAddr).Port)
+	for _, d := range []string{"rpt-testing.test", "rpt-blocked.test"} {
+		h.DNS().SetTXT("_smtp._tls."+d, []string{"v=TLSRPTv1; rua=" + ruaURL})
+	}
+	// rpt-ok.test also wants its report by mail.
+	mailbox := h.AddMX("rpt-mailbox.test", 10, mxtest.Behavior{})
+	h.DNS().SetTXT("_smtp._tls.rpt-ok.test", []string{"v=TLSRPTv1; rua=" + ruaURL + ",mailto:tlsrpt@rpt-mailbox.test"})
+
+	m, key, closeMain := policyNode(t, h, database, nil)
+	day := time.Now().UTC().Format(time.DateOnly)
+	// sessions answers the account's counts of today, by policy domain.
+	sessions := func() map[string][2]int64 {
+		status, body := apiDo(t, m, "GET", "/v3/tls/reports?date="+day, key, "")
+		if status != http.StatusOK {
+			t.Fatalf("GET /v3/tls/reports: %d %s", status, body)
+		}
+		var out struct{ Reports []sealpost.TLSReport }
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][2]int64{}
+		for _, r := range out.Reports {
+			ok, failed, _ := totals(r)
+			got[r.Policies[0].Policy.PolicyDomain] = [2]int64{ok, failed}
+		}
+		return got
+	}
+	policySend(t, m, key, "rpt-ok.test")
+	policySend(t, m, key, "rpt-ok.test")
+	policySend(t, m, key, "rpt-testing.test")
+	waitFor(t, "the first sessions counted", 60*time.Second, func() bool {
+		s := sessions()
+		return s["rpt-ok.test"] == [2]int64{2, 0} && s["rpt-testing.test"] == [2]int64{0, 1}
+	})
+	if status, body := apiDo(t, m, "PATCH", "/v3/user/settings/enforced_tls", key, `{"require_tls":true}`); status != http.StatusOK {
+		t.Fatalf("PATCH enforced_tls: %d %s", status, body)
+	}
+	policySend(t, m, key, "rpt-blocked.test")
+	waitFor(t, "the blocked session counted", 60*time.Second, func() bool { return sessions()["rpt-blocked.test"][1] >= 1 })
+	closeMain()
+	if blockedMX.AcceptedCount() != 0 {
+		t.Errorf("the blocked domain's host accepted %d messages", blockedMX.AcceptedCount())
+	}
+
+	args := []string{"tlsrpt", "send", "--date", day, "--database", database, "--dns-server", h.DNSAddr(),
+		"--allow-destinations", "127.0.0.0/8", "--tls-ca-file", h.CAFile(), "--tlsrpt-organization", "Sealpost Test",
+		"--tlsrpt-account", "admin", "--tlsrpt-from", "tlsrpt@sender.test"}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append(args, "--dry-run"), func(string) string { return "" }, &stdout, &stderr); code != 0 {
+		t.Fatalf("dry run: exit %d: %s", code, stderr.String())
+	}
+	var planned []struct {
+		Report sealpost.TLSReport
+		RUA    []string
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &planned); err != nil || len(planned) != 3 {
+		t.Fatalf("dry run printed %d reports (%v): %s", len(planned), err, stdout.String())
+	}
+	if len(rua.reports) != 0 {
+		t.Fatal("the dry run sent reports")
+	}
+	stderr.Reset()
+	if code := run(context.Background(), args, func(string) string { return "" }, io.Discard, &stderr); code != 0 {
+		t.Fatalf("send: exit %d: %s", code, stderr.String())
+	}
+	rua.mu.Lock()
+	defer rua.mu.Unlock()
+	if len(rua.errs) > 0 {
+		t.Fatalf("rua received: %v", rua.errs)
+	}
+	want := map[string]struct {
+		ok, failed int64
+		results    map[string]int64
+	}{
+		"rpt-ok.test":      {2, 0, map[string]int64{}},
+		"rpt-testing.test": {0, 1, map[string]int64{"sts starttls-not-supported": 1}},
+	}
+	for domain, w := range want {
+		rep, found := rua.reports[domain]
+		if !found {
+			t.Errorf("no report reached %s's rua", domain)
+			continue
+		}
+		ok, failed, results := totals(rep)
+		if ok != w.ok || failed != w.failed || fmt.Sprint(results) != fmt.Sprint(w.results) {
+			t.Errorf("%s: %d ok, %d failed, %v; want %d, %d, %v", domain, ok, failed, results, w.ok, w.failed, w.results)
+		}
+		if rep.OrganizationName != "Sealpost Test" || rep.ReportID == "" || rep.DateRange.Start.Format(time.DateOnly) != day {
+			t.Errorf("%s: report %+v", domain, rep)
+		}
+	}
+	// Every attempt at the blocked domain is a session, however many
+	// retries the day saw: the report has what the database counted.
+	rep := rua.reports["rpt-blocked.test"]
+	_, failed, results := totals(rep)
+	var planFailed int64
+	for _, p := range planned {
+		if p.Report.Policies[0].Policy.PolicyDomain == "rpt-blocked.test" {
+			_, planFailed, _ = totals(p.Report)
+		}
+	}
+	if failed < 1 || failed != planFailed || results["no-policy-found starttls-not-supported"] != failed {
+		t.Errorf("blocked: %d failed %v, dry run said %d; want the same, all starttls-not-supported", failed, results, planFailed)
+	}
+
+	// The mailto: report went into the queue; a node delivers it, and its
+	// own session is not counted.
+	m, _, _ = policyNode(t, h, database, nil)
+	waitFor(t, "the report by mail", 60*time.Second, func() bool { return mailbox.AcceptedCount() == 1 })
+	msg, err := mail.ReadMessage(bytes.NewReader(mailbox.Accepted()[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if mt != "multipart/report" || params["report-type"] != "tlsrpt" || msg.Header.Get("TLS-Report-Domain") != "rpt-ok.test" ||
+		msg.Header.Get("TLS-Report-Submitter") != "sender.test" ||
+		msg.Header.Get("Subject") != "Report Domain: rpt-ok.test Submitter: sender.test Report-ID: <"+rua.reports["rpt-ok.test"].ReportID+">" {
+		t.Errorf("report message header: %v", msg.Header)
+	}
+	if _, found := sessions()["rpt-mailbox.test"]; found {
+		t.Error("the delivery of the report was counted")
+	}
+}
