@@ -18,6 +18,7 @@ type Store interface {
 	ActivityService
 	ConsoleSessionService
 	EventWebhookBacklogService
+	AuthenticatedDomainService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error
