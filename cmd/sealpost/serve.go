@@ -19,6 +19,7 @@ import (
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/console"
 	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/dkim"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
 	"github.com/sealpost/sealpost/webhook"
@@ -145,6 +146,7 @@ func (m *Main) Open(ctx context.Context) error {
 		sessions.MTASTSPort = m.mtastsPort
 		runner.Queue = store
 		runner.DomainPolicies = store
+		runner.Signer = &dkim.Signer{Domains: store}
 		sessions.MTASTS = m.mtastsSource(sessions, store)
 		m.workers.Go(func() {
 			_ = runner.Run(background)
