@@ -184,3 +184,29 @@ func AuthenticatedFor(domains []AuthenticatedDomain, fromDomain string) bool {
 func domainWithin(name, parent string) bool {
 	return name == parent || strings.HasSuffix(name, "."+parent)
 }
+
+// DKIMRecordMatches reports whether a published TXT record carries the
+// same key as want: tags compared, whitespace ignored (RFC 6376 3.2), k=
+// defaulting to rsa.
+func DKIMRecordMatches(published, want string) bool {
+	p, w := dkimTags(published), dkimTags(want)
+	if p["v"] != "" && p["v"] != "DKIM1" {
+		return false
+	}
+	if p["k"] == "" {
+		p["k"] = DKIMKeyRSA
+	}
+	return p["p"] != "" && p["p"] == w["p"] && p["k"] == w["k"]
+}
+
+func dkimTags(record string) map[string]string {
+	tags := map[string]string{}
+	for _, part := range strings.Split(record, ";") {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
+	}
+	return tags
+}

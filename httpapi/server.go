@@ -51,6 +51,9 @@ type Config struct {
 	Outage *sealpost.OutageLog
 	// Prober answers POST /v3/tls/probe; nil makes it answer 500.
 	Prober sealpost.TLSProber
+	// DNS looks up the records POST /v3/whitelabel/domains/{id}/validate
+	// checks; nil makes it answer 500.
+	DNS TXTResolver
 	// ProbeLimiter counts probes per acting account, keyed by
 	// TLSProbeLimitKey: each one opens several connections to a domain
 	// the tenant names, so it is limited tighter than other calls.
@@ -118,6 +121,7 @@ type Server struct {
 	mailLimiter sealpost.RateLimiter
 	// prober, probeLimiter and observations serve POST /v3/tls/probe.
 	prober       sealpost.TLSProber
+	dns          TXTResolver
 	probeLimiter sealpost.RateLimiter
 	observations ObservationRecorder
 	// maxChildren caps each kind of child account per parent.
@@ -201,6 +205,7 @@ func New(cfg Config) *Server {
 
 		mailLimiter:  cfg.MailSendLimiter,
 		prober:       cfg.Prober,
+		dns:          cfg.DNS,
 		probeLimiter: cfg.ProbeLimiter,
 		observations: cfg.Observations,
 	}
@@ -254,6 +259,17 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.getDomainPolicy},
 		endpoint{method: http.MethodPut, scope: sealpost.ScopeEnforcedTLSUpdate, body: true, fn: s.putDomainPolicy},
 		endpoint{method: http.MethodDelete, scope: sealpost.ScopeEnforcedTLSUpdate, fn: s.deleteDomainPolicy},
+	)
+	s.handle("/v3/whitelabel/domains",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.listAuthDomains},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelCreate, body: true, fn: s.createAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/{id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.getAuthDomain},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelDelete, fn: s.deleteAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/{id}/validate",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, fn: s.validateAuthDomain},
 	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},

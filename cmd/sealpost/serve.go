@@ -179,6 +179,7 @@ func (m *Main) Open(ctx context.Context) error {
 		ActivityRetention: activityRetention,
 
 		Prober:       m.Config.prober(probeClient),
+		DNS:          probeClient,
 		ProbeLimiter: probeLimiter,
 		Observations: store,
 	})
