@@ -169,16 +169,11 @@ func SigningDomain(domains []AuthenticatedDomain, fromDomain string) *Authentica
 	return best
 }
 
-// AuthenticatedFor reports whether fromDomain is one of domains or within
-// one, validated or not.
+// AuthenticatedFor reports whether fromDomain is one of the validated
+// domains or within one. An unvalidated domain proves nothing: anyone can
+// create one for any name.
 func AuthenticatedFor(domains []AuthenticatedDomain, fromDomain string) bool {
-	fromDomain = strings.ToLower(strings.TrimSuffix(fromDomain, "."))
-	for _, d := range domains {
-		if domainWithin(fromDomain, d.Domain) {
-			return true
-		}
-	}
-	return false
+	return SigningDomain(domains, fromDomain) != nil
 }
 
 func domainWithin(name, parent string) bool {

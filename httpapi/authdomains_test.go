@@ -115,3 +115,41 @@ func TestAuthenticatedDomainsAPI(t *testing.T) {
 		res.want(t, "get after delete", http.StatusNotFound, "")
 	})
 }
+
+// TestRequireAuthenticatedSender: with the setting, a mail send is refused
+// with SendGrid's Sender Identity 403 unless every From domain is within a
+// validated authenticated domain of the account.
+func TestRequireAuthenticatedSender(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		e := newEnv(t, open, func(c *Config) { c.RequireAuthenticatedSender = true })
+		alice := e.user("alice")
+		token := e.key(alice)
+		send := func(from, override string) response {
+			p := `{"to":[{"email":"rcpt@dest.example"}]}`
+			if override != "" {
+				p = `{"to":[{"email":"rcpt@dest.example"}],"from":{"email":"` + override + `"}}`
+			}
+			return e.do(request{method: http.MethodPost, path: "/v3/mail/send", token: token,
+				body: `{"personalizations":[` + p + `],"from":{"email":"` + from + `"},"subject":"s","content":[{"type":"text/plain","value":"v"}]}`})
+		}
+		refused := string(bodySenderIdentity)
+		send("news@example.com", "").want(t, "before any domain", http.StatusForbidden, refused)
+
+		d, err := sealpost.NewAuthenticatedDomain("example.com", "", false, sealpost.DKIMKeyEd25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := e.store.CreateAuthenticatedDomain(t.Context(), alice.ID, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send("news@example.com", "").want(t, "domain not validated", http.StatusForbidden, refused)
+		if err := e.store.SetAuthenticatedDomainValid(t.Context(), alice.ID, stored.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		send("news@example.com", "").want(t, "validated domain", http.StatusAccepted, "")
+		send("news@Mail.Example.com", "").want(t, "a subdomain", http.StatusAccepted, "")
+		send("news@badexample.com", "").want(t, "a look-alike domain", http.StatusForbidden, refused)
+		send("news@example.com", "news@other.example").want(t, "a personalization's from", http.StatusForbidden, refused)
+	})
+}

@@ -54,6 +54,9 @@ type Config struct {
 	// DNS looks up the records POST /v3/whitelabel/domains/{id}/validate
 	// checks; nil makes it answer 500.
 	DNS TXTResolver
+	// RequireAuthenticatedSender refuses mail sends whose From domain the
+	// account has not authenticated (--require-authenticated-sender).
+	RequireAuthenticatedSender bool
 	// ProbeLimiter counts probes per acting account, keyed by
 	// TLSProbeLimitKey: each one opens several connections to a domain
 	// the tenant names, so it is limited tighter than other calls.
@@ -120,10 +123,12 @@ type Server struct {
 	// mailLimiter counts mail sends per account.
 	mailLimiter sealpost.RateLimiter
 	// prober, probeLimiter and observations serve POST /v3/tls/probe.
-	prober       sealpost.TLSProber
-	dns          TXTResolver
-	probeLimiter sealpost.RateLimiter
-	observations ObservationRecorder
+	prober sealpost.TLSProber
+	dns    TXTResolver
+	// requireAuthenticatedSender: see Config.
+	requireAuthenticatedSender bool
+	probeLimiter               sealpost.RateLimiter
+	observations               ObservationRecorder
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
 	// registryRetention bounds the preview's window.
@@ -203,11 +208,13 @@ func New(cfg Config) *Server {
 		mux:      http.NewServeMux(),
 		jsonCT:   []string{"application/json"},
 
-		mailLimiter:  cfg.MailSendLimiter,
-		prober:       cfg.Prober,
-		dns:          cfg.DNS,
-		probeLimiter: cfg.ProbeLimiter,
-		observations: cfg.Observations,
+		mailLimiter: cfg.MailSendLimiter,
+		prober:      cfg.Prober,
+		dns:         cfg.DNS,
+
+		requireAuthenticatedSender: cfg.RequireAuthenticatedSender,
+		probeLimiter:               cfg.ProbeLimiter,
+		observations:               cfg.Observations,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -178,10 +178,12 @@ func (m *Main) Open(ctx context.Context) error {
 		RegistryRetention: retention,
 		ActivityRetention: activityRetention,
 
-		Prober:       m.Config.prober(probeClient),
-		DNS:          probeClient,
-		ProbeLimiter: probeLimiter,
-		Observations: store,
+		Prober: m.Config.prober(probeClient),
+		DNS:    probeClient,
+
+		RequireAuthenticatedSender: m.Config.RequireAuthenticatedSender,
+		ProbeLimiter:               probeLimiter,
+		Observations:               store,
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)
