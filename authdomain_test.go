@@ -54,11 +54,11 @@ func TestDKIMRecord(t *testing.T) {
 		other, _ := NewAuthenticatedDomain("example.com", "", false, alg)
 		otherRecord, _ := other.DKIMRecord()
 		for published, want := range map[string]bool{
-			record: true,
+			record:                                   true,
 			strings.ReplaceAll(record, "; ", " ;\t"): true,
-			otherRecord: false,
-			"v=DKIM2; " + record[len("v=DKIM1; "):]: false,
-			"": false,
+			otherRecord:                              false,
+			"v=DKIM2; " + record[len("v=DKIM1; "):]:  false,
+			"":                                       false,
 		} {
 			if DKIMRecordMatches(published, record) != want {
 				t.Errorf("%s: DKIMRecordMatches(%q) != %v", alg, published, want)
