@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -18,7 +19,7 @@ import (
 
 // authenticate gives the world's account a validated domain and publishes
 // its key in the fake DNS, split into 255-byte strings as a zone would.
-func (w *runnerWorld) authenticate(domain, algorithm string) {
+func (w *runnerWorld) authenticate(domain, algorithm string) string {
 	w.t.Helper()
 	d, err := sealpost.NewAuthenticatedDomain(domain, "em", false, algorithm)
 	if err != nil {
@@ -35,11 +36,13 @@ func (w *runnerWorld) authenticate(domain, algorithm string) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	full := record
 	var parts []string
 	for len(record) > 255 {
 		parts, record = append(parts, record[:255]), record[255:]
 	}
 	w.h.DNS().SetTXT(stored.DKIMHost(), append(parts, record))
+	return full
 }
 
 // verifyDKIM checks data's signatures with go-msgauth's verifier, which
@@ -49,6 +52,31 @@ func verifyDKIM(t *testing.T, client *delivery.Client, data []byte) ([]*msgauth.
 	return msgauth.VerifyWithOptions(bytes.NewReader(data), &msgauth.VerifyOptions{
 		LookupTXT: func(name string) ([]string, error) { return client.LookupTXT(context.Background(), name) },
 	})
+}
+
+// dkimpyVerifier is the python3-dkim check script: it reads the message on
+// stdin and answers from the record in argv instead of DNS.
+const dkimpyVerifier = `
+import sys, dkim
+record = sys.argv[1].encode()
+ok = dkim.verify(sys.stdin.buffer.read(), dnsfunc=lambda name, timeout=5: record)
+sys.exit(0 if ok else 1)
+`
+
+// verifyDkimpy checks data with Debian's python3-dkim (dkimpy), a verifier
+// written apart from go-msgauth; it reports false when dkimpy is missing.
+func verifyDkimpy(t *testing.T, record string, data []byte) (verified, ran bool) {
+	t.Helper()
+	if exec.Command("/usr/bin/python3", "-c", "import dkim").Run() != nil {
+		return false, false
+	}
+	cmd := exec.Command("/usr/bin/python3", "-c", dkimpyVerifier, record)
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) > 0 {
+		t.Logf("dkimpy: %s", out)
+	}
+	return err == nil, true
 }
 
 func sendFrom(from string, content []map[string]string, attachments []map[string]string) string {
@@ -86,7 +114,7 @@ func TestRunnerSignsAuthenticatedMail(t *testing.T) {
 			w := newRunnerWorld(t)
 			w.runner.Signer = &dkim.Signer{Domains: w.store}
 			client := w.runner.Deliverer.(*delivery.Client)
-			w.authenticate("signer.test", algorithm)
+			record := w.authenticate("signer.test", algorithm)
 			mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
 			w.send(sendFrom("news@signer.test", plain, nil))
 			w.send(sendFrom("news@mail.signer.test", multipart, nil))
@@ -132,6 +160,14 @@ func TestRunnerSignsAuthenticatedMail(t *testing.T) {
 				verifs, err = verifyDKIM(t, client, relayed)
 				if err != nil || len(verifs) != 1 || verifs[0].Err == nil {
 					t.Errorf("the relayed message verified: %+v, %v", verifs, err)
+				}
+				if ok, ran := verifyDkimpy(t, record, data); ran && !ok {
+					t.Errorf("dkimpy refused the signature\n%s", data)
+				} else if !ran {
+					t.Log("python3-dkim is not installed: only go-msgauth verified")
+				}
+				if ok, ran := verifyDkimpy(t, record, relayed); ran && ok {
+					t.Errorf("dkimpy accepted the relayed message")
 				}
 			}
 			if signed != 3 {
