@@ -176,3 +176,30 @@ func TestRunnerSignsAuthenticatedMail(t *testing.T) {
 		})
 	}
 }
+
+type failingSigner struct{}
+
+func (failingSigner) Sign(context.Context, int64, []byte) ([]byte, error) {
+	return nil, sealpost.Errorf(sealpost.EUNAVAILABLE, "database down")
+}
+
+// TestRunnerDefersUnsignableMail: mail that cannot be signed is held, not
+// sent unsigned where the domain's DMARC policy would have it refused.
+func TestRunnerDefersUnsignableMail(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.Signer = failingSigner{}
+	mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
+	xid := w.send(sendFrom("news@signer.test", []map[string]string{{"type": "text/plain", "value": "v"}}, nil))
+	w.drain()
+	if n := len(mx.Accepted()); n != 0 {
+		t.Errorf("the MX accepted %d messages", n)
+	}
+	if st := w.states(xid); st["rcpt@dkim-dest.test"] != sealpost.StateQueued {
+		t.Errorf("state = %v, want queued", st)
+	}
+	evs := w.events()
+	if len(evs) != 1 || evs[0]["event"] != "deferred" || evs[0]["response"] != "the message could not be DKIM-signed" {
+		t.Errorf("events = %v, want one deferral saying the message could not be signed", evs)
+	}
+}
