@@ -21,7 +21,10 @@ const (
 	ERATELIMIT    = "rate_limited" // too many requests in this window
 	ELIMIT        = "limit"        // creating one more would pass a fixed cap (keys, subusers)
 	EUNAVAILABLE  = "unavailable"  // a dependency (the database) is down
-	EINTERNAL     = "internal"     // anything unexpected
+	// ESENDER: the From domain is not one the account has authenticated
+	// (--require-authenticated-sender).
+	ESENDER   = "sender_identity"
+	EINTERNAL = "internal" // anything unexpected
 )
 
 // FieldError names one problem with one input field. Field is empty when the

@@ -243,3 +243,33 @@ func (ms *MailSend) CheckRenderedSize() *FieldError {
 	}
 	return nil
 }
+
+// SenderDomains returns the domain of every From address a mail send uses:
+// the request's and each personalization's override, lower-case.
+func (m *MailSend) SenderDomains() []string {
+	var out []string
+	add := func(a Address) {
+		if at := strings.LastIndexByte(a.Email, '@'); at >= 0 {
+			out = append(out, strings.ToLower(a.Email[at+1:]))
+		}
+	}
+	add(m.From)
+	for _, p := range m.Personalizations {
+		if p.From != nil {
+			add(*p.From)
+		}
+	}
+	return out
+}
+
+// CheckAuthenticatedSender refuses a mail send whose From domains are not
+// all within the account's authenticated domains.
+func (m *MailSend) CheckAuthenticatedSender(domains []AuthenticatedDomain) error {
+	for _, d := range m.SenderDomains() {
+		if !AuthenticatedFor(domains, d) {
+			return &Error{Code: ESENDER, Message: "the from address does not match an authenticated domain",
+				Fields: []FieldError{{Field: "from", Message: "domain " + d + " is not authenticated"}}}
+		}
+	}
+	return nil
+}

@@ -27,6 +27,12 @@ const (
 
 	ScopeMailSend = "mail.send"
 
+	// Domain authentication (/v3/whitelabel/domains).
+	ScopeWhitelabelCreate = "whitelabel.create"
+	ScopeWhitelabelRead   = "whitelabel.read"
+	ScopeWhitelabelUpdate = "whitelabel.update"
+	ScopeWhitelabelDelete = "whitelabel.delete"
+
 	ScopeMailBatchCreate      = "mail.batch.create"
 	ScopeMailBatchRead        = "mail.batch.read"
 	ScopeScheduledSendsCreate = "user.scheduled_sends.create"
@@ -65,6 +71,7 @@ func FullAccessScopes(kind AccountKind) []string {
 		ScopeEventWebhookRead, ScopeEventWebhookUpdate, ScopeEventWebhookTest,
 		ScopeMessagesRead,
 		ScopeTLSProbe,
+		ScopeWhitelabelCreate, ScopeWhitelabelRead, ScopeWhitelabelUpdate, ScopeWhitelabelDelete,
 	}
 	if kind == KindUser {
 		all = append(all, tenancyScopes...)

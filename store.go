@@ -20,6 +20,7 @@ type Store interface {
 	ConsoleSessionService
 	EventWebhookBacklogService
 	EventWebhookPostService
+	AuthenticatedDomainService
 	// Ping reports whether the database answers, for /readyz.
 	Ping(ctx context.Context) error
 	Close() error

@@ -43,6 +43,8 @@ type Runner struct {
 	// DomainPolicies gives accounts' own policies per recipient domain,
 	// read afresh for every attempt like the account's setting; nil: none.
 	DomainPolicies DomainPolicies
+	// Signer DKIM-signs each rendered message; nil: nothing is signed.
+	Signer MessageSigner
 	// Owner names this node in leases; it must differ between nodes.
 	Owner string
 	// Workers is how many deliveries are attempted at once; 0: 16.
@@ -386,6 +388,19 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		log.Error("rendering the message", "err", err)
 		r.deferAll(ctx, log, d, "the stored message could not be read")
 		return
+	}
+	if r.Signer != nil {
+		// Mail that should be signed is held rather than sent unsigned:
+		// receivers enforcing the domain's DMARC policy would refuse it.
+		signed, err := r.Signer.Sign(ctx, d.Message.AccountID, data)
+		if err != nil {
+			if !r.Outage.Report(ctx, err) {
+				log.Error("DKIM-signing the message", "err", err)
+			}
+			r.deferAll(ctx, log, d, "the message could not be DKIM-signed")
+			return
+		}
+		data = signed
 	}
 	// Cut the attempt off well inside the lease so that no other node can
 	// start the same delivery while this one still talks to the MX. The

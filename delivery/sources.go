@@ -56,3 +56,10 @@ type DANEPolicy struct {
 	// (RFC 7672 3.2.2): the MX host name, as found secure.
 	Names []string
 }
+
+// MessageSigner adds a DKIM signature to a rendered message when the
+// sending account has authenticated its From domain; otherwise it returns
+// the message as it is.
+type MessageSigner interface {
+	Sign(ctx context.Context, accountID int64, message []byte) ([]byte, error)
+}

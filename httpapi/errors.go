@@ -20,7 +20,10 @@ var (
 	bodyTooLarge         = []byte(`{"errors":[{"field":null,"message":"content too large"}]}`)
 	bodyTooManyRequests  = []byte(`{"errors":[{"field":null,"message":"too many requests"}]}`)
 	bodyInternal         = []byte(`{"errors":[{"message":"internal server error"}]}`)
-	bodyUnavailable      = []byte(`{"errors":[{"field":null,"message":"service unavailable"}]}`)
+	// bodySenderIdentity is SendGrid's answer to a mail send from an
+	// address no verified Sender Identity covers.
+	bodySenderIdentity = []byte(`{"errors":[{"message":"The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ to see the Sender Identity requirements","field":"from"}]}`)
+	bodyUnavailable    = []byte(`{"errors":[{"field":null,"message":"service unavailable"}]}`)
 )
 
 // Errors the pipeline itself raises. Being values, they cost nothing to return.
@@ -76,6 +79,8 @@ func sendGridError(err error) (status int, body []byte) {
 		return http.StatusUnauthorized, bodyUnauthorized
 	case sealpost.EFORBIDDEN:
 		return http.StatusForbidden, bodyForbidden
+	case sealpost.ESENDER:
+		return http.StatusForbidden, bodySenderIdentity
 	case sealpost.ENOTFOUND:
 		// A not-found about a named input (the on-behalf-of header) says
 		// which input; a missing resource gets SendGrid's fixed body.

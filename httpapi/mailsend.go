@@ -26,6 +26,15 @@ func (s *Server) sendMail(ctx context.Context, _ *http.Request, c *call) (int, [
 	if err := ms.CheckSchedule(now); err != nil {
 		return 0, nil, err
 	}
+	if s.requireAuthenticatedSender {
+		domains, err := s.store.AuthenticatedDomains(ctx, c.acting.ID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("reading authenticated domains of account %d: %w", c.acting.ID, err)
+		}
+		if err := ms.CheckAuthenticatedSender(domains); err != nil {
+			return 0, nil, err
+		}
+	}
 	if ms.BatchID != "" {
 		if err := s.checkBatch(ctx, c, ms.BatchID); err != nil {
 			return 0, nil, err

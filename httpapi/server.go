@@ -51,6 +51,12 @@ type Config struct {
 	Outage *sealpost.OutageLog
 	// Prober answers POST /v3/tls/probe; nil makes it answer 500.
 	Prober sealpost.TLSProber
+	// DNS looks up the records POST /v3/whitelabel/domains/{id}/validate
+	// checks; nil makes it answer 500.
+	DNS TXTResolver
+	// RequireAuthenticatedSender refuses mail sends whose From domain the
+	// account has not authenticated (--require-authenticated-sender).
+	RequireAuthenticatedSender bool
 	// ProbeLimiter counts probes per acting account, keyed by
 	// TLSProbeLimitKey: each one opens several connections to a domain
 	// the tenant names, so it is limited tighter than other calls.
@@ -118,9 +124,12 @@ type Server struct {
 	// mailLimiter counts mail sends per account.
 	mailLimiter sealpost.RateLimiter
 	// prober, probeLimiter and observations serve POST /v3/tls/probe.
-	prober       sealpost.TLSProber
-	probeLimiter sealpost.RateLimiter
-	observations ObservationRecorder
+	prober sealpost.TLSProber
+	dns    TXTResolver
+	// requireAuthenticatedSender: see Config.
+	requireAuthenticatedSender bool
+	probeLimiter               sealpost.RateLimiter
+	observations               ObservationRecorder
 	// maxChildren caps each kind of child account per parent.
 	maxChildren int
 	// registryRetention bounds the preview's window.
@@ -200,10 +209,13 @@ func New(cfg Config) *Server {
 		mux:      http.NewServeMux(),
 		jsonCT:   []string{"application/json"},
 
-		mailLimiter:  cfg.MailSendLimiter,
-		prober:       cfg.Prober,
-		probeLimiter: cfg.ProbeLimiter,
-		observations: cfg.Observations,
+		mailLimiter: cfg.MailSendLimiter,
+		prober:      cfg.Prober,
+		dns:         cfg.DNS,
+
+		requireAuthenticatedSender: cfg.RequireAuthenticatedSender,
+		probeLimiter:               cfg.ProbeLimiter,
+		observations:               cfg.Observations,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -255,6 +267,17 @@ func New(cfg Config) *Server {
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeEnforcedTLSRead, fn: s.getDomainPolicy},
 		endpoint{method: http.MethodPut, scope: sealpost.ScopeEnforcedTLSUpdate, body: true, fn: s.putDomainPolicy},
 		endpoint{method: http.MethodDelete, scope: sealpost.ScopeEnforcedTLSUpdate, fn: s.deleteDomainPolicy},
+	)
+	s.handle("/v3/whitelabel/domains",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.listAuthDomains},
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelCreate, body: true, fn: s.createAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/{id}",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.getAuthDomain},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelDelete, fn: s.deleteAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/{id}/validate",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, fn: s.validateAuthDomain},
 	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"EnforcedTLSConcurrentPatches", testEnforcedTLSConcurrentPatches},
 		{"EnforcedTLSConcurrentPartialPatches", testEnforcedTLSConcurrentPartialPatches},
 
+		{"AuthenticatedDomains", testAuthenticatedDomains},
 		{"DomainTLSPolicies", testDomainTLSPolicies},
 		{"DomainTLSPolicyRefused", testDomainTLSPolicyRefused},
 		{"DomainTLSPoliciesIsolated", testDomainTLSPoliciesIsolated},

@@ -87,6 +87,9 @@ type Config struct {
 	ActivityRetention time.Duration
 	// Console serves the web console at /console/.
 	Console bool
+	// RequireAuthenticatedSender refuses mail sends from a domain the
+	// account has not authenticated and validated.
+	RequireAuthenticatedSender bool
 
 	// Event Webhook.
 	WebhookWorkers  int
@@ -299,6 +302,7 @@ func (c *Config) register(fs *envFlagSet) {
 	fs.Duration(&c.RetryMax, "retry-max", "longest wait between retries of deferred mail")
 	fs.Duration(&c.MaxDeliveryAge, "max-delivery-age", "how long deferred mail is retried before it bounces")
 	fs.Bool(&c.MTASTS, "mta-sts", "honour recipient domains' MTA-STS policies (RFC 8461), fetched over HTTPS and cached in the database for every node; --mta-sts=false ignores them")
+	fs.Bool(&c.RequireAuthenticatedSender, "require-authenticated-sender", "refuse mail sends whose From domain the account has not authenticated and validated (POST /v3/whitelabel/domains); recommended for any shared deployment")
 	fs.Bool(&c.Console, "console", "serve the web console at /console/ (--console=false turns it off)")
 	fs.Duration(&c.ActivityRetention, "activity-retention", "how long the Email Activity API (GET /v3/messages) lists a message after its last event, and keeps its events")
 	fs.Duration(&c.TLSRegistryRetention, "tls-registry-retention", "how long the TLS facts and recipient counts of recipient domains are kept; the Enforced TLS preview looks back at most this far")

@@ -19,6 +19,7 @@ import (
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/console"
 	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/dkim"
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/ratelimit"
 	"github.com/sealpost/sealpost/tlsrpt"
@@ -156,6 +157,7 @@ func (m *Main) Open(ctx context.Context) error {
 		sessions.MTASTSPort = m.mtastsPort
 		runner.Queue = store
 		runner.DomainPolicies = store
+		runner.Signer = &dkim.Signer{Domains: store}
 		sessions.MTASTS = m.mtastsSource(sessions, store)
 		m.workers.Go(func() {
 			_ = runner.Run(background)
@@ -190,9 +192,12 @@ func (m *Main) Open(ctx context.Context) error {
 		RegistryRetention: retention,
 		ActivityRetention: activityRetention,
 
-		Prober:       m.Config.prober(probeClient),
-		ProbeLimiter: probeLimiter,
-		Observations: store,
+		Prober: m.Config.prober(probeClient),
+		DNS:    probeClient,
+
+		RequireAuthenticatedSender: m.Config.RequireAuthenticatedSender,
+		ProbeLimiter:               probeLimiter,
+		Observations:               store,
 	})
 	if m.Middleware != nil {
 		handler = m.Middleware(handler)

@@ -71,6 +71,11 @@ var Implemented = []string{
 	"POST /v3/user/webhooks/event/test",
 	"GET /v3/messages",
 	"GET /v3/messages/{msg_id}",
+	"GET /v3/whitelabel/domains",
+	"POST /v3/whitelabel/domains",
+	"GET /v3/whitelabel/domains/{domain_id}",
+	"DELETE /v3/whitelabel/domains/{domain_id}",
+	"POST /v3/whitelabel/domains/{id}/validate",
 }
 
 // Unspecified lists sealpost's own routes, which no SendGrid document

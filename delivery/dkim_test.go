@@ -1,0 +1,205 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	msgauth "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/dkim"
+)
+
+// authenticate gives the world's account a validated domain and publishes
+// its key in the fake DNS, split into 255-byte strings as a zone would.
+func (w *runnerWorld) authenticate(domain, algorithm string) string {
+	w.t.Helper()
+	d, err := sealpost.NewAuthenticatedDomain(domain, "em", false, algorithm)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	stored, err := w.store.CreateAuthenticatedDomain(context.Background(), w.account.ID, d)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.store.SetAuthenticatedDomainValid(context.Background(), w.account.ID, stored.ID, true); err != nil {
+		w.t.Fatal(err)
+	}
+	record, err := stored.DKIMRecord()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	full := record
+	var parts []string
+	for len(record) > 255 {
+		parts, record = append(parts, record[:255]), record[255:]
+	}
+	w.h.DNS().SetTXT(stored.DKIMHost(), append(parts, record))
+	return full
+}
+
+// verifyDKIM checks data's signatures with go-msgauth's verifier, which
+// fetches the key from the fake DNS through sealpost's own resolver.
+func verifyDKIM(t *testing.T, client *delivery.Client, data []byte) ([]*msgauth.Verification, error) {
+	t.Helper()
+	return msgauth.VerifyWithOptions(bytes.NewReader(data), &msgauth.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return client.LookupTXT(context.Background(), name) },
+	})
+}
+
+// dkimpyVerifier is the python3-dkim check script: it reads the message on
+// stdin and answers from the record in argv instead of DNS.
+const dkimpyVerifier = `
+import sys, dkim
+record = sys.argv[1].encode()
+ok = dkim.verify(sys.stdin.buffer.read(), dnsfunc=lambda name, timeout=5: record)
+sys.exit(0 if ok else 1)
+`
+
+// verifyDkimpy checks data with Debian's python3-dkim (dkimpy), a verifier
+// written apart from go-msgauth; it reports false when dkimpy is missing.
+func verifyDkimpy(t *testing.T, record string, data []byte) (verified, ran bool) {
+	t.Helper()
+	if exec.Command("/usr/bin/python3", "-c", "import dkim").Run() != nil {
+		return false, false
+	}
+	cmd := exec.Command("/usr/bin/python3", "-c", dkimpyVerifier, record)
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) > 0 {
+		t.Logf("dkimpy: %s", out)
+	}
+	return err == nil, true
+}
+
+func sendFrom(from string, content []map[string]string, attachments []map[string]string) string {
+	req := map[string]any{
+		"personalizations": []any{map[string]any{"to": []any{map[string]string{"email": "rcpt@dkim-dest.test"}}}},
+		"from":             map[string]string{"email": from, "name": "Sender, Inc."},
+		"subject":          "signed mail",
+		"content":          content,
+	}
+	if attachments != nil {
+		req["attachments"] = attachments
+	}
+	b, _ := json.Marshal(req)
+	return string(b)
+}
+
+// TestRunnerSignsAuthenticatedMail: mail from an authenticated, validated
+// domain (or a subdomain of it) reaches the MX with a signature that an
+// independent verifier accepts, for plain, multipart and attachment
+// messages and both key kinds; a relay that changes the body breaks it;
+// mail from another domain goes unsigned.
+func TestRunnerSignsAuthenticatedMail(t *testing.T) {
+	t.Parallel()
+	plain := []map[string]string{{"type": "text/plain", "value": "the body of the message\nwith two lines  and  spaces \n"}}
+	multipart := []map[string]string{
+		{"type": "text/plain", "value": "plain part"},
+		{"type": "text/html", "value": "<p>html part</p>"},
+	}
+	attachment := []map[string]string{{
+		"content": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("attached bytes\x00\x01"), 200)), "filename": "data.bin", "type": "application/octet-stream",
+	}}
+	for _, algorithm := range []string{sealpost.DKIMKeyRSA, sealpost.DKIMKeyEd25519} {
+		t.Run(algorithm, func(t *testing.T) {
+			t.Parallel()
+			w := newRunnerWorld(t)
+			w.runner.Signer = &dkim.Signer{Domains: w.store}
+			client := w.runner.Deliverer.(*delivery.Client)
+			record := w.authenticate("signer.test", algorithm)
+			mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
+			w.send(sendFrom("news@signer.test", plain, nil))
+			w.send(sendFrom("news@mail.signer.test", multipart, nil))
+			w.send(sendFrom("news@signer.test", plain, attachment))
+			w.send(sendFrom("news@other.test", plain, nil))
+			w.drain()
+			accepted := mx.Accepted()
+			if len(accepted) != 4 {
+				t.Fatalf("the MX accepted %d messages, want 4", len(accepted))
+			}
+			signed := 0
+			for _, d := range accepted {
+				data := d.Data
+				if bytes.Contains(data, []byte("From: \"Sender, Inc.\" <news@other.test>")) {
+					if bytes.Contains(data, []byte("DKIM-Signature")) {
+						t.Errorf("mail from an unauthenticated domain was signed:\n%s", data)
+					}
+					continue
+				}
+				signed++
+				verifs, err := verifyDKIM(t, client, data)
+				if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "signer.test" {
+					t.Errorf("verification = %+v, %v; want one valid signature by signer.test\n%s", verifs, err, data)
+					continue
+				}
+				header := string(data[:bytes.Index(data, []byte("\r\n\r\n"))])
+				sig := header[strings.Index(header, "DKIM-Signature:"):]
+				sig = strings.Join(strings.Fields(sig), "")
+				for _, want := range []string{"c=relaxed/relaxed", "a=" + map[string]string{"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}[algorithm]} {
+					if !strings.Contains(sig, want) {
+						t.Errorf("signature lacks %s: %s", want, sig)
+					}
+				}
+				hTag := sig[strings.Index(sig, ";h=")+3:]
+				hTag = strings.ToLower(hTag[:strings.IndexByte(hTag, ';')])
+				if strings.Count(":"+hTag+":", ":from:") != 2 || !strings.Contains(hTag, "subject") || !strings.Contains(hTag, "to") {
+					t.Errorf("h=%s; want From oversigned, Subject and To signed", hTag)
+				}
+
+				// A relay that adds a footer to the body: the body hash
+				// no longer matches.
+				relayed := append(bytes.TrimSuffix(bytes.Clone(data), []byte("\r\n")), []byte("\r\n-- \r\nadded by a list\r\n")...)
+				verifs, err = verifyDKIM(t, client, relayed)
+				if err != nil || len(verifs) != 1 || verifs[0].Err == nil {
+					t.Errorf("the relayed message verified: %+v, %v", verifs, err)
+				}
+				if ok, ran := verifyDkimpy(t, record, data); ran && !ok {
+					t.Errorf("dkimpy refused the signature\n%s", data)
+				} else if !ran {
+					t.Log("python3-dkim is not installed: only go-msgauth verified")
+				}
+				if ok, ran := verifyDkimpy(t, record, relayed); ran && ok {
+					t.Errorf("dkimpy accepted the relayed message")
+				}
+			}
+			if signed != 3 {
+				t.Errorf("%d messages checked as signed, want 3", signed)
+			}
+		})
+	}
+}
+
+type failingSigner struct{}
+
+func (failingSigner) Sign(context.Context, int64, []byte) ([]byte, error) {
+	return nil, sealpost.Errorf(sealpost.EUNAVAILABLE, "database down")
+}
+
+// TestRunnerDefersUnsignableMail: mail that cannot be signed is held, not
+// sent unsigned where the domain's DMARC policy would have it refused.
+func TestRunnerDefersUnsignableMail(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.Signer = failingSigner{}
+	mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
+	xid := w.send(sendFrom("news@signer.test", []map[string]string{{"type": "text/plain", "value": "v"}}, nil))
+	w.drain()
+	if n := len(mx.Accepted()); n != 0 {
+		t.Errorf("the MX accepted %d messages", n)
+	}
+	if st := w.states(xid); st["rcpt@dkim-dest.test"] != sealpost.StateQueued {
+		t.Errorf("state = %v, want queued", st)
+	}
+	evs := w.events()
+	if len(evs) != 1 || evs[0]["event"] != "deferred" || evs[0]["response"] != "the message could not be DKIM-signed" {
+		t.Errorf("events = %v, want one deferral saying the message could not be signed", evs)
+	}
+}

@@ -1,0 +1,98 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sealpost/sealpost"
+)
+
+const authDomainColumns = `id, account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key, created_at`
+
+func scanAuthDomain(row pgx.Row) (sealpost.AuthenticatedDomain, error) {
+	var d sealpost.AuthenticatedDomain
+	if err := row.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Subdomain, &d.Default, &d.Valid, &d.Selector, &d.KeyAlgorithm, &d.PrivateKey, &d.CreatedAt); err != nil {
+		return sealpost.AuthenticatedDomain{}, err
+	}
+	d.CreatedAt = d.CreatedAt.UTC()
+	return d, nil
+}
+
+// CreateAuthenticatedDomain clears the account's other default in the same
+// transaction, under the account's row lock, so that nodes creating
+// defaults at once leave one.
+func (db *DB) CreateAuthenticatedDomain(ctx context.Context, accountID int64, d sealpost.AuthenticatedDomain) (sealpost.AuthenticatedDomain, error) {
+	var stored sealpost.AuthenticatedDomain
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := lockAccount(ctx, tx, accountID); err != nil {
+			return err
+		}
+		if d.Default {
+			if _, err := tx.Exec(ctx, `UPDATE authenticated_domains SET is_default = false WHERE account_id = $1`, accountID); err != nil {
+				return err
+			}
+		}
+		var err error
+		stored, err = scanAuthDomain(tx.QueryRow(ctx, `
+			INSERT INTO authenticated_domains (account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key)
+			VALUES ($1, $2, $3, $4, false, $5, $6, $7)
+			RETURNING `+authDomainColumns,
+			accountID, d.Domain, d.Subdomain, d.Default, d.Selector, d.KeyAlgorithm, d.PrivateKey))
+		return err
+	})
+	if err != nil {
+		return sealpost.AuthenticatedDomain{}, storeErr(err, "authenticated domain")
+	}
+	return stored, nil
+}
+
+// AuthenticatedDomain returns one of the account's domains.
+func (db *DB) AuthenticatedDomain(ctx context.Context, accountID, id int64) (*sealpost.AuthenticatedDomain, error) {
+	d, err := scanAuthDomain(db.pool.QueryRow(ctx,
+		`SELECT `+authDomainColumns+` FROM authenticated_domains WHERE account_id = $1 AND id = $2`, accountID, id))
+	if err != nil {
+		return nil, storeErr(err, "authenticated domain")
+	}
+	return &d, nil
+}
+
+// AuthenticatedDomains lists the account's domains by id.
+func (db *DB) AuthenticatedDomains(ctx context.Context, accountID int64) ([]sealpost.AuthenticatedDomain, error) {
+	rows, err := db.pool.Query(ctx,
+		`SELECT `+authDomainColumns+` FROM authenticated_domains WHERE account_id = $1 ORDER BY id`, accountID)
+	if err != nil {
+		return nil, storeErr(err, "authenticated domain")
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sealpost.AuthenticatedDomain, error) {
+		return scanAuthDomain(row)
+	})
+	if err != nil {
+		return nil, storeErr(err, "authenticated domain")
+	}
+	if out == nil {
+		out = []sealpost.AuthenticatedDomain{}
+	}
+	return out, nil
+}
+
+// DeleteAuthenticatedDomain removes one of the account's domains.
+func (db *DB) DeleteAuthenticatedDomain(ctx context.Context, accountID, id int64) error {
+	return db.updateAuthDomain(ctx, `DELETE FROM authenticated_domains WHERE account_id = $1 AND id = $2`, accountID, id)
+}
+
+// SetAuthenticatedDomainValid records a validation's result.
+func (db *DB) SetAuthenticatedDomainValid(ctx context.Context, accountID, id int64, valid bool) error {
+	return db.updateAuthDomain(ctx, `UPDATE authenticated_domains SET valid = $3 WHERE account_id = $1 AND id = $2`, accountID, id, valid)
+}
+
+func (db *DB) updateAuthDomain(ctx context.Context, query string, args ...any) error {
+	tag, err := db.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return storeErr(err, "authenticated domain")
+	}
+	if tag.RowsAffected() == 0 {
+		return sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain not found")
+	}
+	return nil
+}

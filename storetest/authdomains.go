@@ -1,0 +1,68 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/sealpost/sealpost"
+)
+
+// testAuthenticatedDomains: create, read, list, validate and delete, one
+// default per account, a domain once per account, and accounts isolated.
+func testAuthenticatedDomains(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	a := createUser(t, s, "alice")
+	b := createUser(t, s, "bob")
+	if list, err := s.AuthenticatedDomains(ctx, a.ID); err != nil || list == nil || len(list) != 0 {
+		t.Fatalf("AuthenticatedDomains of a new account = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	key := []byte{0x30, 0x01, 0x02, 0x03}
+	d := sealpost.AuthenticatedDomain{Domain: "example.com", Subdomain: "em", Default: true,
+		Selector: sealpost.DKIMSelector, KeyAlgorithm: sealpost.DKIMKeyEd25519, PrivateKey: key}
+	first, err := s.CreateAuthenticatedDomain(ctx, a.ID, d)
+	if err != nil {
+		t.Fatalf("CreateAuthenticatedDomain: %v", err)
+	}
+	if first.ID == 0 || first.AccountID != a.ID || first.Domain != "example.com" || first.Subdomain != "em" || !first.Default ||
+		first.Valid || first.Selector != sealpost.DKIMSelector || first.KeyAlgorithm != sealpost.DKIMKeyEd25519 ||
+		!bytes.Equal(first.PrivateKey, key) || first.CreatedAt.IsZero() {
+		t.Errorf("stored %+v", first)
+	}
+	_, err = s.CreateAuthenticatedDomain(ctx, a.ID, d)
+	wantCode(t, err, sealpost.ECONFLICT, "the same domain twice")
+	// Another account may authenticate the same domain: whoever publishes
+	// the record proves control, not whoever asked first.
+	if _, err := s.CreateAuthenticatedDomain(ctx, b.ID, d); err != nil {
+		t.Errorf("another account's domain: %v", err)
+	}
+
+	d.Domain, d.KeyAlgorithm = "example.org", sealpost.DKIMKeyRSA
+	second, err := s.CreateAuthenticatedDomain(ctx, a.ID, d)
+	if err != nil {
+		t.Fatalf("second domain: %v", err)
+	}
+	got, err := s.AuthenticatedDomain(ctx, a.ID, first.ID)
+	if err != nil || got.Default {
+		t.Errorf("the first domain after a second default = %+v, %v; want default false", got, err)
+	}
+	_, err = s.AuthenticatedDomain(ctx, b.ID, second.ID)
+	wantCode(t, err, sealpost.ENOTFOUND, "another account's domain")
+
+	if err := s.SetAuthenticatedDomainValid(ctx, a.ID, second.ID, true); err != nil {
+		t.Fatalf("SetAuthenticatedDomainValid: %v", err)
+	}
+	wantCode(t, s.SetAuthenticatedDomainValid(ctx, b.ID, second.ID, true), sealpost.ENOTFOUND, "validating another account's domain")
+	list, err := s.AuthenticatedDomains(ctx, a.ID)
+	if err != nil || len(list) != 2 || list[0].ID != first.ID || list[1].ID != second.ID || !list[1].Valid || list[0].Valid {
+		t.Fatalf("AuthenticatedDomains = %+v, %v", list, err)
+	}
+
+	wantCode(t, s.DeleteAuthenticatedDomain(ctx, b.ID, first.ID), sealpost.ENOTFOUND, "deleting another account's domain")
+	if err := s.DeleteAuthenticatedDomain(ctx, a.ID, first.ID); err != nil {
+		t.Fatalf("DeleteAuthenticatedDomain: %v", err)
+	}
+	wantCode(t, s.DeleteAuthenticatedDomain(ctx, a.ID, first.ID), sealpost.ENOTFOUND, "deleting twice")
+	if list, _ := s.AuthenticatedDomains(ctx, a.ID); len(list) != 1 {
+		t.Errorf("after delete: %+v", list)
+	}
+}
