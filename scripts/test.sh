@@ -47,4 +47,4 @@ else
 fi
 
 # Not exec: the EXIT trap must still stop the cluster.
-go test -race -count=1 "$@" ${SEALPOST_TEST_PACKAGES:-./...}
+go test -race -count=1 -timeout 30m "$@" ${SEALPOST_TEST_PACKAGES:-./...}

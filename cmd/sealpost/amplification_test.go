@@ -225,6 +225,12 @@ func amplificationServer(t *testing.T, database string) (*Main, string) {
 	cfg.RateLimit = 100000
 	cfg.DeliveryWorkers = 0
 	cfg.WebhookWorkers = 0
+	// The test measures what is stored and held, not how fast: on a
+	// loaded machine under -race, eight such sends queued behind SQLite's
+	// one writer can take longer than the default minute to answer, and
+	// the server would close their connections unanswered.
+	cfg.HTTPReadTimeout = 10 * time.Minute
+	cfg.HTTPWriteTimeout = 10 * time.Minute
 	m, key, _ := startMainWith(t, database, cfg)
 	return m, key
 }
