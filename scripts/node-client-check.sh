@@ -3,7 +3,8 @@
 # official Node clients (@sendgrid/client and @sendgrid/mail, installed from
 # npm into a temp dir); then has @sendgrid/mail send attachments through
 # sealpost to a fake MX (TestAttachmentsWithOfficialNodeClient), which
-# checks that the files arrive as they were.
+# checks that the files arrive as they were. check.js also reads the
+# message back through the Email Activity API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)

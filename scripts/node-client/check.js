@@ -41,6 +41,17 @@ client.setDefaultRequest('baseUrl', process.env.SEALPOST_URL);
   [res] = await sgMail.send(msg);
   assert.equal(res.statusCode, 202);
   assert.match(res.headers['x-message-id'], /^[A-Za-z0-9_-]{22}$/);
+  const xMessageID = res.headers['x-message-id'];
+  // The Email Activity API, through the client's own query string handling.
+  [res, body] = await client.request({ url: '/v3/messages', method: 'GET', qs: { limit: 10, query: 'to_email="someone@example.test"' } });
+  assert.equal(res.statusCode, 200);
+  assert.equal(body.messages.length, 1);
+  assert.equal(body.messages[0].to_email, 'someone@example.test');
+  assert.ok(body.messages[0].msg_id.startsWith(xMessageID), 'msg_id starts with the X-Message-Id');
+  [res, body] = await client.request({ url: `/v3/messages/${body.messages[0].msg_id}`, method: 'GET' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(body.subject, 'hello');
+  assert.ok(body.events.some((e) => e.event_name === 'processed'), 'the detail lists the processed event');
   [res] = await sgMail.send({ ...msg, mailSettings: { sandboxMode: { enable: true } } });
   assert.equal(res.statusCode, 200, 'a sandbox send is validated, not sent');
   await assert.rejects(sgMail.send({ ...msg, from: 'not an address' }), (err) => {
@@ -48,5 +59,5 @@ client.setDefaultRequest('baseUrl', process.env.SEALPOST_URL);
     assert.equal(err.response.body.errors[0].field, 'from.email');
     return true;
   });
-  console.log('node client: 8 checks passed');
+  console.log('node client: 10 checks passed');
 })().catch((err) => { console.error(err); process.exit(1); });
