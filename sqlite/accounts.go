@@ -108,9 +108,17 @@ func (db *DB) queryAccount(ctx context.Context, where string, arg any) (*sealpos
 	return a, nil
 }
 
+// Account is read for every delivery attempt (is the account disabled?), so
+// it is answered from the cache while no write has happened since. A missing
+// account is not remembered: sealpost account create inserts from another
+// process.
 func (db *DB) Account(ctx context.Context, id int64) (*sealpost.Account, error) {
-	return db.queryAccount(ctx, `id = ?`, id)
+	return memoized(&db.cache, &db.cache.accounts, id, false, cloneAccount, func() (*sealpost.Account, error) {
+		return db.queryAccount(ctx, `id = ?`, id)
+	})
 }
+
+func cloneAccount(a *sealpost.Account) *sealpost.Account { return new(*a) }
 
 // AccountByUsername finds the account named username. The empty name finds
 // nothing: it is not NULL, which is what accounts without a username hold.

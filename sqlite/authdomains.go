@@ -1,8 +1,11 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+
+	"slices"
 
 	"github.com/sealpost/sealpost"
 )
@@ -22,6 +25,7 @@ func scanAuthDomain(row scanner) (sealpost.AuthenticatedDomain, error) {
 // CreateAuthenticatedDomain clears the account's other default in the same
 // write transaction, so that one default at most is ever seen.
 func (db *DB) CreateAuthenticatedDomain(ctx context.Context, accountID int64, d sealpost.AuthenticatedDomain) (sealpost.AuthenticatedDomain, error) {
+	defer db.cache.bump()
 	var stored sealpost.AuthenticatedDomain
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		if d.Default {
@@ -53,8 +57,23 @@ func (db *DB) AuthenticatedDomain(ctx context.Context, accountID, id int64) (*se
 	return &d, nil
 }
 
-// AuthenticatedDomains lists the account's domains by id.
+// AuthenticatedDomains lists the account's domains by id. The signer asks
+// for every delivery attempt, so it is answered from the cache while no
+// write has happened since.
 func (db *DB) AuthenticatedDomains(ctx context.Context, accountID int64) ([]sealpost.AuthenticatedDomain, error) {
+	return memoized(&db.cache, &db.cache.authDomains, accountID, false, cloneAuthDomains,
+		func() ([]sealpost.AuthenticatedDomain, error) { return db.authenticatedDomains(ctx, accountID) })
+}
+
+func cloneAuthDomains(ds []sealpost.AuthenticatedDomain) []sealpost.AuthenticatedDomain {
+	out := slices.Clone(ds)
+	for i := range out {
+		out[i].PrivateKey = bytes.Clone(out[i].PrivateKey)
+	}
+	return out
+}
+
+func (db *DB) authenticatedDomains(ctx context.Context, accountID int64) ([]sealpost.AuthenticatedDomain, error) {
 	rows, err := db.read.QueryContext(ctx,
 		`SELECT `+authDomainColumns+` FROM authenticated_domains WHERE account_id = ? ORDER BY id`, accountID)
 	if err != nil {
@@ -88,6 +107,7 @@ func (db *DB) SetAuthenticatedDomainValid(ctx context.Context, accountID, id int
 }
 
 func (db *DB) updateAuthDomain(ctx context.Context, op, query string, args ...any) error {
+	defer db.cache.bump()
 	res, err := db.write.ExecContext(ctx, query, args...)
 	if err != nil {
 		return mapError(op, err, "", "")

@@ -4,9 +4,11 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost"
 )
@@ -129,6 +131,30 @@ func TestEveryWriteBumpsGeneration(t *testing.T) {
 			return err
 		}},
 		{"DeleteAPIKey", func() error { return db.DeleteAPIKey(ctx, a.ID, k.ID, nil) }},
+		{"PutDomainTLSPolicy", func() error {
+			_, _, err := db.PutDomainTLSPolicy(ctx, a.ID, sealpost.DomainTLSPolicy{Domain: "example.net", Policy: sealpost.DefaultEnforcedTLS()})
+			return err
+		}},
+		{"DeleteDomainTLSPolicy", func() error { return db.DeleteDomainTLSPolicy(ctx, a.ID, "example.net") }},
+		{"CreateAuthenticatedDomain", func() error {
+			_, err := db.CreateAuthenticatedDomain(ctx, a.ID, testAuthDomain())
+			return err
+		}},
+		{"SetAuthenticatedDomainValid", func() error {
+			ds, err := db.AuthenticatedDomains(ctx, a.ID)
+			if err != nil {
+				return err
+			}
+			return db.SetAuthenticatedDomainValid(ctx, a.ID, ds[0].ID, true)
+		}},
+		{"DeleteAuthenticatedDomain", func() error {
+			ds, err := db.AuthenticatedDomains(ctx, a.ID)
+			if err != nil {
+				return err
+			}
+			return db.DeleteAuthenticatedDomain(ctx, a.ID, ds[0].ID)
+		}},
+		{"PutMTASTSPolicy", func() error { return db.PutMTASTSPolicy(ctx, testMTASTSPolicy()) }},
 		{"DeleteAccount", func() error { return db.DeleteAccount(ctx, doomed.ID) }},
 	}
 	for _, w := range writes {
@@ -186,6 +212,100 @@ func TestCacheServesHits(t *testing.T) {
 	if _, err := db.EnforcedTLS(ctx, a.ID); err == nil {
 		t.Error("EnforcedTLS after a write was served from the cache")
 	}
+}
+
+func testAuthDomain() sealpost.AuthenticatedDomain {
+	return sealpost.AuthenticatedDomain{Domain: "example.com", Subdomain: "em", Selector: sealpost.DKIMSelector,
+		KeyAlgorithm: sealpost.DKIMKeyEd25519, PrivateKey: []byte{0x30, 0x01}}
+}
+
+func testMTASTSPolicy() sealpost.CachedMTASTSPolicy {
+	at := time.Unix(1_800_000_000, 0)
+	return sealpost.CachedMTASTSPolicy{Domain: "sts.example", ID: "1",
+		Policy:    sealpost.MTASTSPolicy{Mode: "enforce", MX: []string{"mx.sts.example"}, MaxAge: 86400},
+		FetchedAt: at, ExpiresAt: at.Add(24 * time.Hour)}
+}
+
+// TestDeliveryReadsCached: the reads every delivery attempt makes are
+// answered from memory, "none" answers included where the table is serve's
+// alone, until a write; then they go back to the database. The database
+// read path is taken away to tell the two apart.
+func TestDeliveryReadsCached(t *testing.T) {
+	ctx := t.Context()
+	db := newTestDB(t)
+	a := mustAccount(t, db, "alice")
+	other := mustAccount(t, db, "other")
+	if _, _, err := db.PutDomainTLSPolicy(ctx, a.ID, sealpost.DomainTLSPolicy{Domain: "policy.example", Policy: sealpost.DefaultEnforcedTLS()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateAuthenticatedDomain(ctx, a.ID, testAuthDomain()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutMTASTSPolicy(ctx, testMTASTSPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	reads := []struct {
+		name     string
+		notFound bool
+		read     func() (any, error)
+	}{
+		{"Account", false, func() (any, error) { return db.Account(ctx, a.ID) }},
+		{"DomainTLSPolicy", false, func() (any, error) { return db.DomainTLSPolicy(ctx, a.ID, "policy.example") }},
+		{"DomainTLSPolicy none", true, func() (any, error) { return db.DomainTLSPolicy(ctx, a.ID, "none.example") }},
+		{"AuthenticatedDomains", false, func() (any, error) { return db.AuthenticatedDomains(ctx, a.ID) }},
+		{"AuthenticatedDomains none", false, func() (any, error) { return db.AuthenticatedDomains(ctx, other.ID) }},
+		{"CachedMTASTSPolicy", false, func() (any, error) { return db.CachedMTASTSPolicy(ctx, "sts.example") }},
+		{"CachedMTASTSPolicy none", true, func() (any, error) { return db.CachedMTASTSPolicy(ctx, "none.example") }},
+	}
+	first := make([]any, len(reads))
+	for i, r := range reads {
+		v, err := r.read()
+		if r.notFound != (sealpost.ErrorCode(err) == sealpost.ENOTFOUND) || (!r.notFound && err != nil) {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		first[i] = v
+	}
+	read := db.read
+	db.read = closedDB(t)
+	defer func() { db.read = read }()
+	for i, r := range reads {
+		v, err := r.read()
+		if r.notFound != (sealpost.ErrorCode(err) == sealpost.ENOTFOUND) || (!r.notFound && err != nil) {
+			t.Errorf("%s was not served from the cache: %v", r.name, err)
+			continue
+		}
+		if !r.notFound && !reflect.DeepEqual(v, first[i]) {
+			t.Errorf("%s from the cache = %+v, want %+v", r.name, v, first[i])
+		}
+	}
+	if acct, err := db.Account(ctx, a.ID); err == nil {
+		acct.Disabled = true
+		if again, err := db.Account(ctx, a.ID); err != nil || again.Disabled {
+			t.Error("Account handed out the cached value itself; a caller changed it")
+		}
+	}
+
+	// A write, even to another account, sends every read back to the
+	// database.
+	if err := db.SetAccountDisabled(ctx, other.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reads {
+		if _, err := r.read(); err == nil || sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
+			t.Errorf("%s after a write was served from the cache (%v)", r.name, err)
+		}
+	}
+}
+
+// closedDB is a database handle whose every use fails.
+func closedDB(t *testing.T) *sql.DB {
+	t.Helper()
+	d, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "closed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	return d
 }
 
 func TestCacheDisabled(t *testing.T) {

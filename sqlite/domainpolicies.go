@@ -25,6 +25,7 @@ func scanDomainPolicy(row scanner) (sealpost.DomainTLSPolicy, error) {
 // the cap and the insert cannot interleave with another creation. A
 // replacement that changes nothing keeps updated_at.
 func (db *DB) PutDomainTLSPolicy(ctx context.Context, accountID int64, p sealpost.DomainTLSPolicy) (sealpost.DomainTLSPolicy, bool, error) {
+	defer db.cache.bump()
 	if err := p.Check(); err != nil {
 		return sealpost.DomainTLSPolicy{}, false, err
 	}
@@ -63,7 +64,15 @@ func (db *DB) PutDomainTLSPolicy(ctx context.Context, accountID int64, p sealpos
 }
 
 // DomainTLSPolicy returns the account's policy for domain.
+// It is read for every delivery attempt, so it is answered from the cache,
+// "none" included, while no write has happened since.
 func (db *DB) DomainTLSPolicy(ctx context.Context, accountID int64, domain string) (*sealpost.DomainTLSPolicy, error) {
+	return memoized(&db.cache, &db.cache.domainPolicies, domainPolicyKey{accountID, domain}, true,
+		func(p *sealpost.DomainTLSPolicy) *sealpost.DomainTLSPolicy { return new(*p) },
+		func() (*sealpost.DomainTLSPolicy, error) { return db.domainTLSPolicy(ctx, accountID, domain) })
+}
+
+func (db *DB) domainTLSPolicy(ctx context.Context, accountID int64, domain string) (*sealpost.DomainTLSPolicy, error) {
 	p, err := scanDomainPolicy(db.read.QueryRowContext(ctx,
 		`SELECT `+domainPolicyColumns+` FROM domain_tls_policies WHERE account_id = ? AND domain = ?`, accountID, domain))
 	if err != nil {
@@ -96,6 +105,7 @@ func (db *DB) DomainTLSPolicies(ctx context.Context, accountID int64) ([]sealpos
 
 // DeleteDomainTLSPolicy removes the account's policy for domain.
 func (db *DB) DeleteDomainTLSPolicy(ctx context.Context, accountID int64, domain string) error {
+	defer db.cache.bump()
 	res, err := db.write.ExecContext(ctx, `DELETE FROM domain_tls_policies WHERE account_id = ? AND domain = ?`, accountID, domain)
 	if err != nil {
 		return mapError("deleting domain TLS policy", err, "", "")

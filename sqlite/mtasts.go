@@ -2,13 +2,28 @@ package sqlite
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost"
 )
 
+// CachedMTASTSPolicy is read for every delivery attempt, so it is answered
+// from the in-process cache, "none" included, while no write has happened
+// since.
 func (db *DB) CachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.CachedMTASTSPolicy, error) {
+	return memoized(&db.cache, &db.cache.mtastsPolicies, domain, true, cloneMTASTSPolicy,
+		func() (*sealpost.CachedMTASTSPolicy, error) { return db.cachedMTASTSPolicy(ctx, domain) })
+}
+
+func cloneMTASTSPolicy(p *sealpost.CachedMTASTSPolicy) *sealpost.CachedMTASTSPolicy {
+	c := *p
+	c.Policy.MX = slices.Clone(p.Policy.MX)
+	return &c
+}
+
+func (db *DB) cachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.CachedMTASTSPolicy, error) {
 	p := sealpost.CachedMTASTSPolicy{Domain: domain}
 	var mx string
 	var fetched, expires int64
@@ -26,6 +41,7 @@ func (db *DB) CachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.
 }
 
 func (db *DB) PutMTASTSPolicy(ctx context.Context, p sealpost.CachedMTASTSPolicy) error {
+	defer db.cache.bump()
 	_, err := db.write.ExecContext(ctx, `INSERT INTO mta_sts_policies AS c
 			(domain, policy_id, mode, mx, max_age, fetched_at, expires_at)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
