@@ -16,7 +16,7 @@ const (
 	maxCacheEntries = 4096
 )
 
-// dnsCache keeps successful answers (records, or a NODATA answer with its
+// dnsCache keeps answers (records, or a NODATA or NXDOMAIN answer with its
 // SOA) until their TTL runs out. Failures are never cached. Cached messages
 // are shared and must not be modified.
 type dnsCache struct {

@@ -26,6 +26,11 @@ func countingDNS(t *testing.T, ttl uint32) (string, *atomic.Int64) {
 			m.Answer = []dns.RR{&dns.MX{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeMX, Class: dns.ClassINET, Ttl: ttl}, Preference: 10, Mx: "mx.cached.test."}}
 		case "nodata.test.":
 			m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl}, Ns: "ns.test.", Mbox: "h.test.", Minttl: ttl}}
+		case "nxdomain.test.":
+			m.Rcode = dns.RcodeNameError
+			m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl}, Ns: "ns.test.", Mbox: "h.test.", Minttl: ttl}}
+		case "nxdomain-nosoa.test.":
+			m.Rcode = dns.RcodeNameError
 		default:
 			m.Rcode = dns.RcodeServerFailure
 		}
@@ -59,6 +64,9 @@ func TestResolverCachesForTTL(t *testing.T) {
 		{"TTL 0 is not cached", "cached.test", 0, 0, 2},
 		{"capped at five minutes", "cached.test", 86400, 6 * time.Minute, 2},
 		{"NODATA for its negative TTL", "nodata.test", 60, 30 * time.Second, 1},
+		{"NXDOMAIN for its negative TTL", "nxdomain.test", 60, 30 * time.Second, 1},
+		{"NXDOMAIN after its negative TTL", "nxdomain.test", 60, 61 * time.Second, 2},
+		{"NXDOMAIN without SOA is not cached", "nxdomain-nosoa.test", 60, 0, 2},
 		{"failures are not cached", "failing.test", 60, 0, 2},
 	}
 	for _, tc := range tests {
@@ -76,9 +84,10 @@ func TestResolverCachesForTTL(t *testing.T) {
 			if got := asked.Load(); got != tc.wantAsked {
 				t.Errorf("the server was asked %d times, want %d", got, tc.wantAsked)
 			}
-			if (err1 == nil) != (err2 == nil) || len(first) != len(second) {
+			if (err1 == nil) != (err2 == nil) || len(first) != len(second) || isNotFound(err1) != isNotFound(err2) {
 				t.Errorf("a cached answer differs: %v %v / %v %v", first, err1, second, err2)
 			}
 		})
 	}
 }
+

@@ -120,18 +120,25 @@ func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 }
 
 // query sends one question and maps the answer's rcode to a *net.DNSError.
+// Answers and NXDOMAIN are cached (RFC 2308: negative answers for as long
+// as their SOA says), so that a domain without an MTA-STS record or an MX
+// host without IPv6 costs no round trip per message.
 func (r *dnsResolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	if in := r.cache.get(name, qtype); in != nil {
-		return in, nil
+	in := r.cache.get(name, qtype)
+	if in == nil {
+		var err error
+		if in, err = r.exchange(ctx, name, qtype); err != nil {
+			return nil, err
+		}
+		if in.Rcode == dns.RcodeSuccess || in.Rcode == dns.RcodeNameError {
+			r.cache.put(name, qtype, in)
+		}
 	}
-	in, err := r.exchange(ctx, name, qtype)
-	if err == nil {
-		r.cache.put(name, qtype, in)
-	}
-	return in, err
+	return r.answer(name, in)
 }
 
-// exchange asks the server one question.
+// exchange asks the server one question; the answer's rcode is left to
+// answer.
 func (r *dnsResolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
@@ -159,6 +166,11 @@ func (r *dnsResolver) exchange(ctx context.Context, name string, qtype uint16) (
 			IsTemporary: true,
 		}
 	}
+	return in, nil
+}
+
+// answer maps in's rcode to a *net.DNSError.
+func (r *dnsResolver) answer(name string, in *dns.Msg) (*dns.Msg, error) {
 	switch in.Rcode {
 	case dns.RcodeSuccess:
 		return in, nil

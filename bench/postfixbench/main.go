@@ -128,6 +128,12 @@ func (z benchZone) ServeDNS(rw dns.ResponseWriter, req *dns.Msg) {
 	default:
 		resp.Rcode = dns.RcodeNameError
 	}
+	if len(resp.Answer) == 0 {
+		// As from any authoritative server: the zone's SOA, whose MINIMUM
+		// tells resolvers how long the negative answer holds (RFC 2308).
+		resp.Ns = append(resp.Ns, &dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(z.zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+			Ns: "ns." + dns.Fqdn(z.zone), Mbox: "hostmaster." + dns.Fqdn(z.zone), Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: 300})
+	}
 	rw.WriteMsg(resp)
 }
 
