@@ -90,4 +90,3 @@ func TestResolverCachesForTTL(t *testing.T) {
 		})
 	}
 }
-

@@ -63,6 +63,10 @@ type Runner struct {
 	// Poll is how long to wait before looking again when nothing is due;
 	// 0: 200ms.
 	Poll time.Duration
+	// Wake, when it delivers, ends such a wait early: mail was just
+	// accepted on this node. Other nodes' mail is still found by polling.
+	// nil: polling only.
+	Wake <-chan struct{}
 	// MaxAge is how long deferred mail is retried, counted from when it
 	// was accepted; 0: 72 hours, as SendGrid does.
 	MaxAge time.Duration
@@ -126,9 +130,10 @@ func (r *Runner) defaults() {
 // Run works the queue until ctx is done, then waits for the attempts in
 // flight to be recorded. It returns nil when ctx ends it.
 //
-// A dispatcher claims deliveries ahead of the workers, up to one per
+// A dispatcher claims deliveries ahead of the workers, up to two per
 // worker, so that a worker finishing an attempt finds the next one waiting
-// rather than waiting for a claim.
+// rather than waiting for a claim, and each claim (a write transaction)
+// takes at least one per worker.
 func (r *Runner) Run(ctx context.Context) error {
 	r.defaults()
 	// Attempts outlive ctx by Grace: a shutdown lets them finish and be
@@ -138,7 +143,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(r.Grace, cut) })
 	defer stopGrace()
 
-	work := make(chan *sealpost.Delivery, r.Workers)
+	work := make(chan *sealpost.Delivery, 2*r.Workers)
 	taken := make(chan struct{}, 1) // a worker took work off the queue
 	busy := &domainSlots{limit: r.MaxPerDomain, maxWaiting: r.Workers, taken: taken,
 		inUse: map[string]int{}, waiting: map[string][]*sealpost.Delivery{}}
@@ -204,6 +209,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-r.Wake:
 		case <-time.After(r.Poll):
 		}
 	}

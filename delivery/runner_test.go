@@ -670,3 +670,65 @@ func TestRunnerNeverCountsTLSReportDeliveries(t *testing.T) {
 		t.Errorf("counts = %+v, want the one session of the ordinary message", counts)
 	}
 }
+
+// Mail accepted on this node is attempted as soon as the runner is woken,
+// not at its next poll; without a wake-up it waits for the poll.
+func TestRunnerWakesForNewMail(t *testing.T) {
+	t.Parallel()
+	for _, wake := range []bool{true, false} {
+		t.Run(fmt.Sprintf("wake=%v", wake), func(t *testing.T) {
+			t.Parallel()
+			w := newRunnerWorld(t)
+			bd := &blockingDeliverer{started: make(chan struct{}, 10), release: make(chan struct{})}
+			close(bd.release)
+			w.runner.Deliverer = bd
+			w.runner.Poll = time.Hour
+			wakeUp := make(chan struct{}, 1)
+			w.runner.Wake = wakeUp
+			claims := make(chan int, 10)
+			w.runner.Queue = claimWatcher{w.store, claims}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.runner.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			// The runner finds the queue empty and waits.
+			if n := <-claims; n != 0 {
+				t.Fatalf("the first claim found %d deliveries in an empty queue", n)
+			}
+			w.send(mailTo("r@x.test"))
+			if wake {
+				wakeUp <- struct{}{}
+			}
+			select {
+			case <-bd.started:
+				if !wake {
+					t.Error("attempted without a wake-up before the poll came round")
+				}
+			case <-time.After(5 * time.Second):
+				if wake {
+					t.Error("not attempted within 5s of the wake-up")
+				}
+			}
+		})
+	}
+}
+
+// claimWatcher tells how many deliveries each claim found.
+type claimWatcher struct {
+	*sqlite.DB
+	claims chan<- int
+}
+
+func (c claimWatcher) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*sealpost.Delivery, error) {
+	ds, err := c.DB.ClaimDeliveries(ctx, owner, now, lease, limit)
+	select {
+	case c.claims <- len(ds):
+	default:
+	}
+	return ds, err
+}

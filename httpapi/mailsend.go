@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/sealpost/sealpost"
@@ -83,6 +84,9 @@ const maxEnqueueBatch = 64
 // stored whole or not at all.
 type groupCommit struct {
 	store sealpost.QueueService
+	// enqueued, when set, is called after a batch with a stored send
+	// commits.
+	enqueued func()
 
 	// commit is held by the batch being committed.
 	commit sync.Mutex
@@ -129,6 +133,9 @@ func (g *groupCommit) enqueue(ctx context.Context, msgs []*sealpost.Message, eve
 	// up must not fail theirs.
 	b.errs = g.storeBatch(context.WithoutCancel(ctx), b.sends)
 	g.commit.Unlock()
+	if g.enqueued != nil && slices.Contains(b.errs, nil) {
+		g.enqueued()
+	}
 	close(b.done)
 	return b.errs[0]
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -475,15 +476,17 @@ func TestGroupCommit(t *testing.T) {
 		froms     []string // of the three sends gathered behind the first
 		wantErrs  []string // their error codes
 		wantCalls []int
+		wantWakes int64 // one per batch with a stored send
 	}{
-		{"all stored in one batch", nil, []string{"a", "b", "c"}, []string{"", "", ""}, []int{1, 3}},
-		{"only the invalid send fails", poison, []string{"a", "poison", "c"}, []string{"", sealpost.EINVALID, ""}, []int{1, 3, 1, 1, 1}},
-		{"an outage fails all without retries", down, []string{"a", "b", "c"}, []string{sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE}, []int{1, 3}},
+		{"all stored in one batch", nil, []string{"a", "b", "c"}, []string{"", "", ""}, []int{1, 3}, 2},
+		{"only the invalid send fails", poison, []string{"a", "poison", "c"}, []string{"", sealpost.EINVALID, ""}, []int{1, 3, 1, 1, 1}, 2},
+		{"an outage fails all without retries", down, []string{"a", "b", "c"}, []string{sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE, sealpost.EUNAVAILABLE}, []int{1, 3}, 0},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			t.Parallel()
 			q := &batchQueue{release: make(chan struct{}), fail: tc.fail}
-			g := &groupCommit{store: q}
+			var wakes atomic.Int64
+			g := &groupCommit{store: q, enqueued: func() { wakes.Add(1) }}
 			send := func(ctx context.Context, from string) error {
 				return g.enqueue(ctx, []*sealpost.Message{{From: from}}, nil)
 			}
@@ -523,6 +526,9 @@ func TestGroupCommit(t *testing.T) {
 			}
 			if q.canceled {
 				t.Error("the store saw a canceled context")
+			}
+			if got := wakes.Load(); got != tc.wantWakes {
+				t.Errorf("delivery was woken %d times, want %d", got, tc.wantWakes)
 			}
 		})
 	}

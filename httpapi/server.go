@@ -67,6 +67,10 @@ type Config struct {
 	// ActivityRetention is how long the Email Activity API lists a message
 	// after its last event; 0 is sealpost.DefaultActivityRetention.
 	ActivityRetention time.Duration
+	// Enqueued is called after mail sends are committed, so that this
+	// node's delivery starts on them without waiting for its next poll;
+	// it must not block. nil: nothing is called.
+	Enqueued func()
 }
 
 // ObservationRecorder is what the probe endpoint needs of the registry of
@@ -227,7 +231,7 @@ func New(cfg Config) *Server {
 	if s.outage == nil {
 		s.outage = sealpost.NewOutageLog(s.log, "database")
 	}
-	s.enqueue = &groupCommit{store: cfg.Store}
+	s.enqueue = &groupCommit{store: cfg.Store, enqueued: cfg.Enqueued}
 	if s.hostname == "" {
 		s.hostname = "localhost"
 	}

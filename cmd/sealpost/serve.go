@@ -48,8 +48,18 @@ type Main struct {
 	workers  sync.WaitGroup     // delivery and webhook posting
 	listener net.Listener
 	outage   *sealpost.OutageLog
+	wake     chan struct{} // mail accepted here: this node's delivery looks now
 	server   *http.Server
 	done     chan error
+}
+
+// wakeDelivery tells this node's delivery runner that mail was accepted; a
+// wake-up already pending covers this one too.
+func (m *Main) wakeDelivery() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Open opens the store, takes the listening address, bootstraps an empty
@@ -65,6 +75,7 @@ func (m *Main) Open(ctx context.Context) error {
 	// One for everything on the database, so that an outage is logged
 	// once, not by every worker and every request.
 	m.outage = sealpost.NewOutageLog(m.Logger, "database")
+	m.wake = make(chan struct{}, 1)
 	// Everything that can fail on a flag or a file comes before the
 	// bootstrap: its key is shown only once, so a start that prints it and
 	// then fails would leave nobody holding it.
@@ -158,6 +169,7 @@ func (m *Main) Open(ctx context.Context) error {
 		runner.Queue = store
 		runner.DomainPolicies = store
 		runner.Signer = &dkim.Signer{Domains: store}
+		runner.Wake = m.wake
 		sessions.MTASTS = m.mtastsSource(sessions, store)
 		m.workers.Go(func() {
 			_ = runner.Run(background)
@@ -196,6 +208,7 @@ func (m *Main) Open(ctx context.Context) error {
 		DNS:    probeClient,
 
 		RequireAuthenticatedSender: m.Config.RequireAuthenticatedSender,
+		Enqueued:                   m.wakeDelivery,
 		ProbeLimiter:               probeLimiter,
 		Observations:               store,
 	})
