@@ -109,40 +109,18 @@ func hostLabel(l string) bool {
 	return true
 }
 
-// Strongest returns the requirement that meets both a and b: TLS required
-// if either requires it, a valid certificate if either does, and the higher
-// of the versions of those that make TLS mandatory (a version binds nothing
-// while TLS is optional, so it cannot raise another's). It is how a source
-// that can only raise the requirement combines with the others.
+// Strongest returns the setting that meets both a and b, by the rule every
+// source of policy combines with (TLSRequirement.Raise).
 func Strongest(a, b EnforcedTLS) EnforcedTLS {
-	out := EnforcedTLS{
-		RequireTLS:       a.RequireTLS || b.RequireTLS,
-		RequireValidCert: a.RequireValidCert || b.RequireValidCert,
-		Version:          max(a.Version, b.Version),
-	}
-	switch {
-	case a.Mandatory() && !b.Mandatory():
-		out.Version = a.Version
-	case b.Mandatory() && !a.Mandatory():
-		out.Version = b.Version
-	}
-	return out
+	r := RequirementOf(a).Raise(RequirementOf(b))
+	return EnforcedTLS{RequireTLS: r.RequireTLS, RequireValidCert: r.RequireValidCert, Version: r.Version}
 }
 
 // Raises reports whether s demands more of a recipient's server than base
-// does, so that combining the two changes what delivery accepts. A policy
-// that does not raise base has no effect on mail under base.
+// does (TLSRequirement.Stricter). A policy that does not raise base has no
+// effect on mail under base.
 func (s EnforcedTLS) Raises(base EnforcedTLS) bool {
-	return Strongest(base, s).demands() != base.demands()
-}
-
-// demands is what delivery enforces of s: require_valid_cert alone makes
-// TLS mandatory, and the version counts only when TLS is.
-func (s EnforcedTLS) demands() EnforcedTLS {
-	if !s.Mandatory() {
-		return EnforcedTLS{}
-	}
-	return EnforcedTLS{RequireTLS: true, RequireValidCert: s.RequireValidCert, Version: s.Version}
+	return RequirementOf(s).Stricter(RequirementOf(base))
 }
 
 // Check refuses a policy a store must not keep: a domain not in its normal

@@ -52,9 +52,20 @@ func (r TLSRequirement) Raise(o TLSRequirement) TLSRequirement {
 }
 
 // Stricter reports whether r requires something o does not: whether
-// raising o by r changes it.
+// raising o by r changes what a host is held to.
 func (r TLSRequirement) Stricter(o TLSRequirement) bool {
-	return o.Raise(r) != o
+	return o.Raise(r).Enforced() != o.Enforced()
+}
+
+// Enforced is what r holds a host to: nothing while TLS is optional (a
+// version binds nothing then), and TLS whenever anything is mandatory
+// (require_valid_cert and DANE imply it).
+func (r TLSRequirement) Enforced() TLSRequirement {
+	if !r.Mandatory() {
+		return TLSRequirement{}
+	}
+	r.RequireTLS = true
+	return r
 }
 
 // TLSStep is how far a host's STARTTLS got in one session.

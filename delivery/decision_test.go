@@ -113,3 +113,37 @@ func TestRequirementRaise(t *testing.T) {
 		}
 	}
 }
+
+// A source raises the requirement only by what it makes a host do: the
+// same rule decides whether an account's domain policy is effective (the
+// API's "effective") and which source an event names.
+func TestRequirementStricter(t *testing.T) {
+	t.Parallel()
+	req := func(tls, cert, dane bool, v sealpost.TLSVersion) sealpost.TLSRequirement {
+		return sealpost.TLSRequirement{RequireTLS: tls, RequireValidCert: cert, DANE: dane, Version: v}
+	}
+	tests := []struct {
+		name string
+		r, o sealpost.TLSRequirement
+		want bool
+	}{
+		{"equal", req(true, false, false, sealpost.TLS12), req(true, false, false, sealpost.TLS12), false},
+		{"a higher floor", req(true, false, false, sealpost.TLS13), req(true, false, false, sealpost.TLS12), true},
+		{"a certificate check", req(false, true, false, sealpost.TLS12), req(true, false, false, sealpost.TLS12), true},
+		{"DANE", req(true, false, true, sealpost.TLS12), req(true, true, false, sealpost.TLS12), true},
+		{"TLS beside a certificate check adds nothing", req(true, false, false, sealpost.TLS12), req(false, true, false, sealpost.TLS12), false},
+		{"an opportunistic version binds nothing", req(false, false, false, sealpost.TLS13), req(false, false, false, sealpost.TLS11), false},
+		{"mandatory over opportunistic", req(true, false, false, sealpost.TLS11), req(false, false, false, sealpost.TLS13), true},
+		{"weaker", req(true, false, false, sealpost.TLS12), req(true, true, false, sealpost.TLS13), false},
+	}
+	for _, tc := range tests {
+		if got := tc.r.Stricter(tc.o); got != tc.want {
+			t.Errorf("%s: %+v.Stricter(%+v) = %v, want %v", tc.name, tc.r, tc.o, got, tc.want)
+		}
+		rs := sealpost.EnforcedTLS{RequireTLS: tc.r.RequireTLS, RequireValidCert: tc.r.RequireValidCert, Version: tc.r.Version}
+		os := sealpost.EnforcedTLS{RequireTLS: tc.o.RequireTLS, RequireValidCert: tc.o.RequireValidCert, Version: tc.o.Version}
+		if !tc.r.DANE && !tc.o.DANE && rs.Raises(os) != tc.want {
+			t.Errorf("%s: EnforcedTLS.Raises disagrees with Stricter", tc.name)
+		}
+	}
+}

@@ -90,8 +90,10 @@ var sourceCases = []sourceCase{
 	// authenticating nothing: require_tls's column, self-signed included.
 	{name: "DANE unusable records alone", account: sealpost.DefaultEnforcedTLS(), daneUnusable: true,
 		column: colRequireTLS, mandatory: true, delivered: sealpost.PolicySourceDANE, blockedBy: sealpost.PolicySourceDANE},
+	// The TLS they require the account's certificate check already does:
+	// they raise nothing, so the account is named.
 	{name: "DANE unusable records with account require_valid_cert", account: sealpost.EnforcedTLS{RequireValidCert: true, Version: sealpost.TLS11}, daneUnusable: true,
-		column: colValidCert, mandatory: true, delivered: sealpost.PolicySourceDANE, blockedBy: sealpost.PolicySourceAccount},
+		column: colValidCert, mandatory: true, delivered: sealpost.PolicySourceAccount, blockedBy: sealpost.PolicySourceAccount},
 	// They replace nothing either: MTA-STS still asks for a valid
 	// certificate at TLS 1.2.
 	{name: "DANE unusable records keep MTA-STS enforce", account: sealpost.DefaultEnforcedTLS(), daneUnusable: true,
