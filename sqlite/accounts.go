@@ -70,7 +70,7 @@ func (db *DB) createAccount(ctx context.Context, a *sealpost.Account, limit int)
 	defer db.cache.bump()
 	created := now()
 	var id int64
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if limit >= 0 {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE parent_id = ? AND kind = ?`, a.ParentID, string(a.Kind)).Scan(&n); err != nil {
@@ -167,7 +167,7 @@ func (db *DB) ChildAccounts(ctx context.Context, parentID int64, kind sealpost.A
 
 func (db *DB) SetAccountDisabled(ctx context.Context, id int64, disabled bool) error {
 	defer db.cache.bump()
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE accounts SET disabled = ? WHERE id = ?`, disabled, id)
 		if err := requireOneRow(res, err, "updating account", "account not found"); err != nil || !disabled {
 			return err

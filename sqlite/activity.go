@@ -113,7 +113,7 @@ func (db *DB) PruneActivity(ctx context.Context, before time.Time) (int64, error
 	var total int64
 	for {
 		var n int64
-		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM activity_events WHERE id IN (
 				SELECT id FROM activity_events WHERE at < ? LIMIT ?)`, before.UnixNano(), sealpost.ActivityPruneChunk)
 			if err != nil {

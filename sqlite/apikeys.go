@@ -55,7 +55,7 @@ func (db *DB) CreateAPIKey(ctx context.Context, k *sealpost.APIKey) error {
 		return err
 	}
 	created := now()
-	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+	err = db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE account_id = ?`, k.AccountID).Scan(&n); err != nil {
 			return err
@@ -141,7 +141,7 @@ func (db *DB) UpdateAPIKey(ctx context.Context, accountID int64, id string, upd 
 		scopes = s
 	}
 	var k *sealpost.APIKey
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if upd.Within != nil {
 			if err := keyWithin(ctx, tx, accountID, id, upd.Within); err != nil {
 				return err
@@ -162,7 +162,7 @@ func (db *DB) UpdateAPIKey(ctx context.Context, accountID int64, id string, upd 
 
 func (db *DB) DeleteAPIKey(ctx context.Context, accountID int64, id string, within []string) error {
 	defer db.cache.bump()
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := keyWithin(ctx, tx, accountID, id, within); err != nil {
 			return err
 		}

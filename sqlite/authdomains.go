@@ -27,7 +27,7 @@ func scanAuthDomain(row scanner) (sealpost.AuthenticatedDomain, error) {
 func (db *DB) CreateAuthenticatedDomain(ctx context.Context, accountID int64, d sealpost.AuthenticatedDomain) (sealpost.AuthenticatedDomain, error) {
 	defer db.cache.bump()
 	var stored sealpost.AuthenticatedDomain
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if d.Default {
 			if _, err := tx.ExecContext(ctx, `UPDATE authenticated_domains SET is_default = 0 WHERE account_id = ?`, accountID); err != nil {
 				return err

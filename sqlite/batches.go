@@ -38,7 +38,7 @@ func (db *DB) SetScheduledSend(ctx context.Context, accountID int64, batchID str
 		return sealpost.Errorf(sealpost.EINVALID, "unknown scheduled send status %q", status)
 	}
 	if create {
-		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var hasStatus bool
 			err := tx.QueryRowContext(ctx, `SELECT status IS NOT NULL FROM mail_batches WHERE batch_id = ? AND account_id = ?`,
 				batchID, accountID).Scan(&hasStatus)

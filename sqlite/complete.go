@@ -137,7 +137,7 @@ func (db *DB) commitCompletions(ctx context.Context, items []pendingCompletion) 
 		return errs
 	}
 	stamp := now()
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if len(live) == 1 {
 			// Alone, the transaction is the savepoint.
 			it := items[live[0]]

@@ -9,7 +9,7 @@ import (
 )
 
 func (db *DB) CreateConsoleSession(ctx context.Context, s sealpost.ConsoleSession, now time.Time) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM console_sessions WHERE expires_at <= ?`, now.UnixNano()); err != nil {
 			return err
 		}
@@ -33,7 +33,7 @@ func (db *DB) ConsoleSession(ctx context.Context, id []byte, now time.Time) (sea
 }
 
 func (db *DB) DeleteConsoleSession(ctx context.Context, id []byte) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM console_sessions WHERE id = ?`, id)
 		return err
 	})

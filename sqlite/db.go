@@ -40,6 +40,8 @@ type DB struct {
 	stmts *writeStmts
 	// Gathers concurrent CompleteDelivery calls into shared transactions.
 	completer completer
+	// Runs write transactions, concurrent ones together.
+	writer writer
 
 	cache cache
 
@@ -119,7 +121,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if err := createPrivate(abs); err != nil {
 		return nil, err
 	}
-	db := &DB{path: abs}
+	db := &DB{path: abs, writer: newWriter()}
 	db.cache.enabled.Store(true)
 
 	// Every pooled connection runs these on connect, so none of them can
@@ -340,11 +342,6 @@ func domainError(op string, err error, notFound, conflict string) error {
 		return err
 	}
 	return mapError(op, err, notFound, conflict)
-}
-
-// writeTx runs fn in a write transaction.
-func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return inTx(ctx, db.write, fn)
 }
 
 // inTx runs fn in a transaction of w, which _txlock makes BEGIN IMMEDIATE:

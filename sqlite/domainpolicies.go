@@ -31,7 +31,7 @@ func (db *DB) PutDomainTLSPolicy(ctx context.Context, accountID int64, p sealpos
 	}
 	var stored sealpost.DomainTLSPolicy
 	var created bool
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n, exists int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(domain = ?), 0) FROM domain_tls_policies WHERE account_id = ?`,
 			p.Domain, accountID).Scan(&n, &exists); err != nil {

@@ -25,7 +25,7 @@ func (db *DB) ClaimEventBatchInLane(ctx context.Context, owner string, lane seal
 		return nil, nil
 	}
 	var out *sealpost.EventBatch
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = nil
 		b := &sealpost.EventBatch{LeaseOwner: owner}
 		var failingSince int64
@@ -126,7 +126,7 @@ func (db *DB) RetryEventBatch(ctx context.Context, b *sealpost.EventBatch, next 
 // updateLeasedOutbox runs fn in a write transaction if b's account's outbox
 // is still leased to b.LeaseOwner, and fails with ECONFLICT otherwise.
 func (db *DB) updateLeasedOutbox(ctx context.Context, b *sealpost.EventBatch, op string, fn func(tx *sql.Tx) error) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var owner sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT lease_owner FROM outbox_state WHERE account_id = ?`, b.AccountID).Scan(&owner)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && (!owner.Valid || owner.String != b.LeaseOwner)) {

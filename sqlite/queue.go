@@ -126,7 +126,7 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 	}
 	bodyIDs := make([]int64, len(rows.Bodies))
 	msgIDs := make(map[*sealpost.Message]int64, len(msgs))
-	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+	err = db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		insBody := tx.StmtContext(ctx, db.stmts.insertBody)
 		for i, b := range rows.Bodies {
 			var data []byte // NULL: no message will ever read it
@@ -373,7 +373,7 @@ func (db *DB) ClaimDeliveries(ctx context.Context, owner string, now time.Time, 
 	}
 	leaseUntil := now.Add(lease)
 	var out []*sealpost.Delivery
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.StmtContext(ctx, db.stmts.claim).QueryContext(ctx, owner, leaseUntil.UnixNano(), now.UnixNano(), now.UnixNano(), limit)
 		if err != nil {

@@ -42,7 +42,7 @@ func (db *DB) RecordObservations(ctx context.Context, obs []sealpost.HostObserva
 	if err != nil || len(obs) == 0 {
 		return err
 	}
-	err = db.writeTx(ctx, func(tx *sql.Tx) error { return db.recordObservations(ctx, tx, obs) })
+	err = db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error { return db.recordObservations(ctx, tx, obs) })
 	return domainError("recording TLS observations", err, "account not found", "")
 }
 
@@ -149,7 +149,7 @@ func (db *DB) tlsRegistry(ctx context.Context, accountID int64, sinceDay int64) 
 
 // PruneTLSRegistry deletes what is older than before.
 func (db *DB) PruneTLSRegistry(ctx context.Context, before time.Time) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, q := range []struct {
 			sql string
 			arg int64

@@ -36,7 +36,7 @@ func (db *DB) TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]s
 
 func (db *DB) ClaimTLSRPTRun(ctx context.Context, day int64, node string, at time.Time) (bool, error) {
 	var claimed bool
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_runs (day, node, claimed_at) VALUES (?, ?, ?) ON CONFLICT (day) DO NOTHING`,
 			day, node, at.UnixNano())
 		if err != nil {

@@ -37,7 +37,7 @@ func (db *DB) EventWebhookSettings(ctx context.Context, accountID int64) (sealpo
 // so concurrent patches each apply to the value the one before left.
 func (db *DB) UpdateEventWebhookSettings(ctx context.Context, accountID int64, patch sealpost.EventWebhookPatch) (sealpost.EventWebhookSettings, error) {
 	var out sealpost.EventWebhookSettings
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		cur, err := scanEventWebhook(tx.QueryRowContext(ctx, eventWebhookSQL, accountID))
 		if err != nil {
 			return err

@@ -9,7 +9,7 @@ import (
 )
 
 func (db *DB) RecordEventWebhookPost(ctx context.Context, p sealpost.EventWebhookPost) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_webhook_posts
 			(account_id, at, host, events, status, error, duration, test) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.AccountID, p.At.UnixNano(), p.Host, p.Events, p.Status, p.Error, int64(p.Duration), p.Test); err != nil {
