@@ -46,7 +46,11 @@
 # sealpost load client, and smtp-source sessions: 16), POSTFIX_TLS_REUSE
 # (smtp_tls_connection_reuse: yes), SESSION_MAX (sealpost
 # --smtp-session-max-messages: 100), KEEP_WORK=1 (keep the temporary
-# directory, logs included). SEALPOST_* variables reach sealpost serve.
+# directory, logs included), MTAS (which senders run: "postfix sealpost";
+# "sealpost" alone times only sealpost, for tuning: Postfix's columns and
+# the ratio then read 0),
+# CASES (the recipient-domain counts to run: "1 $DOMAINS"). SEALPOST_*
+# variables reach sealpost serve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -307,8 +311,8 @@ timeout=$((120 + n / 5))
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%-6s %-8s %-9s %12s %10s %10s %14s\n' round domains mta injected_s seconds msgs/s tls_sessions >&2
 for r in $(seq "$rounds"); do
-  for ndom in 1 "$domains"; do
-    for mta in postfix sealpost; do
+  for ndom in ${CASES:-1 $domains}; do
+    for mta in ${MTAS:-postfix sealpost}; do
       # Both MTAs drop idle sessions after 2 s (Postfix's
       # smtp_connection_cache_time_limit default, sealpost's
       # --smtp-session-idle here): each case starts with none open.
@@ -344,7 +348,7 @@ echo "Load average at the start: $load0; at the end: $(cut -d' ' -f1-3 /proc/loa
 echo
 echo "| recipient domains | Postfix msgs/s | sealpost msgs/s | ratio (median of the rounds' ratios) | TLS sessions at the receiver (Postfix / sealpost) |"
 echo "| ---: | ---: | ---: | ---: | ---: |"
-for ndom in 1 "$domains"; do
+for ndom in ${CASES:-1 $domains}; do
   p=$(awk -v d="$ndom" '$2==d && $3=="postfix" {print $4}' "$work/results" | median)
   s=$(awk -v d="$ndom" '$2==d && $3=="sealpost" {print $4}' "$work/results" | median)
   pt=$(awk -v d="$ndom" '$2==d && $3=="postfix" {print $5}' "$work/results" | median)
@@ -352,6 +356,6 @@ for ndom in 1 "$domains"; do
   # Each round's sealpost case ran right after its Postfix case: pairing them
   # cancels much of the drift of a shared machine.
   ratio=$(awk -v d="$ndom" '$2==d {rate[$1 " " $3]=$4; rounds[$1]=1}
-    END {for (r in rounds) printf "%.2f\n", rate[r " sealpost"] / rate[r " postfix"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
+    END {for (r in rounds) if (rate[r " postfix"] > 0 && rate[r " sealpost"] > 0) printf "%.2f\n", rate[r " sealpost"] / rate[r " postfix"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
   echo "| $ndom | $p | $s | ${ratio}× | $pt / $st |"
 done

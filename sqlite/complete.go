@@ -5,40 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/sealpost/sealpost"
 )
-
-// maxCompletionBatch bounds how many completions share one transaction, so
-// that a burst does not hold the writer for long.
-const maxCompletionBatch = 64
-
-// completer records concurrent completions in shared transactions: a commit
-// costs far more than the statements of one completion, so the workers
-// finishing while one transaction commits gather in the next. Each
-// completion runs inside its own savepoint, so one that fails is undone
-// alone and reported to its own caller while the others commit.
-type completer struct {
-	// commit is held by the batch being committed.
-	commit sync.Mutex
-
-	mu   sync.Mutex
-	open *completionBatch // gathering completions, nil when none is
-}
-
-type completionBatch struct {
-	items []pendingCompletion
-	errs  []error
-	done  chan struct{} // closed once errs is set
-}
-
-type pendingCompletion struct {
-	ctx   context.Context
-	owner string
-	c     sealpost.DeliveryCompletion
-}
 
 // errLeaseLost aborts a completion whose lease is gone.
 var errLeaseLost = errors.New("lease lost")
@@ -74,7 +44,8 @@ const dropSharedBodySQL = `UPDATE message_bodies SET data = NULL
 // whose lease ran out may record its attempt as long as nobody claimed the
 // delivery since. A zero NextAttemptAt with recipients still queued makes
 // the delivery due at once. It returns once the completion is committed,
-// possibly together with concurrent ones.
+// possibly together with concurrent ones (the store's writer gathers them:
+// a commit costs far more than the statements of one completion).
 func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.DeliveryCompletion) error {
 	obs, err := sealpost.CleanObservations(c.Observations)
 	if err != nil {
@@ -88,88 +59,13 @@ func (db *DB) CompleteDelivery(ctx context.Context, owner string, c sealpost.Del
 			return sealpost.Invalid(sealpost.FieldError{Field: "state", Message: fmt.Sprintf("unknown recipient state %q", u.State)})
 		}
 	}
-	g := &db.completer
-	g.mu.Lock()
-	b := g.open
-	leader := b == nil || len(b.items) >= maxCompletionBatch
-	if leader {
-		b = &completionBatch{done: make(chan struct{})}
-		g.open = b
-	}
-	i := len(b.items)
-	b.items = append(b.items, pendingCompletion{ctx, owner, c})
-	g.mu.Unlock()
-
-	if !leader {
-		// Not even a canceled ctx may end the wait: the completion may be
-		// committed already, and the caller must learn whether it was.
-		<-b.done
-		return b.errs[i]
-	}
-	g.commit.Lock()
-	g.mu.Lock()
-	if g.open == b {
-		g.open = nil
-	}
-	g.mu.Unlock()
-	// The others' completions ride on this caller's transaction: its
-	// context ending must not fail theirs.
-	b.errs = db.commitCompletions(context.WithoutCancel(ctx), b.items)
-	g.commit.Unlock()
-	close(b.done)
-	return b.errs[0]
-}
-
-// commitCompletions records items in one transaction and returns each
-// one's outcome. An item whose caller gave up before it was applied is not
-// applied.
-func (db *DB) commitCompletions(ctx context.Context, items []pendingCompletion) []error {
-	errs := make([]error, len(items))
-	live := make([]int, 0, len(items))
-	for i, it := range items {
-		if err := it.ctx.Err(); err != nil {
-			errs[i] = completionError(err, it.owner, it.c.DeliveryID)
-			continue
-		}
-		live = append(live, i)
-	}
-	if len(live) == 0 {
-		return errs
-	}
-	stamp := now()
-	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if len(live) == 1 {
-			// Alone, the transaction is the savepoint.
-			it := items[live[0]]
-			return db.applyCompletion(ctx, tx, it.owner, it.c, stamp)
-		}
-		savepoint := tx.StmtContext(ctx, db.stmts.savepoint)
-		rollbackTo := tx.StmtContext(ctx, db.stmts.rollbackTo)
-		release := tx.StmtContext(ctx, db.stmts.release)
-		for _, i := range live {
-			if _, err := savepoint.ExecContext(ctx); err != nil {
-				return err
-			}
-			if err := db.applyCompletion(ctx, tx, items[i].owner, items[i].c, stamp); err != nil {
-				errs[i] = completionError(err, items[i].owner, items[i].c.DeliveryID)
-				if _, err := rollbackTo.ExecContext(ctx); err != nil {
-					return err
-				}
-			}
-			if _, err := release.ExecContext(ctx); err != nil {
-				return err
-			}
-		}
-		return nil
+	err = db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return db.applyCompletion(ctx, tx, owner, c, now())
 	})
 	if err != nil {
-		for _, i := range live {
-			if errs[i] == nil {
-				errs[i] = completionError(err, items[i].owner, items[i].c.DeliveryID)
-			}
-		}
+		return completionError(err, owner, c.DeliveryID)
 	}
-	return errs
+	return nil
 }
 
 // applyCompletion records c in tx. When it fails because the lease is

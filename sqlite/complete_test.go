@@ -88,28 +88,19 @@ func TestCompletionsShareTransaction(t *testing.T) {
 			func(err error) bool { return errors.Is(err, context.Canceled) }},
 	}
 
-	db.completer.commit.Lock()
+	db.writer.token <- struct{}{} // the writer is busy: the calls gather
 	errs := make([]error, len(calls))
 	var wg sync.WaitGroup
 	for i, c := range calls {
 		wg.Go(func() { errs[i] = db.CompleteDelivery(c.ctx, c.owner, c.c) })
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		db.completer.mu.Lock()
-		n := 0
-		if db.completer.open != nil {
-			n = len(db.completer.open.items)
-		}
-		db.completer.mu.Unlock()
-		if n == len(calls) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d completions gathered", n, len(calls))
-		}
-		time.Sleep(time.Millisecond)
-	}
-	db.completer.commit.Unlock()
+	// The canceled call returns at once; the others wait for the writer.
+	waitFor(t, func() bool {
+		db.writer.mu.Lock()
+		defer db.writer.mu.Unlock()
+		return len(db.writer.pending) == len(calls)-1
+	})
+	<-db.writer.token
 	wg.Wait()
 	for i, c := range calls {
 		if !c.want(errs[i]) {

@@ -38,8 +38,6 @@ type DB struct {
 	settingsStmt *sql.Stmt
 	// On the write connection, for the mail send path.
 	stmts *writeStmts
-	// Gathers concurrent CompleteDelivery calls into shared transactions.
-	completer completer
 	// Runs write transactions, concurrent ones together.
 	writer writer
 
