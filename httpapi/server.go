@@ -53,7 +53,7 @@ type Config struct {
 	Prober sealpost.TLSProber
 	// DNS looks up the records POST /v3/whitelabel/domains/{id}/validate
 	// checks; nil makes it answer 500.
-	DNS TXTResolver
+	DNS DNSResolver
 	// RequireAuthenticatedSender refuses mail sends whose From domain the
 	// account has not authenticated (--require-authenticated-sender).
 	RequireAuthenticatedSender bool
@@ -125,7 +125,7 @@ type Server struct {
 	mailLimiter sealpost.RateLimiter
 	// prober, probeLimiter and observations serve POST /v3/tls/probe.
 	prober sealpost.TLSProber
-	dns    TXTResolver
+	dns    DNSResolver
 	// requireAuthenticatedSender: see Config.
 	requireAuthenticatedSender bool
 	probeLimiter               sealpost.RateLimiter
@@ -274,6 +274,7 @@ func New(cfg Config) *Server {
 	)
 	s.handle("/v3/whitelabel/domains/{id}",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.getAuthDomain},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeWhitelabelUpdate, body: true, fn: s.patchAuthDomain},
 		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelDelete, fn: s.deleteAuthDomain},
 	)
 	s.handle("/v3/whitelabel/domains/{id}/validate",

@@ -8,11 +8,11 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-const authDomainColumns = `id, account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key, created_at`
+const authDomainColumns = `id, account_id, domain, subdomain, is_default, custom_spf, valid, return_path_valid, selector, key_algorithm, private_key, created_at`
 
 func scanAuthDomain(row pgx.Row) (sealpost.AuthenticatedDomain, error) {
 	var d sealpost.AuthenticatedDomain
-	if err := row.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Subdomain, &d.Default, &d.Valid, &d.Selector, &d.KeyAlgorithm, &d.PrivateKey, &d.CreatedAt); err != nil {
+	if err := row.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Subdomain, &d.Default, &d.CustomSPF, &d.Valid, &d.ReturnPathValid, &d.Selector, &d.KeyAlgorithm, &d.PrivateKey, &d.CreatedAt); err != nil {
 		return sealpost.AuthenticatedDomain{}, err
 	}
 	d.CreatedAt = d.CreatedAt.UTC()
@@ -35,10 +35,10 @@ func (db *DB) CreateAuthenticatedDomain(ctx context.Context, accountID int64, d 
 		}
 		var err error
 		stored, err = scanAuthDomain(tx.QueryRow(ctx, `
-			INSERT INTO authenticated_domains (account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key)
-			VALUES ($1, $2, $3, $4, false, $5, $6, $7)
+			INSERT INTO authenticated_domains (account_id, domain, subdomain, is_default, custom_spf, valid, selector, key_algorithm, private_key)
+			VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8)
 			RETURNING `+authDomainColumns,
-			accountID, d.Domain, d.Subdomain, d.Default, d.Selector, d.KeyAlgorithm, d.PrivateKey))
+			accountID, d.Domain, d.Subdomain, d.Default, d.CustomSPF, d.Selector, d.KeyAlgorithm, d.PrivateKey))
 		return err
 	})
 	if err != nil {
@@ -84,6 +84,40 @@ func (db *DB) DeleteAuthenticatedDomain(ctx context.Context, accountID, id int64
 // SetAuthenticatedDomainValid records a validation's result.
 func (db *DB) SetAuthenticatedDomainValid(ctx context.Context, accountID, id int64, valid bool) error {
 	return db.updateAuthDomain(ctx, `UPDATE authenticated_domains SET valid = $3 WHERE account_id = $1 AND id = $2`, accountID, id, valid)
+}
+
+// SetReturnPathValid records whether the return path's records were found.
+func (db *DB) SetReturnPathValid(ctx context.Context, accountID, id int64, valid bool) error {
+	return db.updateAuthDomain(ctx, `UPDATE authenticated_domains SET return_path_valid = $3 WHERE account_id = $1 AND id = $2`, accountID, id, valid)
+}
+
+// UpdateAuthenticatedDomain clears the account's other default in the same
+// transaction, under the account's row lock, as CreateAuthenticatedDomain.
+// A change of custom_spf changes the return path's SPF record, which is
+// then to be validated again.
+func (db *DB) UpdateAuthenticatedDomain(ctx context.Context, accountID, id int64, u sealpost.AuthenticatedDomainUpdate) (*sealpost.AuthenticatedDomain, error) {
+	var stored sealpost.AuthenticatedDomain
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := lockAccount(ctx, tx, accountID); err != nil {
+			return err
+		}
+		if u.Default != nil && *u.Default {
+			if _, err := tx.Exec(ctx, `UPDATE authenticated_domains SET is_default = false WHERE account_id = $1 AND id <> $2`, accountID, id); err != nil {
+				return err
+			}
+		}
+		var err error
+		stored, err = scanAuthDomain(tx.QueryRow(ctx, `
+			UPDATE authenticated_domains SET is_default = coalesce($3, is_default), custom_spf = coalesce($4, custom_spf),
+				return_path_valid = return_path_valid AND custom_spf = coalesce($4, custom_spf)
+			WHERE account_id = $1 AND id = $2
+			RETURNING `+authDomainColumns, accountID, id, u.Default, u.CustomSPF))
+		return err
+	})
+	if err != nil {
+		return nil, storeErr(err, "authenticated domain")
+	}
+	return &stored, nil
 }
 
 func (db *DB) updateAuthDomain(ctx context.Context, query string, args ...any) error {

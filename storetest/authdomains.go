@@ -17,14 +17,14 @@ func testAuthenticatedDomains(t *testing.T, s sealpost.Store) {
 		t.Fatalf("AuthenticatedDomains of a new account = %#v, %v; want an empty, non-nil list", list, err)
 	}
 	key := []byte{0x30, 0x01, 0x02, 0x03}
-	d := sealpost.AuthenticatedDomain{Domain: "example.com", Subdomain: "em", Default: true,
+	d := sealpost.AuthenticatedDomain{Domain: "example.com", Subdomain: "em", Default: true, CustomSPF: true,
 		Selector: sealpost.DKIMSelector, KeyAlgorithm: sealpost.DKIMKeyEd25519, PrivateKey: key}
 	first, err := s.CreateAuthenticatedDomain(ctx, a.ID, d)
 	if err != nil {
 		t.Fatalf("CreateAuthenticatedDomain: %v", err)
 	}
 	if first.ID == 0 || first.AccountID != a.ID || first.Domain != "example.com" || first.Subdomain != "em" || !first.Default ||
-		first.Valid || first.Selector != sealpost.DKIMSelector || first.KeyAlgorithm != sealpost.DKIMKeyEd25519 ||
+		!first.CustomSPF || first.Valid || first.ReturnPathValid || first.Selector != sealpost.DKIMSelector || first.KeyAlgorithm != sealpost.DKIMKeyEd25519 ||
 		!bytes.Equal(first.PrivateKey, key) || first.CreatedAt.IsZero() {
 		t.Errorf("stored %+v", first)
 	}
@@ -36,7 +36,7 @@ func testAuthenticatedDomains(t *testing.T, s sealpost.Store) {
 		t.Errorf("another account's domain: %v", err)
 	}
 
-	d.Domain, d.KeyAlgorithm = "example.org", sealpost.DKIMKeyRSA
+	d.Domain, d.KeyAlgorithm, d.CustomSPF = "example.org", sealpost.DKIMKeyRSA, false
 	second, err := s.CreateAuthenticatedDomain(ctx, a.ID, d)
 	if err != nil {
 		t.Fatalf("second domain: %v", err)
@@ -55,6 +55,46 @@ func testAuthenticatedDomains(t *testing.T, s sealpost.Store) {
 	list, err := s.AuthenticatedDomains(ctx, a.ID)
 	if err != nil || len(list) != 2 || list[0].ID != first.ID || list[1].ID != second.ID || !list[1].Valid || list[0].Valid {
 		t.Fatalf("AuthenticatedDomains = %+v, %v", list, err)
+	}
+
+	if err := s.SetReturnPathValid(ctx, a.ID, second.ID, true); err != nil {
+		t.Fatalf("SetReturnPathValid: %v", err)
+	}
+	wantCode(t, s.SetReturnPathValid(ctx, b.ID, second.ID, true), sealpost.ENOTFOUND, "the return path of another account's domain")
+	if got, err := s.AuthenticatedDomain(ctx, a.ID, second.ID); err != nil || !got.ReturnPathValid || !got.Valid {
+		t.Errorf("after SetReturnPathValid: %+v, %v", got, err)
+	}
+
+	// PATCH: the default moves back to the first domain, and custom_spf
+	// changes alone, the other member left as it was.
+	yes, no := true, false
+	updated, err := s.UpdateAuthenticatedDomain(ctx, a.ID, first.ID, sealpost.AuthenticatedDomainUpdate{Default: &yes})
+	if err != nil || !updated.Default || !updated.CustomSPF || updated.ID != first.ID {
+		t.Errorf("UpdateAuthenticatedDomain(default) = %+v, %v", updated, err)
+	}
+	if got, _ := s.AuthenticatedDomain(ctx, a.ID, second.ID); got == nil || got.Default {
+		t.Errorf("the second domain after the first became the default: %+v", got)
+	}
+	if err := s.SetReturnPathValid(ctx, a.ID, first.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	updated, err = s.UpdateAuthenticatedDomain(ctx, a.ID, first.ID, sealpost.AuthenticatedDomainUpdate{CustomSPF: &yes})
+	if err != nil || !updated.ReturnPathValid {
+		t.Errorf("UpdateAuthenticatedDomain(custom_spf unchanged) = %+v, %v; want the return path still valid", updated, err)
+	}
+	// Another custom_spf is another SPF record to publish.
+	updated, err = s.UpdateAuthenticatedDomain(ctx, a.ID, first.ID, sealpost.AuthenticatedDomainUpdate{CustomSPF: &no})
+	if err != nil || !updated.Default || updated.CustomSPF || updated.ReturnPathValid {
+		t.Errorf("UpdateAuthenticatedDomain(custom_spf) = %+v, %v", updated, err)
+	}
+	updated, err = s.UpdateAuthenticatedDomain(ctx, a.ID, first.ID, sealpost.AuthenticatedDomainUpdate{Default: &no})
+	if err != nil || updated.Default || updated.CustomSPF {
+		t.Errorf("UpdateAuthenticatedDomain(default false) = %+v, %v", updated, err)
+	}
+	_, err = s.UpdateAuthenticatedDomain(ctx, b.ID, first.ID, sealpost.AuthenticatedDomainUpdate{Default: &yes})
+	wantCode(t, err, sealpost.ENOTFOUND, "updating another account's domain")
+	if got, _ := s.AuthenticatedDomain(ctx, a.ID, first.ID); got == nil || got.Default {
+		t.Errorf("a refused update changed the domain: %+v", got)
 	}
 
 	wantCode(t, s.DeleteAuthenticatedDomain(ctx, b.ID, first.ID), sealpost.ENOTFOUND, "deleting another account's domain")

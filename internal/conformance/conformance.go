@@ -74,6 +74,7 @@ var Implemented = []string{
 	"GET /v3/whitelabel/domains",
 	"POST /v3/whitelabel/domains",
 	"GET /v3/whitelabel/domains/{domain_id}",
+	"PATCH /v3/whitelabel/domains/{domain_id}",
 	"DELETE /v3/whitelabel/domains/{domain_id}",
 	"POST /v3/whitelabel/domains/{id}/validate",
 }

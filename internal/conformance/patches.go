@@ -21,6 +21,7 @@ var patches = []patch{
 	provisioning401AsObserved,
 	sandboxModeOK,
 	activityDetailRequiredAsServed,
+	authDomainUpdateAnswersOne,
 }
 
 // routeByPathAlone drops the documents' servers (api.sendgrid.com and its EU
@@ -267,5 +268,30 @@ func activityDetailRequiredAsServed(file string, doc *openapi3.T) error {
 	}
 	msg.Required = []string{"from_email", "msg_id", "subject", "to_email", "status", "categories", "unique_args", "events"}
 	events.Value.Items.Value.Required = []string{"event_name", "processed"}
+	return nil
+}
+
+// authDomainUpdateAnswersOne makes PATCH /v3/whitelabel/domains/{domain_id}
+// answer the updated domain, one object, as GET of the same path does. The
+// document gives it the list's answer (an array), but clients used against
+// SendGrid read one domain from it (trois-six/terraform-provider-sendgrid's
+// UpdateDomainAuthentication decodes a single DomainAuthentication).
+func authDomainUpdateAnswersOne(file string, doc *openapi3.T) error {
+	if file != "tsg_domain_authentication_v3.json" {
+		return nil
+	}
+	item := doc.Paths.Value("/v3/whitelabel/domains/{domain_id}")
+	if item == nil || item.Patch == nil || item.Get == nil {
+		return fmt.Errorf("GET or PATCH /v3/whitelabel/domains/{domain_id} is gone from the document")
+	}
+	patch, get := item.Patch.Responses.Status(200), item.Get.Responses.Status(200)
+	if patch == nil || get == nil || patch.Value == nil || get.Value == nil {
+		return fmt.Errorf("GET or PATCH /v3/whitelabel/domains/{domain_id} documents no 200 any more")
+	}
+	mt := patch.Value.Content.Get("application/json")
+	if mt == nil || mt.Schema == nil || mt.Schema.Value == nil || !mt.Schema.Value.Type.Is(openapi3.TypeArray) {
+		return fmt.Errorf("PATCH /v3/whitelabel/domains/{domain_id} no longer answers an array: drop this patch")
+	}
+	item.Patch.Responses.Set("200", get)
 	return nil
 }
