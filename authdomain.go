@@ -135,6 +135,17 @@ type AuthenticatedDomainService interface {
 	// or fails with ENOTFOUND. Making it the default takes the default
 	// from the account's others in the same transaction.
 	UpdateAuthenticatedDomain(ctx context.Context, accountID, id int64, u AuthenticatedDomainUpdate) (*AuthenticatedDomain, error)
+
+	// AssociateAuthenticatedDomain assigns parentID's domain domainID to
+	// parentID's subuser subuserID, in place of the one it had. ENOTFOUND
+	// when the domain is not parentID's or subuserID not its child.
+	AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*AuthenticatedDomain, error)
+	// AssociatedAuthenticatedDomain is the domain assigned to subuserID,
+	// or ENOTFOUND.
+	AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*AuthenticatedDomain, error)
+	// DisassociateAuthenticatedDomain takes subuserID's assigned domain
+	// away, or fails with ENOTFOUND when it has none.
+	DisassociateAuthenticatedDomain(ctx context.Context, subuserID int64) error
 }
 
 // AuthenticatedDomainUpdate is a PATCH: nil members are left as they are.
@@ -275,20 +286,49 @@ func SigningDomain(domains []AuthenticatedDomain, fromDomain string) *Authentica
 }
 
 // SigningDomainFor picks the domain mail from fromDomain is signed with,
-// as SendGrid chooses: the validated domain covering fromDomain, else the
-// account's default when it is validated, else nil. Signed with the
-// default, the signature's d= is not From's domain: such mail passes
+// in SendGrid's order: the account's own validated domain covering
+// fromDomain, else its own validated default; then the domain its parent
+// assigned it (assigned, nil for none), if validated: first when it
+// covers fromDomain, then as the subuser's default. Else nil. Signed with
+// a default, the signature's d= is not From's domain: such mail passes
 // DKIM but not DMARC alignment, as on SendGrid.
-func SigningDomainFor(domains []AuthenticatedDomain, fromDomain string) *AuthenticatedDomain {
-	if d := SigningDomain(domains, fromDomain); d != nil {
+func SigningDomainFor(own []AuthenticatedDomain, assigned *AuthenticatedDomain, fromDomain string) *AuthenticatedDomain {
+	if d := SigningDomain(own, fromDomain); d != nil {
 		return d
 	}
-	for i := range domains {
-		if domains[i].Default && domains[i].Valid {
-			return &domains[i]
+	for i := range own {
+		if own[i].Default && own[i].Valid {
+			return &own[i]
 		}
 	}
+	if assigned != nil && assigned.Valid {
+		return assigned
+	}
 	return nil
+}
+
+// SendingDomainsReader is the part of AuthenticatedDomainService that
+// SendingDomains reads.
+type SendingDomainsReader interface {
+	AuthenticatedDomains(ctx context.Context, accountID int64) ([]AuthenticatedDomain, error)
+	AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*AuthenticatedDomain, error)
+}
+
+// SendingDomains reads the domains accountID's mail may be signed with:
+// its own, and the one its parent assigned it (nil for none).
+func SendingDomains(ctx context.Context, r SendingDomainsReader, accountID int64) (own []AuthenticatedDomain, assigned *AuthenticatedDomain, err error) {
+	own, err = r.AuthenticatedDomains(ctx, accountID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading authenticated domains: %w", err)
+	}
+	assigned, err = r.AssociatedAuthenticatedDomain(ctx, accountID)
+	if ErrorCode(err) == ENOTFOUND {
+		return own, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the assigned authenticated domain: %w", err)
+	}
+	return own, assigned, nil
 }
 
 // AuthenticatedFor reports whether fromDomain is one of the validated

@@ -116,18 +116,28 @@ func TestSigningDomainFor(t *testing.T) {
 		{ID: 1, Domain: "example.com", Valid: true},
 		{ID: 2, Domain: "brand.example", Valid: false, Default: true},
 	}
+	assigned := &AuthenticatedDomain{ID: 9, Domain: "parent.example", Valid: true}
+	unvalidatedAssigned := &AuthenticatedDomain{ID: 9, Domain: "parent.example"}
+	own := withDefault[:1]
 	for _, tc := range []struct {
-		name    string
-		domains []AuthenticatedDomain
-		from    string
-		want    int64
+		name     string
+		domains  []AuthenticatedDomain
+		assigned *AuthenticatedDomain
+		from     string
+		want     int64
 	}{
-		{"covering domain", withDefault, "news.example.com", 1},
-		{"the default", withDefault, "other.test", 2},
-		{"an unvalidated default", unvalidatedDefault, "other.test", 0},
-		{"no domains", nil, "other.test", 0},
+		{"covering domain", withDefault, nil, "news.example.com", 1},
+		{"the default", withDefault, nil, "other.test", 2},
+		{"an unvalidated default", unvalidatedDefault, nil, "other.test", 0},
+		{"no domains", nil, nil, "other.test", 0},
+		{"own covering domain before the assigned one", withDefault, assigned, "example.com", 1},
+		{"own default before the assigned one", withDefault, assigned, "parent.example", 2},
+		{"the assigned domain covering From", own, assigned, "news.parent.example", 9},
+		{"the assigned domain as the default", own, assigned, "other.test", 9},
+		{"an unvalidated assigned domain", own, unvalidatedAssigned, "parent.example", 0},
+		{"only an assigned domain", nil, assigned, "other.test", 9},
 	} {
-		got := SigningDomainFor(tc.domains, tc.from)
+		got := SigningDomainFor(tc.domains, tc.assigned, tc.from)
 		var id int64
 		if got != nil {
 			id = got.ID

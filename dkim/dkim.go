@@ -18,14 +18,14 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// Domains gives an account's authenticated domains; the store is one.
-type Domains interface {
-	AuthenticatedDomains(ctx context.Context, accountID int64) ([]sealpost.AuthenticatedDomain, error)
-}
+// Domains gives an account's authenticated domains and the one its parent
+// assigned it; the store is one.
+type Domains = sealpost.SendingDomainsReader
 
 // Signer signs a message with the sending account's validated domain
-// that covers its From domain (or a parent of it), else with the
-// account's validated default domain (sealpost.SigningDomainFor).
+// that covers its From domain (or a parent of it), else with its validated
+// default, else with the domain its parent assigned it
+// (sealpost.SigningDomainFor).
 type Signer struct {
 	Domains Domains
 }
@@ -52,11 +52,11 @@ func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]b
 	if fromDomain == "" {
 		return message, nil, nil
 	}
-	domains, err := s.Domains.AuthenticatedDomains(ctx, accountID)
+	own, assigned, err := sealpost.SendingDomains(ctx, s.Domains, accountID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading authenticated domains: %w", err)
+		return nil, nil, err
 	}
-	d := sealpost.SigningDomainFor(domains, fromDomain)
+	d := sealpost.SigningDomainFor(own, assigned, fromDomain)
 	if d == nil {
 		return message, nil, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -322,4 +323,108 @@ func found(records []string) string {
 		return "none"
 	}
 	return `"` + strings.Join(records, `", "`) + `"`
+}
+
+// Assigning a parent's domain to a subuser (SendGrid's association): the
+// subuser's mail is then signed with it, and it may send as it, while the
+// domain stays the parent's (the subuser does not see it among its own).
+// SendGrid answers these with the subuser as the domain's user.
+
+func (s *Server) assignedAuthDomainBody(d sealpost.AuthenticatedDomain, sub *sealpost.Account) (authDomainBody, error) {
+	body, err := s.newAuthDomainBody(d, sub.Username)
+	body.UserID = sub.ID
+	return body, err
+}
+
+// associateAuthDomain assigns the path's domain, which must be validated
+// first as SendGrid requires, to the subuser the body names.
+func (s *Server) associateAuthDomain(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	d, err := s.pathAuthDomain(ctx, r, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	o, err := parseObject(c.body)
+	if err != nil {
+		return 0, nil, err
+	}
+	username, _ := o.checkedStr("username", true, sealpost.ValidateUsername)
+	if err := o.err(); err != nil {
+		return 0, nil, err
+	}
+	sub, err := s.namedSubuser(ctx, c, username)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !d.Valid {
+		return 0, nil, sealpost.Invalid(sealpost.FieldError{Message: "the authenticated domain must be validated before it is associated with a subuser"})
+	}
+	assigned, err := s.store.AssociateAuthenticatedDomain(ctx, c.acting.ID, d.ID, sub.ID)
+	if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
+		return 0, nil, errNotFound
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("associating authenticated domain %d with subuser %d: %w", d.ID, sub.ID, err)
+	}
+	body, err := s.assignedAuthDomainBody(*assigned, sub)
+	if err != nil {
+		return 0, nil, err
+	}
+	return jsonResponse(http.StatusCreated, body)
+}
+
+// namedSubuser is the acting account's subuser username names: a 400 on
+// username when it names none, as for any bad member of a request.
+func (s *Server) namedSubuser(ctx context.Context, c *call, username string) (*sealpost.Account, error) {
+	sub, err := s.ownSubuser(ctx, c, username)
+	if errors.Is(err, errNotFound) {
+		return nil, sealpost.Invalid(sealpost.FieldError{Field: "username", Message: "username does not name one of your subusers"})
+	}
+	return sub, err
+}
+
+// querySubuser reads ?username= of the subuser association routes.
+func (s *Server) querySubuser(ctx context.Context, r *http.Request, c *call) (*sealpost.Account, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, sealpost.Invalid(sealpost.FieldError{Message: "query string is malformed"})
+	}
+	username := q.Get("username")
+	if username == "" {
+		return nil, sealpost.Invalid(sealpost.FieldError{Field: "username", Message: "username is required"})
+	}
+	return s.namedSubuser(ctx, c, username)
+}
+
+func (s *Server) getAssignedAuthDomain(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	sub, err := s.querySubuser(ctx, r, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	d, err := s.store.AssociatedAuthenticatedDomain(ctx, sub.ID)
+	if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
+		return 0, nil, errNotFound
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the authenticated domain of subuser %d: %w", sub.ID, err)
+	}
+	body, err := s.assignedAuthDomainBody(*d, sub)
+	if err != nil {
+		return 0, nil, err
+	}
+	return jsonResponse(http.StatusOK, body)
+}
+
+func (s *Server) disassociateAuthDomain(ctx context.Context, r *http.Request, c *call) (int, []byte, error) {
+	sub, err := s.querySubuser(ctx, r, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	err = s.store.DisassociateAuthenticatedDomain(ctx, sub.ID)
+	if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
+		return 0, nil, errNotFound
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("disassociating the authenticated domain of subuser %d: %w", sub.ID, err)
+	}
+	return http.StatusNoContent, nil, nil
 }

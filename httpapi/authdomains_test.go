@@ -303,3 +303,86 @@ func TestAuthenticatedDomainReturnPathAndUpdate(t *testing.T) {
 		}
 	})
 }
+
+// TestAuthenticatedDomainSubusers: a parent associates a validated domain
+// with its subuser, reads and removes the association by username; the
+// subuser may then send as the domain under --require-authenticated-sender
+// and does not see the domain among its own; SendGrid's 400s and 404s.
+func TestAuthenticatedDomainSubusers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
+		zone := newFakeDNS()
+		e := newEnv(t, open, func(c *Config) { c.DNS = zone; c.RequireAuthenticatedSender = true })
+		alice := e.user("alice")
+		sub := e.subuser(alice, "alice-sub")
+		bob := e.user("bob")
+		e.subuser(bob, "bob-sub")
+		token, subToken, bobToken := e.key(alice), e.key(sub), e.key(bob)
+		res := e.do(request{method: http.MethodPost, path: "/v3/whitelabel/domains", token: token, body: `{"domain":"parent.example","subdomain":"em"}`})
+		res.want(t, "create", http.StatusCreated, "")
+		var d authDomainBody
+		if err := json.Unmarshal([]byte(res.body), &d); err != nil {
+			t.Fatal(err)
+		}
+		associate := fmt.Sprintf("/v3/whitelabel/domains/%d/subuser", d.ID)
+		assigned := "/v3/whitelabel/domains/subuser?username=alice-sub"
+		send := func(token string) response {
+			return e.do(request{method: http.MethodPost, path: "/v3/mail/send", token: token,
+				body: `{"personalizations":[{"to":[{"email":"rcpt@dest.example"}]}],"from":{"email":"news@parent.example"},"subject":"s","content":[{"type":"text/plain","value":"v"}]}`})
+		}
+
+		res = e.do(request{method: http.MethodPost, path: associate, token: token, body: `{"username":"alice-sub"}`})
+		res.want(t, "associate an unvalidated domain", http.StatusBadRequest, "")
+		zone.set(d.DNS.DKIM.Host, d.DNS.DKIM.Data)
+		e.do(request{method: http.MethodPost, path: associate[:len(associate)-len("subuser")] + "validate", token: token}).want(t, "validate", http.StatusOK, "")
+
+		e.do(request{method: http.MethodGet, path: assigned, token: token}).want(t, "get before associating", http.StatusNotFound, "")
+		send(subToken).want(t, "the subuser sends before associating", http.StatusForbidden, string(bodySenderIdentity))
+
+		res = e.do(request{method: http.MethodPost, path: associate, token: token, body: `{"username":"alice-sub"}`})
+		res.want(t, "associate", http.StatusCreated, "")
+		var got authDomainBody
+		if err := json.Unmarshal([]byte(res.body), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != d.ID || got.Domain != "parent.example" || got.Username != "alice-sub" || got.UserID != sub.ID || !got.Valid || got.DNS.MailServer == nil {
+			t.Errorf("associated %+v", got)
+		}
+		res = e.do(request{method: http.MethodGet, path: assigned, token: token})
+		res.want(t, "get", http.StatusOK, "")
+		if !strings.Contains(res.body, fmt.Sprintf(`"id":%d,`, d.ID)) || !strings.Contains(res.body, `"username":"alice-sub"`) {
+			t.Errorf("get: %s", res.body)
+		}
+		send(subToken).want(t, "the subuser sends as the associated domain", http.StatusAccepted, "")
+		res = e.do(request{method: http.MethodGet, path: "/v3/whitelabel/domains", token: subToken})
+		res.want(t, "the subuser's own list", http.StatusOK, "[]")
+
+		for _, tc := range []struct {
+			name, method, path, token, obo, body string
+			status                               int
+			field                                string
+		}{
+			{"no username", http.MethodPost, associate, token, "", `{}`, http.StatusBadRequest, "username"},
+			{"username not a string", http.MethodPost, associate, token, "", `{"username":7}`, http.StatusBadRequest, "username"},
+			{"another account's subuser", http.MethodPost, associate, token, "", `{"username":"bob-sub"}`, http.StatusBadRequest, "username"},
+			{"the parent itself", http.MethodPost, associate, token, "", `{"username":"alice"}`, http.StatusBadRequest, "username"},
+			{"another account's domain", http.MethodPost, associate, bobToken, "", `{"username":"bob-sub"}`, http.StatusNotFound, ""},
+			{"by the subuser", http.MethodPost, associate, subToken, "", `{"username":"alice-sub"}`, http.StatusForbidden, ""},
+			{"on behalf of the subuser", http.MethodPost, associate, token, "alice-sub", `{"username":"alice-sub"}`, http.StatusForbidden, ""},
+			{"get without username", http.MethodGet, "/v3/whitelabel/domains/subuser", token, "", "", http.StatusBadRequest, "username"},
+			{"get another's subuser", http.MethodGet, "/v3/whitelabel/domains/subuser?username=bob-sub", token, "", "", http.StatusBadRequest, "username"},
+			{"delete without username", http.MethodDelete, "/v3/whitelabel/domains/subuser", token, "", "", http.StatusBadRequest, "username"},
+			{"delete without the scope", http.MethodDelete, assigned, e.key(alice, sealpost.ScopeWhitelabelRead), "", "", http.StatusForbidden, ""},
+		} {
+			res := e.do(request{method: tc.method, path: tc.path, token: tc.token, obo: tc.obo, body: tc.body})
+			res.want(t, tc.name, tc.status, "")
+			if tc.field != "" && !strings.Contains(res.body, `"field":"`+tc.field+`"`) {
+				t.Errorf("%s: %s; want the error on %s", tc.name, res.body, tc.field)
+			}
+		}
+
+		e.do(request{method: http.MethodDelete, path: assigned, token: token}).want(t, "disassociate", http.StatusNoContent, "")
+		e.do(request{method: http.MethodDelete, path: assigned, token: token}).want(t, "disassociate twice", http.StatusNotFound, "")
+		e.do(request{method: http.MethodGet, path: assigned, token: token}).want(t, "get after disassociating", http.StatusNotFound, "")
+		send(subToken).want(t, "the subuser sends after disassociating", http.StatusForbidden, string(bodySenderIdentity))
+	})
+}

@@ -280,6 +280,14 @@ func New(cfg Config) *Server {
 	s.handle("/v3/whitelabel/domains/{id}/validate",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, fn: s.validateAuthDomain},
 	)
+	// Assigning a domain to a subuser is the parent's: userOnly.
+	s.handle("/v3/whitelabel/domains/{id}/subuser",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, userOnly: true, body: true, fn: s.associateAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/subuser",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, userOnly: true, fn: s.getAssignedAuthDomain},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelUpdate, userOnly: true, fn: s.disassociateAuthDomain},
+	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},
 	)

@@ -130,3 +130,37 @@ func (db *DB) updateAuthDomain(ctx context.Context, query string, args ...any) e
 	}
 	return nil
 }
+
+// AssociateAuthenticatedDomain assigns the domain only when the domain is
+// the parent's and the subuser its child, checked in the statement itself.
+func (db *DB) AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	tag, err := db.pool.Exec(ctx, `
+		INSERT INTO authenticated_domain_subusers (subuser_id, domain_id)
+		SELECT s.id, d.id FROM accounts s, authenticated_domains d
+		WHERE s.id = $1 AND s.parent_id = $2 AND s.kind = 'subuser' AND d.id = $3 AND d.account_id = $2
+		ON CONFLICT (subuser_id) DO UPDATE SET domain_id = excluded.domain_id`,
+		subuserID, parentID, domainID)
+	if err != nil {
+		return nil, storeErr(err, "authenticated domain")
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain or subuser not found")
+	}
+	return db.AssociatedAuthenticatedDomain(ctx, subuserID)
+}
+
+// AssociatedAuthenticatedDomain is the domain assigned to the subuser.
+func (db *DB) AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	d, err := scanAuthDomain(db.pool.QueryRow(ctx, `
+		SELECT `+authDomainColumns+` FROM authenticated_domains
+		WHERE id = (SELECT domain_id FROM authenticated_domain_subusers WHERE subuser_id = $1)`, subuserID))
+	if err != nil {
+		return nil, storeErr(err, "assigned authenticated domain")
+	}
+	return &d, nil
+}
+
+// DisassociateAuthenticatedDomain takes the subuser's assigned domain away.
+func (db *DB) DisassociateAuthenticatedDomain(ctx context.Context, subuserID int64) error {
+	return db.updateAuthDomain(ctx, `DELETE FROM authenticated_domain_subusers WHERE subuser_id = $1`, subuserID)
+}

@@ -133,3 +133,40 @@ func (db *DB) updateAuthDomain(ctx context.Context, op, query string, args ...an
 	}
 	return nil
 }
+
+// AssociateAuthenticatedDomain assigns the domain only when the domain is
+// the parent's and the subuser its child, checked in the statement itself.
+func (db *DB) AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	res, err := db.write.ExecContext(ctx, `
+		INSERT INTO authenticated_domain_subusers (subuser_id, domain_id)
+		SELECT s.id, d.id FROM accounts s, authenticated_domains d
+		WHERE s.id = ? AND s.parent_id = ? AND s.kind = 'subuser' AND d.id = ? AND d.account_id = ?
+		ON CONFLICT (subuser_id) DO UPDATE SET domain_id = excluded.domain_id`,
+		subuserID, parentID, domainID, parentID)
+	if err != nil {
+		return nil, mapError("assigning authenticated domain", err, "", "")
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, mapError("assigning authenticated domain", err, "", "")
+	} else if n == 0 {
+		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain or subuser not found")
+	}
+	return db.AssociatedAuthenticatedDomain(ctx, subuserID)
+}
+
+// AssociatedAuthenticatedDomain is the domain assigned to the subuser.
+func (db *DB) AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	d, err := scanAuthDomain(db.read.QueryRowContext(ctx, `
+		SELECT `+authDomainColumns+` FROM authenticated_domains
+		WHERE id = (SELECT domain_id FROM authenticated_domain_subusers WHERE subuser_id = ?)`, subuserID))
+	if err != nil {
+		return nil, mapError("reading assigned authenticated domain", err, "no authenticated domain is assigned to the subuser", "")
+	}
+	return &d, nil
+}
+
+// DisassociateAuthenticatedDomain takes the subuser's assigned domain away.
+func (db *DB) DisassociateAuthenticatedDomain(ctx context.Context, subuserID int64) error {
+	return db.updateAuthDomain(ctx, "unassigning authenticated domain",
+		`DELETE FROM authenticated_domain_subusers WHERE subuser_id = ?`, subuserID)
+}

@@ -106,3 +106,77 @@ func testAuthenticatedDomains(t *testing.T, s sealpost.Store) {
 		t.Errorf("after delete: %+v", list)
 	}
 }
+
+// testAssignedAuthenticatedDomains: a parent assigns one of its domains to
+// one of its subusers, in place of the one assigned before; never another
+// account's domain, nor to another's subuser or to a customer account;
+// deleting the domain or taking it away ends the assignment.
+func testAssignedAuthenticatedDomains(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	parent := createUser(t, s, "parent")
+	sub := createSubuser(t, s, parent, "parent-sub")
+	stranger := createUser(t, s, "stranger")
+	strangersSub := createSubuser(t, s, stranger, "stranger-sub")
+	customer := createCustomer(t, s, parent, "customer@example.org")
+	domain := func(owner *sealpost.Account, name string) sealpost.AuthenticatedDomain {
+		t.Helper()
+		d, err := s.CreateAuthenticatedDomain(ctx, owner.ID, sealpost.AuthenticatedDomain{Domain: name, Subdomain: "em",
+			Selector: sealpost.DKIMSelector, KeyAlgorithm: sealpost.DKIMKeyEd25519, PrivateKey: []byte{1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	first, second := domain(parent, "first.example"), domain(parent, "second.example")
+	strangers := domain(stranger, "stranger.example")
+
+	_, err := s.AssociatedAuthenticatedDomain(ctx, sub.ID)
+	wantCode(t, err, sealpost.ENOTFOUND, "a subuser with no assigned domain")
+	wantCode(t, s.DisassociateAuthenticatedDomain(ctx, sub.ID), sealpost.ENOTFOUND, "taking away no domain")
+
+	got, err := s.AssociateAuthenticatedDomain(ctx, parent.ID, first.ID, sub.ID)
+	if err != nil || got.ID != first.ID || got.AccountID != parent.ID {
+		t.Fatalf("AssociateAuthenticatedDomain = %+v, %v", got, err)
+	}
+	got, err = s.AssociateAuthenticatedDomain(ctx, parent.ID, second.ID, sub.ID)
+	if err != nil || got.ID != second.ID {
+		t.Fatalf("assigning another domain = %+v, %v", got, err)
+	}
+	if got, err := s.AssociatedAuthenticatedDomain(ctx, sub.ID); err != nil || got.ID != second.ID || got.Domain != "second.example" {
+		t.Errorf("AssociatedAuthenticatedDomain = %+v, %v; want the second domain", got, err)
+	}
+	for _, tc := range []struct {
+		name                          string
+		parentID, domainID, subuserID int64
+	}{
+		{"another account's domain", parent.ID, strangers.ID, sub.ID},
+		{"to another account's subuser", parent.ID, first.ID, strangersSub.ID},
+		{"to a customer account", parent.ID, first.ID, customer.ID},
+		{"by another account", stranger.ID, strangers.ID, sub.ID},
+		{"an unknown domain", parent.ID, second.ID + 1000, sub.ID},
+	} {
+		_, err := s.AssociateAuthenticatedDomain(ctx, tc.parentID, tc.domainID, tc.subuserID)
+		wantCode(t, err, sealpost.ENOTFOUND, tc.name)
+	}
+	if got, err := s.AssociatedAuthenticatedDomain(ctx, sub.ID); err != nil || got.ID != second.ID {
+		t.Errorf("after refused assignments: %+v, %v; want the second domain still", got, err)
+	}
+
+	if err := s.DeleteAuthenticatedDomain(ctx, parent.ID, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AssociatedAuthenticatedDomain(ctx, sub.ID)
+	wantCode(t, err, sealpost.ENOTFOUND, "the assigned domain deleted")
+
+	if _, err := s.AssociateAuthenticatedDomain(ctx, parent.ID, first.ID, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DisassociateAuthenticatedDomain(ctx, sub.ID); err != nil {
+		t.Fatalf("DisassociateAuthenticatedDomain: %v", err)
+	}
+	_, err = s.AssociatedAuthenticatedDomain(ctx, sub.ID)
+	wantCode(t, err, sealpost.ENOTFOUND, "after taking it away")
+	if _, err := s.AuthenticatedDomain(ctx, parent.ID, first.ID); err != nil {
+		t.Errorf("taking the domain away deleted it: %v", err)
+	}
+}

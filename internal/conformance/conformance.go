@@ -77,6 +77,9 @@ var Implemented = []string{
 	"PATCH /v3/whitelabel/domains/{domain_id}",
 	"DELETE /v3/whitelabel/domains/{domain_id}",
 	"POST /v3/whitelabel/domains/{id}/validate",
+	"POST /v3/whitelabel/domains/{domain_id}/subuser",
+	"GET /v3/whitelabel/domains/subuser",
+	"DELETE /v3/whitelabel/domains/subuser",
 }
 
 // Unspecified lists sealpost's own routes, which no SendGrid document

@@ -3,6 +3,7 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -22,6 +23,7 @@ var patches = []patch{
 	sandboxModeOK,
 	activityDetailRequiredAsServed,
 	authDomainUpdateAnswersOne,
+	domainSPFWithCustomSPFOnly,
 }
 
 // routeByPathAlone drops the documents' servers (api.sendgrid.com and its EU
@@ -293,5 +295,28 @@ func authDomainUpdateAnswersOne(file string, doc *openapi3.T) error {
 		return fmt.Errorf("PATCH /v3/whitelabel/domains/{domain_id} no longer answers an array: drop this patch")
 	}
 	item.Patch.Responses.Set("200", get)
+	return nil
+}
+
+// domainSPFWithCustomSPFOnly stops requiring dns.domain_spf of
+// AuthenticatedDomainSpf, the manual-security form of an authenticated
+// domain. The root domain's SPF record is the custom SPF's (the document's
+// only example has custom_spf true); without it SendGrid's reference says a
+// domain with automatic security off has "2 TXT records and 1 MX record":
+// subdomain_spf, dkim and mail_server.
+func domainSPFWithCustomSPFOnly(file string, doc *openapi3.T) error {
+	if file != "tsg_domain_authentication_v3.json" {
+		return nil
+	}
+	ref := doc.Components.Schemas["AuthenticatedDomainSpf"]
+	if ref == nil || ref.Value == nil || ref.Value.Properties["dns"] == nil || ref.Value.Properties["dns"].Value == nil {
+		return fmt.Errorf("AuthenticatedDomainSpf has no dns object any more")
+	}
+	dns := ref.Value.Properties["dns"].Value
+	i := slices.Index(dns.Required, "domain_spf")
+	if i < 0 {
+		return fmt.Errorf("AuthenticatedDomainSpf no longer requires domain_spf: drop this patch")
+	}
+	dns.Required = slices.Delete(slices.Clone(dns.Required), i, i+1)
 	return nil
 }
