@@ -230,7 +230,7 @@ func TestRunnerSendsSignedMailFromTheReturnPath(t *testing.T) {
 	w := newRunnerWorld(t)
 	w.runner.Signer = &dkim.Signer{Domains: w.store}
 	client := w.runner.Deliverer.(*delivery.Client)
-	ready, _ := w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "ready.test", Subdomain: "em1234", Selector: "s7x"}, true)
+	ready, readyRecord := w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "ready.test", Subdomain: "em1234", Selector: "s7x"}, true)
 	w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "pending.test", Subdomain: "em", KeyAlgorithm: sealpost.DKIMKeyEd25519}, false)
 	mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
 	w.send(sendFrom("news@ready.test", plain, nil))
@@ -290,6 +290,9 @@ func TestRunnerSendsSignedMailFromTheReturnPath(t *testing.T) {
 	}
 	if sig := byFrom["ready.test"].Data; !bytes.Contains(sig, []byte("s=s7x;")) {
 		t.Errorf("the custom selector is not the signature's s=:\n%s", sig)
+	}
+	if ok, ran := verifyDkimpy(t, readyRecord, byFrom["ready.test"].Data); ran && !ok {
+		t.Errorf("dkimpy refused the signature of mail sent from the return path")
 	}
 }
 
