@@ -23,9 +23,10 @@ const (
 	DKIMKeyEd25519 = "ed25519"
 )
 
-// DKIMSelector is the selector of every key sealpost makes. One key per
-// authenticated domain; the selector names sealpost so that it does not
-// collide with another sender's record for the same domain.
+// DKIMSelector is the selector of the keys sealpost makes unless the owner
+// gives a custom_dkim_selector. One key per authenticated domain; the
+// selector names sealpost so that it does not collide with another
+// sender's record for the same domain.
 const DKIMSelector = "sealpost"
 
 // AuthenticatedDomain is one domain an account may sign mail for.
