@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strings"
 	"time"
 )
@@ -22,9 +23,10 @@ const (
 	DKIMKeyEd25519 = "ed25519"
 )
 
-// DKIMSelector is the selector of every key sealpost makes. One key per
-// authenticated domain; the selector names sealpost so that it does not
-// collide with another sender's record for the same domain.
+// DKIMSelector is the selector of the keys sealpost makes unless the owner
+// gives a custom_dkim_selector. One key per authenticated domain; the
+// selector names sealpost so that it does not collide with another
+// sender's record for the same domain.
 const DKIMSelector = "sealpost"
 
 // AuthenticatedDomain is one domain an account may sign mail for.
@@ -33,15 +35,26 @@ type AuthenticatedDomain struct {
 	AccountID int64
 	// Domain is normalised like a recipient domain (NormalizeDomain).
 	Domain string
-	// Subdomain is SendGrid's return-path subdomain; sealpost stores and
-	// shows it but signs with Domain.
+	// Subdomain is SendGrid's return-path subdomain: signed mail's
+	// envelope sender is at Subdomain.Domain (ReturnPathHost).
 	Subdomain string
-	Default   bool
+	// Default: the account's fallback for mail whose From no authenticated
+	// domain covers (SigningDomainFor). One per account at most.
+	Default bool
+	// CustomSPF: the owner keeps the root domain's SPF record, so sealpost
+	// shows one for it too, including the return path's (SendGrid's
+	// domain_spf), and a strict (-all) one for the return path.
+	CustomSPF bool
 	// AutomaticSecurity is always false: sealpost runs no DNS of its own
 	// for CNAMEs to point at, so the records are published by the owner.
 	AutomaticSecurity bool
 	// Valid: the published record was last found matching the key.
-	Valid        bool
+	Valid bool
+	// ReturnPathValid: the return path's MX and SPF records were last found
+	// as shown; only then is the envelope sender moved there, since
+	// receivers refuse a sender domain that does not resolve.
+	ReturnPathValid bool
+	// Selector is DKIMSelector or the owner's custom_dkim_selector.
 	Selector     string
 	KeyAlgorithm string // DKIMKeyRSA or DKIMKeyEd25519
 	// PrivateKey is PKCS#8 DER, kept like the webhook signing keys.
@@ -52,6 +65,50 @@ type AuthenticatedDomain struct {
 // DKIMHost is the DNS name the key's TXT record is published at.
 func (d AuthenticatedDomain) DKIMHost() string {
 	return d.Selector + "._domainkey." + d.Domain
+}
+
+// ReturnPathHost is the domain of signed mail's envelope sender: the
+// subdomain's name, "" for a domain without one (none is stored so).
+func (d AuthenticatedDomain) ReturnPathHost() string {
+	if d.Subdomain == "" {
+		return ""
+	}
+	return d.Subdomain + "." + d.Domain
+}
+
+// ReturnPathSPF is the SPF record to publish at ReturnPathHost: it
+// authorises the addresses of sealpost's host name (--helo-hostname),
+// from which it delivers. A custom SPF is strict, as SendGrid's is.
+func (d AuthenticatedDomain) ReturnPathSPF(hostname string) string {
+	all := "~all"
+	if d.CustomSPF {
+		all = "-all"
+	}
+	return "v=spf1 a:" + hostname + " " + all
+}
+
+// DomainSPF is the root domain's SPF record a CustomSPF owner publishes:
+// its own mechanisms, plus the return path's.
+func (d AuthenticatedDomain) DomainSPF() string {
+	return "v=spf1 include:" + d.ReturnPathHost() + " -all"
+}
+
+// SPFRecordMatches reports whether a published TXT record is the SPF
+// record want, spacing and case aside.
+func SPFRecordMatches(published, want string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(published), " "), want)
+}
+
+// EnvelopeSender is the MAIL FROM of a message signed for d: a bounce
+// address at the return path in SendGrid's form
+// (bounces+...@em1234.example.com), the account and message ids naming
+// what a bounce is about; "" while the return path's records are not
+// validated, and the mail send's sender is kept.
+func (d AuthenticatedDomain) EnvelopeSender(accountID, messageID int64) string {
+	if d.ReturnPathHost() == "" || !d.ReturnPathValid {
+		return ""
+	}
+	return fmt.Sprintf("bounces+%d-%d@%s", accountID, messageID, d.ReturnPathHost())
 }
 
 // DKIMRecord is the TXT record to publish at DKIMHost.
@@ -72,21 +129,67 @@ type AuthenticatedDomainService interface {
 	DeleteAuthenticatedDomain(ctx context.Context, accountID, id int64) error
 	// SetAuthenticatedDomainValid records the result of a validation.
 	SetAuthenticatedDomainValid(ctx context.Context, accountID, id int64, valid bool) error
+	// SetReturnPathValid records whether the return path's MX and SPF
+	// records were found as shown.
+	SetReturnPathValid(ctx context.Context, accountID, id int64, valid bool) error
+	// UpdateAuthenticatedDomain applies u to one of the account's domains,
+	// or fails with ENOTFOUND. Making it the default takes the default
+	// from the account's others in the same transaction.
+	UpdateAuthenticatedDomain(ctx context.Context, accountID, id int64, u AuthenticatedDomainUpdate) (*AuthenticatedDomain, error)
+
+	// AssociateAuthenticatedDomain assigns parentID's domain domainID to
+	// parentID's subuser subuserID, in place of the one it had. ENOTFOUND
+	// when the domain is not parentID's or subuserID not its child.
+	AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*AuthenticatedDomain, error)
+	// AssociatedAuthenticatedDomain is the domain assigned to subuserID,
+	// or ENOTFOUND.
+	AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*AuthenticatedDomain, error)
+	// DisassociateAuthenticatedDomain takes subuserID's assigned domain
+	// away, or fails with ENOTFOUND when it has none.
+	DisassociateAuthenticatedDomain(ctx context.Context, subuserID int64) error
 }
 
-// NewAuthenticatedDomain checks a request and makes the key: algorithm ""
-// means RSA-2048.
-func NewAuthenticatedDomain(domain, subdomain string, isDefault bool, algorithm string) (AuthenticatedDomain, error) {
+// AuthenticatedDomainUpdate is a PATCH: nil members are left as they are.
+type AuthenticatedDomainUpdate struct {
+	Default   *bool
+	CustomSPF *bool
+}
+
+// AuthenticatedDomainRequest is what an account asks to authenticate.
+type AuthenticatedDomainRequest struct {
+	Domain string
+	// Subdomain is the return path's label; "" makes one as SendGrid
+	// does (em and four digits).
+	Subdomain string
+	Default   bool
+	CustomSPF bool
+	// Selector is SendGrid's custom_dkim_selector: three letters or
+	// digits; "" is DKIMSelector.
+	Selector string
+	// KeyAlgorithm "" is RSA-2048.
+	KeyAlgorithm string
+}
+
+// Make checks the request and makes the key.
+func (n AuthenticatedDomainRequest) Make() (AuthenticatedDomain, error) {
 	var fields []FieldError
-	norm, err := NormalizeDomain(domain)
+	norm, err := NormalizeDomain(n.Domain)
 	if err != nil {
 		fields = append(fields, FieldError{Field: "domain", Message: err.Error()})
 	}
-	if subdomain != "" {
-		if _, err := NormalizeDomain(subdomain + ".example"); err != nil || strings.Contains(subdomain, ".") {
-			fields = append(fields, FieldError{Field: "subdomain", Message: "subdomain must be one DNS label"})
-		}
+	subdomain := strings.ToLower(n.Subdomain)
+	if subdomain == "" {
+		subdomain = fmt.Sprintf("em%04d", mathrand.N(10000))
+	} else if _, err := NormalizeDomain(subdomain + ".example"); err != nil || strings.Contains(subdomain, ".") {
+		fields = append(fields, FieldError{Field: "subdomain", Message: "subdomain must be one DNS label"})
 	}
+	selector := strings.ToLower(n.Selector)
+	if selector == "" {
+		selector = DKIMSelector
+	} else if !validCustomSelector(selector) {
+		fields = append(fields, FieldError{Field: "custom_dkim_selector", Message: "custom_dkim_selector must be three letters or numbers"})
+	}
+	algorithm := n.KeyAlgorithm
 	if algorithm == "" {
 		algorithm = DKIMKeyRSA
 	}
@@ -101,9 +204,23 @@ func NewAuthenticatedDomain(domain, subdomain string, isDefault bool, algorithm 
 		return AuthenticatedDomain{}, err
 	}
 	return AuthenticatedDomain{
-		Domain: norm, Subdomain: strings.ToLower(subdomain), Default: isDefault,
-		Selector: DKIMSelector, KeyAlgorithm: algorithm, PrivateKey: key,
+		Domain: norm, Subdomain: subdomain, Default: n.Default, CustomSPF: n.CustomSPF,
+		Selector: selector, KeyAlgorithm: algorithm, PrivateKey: key,
 	}, nil
+}
+
+// validCustomSelector: SendGrid takes exactly three ASCII letters or
+// digits.
+func validCustomSelector(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // GenerateDKIMKey makes a private key, PKCS#8 DER: RSA-2048, the size
@@ -167,6 +284,52 @@ func SigningDomain(domains []AuthenticatedDomain, fromDomain string) *Authentica
 		}
 	}
 	return best
+}
+
+// SigningDomainFor picks the domain mail from fromDomain is signed with,
+// in SendGrid's order: the account's own validated domain covering
+// fromDomain, else its own validated default; then the domain its parent
+// assigned it (assigned, nil for none), if validated: first when it
+// covers fromDomain, then as the subuser's default. Else nil. Signed with
+// a default, the signature's d= is not From's domain: such mail passes
+// DKIM but not DMARC alignment, as on SendGrid.
+func SigningDomainFor(own []AuthenticatedDomain, assigned *AuthenticatedDomain, fromDomain string) *AuthenticatedDomain {
+	if d := SigningDomain(own, fromDomain); d != nil {
+		return d
+	}
+	for i := range own {
+		if own[i].Default && own[i].Valid {
+			return &own[i]
+		}
+	}
+	if assigned != nil && assigned.Valid {
+		return assigned
+	}
+	return nil
+}
+
+// SendingDomainsReader is the part of AuthenticatedDomainService that
+// SendingDomains reads.
+type SendingDomainsReader interface {
+	AuthenticatedDomains(ctx context.Context, accountID int64) ([]AuthenticatedDomain, error)
+	AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*AuthenticatedDomain, error)
+}
+
+// SendingDomains reads the domains accountID's mail may be signed with:
+// its own, and the one its parent assigned it (nil for none).
+func SendingDomains(ctx context.Context, r SendingDomainsReader, accountID int64) (own []AuthenticatedDomain, assigned *AuthenticatedDomain, err error) {
+	own, err = r.AuthenticatedDomains(ctx, accountID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading authenticated domains: %w", err)
+	}
+	assigned, err = r.AssociatedAuthenticatedDomain(ctx, accountID)
+	if ErrorCode(err) == ENOTFOUND {
+		return own, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the assigned authenticated domain: %w", err)
+	}
+	return own, assigned, nil
 }
 
 // AuthenticatedFor reports whether fromDomain is one of the validated

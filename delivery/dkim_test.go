@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,15 +22,27 @@ import (
 // its key in the fake DNS, split into 255-byte strings as a zone would.
 func (w *runnerWorld) authenticate(domain, algorithm string) string {
 	w.t.Helper()
-	d, err := sealpost.NewAuthenticatedDomain(domain, "em", false, algorithm)
+	_, record := w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: domain, Subdomain: "em", KeyAlgorithm: algorithm}, false)
+	return record
+}
+
+// authenticateDomain stores req's domain for the world's account,
+// validated, its return path too when returnPath, and publishes its key.
+func (w *runnerWorld) authenticateDomain(req sealpost.AuthenticatedDomainRequest, returnPath bool) (sealpost.AuthenticatedDomain, string) {
+	w.t.Helper()
+	ctx := context.Background()
+	d, err := req.Make()
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	stored, err := w.store.CreateAuthenticatedDomain(context.Background(), w.account.ID, d)
+	stored, err := w.store.CreateAuthenticatedDomain(ctx, w.account.ID, d)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if err := w.store.SetAuthenticatedDomainValid(context.Background(), w.account.ID, stored.ID, true); err != nil {
+	if err := w.store.SetAuthenticatedDomainValid(ctx, w.account.ID, stored.ID, true); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.store.SetReturnPathValid(ctx, w.account.ID, stored.ID, returnPath); err != nil {
 		w.t.Fatal(err)
 	}
 	record, err := stored.DKIMRecord()
@@ -42,7 +55,7 @@ func (w *runnerWorld) authenticate(domain, algorithm string) string {
 		parts, record = append(parts, record[:255]), record[255:]
 	}
 	w.h.DNS().SetTXT(stored.DKIMHost(), append(parts, record))
-	return full
+	return stored, full
 }
 
 // verifyDKIM checks data's signatures with go-msgauth's verifier, which
@@ -179,8 +192,8 @@ func TestRunnerSignsAuthenticatedMail(t *testing.T) {
 
 type failingSigner struct{}
 
-func (failingSigner) Sign(context.Context, int64, []byte) ([]byte, error) {
-	return nil, sealpost.Errorf(sealpost.EUNAVAILABLE, "database down")
+func (failingSigner) Sign(context.Context, int64, []byte) ([]byte, *sealpost.AuthenticatedDomain, error) {
+	return nil, nil, sealpost.Errorf(sealpost.EUNAVAILABLE, "database down")
 }
 
 // TestRunnerDefersUnsignableMail: mail that cannot be signed is held, not
@@ -203,3 +216,84 @@ func TestRunnerDefersUnsignableMail(t *testing.T) {
 		t.Errorf("events = %v, want one deferral saying the message could not be signed", evs)
 	}
 }
+
+// TestRunnerSendsSignedMailFromTheReturnPath: once its return path is
+// validated, mail signed for an authenticated domain leaves with SendGrid's
+// bounce address at the return path as MAIL FROM, and its signature still
+// verifies; with the return path unvalidated, and for unsigned mail, the
+// mail send's sender stays. Mail whose From no domain covers is signed
+// with the account's default domain (d= the default), from its return
+// path.
+func TestRunnerSendsSignedMailFromTheReturnPath(t *testing.T) {
+	t.Parallel()
+	plain := []map[string]string{{"type": "text/plain", "value": "the body\n"}}
+	w := newRunnerWorld(t)
+	w.runner.Signer = &dkim.Signer{Domains: w.store}
+	client := w.runner.Deliverer.(*delivery.Client)
+	ready, readyRecord := w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "ready.test", Subdomain: "em1234", Selector: "s7x"}, true)
+	w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "pending.test", Subdomain: "em", KeyAlgorithm: sealpost.DKIMKeyEd25519}, false)
+	mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
+	w.send(sendFrom("news@ready.test", plain, nil))
+	w.send(sendFrom("news@pending.test", plain, nil))
+	w.send(sendFrom("news@other.test", plain, nil))
+	w.drain()
+
+	// The default comes last: until then other.test's mail is unsigned.
+	brand, _ := w.authenticateDomain(sealpost.AuthenticatedDomainRequest{Domain: "brand.test", Subdomain: "em42", Default: true, KeyAlgorithm: sealpost.DKIMKeyEd25519}, true)
+	w.send(sendFrom("news@fallback.test", plain, nil))
+	w.drain()
+
+	accepted := mx.Accepted()
+	if len(accepted) != 4 {
+		t.Fatalf("the MX accepted %d messages, want 4", len(accepted))
+	}
+	byFrom := map[string]mxtest.Delivery{}
+	for _, d := range accepted {
+		for _, from := range []string{"ready.test", "pending.test", "other.test", "fallback.test"} {
+			if bytes.Contains(d.Data, []byte("<news@"+from+">")) {
+				byFrom[from] = d
+			}
+		}
+	}
+	for _, tc := range []struct {
+		from, wantMailFrom, wantSigner string
+	}{
+		{"ready.test", "bounces+" + itoa(w.account.ID) + "-", "ready.test"},
+		{"pending.test", "news@pending.test", "pending.test"},
+		{"other.test", "news@other.test", ""},
+		{"fallback.test", "bounces+" + itoa(w.account.ID) + "-", "brand.test"},
+	} {
+		d, ok := byFrom[tc.from]
+		if !ok {
+			t.Errorf("%s: no message reached the MX", tc.from)
+			continue
+		}
+		if !strings.HasPrefix(d.From, tc.wantMailFrom) {
+			t.Errorf("%s: MAIL FROM %q, want %q...", tc.from, d.From, tc.wantMailFrom)
+		}
+		if strings.HasPrefix(tc.wantMailFrom, "bounces+") {
+			wantHost := map[string]string{"ready.test": ready.ReturnPathHost(), "brand.test": brand.ReturnPathHost()}[tc.wantSigner]
+			if !strings.HasSuffix(d.From, "@"+wantHost) {
+				t.Errorf("%s: MAIL FROM %q, want an address at %s", tc.from, d.From, wantHost)
+			}
+		}
+		verifs, err := verifyDKIM(t, client, d.Data)
+		if tc.wantSigner == "" {
+			if len(verifs) != 0 {
+				t.Errorf("%s: signed by %+v, want unsigned", tc.from, verifs)
+			}
+			continue
+		}
+		if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != tc.wantSigner {
+			t.Errorf("%s: verification = %+v, %v; want one valid signature by %s", tc.from, verifs, err, tc.wantSigner)
+		}
+	}
+	if sig := byFrom["ready.test"].Data; !bytes.Contains(sig, []byte("s=s7x;")) {
+		t.Errorf("the custom selector is not the signature's s=:\n%s", sig)
+	}
+	if ok, ran := verifyDkimpy(t, readyRecord, byFrom["ready.test"].Data); ran && !ok {
+		t.Errorf("dkimpy refused the signature of mail sent from the return path")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

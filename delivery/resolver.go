@@ -185,3 +185,9 @@ func (r *dnsResolver) answer(name string, in *dns.Msg) (*dns.Msg, error) {
 		}
 	}
 }
+
+// LookupMX finds domain's MX records with c's resolver (--dns-server), as
+// the validation of an authenticated domain's return path needs.
+func (c *Client) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
+	return c.Resolver.LookupMX(ctx, domain)
+}

@@ -395,10 +395,11 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.deferAll(ctx, log, d, "the stored message could not be read")
 		return
 	}
+	from := d.Message.From
 	if r.Signer != nil {
 		// Mail that should be signed is held rather than sent unsigned:
 		// receivers enforcing the domain's DMARC policy would refuse it.
-		signed, err := r.Signer.Sign(ctx, d.Message.AccountID, data)
+		signed, domain, err := r.Signer.Sign(ctx, d.Message.AccountID, data)
 		if err != nil {
 			if !r.Outage.Report(ctx, err) {
 				log.Error("DKIM-signing the message", "err", err)
@@ -407,6 +408,13 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 			return
 		}
 		data = signed
+		// Bounces then go to the authenticated domain's return path, and
+		// SPF is checked, and aligned, on it.
+		if domain != nil {
+			if sender := domain.EnvelopeSender(d.Message.AccountID, d.Message.ID); sender != "" {
+				from = sender
+			}
+		}
 	}
 	// Cut the attempt off well inside the lease so that no other node can
 	// start the same delivery while this one still talks to the MX. The
@@ -417,7 +425,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
+	env := Envelope{From: from, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}

@@ -58,8 +58,8 @@ type DANEPolicy struct {
 }
 
 // MessageSigner adds a DKIM signature to a rendered message when the
-// sending account has authenticated its From domain; otherwise it returns
-// the message as it is.
+// sending account has a domain to sign it with, and returns that domain;
+// otherwise it returns the message as it is and nil.
 type MessageSigner interface {
-	Sign(ctx context.Context, accountID int64, message []byte) ([]byte, error)
+	Sign(ctx context.Context, accountID int64, message []byte) ([]byte, *sealpost.AuthenticatedDomain, error)
 }

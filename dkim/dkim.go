@@ -18,13 +18,14 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// Domains gives an account's authenticated domains; the store is one.
-type Domains interface {
-	AuthenticatedDomains(ctx context.Context, accountID int64) ([]sealpost.AuthenticatedDomain, error)
-}
+// Domains gives an account's authenticated domains and the one its parent
+// assigned it; the store is one.
+type Domains = sealpost.SendingDomainsReader
 
-// Signer signs a message when its From domain, or a parent of it, is
-// authenticated and validated for the sending account.
+// Signer signs a message with the sending account's validated domain
+// that covers its From domain (or a parent of it), else with its validated
+// default, else with the domain its parent assigned it
+// (sealpost.SigningDomainFor).
 type Signer struct {
 	Domains Domains
 }
@@ -39,32 +40,33 @@ var signedHeaders = []string{
 	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 }
 
-// Sign returns message with a DKIM-Signature field prepended, or message
-// itself when no validated domain of the account covers its From.
-func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]byte, error) {
+// Sign returns message with a DKIM-Signature field prepended and the
+// domain it signed for, or message itself and nil when the account has no
+// validated domain to sign it with.
+func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]byte, *sealpost.AuthenticatedDomain, error) {
 	header, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(message))).ReadMIMEHeader()
 	if err != nil {
-		return nil, fmt.Errorf("reading the message header: %w", err)
+		return nil, nil, fmt.Errorf("reading the message header: %w", err)
 	}
 	fromDomain := FromDomain(header.Get("From"))
 	if fromDomain == "" {
-		return message, nil
+		return message, nil, nil
 	}
-	domains, err := s.Domains.AuthenticatedDomains(ctx, accountID)
+	own, assigned, err := sealpost.SendingDomains(ctx, s.Domains, accountID)
 	if err != nil {
-		return nil, fmt.Errorf("reading authenticated domains: %w", err)
+		return nil, nil, err
 	}
-	d := sealpost.SigningDomain(domains, fromDomain)
+	d := sealpost.SigningDomainFor(own, assigned, fromDomain)
 	if d == nil {
-		return message, nil
+		return message, nil, nil
 	}
 	key, err := x509.ParsePKCS8PrivateKey(d.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading the DKIM key of %s: %w", d.Domain, err)
+		return nil, nil, fmt.Errorf("reading the DKIM key of %s: %w", d.Domain, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("DKIM key of %s cannot sign (%T)", d.Domain, key)
+		return nil, nil, fmt.Errorf("DKIM key of %s cannot sign (%T)", d.Domain, key)
 	}
 	var keys []string
 	for _, k := range signedHeaders {
@@ -85,9 +87,9 @@ func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]b
 		HeaderKeys:             keys,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("DKIM-signing for %s: %w", d.Domain, err)
+		return nil, nil, fmt.Errorf("DKIM-signing for %s: %w", d.Domain, err)
 	}
-	return signed.Bytes(), nil
+	return signed.Bytes(), d, nil
 }
 
 // FromDomain is the lower-case domain of the first address of a From

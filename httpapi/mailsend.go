@@ -28,9 +28,13 @@ func (s *Server) sendMail(ctx context.Context, _ *http.Request, c *call) (int, [
 		return 0, nil, err
 	}
 	if s.requireAuthenticatedSender {
-		domains, err := s.store.AuthenticatedDomains(ctx, c.acting.ID)
+		domains, assigned, err := sealpost.SendingDomains(ctx, s.store, c.acting.ID)
 		if err != nil {
-			return 0, nil, fmt.Errorf("reading authenticated domains of account %d: %w", c.acting.ID, err)
+			return 0, nil, fmt.Errorf("account %d: %w", c.acting.ID, err)
+		}
+		// A subuser sends as its parent's domain once it is assigned it.
+		if assigned != nil {
+			domains = append(domains, *assigned)
 		}
 		if err := ms.CheckAuthenticatedSender(domains); err != nil {
 			return 0, nil, err

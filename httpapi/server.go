@@ -53,7 +53,7 @@ type Config struct {
 	Prober sealpost.TLSProber
 	// DNS looks up the records POST /v3/whitelabel/domains/{id}/validate
 	// checks; nil makes it answer 500.
-	DNS TXTResolver
+	DNS DNSResolver
 	// RequireAuthenticatedSender refuses mail sends whose From domain the
 	// account has not authenticated (--require-authenticated-sender).
 	RequireAuthenticatedSender bool
@@ -129,7 +129,7 @@ type Server struct {
 	mailLimiter sealpost.RateLimiter
 	// prober, probeLimiter and observations serve POST /v3/tls/probe.
 	prober sealpost.TLSProber
-	dns    TXTResolver
+	dns    DNSResolver
 	// requireAuthenticatedSender: see Config.
 	requireAuthenticatedSender bool
 	probeLimiter               sealpost.RateLimiter
@@ -278,10 +278,19 @@ func New(cfg Config) *Server {
 	)
 	s.handle("/v3/whitelabel/domains/{id}",
 		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, fn: s.getAuthDomain},
+		endpoint{method: http.MethodPatch, scope: sealpost.ScopeWhitelabelUpdate, body: true, fn: s.patchAuthDomain},
 		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelDelete, fn: s.deleteAuthDomain},
 	)
 	s.handle("/v3/whitelabel/domains/{id}/validate",
 		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, fn: s.validateAuthDomain},
+	)
+	// Assigning a domain to a subuser is the parent's: userOnly.
+	s.handle("/v3/whitelabel/domains/{id}/subuser",
+		endpoint{method: http.MethodPost, scope: sealpost.ScopeWhitelabelUpdate, userOnly: true, body: true, fn: s.associateAuthDomain},
+	)
+	s.handle("/v3/whitelabel/domains/subuser",
+		endpoint{method: http.MethodGet, scope: sealpost.ScopeWhitelabelRead, userOnly: true, fn: s.getAssignedAuthDomain},
+		endpoint{method: http.MethodDelete, scope: sealpost.ScopeWhitelabelUpdate, userOnly: true, fn: s.disassociateAuthDomain},
 	)
 	s.handle("/v3/scopes",
 		endpoint{method: http.MethodGet, fn: s.getScopes},

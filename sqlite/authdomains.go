@@ -10,12 +10,12 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-const authDomainColumns = `id, account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key, created_at`
+const authDomainColumns = `id, account_id, domain, subdomain, is_default, custom_spf, valid, return_path_valid, selector, key_algorithm, private_key, created_at`
 
 func scanAuthDomain(row scanner) (sealpost.AuthenticatedDomain, error) {
 	var d sealpost.AuthenticatedDomain
 	var created int64
-	if err := row.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Subdomain, &d.Default, &d.Valid, &d.Selector, &d.KeyAlgorithm, &d.PrivateKey, &created); err != nil {
+	if err := row.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Subdomain, &d.Default, &d.CustomSPF, &d.Valid, &d.ReturnPathValid, &d.Selector, &d.KeyAlgorithm, &d.PrivateKey, &created); err != nil {
 		return sealpost.AuthenticatedDomain{}, err
 	}
 	d.CreatedAt = fromUnixNano(created)
@@ -35,10 +35,10 @@ func (db *DB) CreateAuthenticatedDomain(ctx context.Context, accountID int64, d 
 		}
 		var err error
 		stored, err = scanAuthDomain(tx.QueryRowContext(ctx, `
-			INSERT INTO authenticated_domains (account_id, domain, subdomain, is_default, valid, selector, key_algorithm, private_key, created_at)
-			VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)
+			INSERT INTO authenticated_domains (account_id, domain, subdomain, is_default, custom_spf, valid, selector, key_algorithm, private_key, created_at)
+			VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
 			RETURNING `+authDomainColumns,
-			accountID, d.Domain, d.Subdomain, d.Default, d.Selector, d.KeyAlgorithm, d.PrivateKey, now().UnixNano()))
+			accountID, d.Domain, d.Subdomain, d.Default, d.CustomSPF, d.Selector, d.KeyAlgorithm, d.PrivateKey, now().UnixNano()))
 		return err
 	})
 	if err != nil {
@@ -106,6 +106,38 @@ func (db *DB) SetAuthenticatedDomainValid(ctx context.Context, accountID, id int
 		`UPDATE authenticated_domains SET valid = ? WHERE account_id = ? AND id = ?`, valid, accountID, id)
 }
 
+// SetReturnPathValid records whether the return path's records were found.
+func (db *DB) SetReturnPathValid(ctx context.Context, accountID, id int64, valid bool) error {
+	return db.updateAuthDomain(ctx, "validating authenticated domain",
+		`UPDATE authenticated_domains SET return_path_valid = ? WHERE account_id = ? AND id = ?`, valid, accountID, id)
+}
+
+// UpdateAuthenticatedDomain clears the account's other default in the same
+// write transaction, as CreateAuthenticatedDomain. A change of custom_spf
+// changes the return path's SPF record, which is then to be validated
+// again.
+func (db *DB) UpdateAuthenticatedDomain(ctx context.Context, accountID, id int64, u sealpost.AuthenticatedDomainUpdate) (*sealpost.AuthenticatedDomain, error) {
+	var stored sealpost.AuthenticatedDomain
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if u.Default != nil && *u.Default {
+			if _, err := tx.ExecContext(ctx, `UPDATE authenticated_domains SET is_default = 0 WHERE account_id = ? AND id <> ?`, accountID, id); err != nil {
+				return err
+			}
+		}
+		var err error
+		stored, err = scanAuthDomain(tx.QueryRowContext(ctx, `
+			UPDATE authenticated_domains SET is_default = coalesce(?1, is_default), custom_spf = coalesce(?2, custom_spf),
+				return_path_valid = return_path_valid AND custom_spf = coalesce(?2, custom_spf)
+			WHERE account_id = ?3 AND id = ?4
+			RETURNING `+authDomainColumns, u.Default, u.CustomSPF, accountID, id))
+		return err
+	})
+	if err != nil {
+		return nil, mapError("updating authenticated domain", err, "authenticated domain not found", "")
+	}
+	return &stored, nil
+}
+
 func (db *DB) updateAuthDomain(ctx context.Context, op, query string, args ...any) error {
 	defer db.cache.bump()
 	res, err := db.write.ExecContext(ctx, query, args...)
@@ -120,4 +152,41 @@ func (db *DB) updateAuthDomain(ctx context.Context, op, query string, args ...an
 		return sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain not found")
 	}
 	return nil
+}
+
+// AssociateAuthenticatedDomain assigns the domain only when the domain is
+// the parent's and the subuser its child, checked in the statement itself.
+func (db *DB) AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	res, err := db.write.ExecContext(ctx, `
+		INSERT INTO authenticated_domain_subusers (subuser_id, domain_id)
+		SELECT s.id, d.id FROM accounts s, authenticated_domains d
+		WHERE s.id = ? AND s.parent_id = ? AND s.kind = 'subuser' AND d.id = ? AND d.account_id = ?
+		ON CONFLICT (subuser_id) DO UPDATE SET domain_id = excluded.domain_id`,
+		subuserID, parentID, domainID, parentID)
+	if err != nil {
+		return nil, mapError("assigning authenticated domain", err, "", "")
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, mapError("assigning authenticated domain", err, "", "")
+	} else if n == 0 {
+		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain or subuser not found")
+	}
+	return db.AssociatedAuthenticatedDomain(ctx, subuserID)
+}
+
+// AssociatedAuthenticatedDomain is the domain assigned to the subuser.
+func (db *DB) AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	d, err := scanAuthDomain(db.read.QueryRowContext(ctx, `
+		SELECT `+authDomainColumns+` FROM authenticated_domains
+		WHERE id = (SELECT domain_id FROM authenticated_domain_subusers WHERE subuser_id = ?)`, subuserID))
+	if err != nil {
+		return nil, mapError("reading assigned authenticated domain", err, "no authenticated domain is assigned to the subuser", "")
+	}
+	return &d, nil
+}
+
+// DisassociateAuthenticatedDomain takes the subuser's assigned domain away.
+func (db *DB) DisassociateAuthenticatedDomain(ctx context.Context, subuserID int64) error {
+	return db.updateAuthDomain(ctx, "unassigning authenticated domain",
+		`DELETE FROM authenticated_domain_subusers WHERE subuser_id = ?`, subuserID)
 }

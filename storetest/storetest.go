@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"EnforcedTLSConcurrentPartialPatches", testEnforcedTLSConcurrentPartialPatches},
 
 		{"AuthenticatedDomains", testAuthenticatedDomains},
+		{"AssignedAuthenticatedDomains", testAssignedAuthenticatedDomains},
 		{"DomainTLSPolicies", testDomainTLSPolicies},
 		{"DomainTLSPolicyRefused", testDomainTLSPolicyRefused},
 		{"DomainTLSPoliciesIsolated", testDomainTLSPoliciesIsolated},

@@ -74,8 +74,12 @@ var Implemented = []string{
 	"GET /v3/whitelabel/domains",
 	"POST /v3/whitelabel/domains",
 	"GET /v3/whitelabel/domains/{domain_id}",
+	"PATCH /v3/whitelabel/domains/{domain_id}",
 	"DELETE /v3/whitelabel/domains/{domain_id}",
 	"POST /v3/whitelabel/domains/{id}/validate",
+	"POST /v3/whitelabel/domains/{domain_id}/subuser",
+	"GET /v3/whitelabel/domains/subuser",
+	"DELETE /v3/whitelabel/domains/subuser",
 }
 
 // Unspecified lists sealpost's own routes, which no SendGrid document

@@ -3,6 +3,7 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -21,6 +22,8 @@ var patches = []patch{
 	provisioning401AsObserved,
 	sandboxModeOK,
 	activityDetailRequiredAsServed,
+	authDomainUpdateAnswersOne,
+	domainSPFWithCustomSPFOnly,
 }
 
 // routeByPathAlone drops the documents' servers (api.sendgrid.com and its EU
@@ -267,5 +270,53 @@ func activityDetailRequiredAsServed(file string, doc *openapi3.T) error {
 	}
 	msg.Required = []string{"from_email", "msg_id", "subject", "to_email", "status", "categories", "unique_args", "events"}
 	events.Value.Items.Value.Required = []string{"event_name", "processed"}
+	return nil
+}
+
+// authDomainUpdateAnswersOne makes PATCH /v3/whitelabel/domains/{domain_id}
+// answer the updated domain, one object, as GET of the same path does. The
+// document gives it the list's answer (an array), but clients used against
+// SendGrid read one domain from it (trois-six/terraform-provider-sendgrid's
+// UpdateDomainAuthentication decodes a single DomainAuthentication).
+func authDomainUpdateAnswersOne(file string, doc *openapi3.T) error {
+	if file != "tsg_domain_authentication_v3.json" {
+		return nil
+	}
+	item := doc.Paths.Value("/v3/whitelabel/domains/{domain_id}")
+	if item == nil || item.Patch == nil || item.Get == nil {
+		return fmt.Errorf("GET or PATCH /v3/whitelabel/domains/{domain_id} is gone from the document")
+	}
+	patch, get := item.Patch.Responses.Status(200), item.Get.Responses.Status(200)
+	if patch == nil || get == nil || patch.Value == nil || get.Value == nil {
+		return fmt.Errorf("GET or PATCH /v3/whitelabel/domains/{domain_id} documents no 200 any more")
+	}
+	mt := patch.Value.Content.Get("application/json")
+	if mt == nil || mt.Schema == nil || mt.Schema.Value == nil || !mt.Schema.Value.Type.Is(openapi3.TypeArray) {
+		return fmt.Errorf("PATCH /v3/whitelabel/domains/{domain_id} no longer answers an array: drop this patch")
+	}
+	item.Patch.Responses.Set("200", get)
+	return nil
+}
+
+// domainSPFWithCustomSPFOnly stops requiring dns.domain_spf of
+// AuthenticatedDomainSpf, the manual-security form of an authenticated
+// domain. The root domain's SPF record is the custom SPF's (the document's
+// only example has custom_spf true); without it SendGrid's reference says a
+// domain with automatic security off has "2 TXT records and 1 MX record":
+// subdomain_spf, dkim and mail_server.
+func domainSPFWithCustomSPFOnly(file string, doc *openapi3.T) error {
+	if file != "tsg_domain_authentication_v3.json" {
+		return nil
+	}
+	ref := doc.Components.Schemas["AuthenticatedDomainSpf"]
+	if ref == nil || ref.Value == nil || ref.Value.Properties["dns"] == nil || ref.Value.Properties["dns"].Value == nil {
+		return fmt.Errorf("AuthenticatedDomainSpf has no dns object any more")
+	}
+	dns := ref.Value.Properties["dns"].Value
+	i := slices.Index(dns.Required, "domain_spf")
+	if i < 0 {
+		return fmt.Errorf("AuthenticatedDomainSpf no longer requires domain_spf: drop this patch")
+	}
+	dns.Required = slices.Delete(slices.Clone(dns.Required), i, i+1)
 	return nil
 }
