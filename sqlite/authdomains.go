@@ -117,8 +117,9 @@ func (db *DB) SetReturnPathValid(ctx context.Context, accountID, id int64, valid
 // changes the return path's SPF record, which is then to be validated
 // again.
 func (db *DB) UpdateAuthenticatedDomain(ctx context.Context, accountID, id int64, u sealpost.AuthenticatedDomainUpdate) (*sealpost.AuthenticatedDomain, error) {
+	defer db.cache.bump()
 	var stored sealpost.AuthenticatedDomain
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if u.Default != nil && *u.Default {
 			if _, err := tx.ExecContext(ctx, `UPDATE authenticated_domains SET is_default = 0 WHERE account_id = ? AND id <> ?`, accountID, id); err != nil {
 				return err
@@ -157,6 +158,7 @@ func (db *DB) updateAuthDomain(ctx context.Context, op, query string, args ...an
 // AssociateAuthenticatedDomain assigns the domain only when the domain is
 // the parent's and the subuser its child, checked in the statement itself.
 func (db *DB) AssociateAuthenticatedDomain(ctx context.Context, parentID, domainID, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	defer db.cache.bump()
 	res, err := db.write.ExecContext(ctx, `
 		INSERT INTO authenticated_domain_subusers (subuser_id, domain_id)
 		SELECT s.id, d.id FROM accounts s, authenticated_domains d
@@ -171,11 +173,25 @@ func (db *DB) AssociateAuthenticatedDomain(ctx context.Context, parentID, domain
 	} else if n == 0 {
 		return nil, sealpost.Errorf(sealpost.ENOTFOUND, "authenticated domain or subuser not found")
 	}
-	return db.AssociatedAuthenticatedDomain(ctx, subuserID)
+	// Past the cache: it is bumped only once this write returns.
+	return db.associatedAuthenticatedDomain(ctx, subuserID)
 }
 
-// AssociatedAuthenticatedDomain is the domain assigned to the subuser.
+// AssociatedAuthenticatedDomain is the domain assigned to the subuser. The
+// signer asks for every delivery attempt, so it is answered from the cache,
+// "none" included, while no write has happened since.
 func (db *DB) AssociatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
+	return memoized(&db.cache, &db.cache.assignedDomains, subuserID, true, cloneAuthDomain,
+		func() (*sealpost.AuthenticatedDomain, error) { return db.associatedAuthenticatedDomain(ctx, subuserID) })
+}
+
+func cloneAuthDomain(d *sealpost.AuthenticatedDomain) *sealpost.AuthenticatedDomain {
+	c := *d
+	c.PrivateKey = bytes.Clone(d.PrivateKey)
+	return &c
+}
+
+func (db *DB) associatedAuthenticatedDomain(ctx context.Context, subuserID int64) (*sealpost.AuthenticatedDomain, error) {
 	d, err := scanAuthDomain(db.read.QueryRowContext(ctx, `
 		SELECT `+authDomainColumns+` FROM authenticated_domains
 		WHERE id = (SELECT domain_id FROM authenticated_domain_subusers WHERE subuser_id = ?)`, subuserID))

@@ -29,7 +29,9 @@ type cache struct {
 	accounts       memo[int64, *sealpost.Account]
 	domainPolicies memo[domainPolicyKey, *sealpost.DomainTLSPolicy]
 	authDomains    memo[int64, []sealpost.AuthenticatedDomain]
-	mtastsPolicies memo[string, *sealpost.CachedMTASTSPolicy]
+	// assignedDomains: the domain a subuser's parent assigned it.
+	assignedDomains memo[int64, *sealpost.AuthenticatedDomain]
+	mtastsPolicies  memo[string, *sealpost.CachedMTASTSPolicy]
 
 	// afterMiss, when set (by tests, before any use), runs between a miss's
 	// database read and the store of its result: the window in which a

@@ -106,6 +106,17 @@ func TestEveryWriteBumpsGeneration(t *testing.T) {
 	a := mustAccount(t, db, "alice")
 	k := mustKey(t, db, a.ID)
 	doomed := mustAccount(t, db, "doomed")
+	sub := &sealpost.Account{Kind: sealpost.KindSubuser, ParentID: a.ID, Username: "sub", Email: "sub@example.com"}
+	if err := db.CreateAccount(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	firstDomain := func() int64 {
+		ds, err := db.AuthenticatedDomains(ctx, a.ID)
+		if err != nil || len(ds) == 0 {
+			t.Fatalf("AuthenticatedDomains = %v, %v", ds, err)
+		}
+		return ds[0].ID
+	}
 	writes := []struct {
 		name string
 		fn   func() error
@@ -140,13 +151,17 @@ func TestEveryWriteBumpsGeneration(t *testing.T) {
 			_, err := db.CreateAuthenticatedDomain(ctx, a.ID, testAuthDomain())
 			return err
 		}},
-		{"SetAuthenticatedDomainValid", func() error {
-			ds, err := db.AuthenticatedDomains(ctx, a.ID)
-			if err != nil {
-				return err
-			}
-			return db.SetAuthenticatedDomainValid(ctx, a.ID, ds[0].ID, true)
+		{"SetAuthenticatedDomainValid", func() error { return db.SetAuthenticatedDomainValid(ctx, a.ID, firstDomain(), true) }},
+		{"SetReturnPathValid", func() error { return db.SetReturnPathValid(ctx, a.ID, firstDomain(), true) }},
+		{"UpdateAuthenticatedDomain", func() error {
+			_, err := db.UpdateAuthenticatedDomain(ctx, a.ID, firstDomain(), sealpost.AuthenticatedDomainUpdate{Default: new(true)})
+			return err
 		}},
+		{"AssociateAuthenticatedDomain", func() error {
+			_, err := db.AssociateAuthenticatedDomain(ctx, a.ID, firstDomain(), sub.ID)
+			return err
+		}},
+		{"DisassociateAuthenticatedDomain", func() error { return db.DisassociateAuthenticatedDomain(ctx, sub.ID) }},
 		{"DeleteAuthenticatedDomain", func() error {
 			ds, err := db.AuthenticatedDomains(ctx, a.ID)
 			if err != nil {
@@ -254,6 +269,7 @@ func TestDeliveryReadsCached(t *testing.T) {
 		{"DomainTLSPolicy none", true, func() (any, error) { return db.DomainTLSPolicy(ctx, a.ID, "none.example") }},
 		{"AuthenticatedDomains", false, func() (any, error) { return db.AuthenticatedDomains(ctx, a.ID) }},
 		{"AuthenticatedDomains none", false, func() (any, error) { return db.AuthenticatedDomains(ctx, other.ID) }},
+		{"AssociatedAuthenticatedDomain none", true, func() (any, error) { return db.AssociatedAuthenticatedDomain(ctx, other.ID) }},
 		{"CachedMTASTSPolicy", false, func() (any, error) { return db.CachedMTASTSPolicy(ctx, "sts.example") }},
 		{"CachedMTASTSPolicy none", true, func() (any, error) { return db.CachedMTASTSPolicy(ctx, "none.example") }},
 	}
