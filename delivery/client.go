@@ -132,6 +132,11 @@ type HostResult struct {
 	// CertResult is the RFC 8460 type of the certificate's failure when
 	// the certificate was checked and not valid.
 	CertResult string
+	// For TLS reports: the MTA-STS policy and usable TLSA records the host
+	// was tried under, and the local address of the session.
+	MTASTSPolicy *sealpost.MTASTSPolicy
+	TLSARecords  []sealpost.TLSARecord
+	SendingIP    string
 }
 
 const (
@@ -241,7 +246,14 @@ func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base host
 		}
 		res.TLS = out.facts
 		if out.reached {
-			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
+			h := HostResult{Facts: out.facts, CertResult: out.certResult, SendingIP: out.sendingIP}
+			if pol.mtasts != "" {
+				h.MTASTSPolicy = sts
+			}
+			if pol.dane != nil {
+				h.TLSARecords = pol.dane.Records
+			}
+			res.Hosts = append(res.Hosts, h)
 		}
 		switch out.kind {
 		case outcomeDone:
@@ -388,6 +400,8 @@ type outcome struct {
 	certResult string // RFC 8460 type of a failed certificate check
 	// cause is the source whose requirement an outcomePolicy host failed.
 	cause sealpost.PolicySource
+	// sendingIP is the local address of the session, for TLS reports.
+	sendingIP string
 }
 
 // tryHost delivers to the first reachable address of host.
@@ -421,6 +435,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		if c.reuseOn() {
 			if s := c.sessions().take(key); s != nil {
 				if out, ok := c.reuse(ctx, hlog, s, env, pending); ok {
+					out.sendingIP = localIP(s.raw)
 					return out
 				}
 			}
@@ -432,6 +447,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 			continue
 		}
 		out, retryPlain := c.session(ctx, hlog, conn, key, pol, facts, env, pending, true)
+		out.sendingIP = localIP(conn)
 		if !retryPlain {
 			return out
 		}
@@ -446,9 +462,19 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		plainFacts := facts
 		plainFacts.MTASTSTestingResult = out.facts.MTASTSTestingResult
 		out, _ = c.session(ctx, hlog, conn, key, pol, plainFacts, env, pending, false)
+		out.sendingIP = localIP(conn)
 		return out
 	}
 	return last
+}
+
+// localIP is the address conn was made from; it stays readable after the
+// connection is closed.
+func localIP(conn net.Conn) string {
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
 }
 
 func (c *Client) dial(ctx context.Context, addr net.IPAddr) (net.Conn, error) {

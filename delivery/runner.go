@@ -580,8 +580,15 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 		c.Observations = append(c.Observations, sealpost.HostObservation{
 			AccountID: d.Message.AccountID, Domain: d.Domain, MXHost: h.Facts.MXHost, At: now,
 			Facts: h.Facts, Recipients: len(d.Message.Recipients), CertResult: h.CertResult,
-			TLSReport: slices.Contains(d.Message.Categories, sealpost.TLSReportCategory),
+			TLSReport:    isTLSReport(d.Message),
+			MTASTSPolicy: h.MTASTSPolicy, TLSARecords: h.TLSARecords, SendingIP: h.SendingIP,
 		})
 	}
 	return c, nil
+}
+
+// isTLSReport reports whether m carries a TLS report (see
+// sealpost.TLSReportCategory).
+func isTLSReport(m *sealpost.Message) bool {
+	return slices.Contains(m.Categories, sealpost.TLSReportCategory)
 }

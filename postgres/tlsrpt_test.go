@@ -18,7 +18,7 @@ func TestTLSRPTRunOnceAcrossNodes(t *testing.T) {
 		for i, n := range nodes {
 			for range 3 {
 				wg.Go(func() {
-					ok, err := n.ClaimTLSRPTRun(t.Context(), day, []string{"a", "b"}[i], time.Now())
+					ok, err := n.ClaimTLSRPTRun(t.Context(), day, []string{"a", "b"}[i], time.Now(), nil)
 					if err != nil {
 						t.Errorf("claim: %v", err)
 					}

@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRegistryPrune", testTLSRegistryPrune},
 		{"TLSRPTCounts", testTLSRPTCounts},
 		{"TLSRPTRunClaimedOnce", testTLSRPTRunClaimedOnce},
+		{"TLSRPTSends", testTLSRPTSends},
 
 		{"MTASTSPolicyRoundTrip", testMTASTSPolicyRoundTrip},
 		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},
