@@ -77,6 +77,10 @@ type Envelope struct {
 	// Attempt counts the attempts made before this one (0: the first).
 	// A failure only MTA-STS causes is never blocked on the first.
 	Attempt int
+	// TLSReport: the mail is a TLS report, which RFC 8460 3 has delivered
+	// despite any TLS failure: recipients' MTA-STS and DANE policies are
+	// not applied to it (nor, by the runner, the account's).
+	TLSReport bool
 }
 
 // Status is a recipient's outcome of one attempt.
@@ -202,6 +206,9 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	base, fail := basePolicy(policy, env)
 	if fail == nil {
 		var sts *sealpost.MTASTSPolicy
+		if env.TLSReport {
+			return c.deliverToHosts(ctx, log, base, nil, env, pending, res)
+		}
 		if sts, fail = c.domainMTASTS(ctx, env.Domain); fail == nil {
 			return c.deliverToHosts(ctx, log, base, sts, env, pending, res)
 		}
@@ -237,7 +244,10 @@ func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base host
 			transient = &outcome{kind: outcomeTransient, result: RecipientResult{Status: Deferred, Response: "delivery attempt cut off: " + err.Error(), EnhancedStatus: "4.4.7"}}
 			break
 		}
-		pol, excluded := c.policyForHost(ctx, base, sts, env.Domain, host)
+		pol, excluded := base, (*outcome)(nil)
+		if !env.TLSReport {
+			pol, excluded = c.policyForHost(ctx, base, sts, env.Domain, host)
+		}
 		var out outcome
 		if excluded != nil {
 			out = *excluded

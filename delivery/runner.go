@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -342,14 +343,22 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.complete(ctx, log, d, c)
 		return
 	}
-	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
-	if err != nil {
-		// Without the policy nothing may be sent.
-		if !r.Outage.Report(ctx, err) {
-			log.Warn("reading the account's Enforced TLS policy", "err", err)
+	report := isTLSReport(d.Message)
+	// A TLS report goes under the default policy, whatever the sending
+	// (operator's) account asks of its own mail: it must reach recipients
+	// whose TLS is broken, since that is what it reports.
+	var policy sealpost.EnforcedTLS
+	if !report {
+		var err error
+		policy, err = r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
+		if err != nil {
+			// Without the policy nothing may be sent.
+			if !r.Outage.Report(ctx, err) {
+				log.Warn("reading the account's Enforced TLS policy", "err", err)
+			}
+			r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
+			return
 		}
-		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
-		return
 	}
 	// Checked on every attempt, on whichever node claims it: mail the
 	// account queued before it was disabled is never sent afterwards.
@@ -371,7 +380,10 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.complete(ctx, log, d, c)
 		return
 	}
-	domainPolicy, err := r.domainPolicy(ctx, d)
+	var domainPolicy *sealpost.EnforcedTLS
+	if !report {
+		domainPolicy, err = r.domainPolicy(ctx, d)
+	}
 	if err != nil {
 		// Without the policy nothing may be sent: it may raise the bar.
 		if !r.Outage.Report(ctx, err) {
@@ -400,6 +412,15 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 			r.deferAll(ctx, log, d, "the message could not be DKIM-signed")
 			return
 		}
+		if report && !bytes.HasPrefix(signed, []byte("DKIM-Signature:")) {
+			// A report is DKIM-signed with the operator's authenticated
+			// domain, or not sent: it waits, within MaxAge, for the
+			// domain to be authenticated and validated.
+			log.Warn("TLS report not sent: its From domain is not an authenticated, validated domain of the sending account",
+				"from", d.Message.From)
+			r.deferAll(ctx, log, d, "the TLS report cannot be DKIM-signed: its From domain is not authenticated and validated for the sending account")
+			return
+		}
 		data = signed
 	}
 	// Cut the attempt off well inside the lease so that no other node can
@@ -411,7 +432,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
+	env := Envelope{From: d.Message.From, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts, TLSReport: report}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
