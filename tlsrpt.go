@@ -70,12 +70,15 @@ func (c TLSRPTCount) PolicyKey() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// MTASTSPolicyLines are p's lines for a TLS report's policy-string, in the
-// order of RFC 8461 3.2's fields and of p's mx patterns as published.
-// Fields sealpost does not keep (extensions) are not among them.
+// MTASTSPolicyLines are p's lines for a TLS report's policy-string: as
+// fetched, or for a policy cached without them, its fields in RFC 8461
+// 3.2's order.
 func MTASTSPolicyLines(p *MTASTSPolicy) []string {
 	if p == nil {
 		return nil
+	}
+	if len(p.Lines) > 0 {
+		return slices.Clone(p.Lines)
 	}
 	lines := []string{"version: STSv1", "mode: " + p.Mode}
 	for _, mx := range p.MX {

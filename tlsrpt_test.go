@@ -47,6 +47,9 @@ func TestTLSRPTCountOfCarriesPolicy(t *testing.T) {
 			[]string{"version: STSv1", "mode: enforce", "mx: mx1.example", "mx: *.mx.example", "max_age: 604800"}, []string{"mx1.example", "*.mx.example"}, "sts"},
 		{"tlsa", sealpost.HostObservation{MXHost: "mx1.example", Recipients: 1, Facts: sealpost.TLSFacts{TLS: true, DANEVerified: true}, MTASTSPolicy: sts, TLSARecords: tlsa},
 			[]string{"3 1 1 ABCD", "2 0 2 01"}, []string{"mx1.example"}, "tlsa"},
+		{"sts as fetched", sealpost.HostObservation{MXHost: "a.mx.example", Recipients: 1, Facts: sealpost.TLSFacts{TLS: true, MTASTS: "testing"},
+			MTASTSPolicy: &sealpost.MTASTSPolicy{Mode: "testing", MX: []string{"*.mx.example"}, MaxAge: 60, Lines: []string{"version: STSv1", "mx: *.mx.example", "mode:testing", "max_age: 60", "ext: 1"}}},
+			[]string{"version: STSv1", "mx: *.mx.example", "mode:testing", "max_age: 60", "ext: 1"}, []string{"*.mx.example"}, "sts"},
 		{"none", sealpost.HostObservation{MXHost: "mx1.example", Recipients: 1, Facts: sealpost.TLSFacts{TLS: true}}, nil, nil, "no-policy-found"},
 	} {
 		tc.obs.SendingIP = "127.0.0.9"

@@ -86,7 +86,8 @@ func testTLSReports(t *testing.T, database string) {
 	noTLS := mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS}
 	h.AddMX("rpt-ok.test", 10, mxtest.Behavior{})
 	h.AddMX("rpt-testing.test", 10, noTLS)
-	publishSTS(t, h, "rpt-testing.test", "1", stsPolicy("testing", "*.rpt-testing.test"))
+	// An extension field, which reports quote with the rest as fetched.
+	publishSTS(t, h, "rpt-testing.test", "1", stsPolicy("testing", "*.rpt-testing.test")+"x-note: e2e\r\n")
 	blockedMX := h.AddMX("rpt-blocked.test", 10, noTLS)
 
 	rua := &ruaReceiver{reports: map[string]sealpost.TLSReport{}}
@@ -194,7 +195,7 @@ func testTLSReports(t *testing.T, database string) {
 	// The MTA-STS policy as fetched, its mx patterns, and where the failed
 	// session came from and went to.
 	sts := rua.reports["rpt-testing.test"].Policies[0]
-	wantLines := []string{"version: STSv1", "mode: testing", "mx: *.rpt-testing.test", "max_age: 604800"}
+	wantLines := []string{"version: STSv1", "mode: testing", "mx: *.rpt-testing.test", "max_age: 604800", "x-note: e2e"}
 	if sts.Policy.PolicyType != "sts" || fmt.Sprint(sts.Policy.PolicyString) != fmt.Sprint(wantLines) ||
 		fmt.Sprint(sts.Policy.MXHost) != "[*.rpt-testing.test]" || len(sts.FailureDetails) != 1 {
 		t.Errorf("rpt-testing.test policy = %+v, want the policy's lines and mx patterns", sts)

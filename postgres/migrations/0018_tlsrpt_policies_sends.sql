@@ -27,3 +27,7 @@ CREATE TABLE tlsrpt_sends (
 	PRIMARY KEY (day, policy_domain, rua)
 );
 CREATE INDEX tlsrpt_sends_due ON tlsrpt_sends (next_attempt_at);
+
+-- The MTA-STS policy file's non-empty lines as fetched, one per line, for
+-- TLS reports' policy-string; empty for policies cached before.
+ALTER TABLE mta_sts_policies ADD COLUMN policy_text TEXT NOT NULL DEFAULT '';
