@@ -66,8 +66,8 @@ type Reporter struct {
 }
 
 // RetryBackoff waits 5 minutes after the first failed attempt, doubling
-// up to 2 hours: a day's retries are about a dozen (RFC 8460 5.3 asks
-// that failed reports be retried, and drops them when they are stale).
+// up to 2 hours: about fifteen tries in the day a report is retried
+// (RFC 8460 5.3 suggests retrying; by then the next day's report is due).
 func RetryBackoff(attempts int) time.Duration {
 	d := 5 * time.Minute
 	for i := 1; i < attempts && d < 2*time.Hour; i++ {
