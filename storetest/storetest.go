@@ -93,6 +93,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRPTCounts", testTLSRPTCounts},
 		{"TLSRPTRunClaimedOnce", testTLSRPTRunClaimedOnce},
 		{"TLSRPTSends", testTLSRPTSends},
+		{"TLSRPTUnclaimedDays", testTLSRPTUnclaimedDays},
 
 		{"MTASTSPolicyRoundTrip", testMTASTSPolicyRoundTrip},
 		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},

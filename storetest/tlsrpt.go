@@ -196,3 +196,34 @@ func testTLSRPTSends(t *testing.T, s sealpost.Store) {
 		t.Errorf("finished sends claimed again: %+v", got)
 	}
 }
+
+// Days missed while no node ran are found by their counts: each day with
+// counts and no claim, oldest first, within the window asked for.
+func testTLSRPTUnclaimedDays(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "rpt-days")
+	now := baseTime()
+	today := sealpost.RegistryDay(now)
+	enqueue(t, s, []*sealpost.Message{newMessage(a.ID, "d1", now, "one@days.example")})
+	ds := claim(t, s, "node", now, time.Minute, 10)
+	if len(ds) != 1 {
+		t.Fatalf("claimed %d deliveries, want 1", len(ds))
+	}
+	c := sealpost.DeliveryCompletion{DeliveryID: ds[0].ID}
+	for _, back := range []int{9, 2, 1, 0} {
+		c.Observations = append(c.Observations, sealpost.HostObservation{AccountID: a.ID, Domain: "days.example", MXHost: "mx.days.example",
+			At: now.Add(-time.Duration(back) * 24 * time.Hour), Facts: sealpost.TLSFacts{TLS: true, MXHost: "mx.days.example"}, Recipients: 1})
+	}
+	for _, rc := range ds[0].Message.Recipients {
+		c.Recipients = append(c.Recipients, sealpost.RecipientUpdate{RecipientID: rc.ID, State: sealpost.StateDelivered})
+	}
+	complete(t, s, "node", c)
+	if days, err := s.UnclaimedTLSRPTDays(t.Context(), today-7, today-1); err != nil || !reflect.DeepEqual(days, []int64{today - 2, today - 1}) {
+		t.Fatalf("unclaimed days = %v, %v; want the two before today within the week", days, err)
+	}
+	if ok, err := s.ClaimTLSRPTRun(t.Context(), today-2, "node", now, nil); err != nil || !ok {
+		t.Fatalf("claim = %v, %v", ok, err)
+	}
+	if days, _ := s.UnclaimedTLSRPTDays(t.Context(), today-7, today-1); !reflect.DeepEqual(days, []int64{today - 1}) {
+		t.Errorf("unclaimed days after claiming the first = %v, want [%d]", days, today-1)
+	}
+}
