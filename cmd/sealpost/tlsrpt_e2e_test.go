@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -25,18 +26,26 @@ import (
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/delivery/mxtest"
+	"github.com/sealpost/sealpost/tlsrpt"
 )
 
-// ruaReceiver is an https: rua: it keeps the reports posted to it.
+// ruaReceiver is an https: rua: it keeps the reports posted to it, after
+// answering the first failures posts with 503.
 type ruaReceiver struct {
-	mu      sync.Mutex
-	reports map[string]sealpost.TLSReport // by policy domain
-	errs    []string
+	mu       sync.Mutex
+	reports  map[string]sealpost.TLSReport // by policy domain
+	errs     []string
+	failures int
+	posts    int
 }
 
 func (r *ruaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.posts++; r.posts <= r.failures {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
 	if ct := req.Header.Get("Content-Type"); ct != "application/tlsrpt+gzip" {
 		r.errs = append(r.errs, "Content-Type "+ct)
 	}
@@ -81,6 +90,17 @@ func TestTLSReportsEndToEnd(t *testing.T) {
 	}
 }
 
+// serveRUA starts rua as an https: rua at rua.test and returns its URL.
+func serveRUA(t *testing.T, h *mxtest.Harness, rua *ruaReceiver) string {
+	ln := h.Listen()
+	h.DNS().SetA("rua.test", ln.Addr().(*net.TCPAddr).IP.String())
+	srv := &http.Server{Handler: rua, ErrorLog: log.New(io.Discard, "", 0),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{h.CA().Issue(t, mxtest.Options{DNSNames: []string{"rua.test"}})}}}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { srv.Close() })
+	return fmt.Sprintf("https://rua.test:%d/tlsrpt", ln.Addr().(*net.TCPAddr).Port)
+}
+
 func testTLSReports(t *testing.T, database string) {
 	h := mxtest.New(t)
 	noTLS := mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS}
@@ -91,13 +111,7 @@ func testTLSReports(t *testing.T, database string) {
 	blockedMX := h.AddMX("rpt-blocked.test", 10, noTLS)
 
 	rua := &ruaReceiver{reports: map[string]sealpost.TLSReport{}}
-	ln := h.Listen()
-	h.DNS().SetA("rua.test", ln.Addr().(*net.TCPAddr).IP.String())
-	srv := &http.Server{Handler: rua, ErrorLog: log.New(io.Discard, "", 0),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{h.CA().Issue(t, mxtest.Options{DNSNames: []string{"rua.test"}})}}}
-	go func() { _ = srv.ServeTLS(ln, "", "") }()
-	t.Cleanup(func() { srv.Close() })
-	ruaURL := fmt.Sprintf("https://rua.test:%d/tlsrpt", ln.Addr().(*net.TCPAddr).Port)
+	ruaURL := serveRUA(t, h, rua)
 	for _, d := range []string{"rpt-testing.test", "rpt-blocked.test"} {
 		h.DNS().SetTXT("_smtp._tls."+d, []string{"v=TLSRPTv1; rua=" + ruaURL})
 	}
@@ -291,5 +305,89 @@ func authenticateDomain(t *testing.T, h *mxtest.Harness, m *Main, key, domain st
 	status, body = apiDo(t, m, "POST", fmt.Sprintf("/v3/whitelabel/domains/%d/validate", created.ID), key, "")
 	if status != http.StatusOK || !strings.Contains(body, `"valid":true`) {
 		t.Fatalf("validate: %d %s", status, body)
+	}
+}
+
+// TestTLSReportsRetriedAndCaughtUp: on the real store, a day no node
+// reported is claimed by the next run; its post fails, is kept, and is
+// retried by another node once due, which the rua then takes, once.
+func TestTLSReportsRetriedAndCaughtUp(t *testing.T) {
+	t.Parallel()
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			testTLSReportsRetried(t, sc.database(t))
+		})
+	}
+}
+
+func testTLSReportsRetried(t *testing.T, database string) {
+	h := mxtest.New(t)
+	h.AddMX("rpt-retry.test", 10, mxtest.Behavior{})
+	rua := &ruaReceiver{reports: map[string]sealpost.TLSReport{}, failures: 1}
+	h.DNS().SetTXT("_smtp._tls.rpt-retry.test", []string{"v=TLSRPTv1; rua=" + serveRUA(t, h, rua)})
+	m, key, closeMain := policyNode(t, h, database, nil)
+	day := time.Now().UTC().Format(time.DateOnly)
+	policySend(t, m, key, "rpt-retry.test")
+	waitFor(t, "the session counted", 60*time.Second, func() bool {
+		_, body := apiDo(t, m, "GET", "/v3/tls/reports?date="+day, key, "")
+		return strings.Contains(body, `"policy-domain":"rpt-retry.test"`)
+	})
+	closeMain()
+
+	cfg := DefaultConfig()
+	cfg.DNSServer, cfg.TLSCAFile, cfg.AllowDestinations = h.DNSAddr(), h.CAFile(), "127.0.0.0/8"
+	cfg.TLSRPT = TLSRPTConfig{Enabled: true, Organization: "Sealpost Test"}
+	store, _, err := openStore(t.Context(), database, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	dests, err := cfg.destinations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := cfg.smtpClient(dests, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every node was down through the night: the reporters wake up the
+	// day after tomorrow, so today is a missed day within the window.
+	var mu sync.Mutex
+	now := time.Now().Add(48 * time.Hour)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	reporter := func(node string) *tlsrpt.Reporter {
+		r, err := cfg.tlsrptReporter(t.Context(), store, client, dests, node, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Now = clock
+		return r
+	}
+	a, b := reporter("a"), reporter("b")
+	if err := a.CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rua.mu.Lock()
+	if rua.posts != 1 || len(rua.reports) != 0 {
+		t.Errorf("%d posts, %d reports taken; want the one claim's post, refused", rua.posts, len(rua.reports))
+	}
+	rua.mu.Unlock()
+	mu.Lock()
+	now = now.Add(tlsrpt.RetryBackoff(1))
+	mu.Unlock()
+	for _, r := range []*tlsrpt.Reporter{b, a} {
+		if err := r.SendDue(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rua.mu.Lock()
+	defer rua.mu.Unlock()
+	rep, ok := rua.reports["rpt-retry.test"]
+	if rua.posts != 2 || !ok || rep.DateRange.Start.Format(time.DateOnly) != day {
+		t.Errorf("%d posts, report %+v; want the retry to deliver the report of %s", rua.posts, rep, day)
 	}
 }
