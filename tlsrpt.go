@@ -97,12 +97,13 @@ func TLSARecordStrings(records []TLSARecord) []string {
 	return out
 }
 
-// TLSRPTService keeps the session counts TLS reports are made of, and the
-// claim that makes each day's reports go once across nodes.
+// TLSRPTService keeps the session counts TLS reports are made of, the
+// claim that makes each day's reports go once across nodes, and the
+// reports still to send.
 type TLSRPTService interface {
 	// TLSRPTCounts lists the counts of day, of every account when accountID
-	// is 0, ordered by policy domain, policy type, MX host, result type and
-	// receiving IP.
+	// is 0, ordered by policy domain, policy type, policy (its PolicyKey),
+	// MX host, result type, receiving and sending IP.
 	TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]TLSRPTCount, error)
 	// ClaimTLSRPTRun claims the sending of day's reports for node and,
 	// in the same transaction, adds sends, the reports to send; it
