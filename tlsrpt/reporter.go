@@ -119,11 +119,16 @@ func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 }
 
 // Send sends day's reports to every rua now, once, whether or not the day
-// was claimed: "sealpost tlsrpt send" on demand. A failing rua does not
-// keep the others from theirs. It answers the errors joined.
+// was claimed: "sealpost tlsrpt send" on demand. It claims the day first
+// when no node has, so that the daily run does not send it again. A
+// failing rua does not keep the others from theirs, and is not retried:
+// Send answers the errors joined.
 func (r *Reporter) Send(ctx context.Context, day int64) error {
 	plans, err := r.Plan(ctx, day)
 	if err != nil {
+		return err
+	}
+	if _, err := r.Store.ClaimTLSRPTRun(ctx, day, r.Node, r.now(), nil); err != nil {
 		return err
 	}
 	var errs []error

@@ -392,3 +392,39 @@ func TestReporterCatchesUpMissedDays(t *testing.T) {
 		t.Errorf("reports of %v, want %v, each once across two nodes", got, want)
 	}
 }
+
+// Reports sent on demand are not sent again by the daily run.
+func TestReporterSendOnDemandClaimsTheDay(t *testing.T) {
+	day := sealpost.RegistryDay(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+	var mu sync.Mutex
+	posts := 0
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		posts++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	store := &fakeStore{claims: map[int64]string{}, counts: []sealpost.TLSRPTCount{
+		{AccountID: 1, PolicyDomain: "rpt.example", Day: day, PolicyType: "no-policy-found", MXHost: "mx", Sessions: 1},
+	}}
+	clk := &clock{t: time.Date(2026, 12, 7, 0, 10, 0, 0, time.UTC)}
+	r := &tlsrpt.Reporter{Store: store, Client: srv.Client(), Node: "cli", Now: clk.Now,
+		Resolver: txtMap{"_smtp._tls.rpt.example": {"v=TLSRPTv1; rua=" + srv.URL}},
+		Meta:     sealpost.TLSReportMeta{OrganizationName: "Sender Org", ContactInfo: "postmaster@sender.example"}}
+	if err := r.Send(t.Context(), day); err != nil {
+		t.Fatal(err)
+	}
+	r.Node = "a"
+	if err := r.CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// On demand, a claimed day is sent again all the same.
+	if err := r.Send(t.Context(), day); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 2 {
+		t.Errorf("%d posts, want 2: one per send on demand, none by the daily run", posts)
+	}
+}
