@@ -27,6 +27,10 @@ type MTASTSPolicy struct {
 	Mode   string   `json:"mode"`    // enforce, testing or none
 	MX     []string `json:"mx"`      // host names, or "*." wildcards of one label
 	MaxAge int64    `json:"max_age"` // seconds
+	// Lines are the policy file's non-empty lines as fetched, which TLS
+	// reports quote (RFC 8460 4.3); nil for a policy cached before they
+	// were kept.
+	Lines []string `json:"-"`
 }
 
 // MTA-STS limits of RFC 8461.
@@ -212,6 +216,7 @@ func ParseMTASTSPolicy(body []byte) (MTASTSPolicy, error) {
 		if line == "" {
 			continue
 		}
+		p.Lines = append(p.Lines, line)
 		key, value, ok := strings.Cut(line, ":")
 		if !ok || key == "" {
 			return MTASTSPolicy{}, fmt.Errorf("MTA-STS policy: line %d is not \"key: value\"", i+1)

@@ -68,7 +68,8 @@ func TestParseMTASTSPolicy(t *testing.T) {
 		{body: "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n",
 			want: MTASTSPolicy{Mode: "enforce", MX: []string{"mail.example.com", "*.example.net"}, MaxAge: 604800}},
 		{body: "version: STSv1\nmode: testing\nmx: MX.Example.com\nmax_age: 0\nunknown: whatever\n",
-			want: MTASTSPolicy{Mode: "testing", MX: []string{"mx.example.com"}, MaxAge: 0}},
+			want: MTASTSPolicy{Mode: "testing", MX: []string{"mx.example.com"}, MaxAge: 0,
+				Lines: []string{"version: STSv1", "mode: testing", "mx: MX.Example.com", "max_age: 0", "unknown: whatever"}}},
 		{body: "version: STSv1\nmode: none\nmax_age: 86400", want: MTASTSPolicy{Mode: "none", MaxAge: 86400}},
 		{body: "version: STSv1\nmode: enforce\nmax_age: 86400\n", errHas: "without any mx"},
 		{body: "version: STSv1\nmode: enforce\nmode: none\nmx: a.b\nmax_age: 1\n", errHas: "twice"},
@@ -91,7 +92,8 @@ func TestParseMTASTSPolicy(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || p.Mode != tt.want.Mode || p.MaxAge != tt.want.MaxAge || !slices.Equal(p.MX, tt.want.MX) {
+		if err != nil || p.Mode != tt.want.Mode || p.MaxAge != tt.want.MaxAge || !slices.Equal(p.MX, tt.want.MX) ||
+			(tt.want.Lines != nil && !slices.Equal(p.Lines, tt.want.Lines)) {
 			t.Errorf("%q: %+v %v, want %+v", tt.body, p, err, tt.want)
 		}
 	}

@@ -29,6 +29,12 @@ type HostObservation struct {
 	// TLSReport: the attempt delivered a TLS report, which TLS reports never
 	// count (see TLSReportCategory).
 	TLSReport bool
+	// What TLS reports say of the session beyond Facts: the recipient
+	// domain's MTA-STS policy that applied to it, the host's usable TLSA
+	// records, and the local address the session came from.
+	MTASTSPolicy *MTASTSPolicy
+	TLSARecords  []TLSARecord
+	SendingIP    string
 }
 
 // TLSRegistryService keeps, per account and recipient domain, the latest

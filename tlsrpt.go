@@ -3,8 +3,11 @@ package sealpost
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,29 +30,110 @@ const (
 const TLSReportCategory = "sealpost-tls-report"
 
 // TLSRPTCount is how many sessions of one account to one recipient policy
-// domain on one UTC day, under one policy type, to one MX host and
-// receiving IP, ended with one result. ResultType "" counts successes.
+// domain on one UTC day, under one policy, to one MX host and receiving
+// IP from one sending IP, ended with one result. ResultType "" counts
+// successes.
 type TLSRPTCount struct {
 	AccountID    int64
 	PolicyDomain string
 	Day          int64 // RegistryDay
 	PolicyType   string
-	MXHost       string
+	// PolicyString is the policy as RFC 8460 4.3 reports it: the MTA-STS
+	// policy's lines, or the TLSA records of the host in presentation
+	// format. PolicyMX is its mx-host: the MTA-STS policy's mx patterns,
+	// or the MX host the TLSA records belong to.
+	PolicyString []string
+	PolicyMX     []string
+	MXHost       string // the host the session went to
 	ResultType   string
 	ReceivingIP  string
+	SendingIP    string
 	Sessions     int64
 }
 
-// TLSRPTService keeps the session counts TLS reports are made of, and the
-// claim that makes each day's reports go once across nodes.
+// PolicyKey identifies the count's policy (type, text and mx-host) in a
+// fixed-size key, so that stores can index counts by it whatever the
+// policy's length.
+func (c TLSRPTCount) PolicyKey() string {
+	h := sha256.New()
+	// NUL ends each field: policy text has no control characters.
+	write := func(fields ...string) {
+		for _, f := range fields {
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+		}
+	}
+	write(c.PolicyType)
+	write(c.PolicyString...)
+	h.Write([]byte{1})
+	write(c.PolicyMX...)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// MTASTSPolicyLines are p's lines for a TLS report's policy-string: as
+// fetched, or for a policy cached without them, its fields in RFC 8461
+// 3.2's order.
+func MTASTSPolicyLines(p *MTASTSPolicy) []string {
+	if p == nil {
+		return nil
+	}
+	if len(p.Lines) > 0 {
+		return slices.Clone(p.Lines)
+	}
+	lines := []string{"version: STSv1", "mode: " + p.Mode}
+	for _, mx := range p.MX {
+		lines = append(lines, "mx: "+mx)
+	}
+	return append(lines, "max_age: "+strconv.FormatInt(p.MaxAge, 10))
+}
+
+// TLSARecordStrings are records in presentation format (RFC 6698 2.2):
+// usage, selector, matching type and the data in hexadecimal.
+func TLSARecordStrings(records []TLSARecord) []string {
+	var out []string
+	for _, r := range records {
+		out = append(out, fmt.Sprintf("%d %d %d %X", r.Usage, r.Selector, r.MatchingType, r.Data))
+	}
+	return out
+}
+
+// TLSRPTService keeps the session counts TLS reports are made of, the
+// claim that makes each day's reports go once across nodes, and the
+// reports still to send.
 type TLSRPTService interface {
 	// TLSRPTCounts lists the counts of day, of every account when accountID
-	// is 0, ordered by policy domain, policy type, MX host, result type and
-	// receiving IP.
+	// is 0, ordered by policy domain, policy type, policy (its PolicyKey),
+	// MX host, result type, receiving and sending IP.
 	TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]TLSRPTCount, error)
-	// ClaimTLSRPTRun claims the sending of day's reports for node; it
-	// reports false when another claim was first.
-	ClaimTLSRPTRun(ctx context.Context, day int64, node string, at time.Time) (bool, error)
+	// ClaimTLSRPTRun claims the sending of day's reports for node and,
+	// in the same transaction, adds sends, the reports to send; it
+	// reports false, and adds nothing, when another claim was first.
+	ClaimTLSRPTRun(ctx context.Context, day int64, node string, at time.Time, sends []TLSRPTSend) (bool, error)
+	// UnclaimedTLSRPTDays lists, in order, the days from first to last
+	// (inclusive) that have counts and no claim.
+	UnclaimedTLSRPTDays(ctx context.Context, first, last int64) ([]int64, error)
+	// ClaimTLSRPTSends leases to node, until now+lease, up to max sends
+	// whose next attempt is due at now and that no lease holds.
+	ClaimTLSRPTSends(ctx context.Context, node string, now time.Time, lease time.Duration, max int) ([]TLSRPTSend, error)
+	// FinishTLSRPTSend ends node's lease on s: done deletes it (sent, or
+	// given up); otherwise s's Attempts, NextAttemptAt and LastError are
+	// kept for the next attempt. A lease lost to another node is ECONFLICT.
+	FinishTLSRPTSend(ctx context.Context, node string, s TLSRPTSend, done bool) error
+}
+
+// TLSRPTSend is a report to send to one rua, kept until it is sent or
+// given up, so that a failed send is retried, on any node.
+type TLSRPTSend struct {
+	Day          int64
+	PolicyDomain string
+	RUA          string
+	Report       []byte // the report's JSON
+	Attempts     int
+	// NextAttemptAt is when it is due; GiveUpAt when it is no longer
+	// retried.
+	NextAttemptAt time.Time
+	GiveUpAt      time.Time
+	LastError     string
 }
 
 // TLSRPTSession is how o counts in TLS reports: its policy type and result
@@ -88,8 +172,19 @@ func TLSRPTCountOf(o HostObservation) (TLSRPTCount, bool) {
 	if !ok {
 		return TLSRPTCount{}, false
 	}
-	return TLSRPTCount{AccountID: o.AccountID, PolicyDomain: o.Domain, Day: RegistryDay(o.At), PolicyType: pt,
-		MXHost: o.MXHost, ResultType: rt, ReceivingIP: o.Facts.MXIP, Sessions: 1}, true
+	c := TLSRPTCount{AccountID: o.AccountID, PolicyDomain: o.Domain, Day: RegistryDay(o.At), PolicyType: pt,
+		MXHost: o.MXHost, ResultType: rt, ReceivingIP: o.Facts.MXIP, SendingIP: o.SendingIP, Sessions: 1}
+	switch pt {
+	case TLSRPTPolicySTS:
+		if o.MTASTSPolicy != nil {
+			c.PolicyString = MTASTSPolicyLines(o.MTASTSPolicy)
+			c.PolicyMX = slices.Clone(o.MTASTSPolicy.MX)
+		}
+	case TLSRPTPolicyTLSA:
+		c.PolicyString = TLSARecordStrings(o.TLSARecords)
+		c.PolicyMX = []string{o.MXHost}
+	}
+	return c, true
 }
 
 // FoldTLSRPTCounts sums the counts of equal keys, in key order: a store
@@ -114,10 +209,16 @@ func FoldTLSRPTCounts(obs []HostObservation) []TLSRPTCount {
 	return folded
 }
 
+// compareTLSRPTKeys orders counts by account, domain, day and policy
+// first, so that a report's policies are runs of counts.
 func compareTLSRPTKeys(a, b TLSRPTCount) int {
 	return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.PolicyDomain, b.PolicyDomain),
-		cmp.Compare(a.Day, b.Day), cmp.Compare(a.PolicyType, b.PolicyType), cmp.Compare(a.MXHost, b.MXHost),
-		cmp.Compare(a.ResultType, b.ResultType), cmp.Compare(a.ReceivingIP, b.ReceivingIP))
+		cmp.Compare(a.Day, b.Day), comparePolicies(a, b), cmp.Compare(a.MXHost, b.MXHost),
+		cmp.Compare(a.ResultType, b.ResultType), cmp.Compare(a.ReceivingIP, b.ReceivingIP), cmp.Compare(a.SendingIP, b.SendingIP))
+}
+
+func comparePolicies(a, b TLSRPTCount) int {
+	return cmp.Or(cmp.Compare(a.PolicyType, b.PolicyType), slices.Compare(a.PolicyString, b.PolicyString), slices.Compare(a.PolicyMX, b.PolicyMX))
 }
 
 // ParseReportDay parses a YYYY-MM-DD UTC date into its RegistryDay.
@@ -158,7 +259,10 @@ type TLSReportPolicyDesc struct {
 	PolicyType   string   `json:"policy-type"`
 	PolicyString []string `json:"policy-string,omitempty"`
 	PolicyDomain string   `json:"policy-domain"`
-	MXHost       string   `json:"mx-host,omitempty"`
+	// MXHost is a list, as in RFC 8460's example (erratum 6241 settles
+	// the text's string on it): the MTA-STS policy's mx patterns, or the
+	// one host of TLSA records.
+	MXHost []string `json:"mx-host,omitempty"`
 }
 
 type TLSReportSummary struct {
@@ -178,16 +282,12 @@ type TLSReportFailure struct {
 type TLSReportMeta struct {
 	OrganizationName string
 	ContactInfo      string
-	// SendingMTAIP is the address sealpost sends from, when known.
-	SendingMTAIP string
-	// PolicyStrings gives, per policy type and MX host ("" for any host),
-	// the policy's text: the MTA-STS policy's lines, the TLSA records.
-	PolicyStrings func(policyType, mxHost string) []string
 }
 
 // BuildTLSReports makes one report per policy domain from counts, all of
-// one day, in any order. Each report's policies are one per policy type and
-// MX host.
+// one day, in any order. Each report has one policy object per policy
+// (type, text and mx-host), and one failure detail per result, host,
+// receiving and sending IP.
 func BuildTLSReports(day int64, counts []TLSRPTCount, meta TLSReportMeta) []TLSReport {
 	counts = slices.Clone(counts)
 	// Several accounts' counts of one key are one in a report.
@@ -197,11 +297,12 @@ func BuildTLSReports(day int64, counts []TLSRPTCount, meta TLSReportMeta) []TLSR
 	slices.SortFunc(counts, compareTLSRPTKeys)
 	start := dayStart(day)
 	var out []TLSReport
+	var last TLSRPTCount // of the policy object being filled
 	for _, c := range counts {
 		if c.Day != day || c.Sessions <= 0 {
 			continue
 		}
-		if n := len(out); n == 0 || out[n-1].Policies[0].Policy.PolicyDomain != c.PolicyDomain {
+		if n := len(out); n == 0 || last.PolicyDomain != c.PolicyDomain {
 			out = append(out, TLSReport{
 				OrganizationName: meta.OrganizationName,
 				DateRange:        TLSReportRange{Start: start, End: start.Add(24*time.Hour - time.Second)},
@@ -210,23 +311,31 @@ func BuildTLSReports(day int64, counts []TLSRPTCount, meta TLSReportMeta) []TLSR
 			})
 		}
 		r := &out[len(out)-1]
-		if n := len(r.Policies); n == 0 || r.Policies[n-1].Policy.PolicyType != c.PolicyType || r.Policies[n-1].Policy.MXHost != c.MXHost {
-			p := TLSReportPolicy{Policy: TLSReportPolicyDesc{PolicyType: c.PolicyType, PolicyDomain: c.PolicyDomain, MXHost: c.MXHost}}
-			if meta.PolicyStrings != nil && c.PolicyType != TLSRPTPolicyNotFound {
-				p.Policy.PolicyString = meta.PolicyStrings(c.PolicyType, c.MXHost)
-			}
-			r.Policies = append(r.Policies, p)
+		if len(r.Policies) == 0 || comparePolicies(last, c) != 0 {
+			r.Policies = append(r.Policies, TLSReportPolicy{Policy: TLSReportPolicyDesc{PolicyType: c.PolicyType,
+				PolicyString: c.PolicyString, PolicyDomain: c.PolicyDomain, MXHost: c.PolicyMX}})
 		}
+		last = c
 		p := &r.Policies[len(r.Policies)-1]
 		if c.ResultType == "" {
 			p.Summary.Successful += c.Sessions
 			continue
 		}
 		p.Summary.Failed += c.Sessions
-		p.FailureDetails = append(p.FailureDetails, TLSReportFailure{ResultType: c.ResultType, SendingMTAIP: meta.SendingMTAIP,
-			ReceivingMXHostname: c.MXHost, ReceivingIP: c.ReceivingIP, FailedSessionCount: c.Sessions})
+		f := TLSReportFailure{ResultType: c.ResultType, SendingMTAIP: c.SendingIP,
+			ReceivingMXHostname: c.MXHost, ReceivingIP: c.ReceivingIP, FailedSessionCount: c.Sessions}
+		if n := len(p.FailureDetails); n > 0 && p.FailureDetails[n-1].sameSession(f) {
+			p.FailureDetails[n-1].FailedSessionCount += c.Sessions
+			continue
+		}
+		p.FailureDetails = append(p.FailureDetails, f)
 	}
 	return out
+}
+
+func (f TLSReportFailure) sameSession(g TLSReportFailure) bool {
+	f.FailedSessionCount, g.FailedSessionCount = 0, 0
+	return f == g
 }
 
 func reportIDHost(meta TLSReportMeta) string {

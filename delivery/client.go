@@ -77,6 +77,10 @@ type Envelope struct {
 	// Attempt counts the attempts made before this one (0: the first).
 	// A failure only MTA-STS causes is never blocked on the first.
 	Attempt int
+	// TLSReport: the mail is a TLS report, which RFC 8460 3 has delivered
+	// despite any TLS failure: recipients' MTA-STS and DANE policies are
+	// not applied to it (nor, by the runner, the account's).
+	TLSReport bool
 }
 
 // Status is a recipient's outcome of one attempt.
@@ -132,6 +136,11 @@ type HostResult struct {
 	// CertResult is the RFC 8460 type of the certificate's failure when
 	// the certificate was checked and not valid.
 	CertResult string
+	// For TLS reports: the MTA-STS policy and usable TLSA records the host
+	// was tried under, and the local address of the session.
+	MTASTSPolicy *sealpost.MTASTSPolicy
+	TLSARecords  []sealpost.TLSARecord
+	SendingIP    string
 }
 
 const (
@@ -197,6 +206,9 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 	base, fail := basePolicy(policy, env)
 	if fail == nil {
 		var sts *sealpost.MTASTSPolicy
+		if env.TLSReport {
+			return c.deliverToHosts(ctx, log, base, nil, env, pending, res)
+		}
 		if sts, fail = c.domainMTASTS(ctx, env.Domain); fail == nil {
 			return c.deliverToHosts(ctx, log, base, sts, env, pending, res)
 		}
@@ -232,7 +244,10 @@ func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base host
 			transient = &outcome{kind: outcomeTransient, result: RecipientResult{Status: Deferred, Response: "delivery attempt cut off: " + err.Error(), EnhancedStatus: "4.4.7"}}
 			break
 		}
-		pol, excluded := c.policyForHost(ctx, base, sts, env.Domain, host)
+		pol, excluded := base, (*outcome)(nil)
+		if !env.TLSReport {
+			pol, excluded = c.policyForHost(ctx, base, sts, env.Domain, host)
+		}
 		var out outcome
 		if excluded != nil {
 			out = *excluded
@@ -241,7 +256,14 @@ func (c *Client) deliverToHosts(ctx context.Context, log *slog.Logger, base host
 		}
 		res.TLS = out.facts
 		if out.reached {
-			res.Hosts = append(res.Hosts, HostResult{Facts: out.facts, CertResult: out.certResult})
+			h := HostResult{Facts: out.facts, CertResult: out.certResult, SendingIP: out.sendingIP}
+			if pol.mtasts != "" {
+				h.MTASTSPolicy = sts
+			}
+			if pol.dane != nil {
+				h.TLSARecords = pol.dane.Records
+			}
+			res.Hosts = append(res.Hosts, h)
 		}
 		switch out.kind {
 		case outcomeDone:
@@ -388,6 +410,8 @@ type outcome struct {
 	certResult string // RFC 8460 type of a failed certificate check
 	// cause is the source whose requirement an outcomePolicy host failed.
 	cause sealpost.PolicySource
+	// sendingIP is the local address of the session, for TLS reports.
+	sendingIP string
 }
 
 // tryHost delivers to the first reachable address of host.
@@ -421,6 +445,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		if c.reuseOn() {
 			if s := c.sessions().take(key); s != nil {
 				if out, ok := c.reuse(ctx, hlog, s, env, pending); ok {
+					out.sendingIP = localIP(s.raw)
 					return out
 				}
 			}
@@ -432,6 +457,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 			continue
 		}
 		out, retryPlain := c.session(ctx, hlog, conn, key, pol, facts, env, pending, true)
+		out.sendingIP = localIP(conn)
 		if !retryPlain {
 			return out
 		}
@@ -446,9 +472,19 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		plainFacts := facts
 		plainFacts.MTASTSTestingResult = out.facts.MTASTSTestingResult
 		out, _ = c.session(ctx, hlog, conn, key, pol, plainFacts, env, pending, false)
+		out.sendingIP = localIP(conn)
 		return out
 	}
 	return last
+}
+
+// localIP is the address conn was made from; it stays readable after the
+// connection is closed.
+func localIP(conn net.Conn) string {
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
 }
 
 func (c *Client) dial(ctx context.Context, addr net.IPAddr) (net.Conn, error) {

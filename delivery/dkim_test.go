@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	msgauth "github.com/emersion/go-msgauth/dkim"
 
@@ -297,3 +298,90 @@ func TestRunnerSendsSignedMailFromTheReturnPath(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// enqueueReport queues a TLS report message from the world's account to
+// rcpt, as the reporter does.
+func (w *runnerWorld) enqueueReport(xid, from, rcpt string) {
+	w.t.Helper()
+	report := &sealpost.Message{AccountID: w.account.ID, XMessageID: xid, SMTPID: "<" + xid + "@sealpost.test>", From: from,
+		Body:       &sealpost.MessageBody{Data: []byte("From: " + from + "\r\nTo: " + rcpt + "\r\nSubject: report\r\n\r\nreport\r\n")},
+		Categories: []string{sealpost.TLSReportCategory},
+		Recipients: []sealpost.Recipient{{Email: rcpt, Domain: rcpt[strings.LastIndexByte(rcpt, '@')+1:], SGMessageID: xid + ".0"}},
+		CreatedAt:  w.clock.Now()}
+	if err := w.store.EnqueueMessages(context.Background(), []*sealpost.Message{report}, nil); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// TestRunnerHoldsUnsignableTLSReports: a TLS report whose From domain the
+// account has not authenticated is deferred, not sent unsigned; once the
+// domain is authenticated and validated, the next attempt sends it signed.
+// Other mail of the account still goes unsigned meanwhile.
+func TestRunnerHoldsUnsignableTLSReports(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.runner.Signer = &dkim.Signer{Domains: w.store}
+	mx := w.h.AddMX("dkim-dest.test", 10, mxtest.Behavior{})
+	w.enqueueReport("tlsrpt-1", "tlsrpt@reports.test", "r@dkim-dest.test")
+	w.send(sendFrom("news@reports.test", []map[string]string{{"type": "text/plain", "value": "v"}}, nil))
+	w.drain()
+	if n := len(mx.Accepted()); n != 1 {
+		t.Fatalf("the MX accepted %d messages, want the ordinary one only", n)
+	}
+	if st := w.states("tlsrpt-1"); st["r@dkim-dest.test"] != sealpost.StateQueued {
+		t.Errorf("report state = %v, want queued", st)
+	}
+	var deferred bool
+	for _, e := range w.events() {
+		if e["sg_message_id"] == "tlsrpt-1.0" {
+			deferred = e["event"] == "deferred" && strings.Contains(e["response"].(string), "cannot be DKIM-signed")
+		}
+	}
+	if !deferred {
+		t.Error("no deferral of the report saying it cannot be signed")
+	}
+
+	w.authenticate("reports.test", sealpost.DKIMKeyEd25519)
+	w.clock.Add(2 * time.Minute)
+	w.drain()
+	if n := len(mx.Accepted()); n != 2 {
+		t.Fatalf("the MX accepted %d messages, want the report too once the domain is authenticated", n)
+	}
+	vs, err := verifyDKIM(t, w.runner.Deliverer.(*delivery.Client), mx.Accepted()[1].Data)
+	if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "reports.test" {
+		t.Errorf("report signature: %v %+v", err, vs)
+	}
+}
+
+// TestRunnerSendsTLSReportsUnderTheDefaultPolicy: RFC 8460 3 has reports
+// delivered despite TLS failures, so a report goes opportunistically, in
+// clear if need be, whatever the account's Enforced TLS, its policy for the
+// domain, or the domain's MTA-STS and DANE ask; ordinary mail is held to
+// them.
+func TestRunnerSendsTLSReportsUnderTheDefaultPolicy(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	yes := true
+	w.setPolicy(sealpost.EnforcedTLSPatch{RequireTLS: &yes, RequireValidCert: &yes})
+	w.runner.DomainPolicies = fakeDomainPolicies{policies: map[string]sealpost.EnforcedTLS{
+		"rua.test": {RequireTLS: true, RequireValidCert: true, Version: sealpost.TLS13},
+	}}
+	client := w.runner.Deliverer.(*delivery.Client)
+	client.MTASTS = enforceMTASTS("elsewhere.test")
+	client.DANE = fakeDANE{}
+	mx := w.h.AddMX("rua.test", 10, mxtest.Behavior{STARTTLS: mxtest.NoSTARTTLS})
+	w.enqueueReport("tlsrpt-1", "tlsrpt@sealpost.test", "r@rua.test")
+	xid := w.send(mailTo("someone@rua.test"))
+	w.drain()
+	w.clock.Add(2 * time.Minute)
+	w.drain() // MTA-STS defers the first attempt before blocking
+	if st := w.states("tlsrpt-1"); st["r@rua.test"] != sealpost.StateDelivered {
+		t.Errorf("report state = %v, want delivered", st)
+	}
+	if st := w.states(xid); st["someone@rua.test"] == sealpost.StateDelivered {
+		t.Errorf("ordinary mail state = %v, want held to the policies", st)
+	}
+	if n := len(mx.Accepted()); n != 1 {
+		t.Errorf("the MX accepted %d messages, want the report only", n)
+	}
+}

@@ -348,14 +348,22 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.complete(ctx, log, d, c)
 		return
 	}
-	policy, err := r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
-	if err != nil {
-		// Without the policy nothing may be sent.
-		if !r.Outage.Report(ctx, err) {
-			log.Warn("reading the account's Enforced TLS policy", "err", err)
+	report := isTLSReport(d.Message)
+	// A TLS report goes under the default policy, whatever the sending
+	// (operator's) account asks of its own mail: it must reach recipients
+	// whose TLS is broken, since that is what it reports.
+	var policy sealpost.EnforcedTLS
+	if !report {
+		var err error
+		policy, err = r.Queue.EnforcedTLS(ctx, d.Message.AccountID)
+		if err != nil {
+			// Without the policy nothing may be sent.
+			if !r.Outage.Report(ctx, err) {
+				log.Warn("reading the account's Enforced TLS policy", "err", err)
+			}
+			r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
+			return
 		}
-		r.deferAll(ctx, log, d, "the sending account's Enforced TLS setting could not be read")
-		return
 	}
 	// Checked on every attempt, on whichever node claims it: mail the
 	// account queued before it was disabled is never sent afterwards.
@@ -377,7 +385,10 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 		r.complete(ctx, log, d, c)
 		return
 	}
-	domainPolicy, err := r.domainPolicy(ctx, d)
+	var domainPolicy *sealpost.EnforcedTLS
+	if !report {
+		domainPolicy, err = r.domainPolicy(ctx, d)
+	}
 	if err != nil {
 		// Without the policy nothing may be sent: it may raise the bar.
 		if !r.Outage.Report(ctx, err) {
@@ -407,6 +418,17 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 			r.deferAll(ctx, log, d, "the message could not be DKIM-signed")
 			return
 		}
+		if report && (domain == nil || !sealpost.AuthenticatedFor([]sealpost.AuthenticatedDomain{*domain}, addressDomain(d.Message.From))) {
+			// A report is DKIM-signed with its From domain, the
+			// operator's authenticated domain (not a default domain's
+			// signature, which would not align), or not sent: it waits,
+			// within MaxAge, for the domain to be authenticated and
+			// validated.
+			log.Warn("TLS report not sent: its From domain is not an authenticated, validated domain of the sending account",
+				"from", d.Message.From)
+			r.deferAll(ctx, log, d, "the TLS report cannot be DKIM-signed: its From domain is not authenticated and validated for the sending account")
+			return
+		}
 		data = signed
 		// Bounces then go to the authenticated domain's return path, and
 		// SPF is checked, and aligned, on it.
@@ -425,7 +447,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 	}
 	actx, cancel := context.WithTimeout(ctx, left)
 	defer cancel()
-	env := Envelope{From: from, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts}
+	env := Envelope{From: from, Domain: d.Domain, Data: data, DomainPolicy: domainPolicy, Attempt: d.Attempts, TLSReport: report}
 	for _, rc := range d.Message.Recipients {
 		env.Recipients = append(env.Recipients, rc.Email)
 	}
@@ -594,8 +616,25 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 		c.Observations = append(c.Observations, sealpost.HostObservation{
 			AccountID: d.Message.AccountID, Domain: d.Domain, MXHost: h.Facts.MXHost, At: now,
 			Facts: h.Facts, Recipients: len(d.Message.Recipients), CertResult: h.CertResult,
-			TLSReport: slices.Contains(d.Message.Categories, sealpost.TLSReportCategory),
+			TLSReport:    isTLSReport(d.Message),
+			MTASTSPolicy: h.MTASTSPolicy, TLSARecords: h.TLSARecords, SendingIP: h.SendingIP,
 		})
 	}
 	return c, nil
+}
+
+// isTLSReport reports whether m carries a TLS report (see
+// sealpost.TLSReportCategory).
+func isTLSReport(m *sealpost.Message) bool {
+	return slices.Contains(m.Categories, sealpost.TLSReportCategory)
+}
+
+// addressDomain is the domain of a bare address, lower-cased; "" when it
+// has none.
+func addressDomain(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(addr[i+1:])
 }

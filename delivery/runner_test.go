@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -731,4 +733,49 @@ func (c claimWatcher) ClaimDeliveries(ctx context.Context, owner string, now tim
 	default:
 	}
 	return ds, err
+}
+
+// What TLS reports say of a session comes from the attempt: the MTA-STS
+// policy's lines and mx patterns for an sts session, the host's TLSA
+// records for a tlsa one, and the local address of the session.
+func TestRunnerCountsTLSReportPolicies(t *testing.T) {
+	t.Parallel()
+	w := newRunnerWorld(t)
+	w.h.AddMX("sts.test", 10, mxtest.Behavior{})
+	w.h.AddMX("dane.test", 10, mxtest.Behavior{})
+	sts := &sealpost.MTASTSPolicy{Mode: "testing", MX: []string{"*.sts.test", "backup.example"}, MaxAge: 86400}
+	client := w.runner.Deliverer.(*delivery.Client)
+	client.MTASTS = &fakeMTASTS{policy: sts}
+	w.send(mailTo("a@sts.test"))
+	w.drain()
+	client.MTASTS = nil
+	client.DANE = fakeDANE{}
+	client.VerifyDANE = daneMatchesIssuedBy(t, w.h.CA())
+	w.send(mailTo("b@dane.test"))
+	w.drain()
+
+	counts, err := w.store.TLSRPTCounts(context.Background(), sealpost.RegistryDay(w.clock.Now()), w.account.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDomain := map[string]sealpost.TLSRPTCount{}
+	for _, c := range counts {
+		byDomain[c.PolicyDomain] = c
+	}
+	got := byDomain["sts.test"]
+	wantLines := []string{"version: STSv1", "mode: testing", "mx: *.sts.test", "mx: backup.example", "max_age: 86400"}
+	if got.PolicyType != "sts" || !slices.Equal(got.PolicyString, wantLines) || !slices.Equal(got.PolicyMX, sts.MX) ||
+		got.MXHost == "" || !loopbackIP(got.SendingIP) {
+		t.Errorf("sts.test count = %+v, want the policy's lines and patterns, sent from a loopback address", got)
+	}
+	got = byDomain["dane.test"]
+	if got.PolicyType != "tlsa" || !slices.Equal(got.PolicyString, []string{"3 1 1 " + strings.Repeat("00", 32)}) ||
+		!slices.Equal(got.PolicyMX, []string{got.MXHost}) || !loopbackIP(got.SendingIP) {
+		t.Errorf("dane.test count = %+v, want the host's TLSA record, mx-host the host, sent from a loopback address", got)
+	}
+}
+
+func loopbackIP(s string) bool {
+	ip := net.ParseIP(s)
+	return ip != nil && ip.IsLoopback()
 }

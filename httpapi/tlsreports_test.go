@@ -20,11 +20,11 @@ func TestTLSReports(t *testing.T) {
 			`"contact-info":"alice@example.com","report-id":"2026-12-01_` + domain + `@example.com","policies":[` + policy + `]}`
 	}
 	want := `{"date":"2026-12-01","reports":[` +
-		report("expired.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"expired.example","mx-host":"mx.expired.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) + "," +
-		report("plain.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"plain.example","mx-host":"mx.plain.example"},"summary":{"total-successful-session-count":0,"total-failure-session-count":1},`+
+		report("expired.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"expired.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) + "," +
+		report("plain.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"plain.example"},"summary":{"total-successful-session-count":0,"total-failure-session-count":1},`+
 			`"failure-details":[{"result-type":"starttls-not-supported","receiving-mx-hostname":"mx.plain.example","failed-session-count":1}]}`) + "," +
-		report("tls12.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"tls12.example","mx-host":"mx.tls12.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) + "," +
-		report("tls13.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"tls13.example","mx-host":"mx.tls13.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) +
+		report("tls12.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"tls12.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) + "," +
+		report("tls13.example", `{"policy":{"policy-type":"no-policy-found","policy-domain":"tls13.example"},"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}`) +
 		`]}`
 	forEachStore(t, func(t *testing.T, open func(testing.TB) sealpost.Store) {
 		e := newEnv(t, open, func(c *Config) { c.Now = func() time.Time { return at.Add(time.Hour) } })

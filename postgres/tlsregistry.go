@@ -207,5 +207,6 @@ func (db *DB) PruneTLSRegistry(ctx context.Context, before time.Time) error {
 	b.Queue(`DELETE FROM tls_registry_days WHERE day < $1`, sealpost.RegistryDay(before))
 	b.Queue(`DELETE FROM tlsrpt_counts WHERE day < $1`, sealpost.RegistryDay(before))
 	b.Queue(`DELETE FROM tlsrpt_runs WHERE day < $1`, sealpost.RegistryDay(before))
+	b.Queue(`DELETE FROM tlsrpt_sends WHERE day < $1`, sealpost.RegistryDay(before))
 	return storeErr(sendBatch(ctx, db.pool, b), "TLS registry")
 }

@@ -62,7 +62,7 @@ func (db *DB) recordObservations(ctx context.Context, tx *sql.Tx, obs []sealpost
 	}
 	count := tx.StmtContext(ctx, db.stmts.countTLSRPT)
 	for _, c := range sealpost.FoldTLSRPTCounts(obs) {
-		if _, err := count.ExecContext(ctx, c.AccountID, c.PolicyDomain, c.Day, c.PolicyType, c.MXHost, c.ResultType, c.ReceivingIP, c.Sessions); err != nil {
+		if _, err := count.ExecContext(ctx, countTLSRPTArgs(c)...); err != nil {
 			return err
 		}
 	}
@@ -159,6 +159,7 @@ func (db *DB) PruneTLSRegistry(ctx context.Context, before time.Time) error {
 			{`DELETE FROM tls_registry_days WHERE day < ?`, sealpost.RegistryDay(before)},
 			{`DELETE FROM tlsrpt_counts WHERE day < ?`, sealpost.RegistryDay(before)},
 			{`DELETE FROM tlsrpt_runs WHERE day < ?`, sealpost.RegistryDay(before)},
+			{`DELETE FROM tlsrpt_sends WHERE day < ?`, sealpost.RegistryDay(before)},
 		} {
 			if _, err := tx.ExecContext(ctx, q.sql, q.arg); err != nil {
 				return err

@@ -25,7 +25,8 @@ func wantCachedPolicy(t *testing.T, s sealpost.Store, want sealpost.CachedMTASTS
 		t.Fatalf("CachedMTASTSPolicy(%s): %v", want.Domain, err)
 	}
 	if got.Domain != want.Domain || got.ID != want.ID || got.Policy.Mode != want.Policy.Mode || got.Policy.MaxAge != want.Policy.MaxAge ||
-		!slices.Equal(got.Policy.MX, want.Policy.MX) || !got.FetchedAt.Equal(want.FetchedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		!slices.Equal(got.Policy.MX, want.Policy.MX) || !got.FetchedAt.Equal(want.FetchedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+		!slices.Equal(got.Policy.Lines, want.Policy.Lines) {
 		t.Errorf("CachedMTASTSPolicy(%s) = %+v, want %+v", want.Domain, got, want)
 	}
 }
@@ -38,6 +39,8 @@ func testMTASTSPolicyRoundTrip(t *testing.T, s sealpost.Store) {
 	at := baseTime().Add(123456789 * time.Nanosecond)
 	enforce := cachedPolicy("example.com", "20260101", "enforce", at, "mx1.example.com", "*.backup.example.net")
 	other := cachedPolicy("example.org", "1", "testing", at, "mx.example.org")
+	// The lines as fetched are kept for TLS reports.
+	other.Policy.Lines = []string{"version: STSv1", "mode: testing", "mx: mx.example.org", "max_age:86400", "ext: kept"}
 	for _, p := range []sealpost.CachedMTASTSPolicy{enforce, other} {
 		if err := s.PutMTASTSPolicy(ctx, p); err != nil {
 			t.Fatalf("PutMTASTSPolicy(%s): %v", p.Domain, err)

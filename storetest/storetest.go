@@ -93,6 +93,8 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRegistryPrune", testTLSRegistryPrune},
 		{"TLSRPTCounts", testTLSRPTCounts},
 		{"TLSRPTRunClaimedOnce", testTLSRPTRunClaimedOnce},
+		{"TLSRPTSends", testTLSRPTSends},
+		{"TLSRPTUnclaimedDays", testTLSRPTUnclaimedDays},
 
 		{"MTASTSPolicyRoundTrip", testMTASTSPolicyRoundTrip},
 		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},

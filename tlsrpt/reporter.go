@@ -4,6 +4,7 @@ package tlsrpt
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
@@ -49,6 +50,41 @@ type Reporter struct {
 	FromAccountID int64
 	Node          string
 	Logger        *slog.Logger
+
+	// Retry is the wait after a failed send's nth attempt; nil:
+	// RetryBackoff. A report is retried until GiveUpAfter (0: 24 hours)
+	// has passed since its day's claim.
+	Retry       func(attempts int) time.Duration
+	GiveUpAfter time.Duration
+	// CatchUpDays is how many days back a run sends the reports of days
+	// no node claimed (every node was down); 0: 7.
+	CatchUpDays int
+	// Lease is how long a send stays this node's while it is attempted;
+	// 0: 5 minutes. A post is cut off well before it ends.
+	Lease time.Duration
+	Now   func() time.Time
+}
+
+// RetryBackoff waits 5 minutes after the first failed attempt, doubling
+// up to 2 hours: about fifteen tries in the day a report is retried
+// (RFC 8460 5.3 suggests retrying; by then the next day's report is due).
+func RetryBackoff(attempts int) time.Duration {
+	d := 5 * time.Minute
+	for i := 1; i < attempts && d < 2*time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Hour)
+}
+
+func (r *Reporter) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
+}
+
+func (r *Reporter) lease() time.Duration {
+	return cmp.Or(r.Lease, 5*time.Minute)
 }
 
 // Planned is one report and where it goes.
@@ -82,29 +118,23 @@ func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 	return out, nil
 }
 
-// Send sends day's reports to every rua; a failing rua does not keep the
-// others from theirs. It answers the errors joined.
+// Send sends day's reports to every rua now, once, whether or not the day
+// was claimed: "sealpost tlsrpt send" on demand. It claims the day first
+// when no node has, so that the daily run does not send it again. A
+// failing rua does not keep the others from theirs, and is not retried:
+// Send answers the errors joined.
 func (r *Reporter) Send(ctx context.Context, day int64) error {
 	plans, err := r.Plan(ctx, day)
 	if err != nil {
 		return err
 	}
+	if _, err := r.Store.ClaimTLSRPTRun(ctx, day, r.Node, r.now(), nil); err != nil {
+		return err
+	}
 	var errs []error
 	for _, p := range plans {
-		body, err := Gzip(p.Report)
-		if err != nil {
-			return err
-		}
 		for _, rua := range p.RUA {
-			switch {
-			case strings.HasPrefix(strings.ToLower(rua), "https:"):
-				err = r.post(ctx, rua, body)
-			case strings.HasPrefix(strings.ToLower(rua), "mailto:"):
-				err = r.mail(ctx, rua, p.Report, body)
-			default:
-				err = fmt.Errorf("unsupported rua %q", rua)
-			}
-			if err != nil {
+			if err := r.sendTo(ctx, rua, p.Report); err != nil {
 				r.log().WarnContext(ctx, "TLS report not sent", "report_id", p.Report.ReportID, "rua", rua, "err", err)
 				errs = append(errs, fmt.Errorf("%s to %s: %w", p.Report.ReportID, rua, err))
 				continue
@@ -113,6 +143,26 @@ func (r *Reporter) Send(ctx context.Context, day int64) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// errPermanent marks a rua that no retry will reach.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// sendTo posts rep to an https: rua, or queues it to a mailto: one.
+func (r *Reporter) sendTo(ctx context.Context, rua string, rep sealpost.TLSReport) error {
+	body, err := Gzip(rep)
+	if err != nil {
+		return err
+	}
+	switch {
+	case strings.HasPrefix(strings.ToLower(rua), "https:"):
+		return r.post(ctx, rua, body)
+	case strings.HasPrefix(strings.ToLower(rua), "mailto:"):
+		return r.mail(ctx, rua, rep, body)
+	}
+	return errPermanent{fmt.Errorf("unsupported rua %q", rua)}
 }
 
 func (r *Reporter) log() *slog.Logger {
@@ -159,11 +209,11 @@ func (r *Reporter) post(ctx context.Context, url string, body []byte) error {
 
 func (r *Reporter) mail(ctx context.Context, rua string, rep sealpost.TLSReport, gz []byte) error {
 	if r.From == "" || r.FromAccountID == 0 {
-		return errors.New("no --tlsrpt-from account to send mailto: reports from")
+		return errPermanent{errors.New("no --tlsrpt-account to send mailto: reports from")}
 	}
 	to, _, _ := strings.Cut(rua[len("mailto:"):], "?")
 	if !sealpost.ValidEmail(to) {
-		return fmt.Errorf("invalid mailto address %q", to)
+		return errPermanent{fmt.Errorf("invalid mailto address %q", to)}
 	}
 	xid, err := sealpost.NewXMessageID()
 	if err != nil {
@@ -248,34 +298,137 @@ func Jitter(max time.Duration) time.Duration {
 	return time.Duration(n.Int64())
 }
 
-// Run sends each day's reports once across nodes: after 00:00 UTC plus up
-// to maxJitter, the node that claims the previous day sends its reports.
-func (r *Reporter) Run(ctx context.Context, maxJitter time.Duration) error {
+// Run sends each day's reports once across nodes, and retries failed
+// sends, until ctx is done. Shortly after it starts, and after each 00:00
+// UTC plus up to maxJitter, it claims and sends every day of the last
+// CatchUpDays that no node claimed: the previous day, and days missed
+// while every node was down. Every poll it retries the sends that are due,
+// whichever node's claim made them.
+func (r *Reporter) Run(ctx context.Context, maxJitter, poll time.Duration) error {
+	daily := time.NewTimer(Jitter(min(maxJitter, time.Minute)))
+	defer daily.Stop()
+	retries := time.NewTicker(poll)
+	defer retries.Stop()
 	for {
-		now := time.Now().UTC()
-		next := now.Truncate(24 * time.Hour).Add(24 * time.Hour).Add(Jitter(maxJitter))
-		t := time.NewTimer(next.Sub(now))
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
-		case <-t.C:
+		case <-daily.C:
+			_ = r.CatchUp(ctx)
+			now := r.now().UTC()
+			daily.Reset(now.Truncate(24 * time.Hour).Add(24 * time.Hour).Add(Jitter(maxJitter)).Sub(now))
+		case <-retries.C:
+			_ = r.SendDue(ctx)
 		}
-		r.RunOnce(ctx, sealpost.RegistryDay(next)-1)
 	}
 }
 
-// RunOnce claims day and, when this node is first, sends its reports.
-// The claim comes before sending: a node that fails midway does not make
-// another send the same reports again.
+// CatchUp claims and sends, oldest first, each day of the last
+// CatchUpDays before today that has counts and no claim.
+func (r *Reporter) CatchUp(ctx context.Context) error {
+	today := sealpost.RegistryDay(r.now())
+	days, err := r.Store.UnclaimedTLSRPTDays(ctx, today-int64(cmp.Or(r.CatchUpDays, 7)), today-1)
+	if err != nil {
+		r.log().WarnContext(ctx, "TLS reports: finding the days to report", "err", err)
+		return err
+	}
+	var errs []error
+	for _, day := range days {
+		if _, err := r.RunOnce(ctx, day); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunOnce claims day and, when this node is first, sends its reports. The
+// claim stores every report to send with it, before any is sent: a node
+// that fails midway leaves the rest to the others' retries, and no node
+// sends the day again.
 func (r *Reporter) RunOnce(ctx context.Context, day int64) (claimed bool, err error) {
-	claimed, err = r.Store.ClaimTLSRPTRun(ctx, day, r.Node, time.Now())
+	plans, err := r.Plan(ctx, day)
+	if err != nil {
+		r.log().WarnContext(ctx, "TLS reports", "day", dayString(day), "err", err)
+		return false, err
+	}
+	now := r.now()
+	var sends []sealpost.TLSRPTSend
+	for _, p := range plans {
+		raw, err := json.Marshal(p.Report)
+		if err != nil {
+			return false, err
+		}
+		for _, rua := range p.RUA {
+			sends = append(sends, sealpost.TLSRPTSend{Day: day, PolicyDomain: p.Report.Policies[0].Policy.PolicyDomain, RUA: rua,
+				Report: raw, NextAttemptAt: now, GiveUpAt: now.Add(cmp.Or(r.GiveUpAfter, 24*time.Hour))})
+		}
+	}
+	claimed, err = r.Store.ClaimTLSRPTRun(ctx, day, r.Node, now, sends)
 	if err != nil || !claimed {
 		return claimed, err
 	}
-	if err := r.Send(ctx, day); err != nil {
-		r.log().WarnContext(ctx, "TLS reports", "err", err)
-		return true, err
+	r.log().InfoContext(ctx, "TLS reports claimed", "day", dayString(day), "reports", len(plans), "sends", len(sends))
+	return true, r.SendDue(ctx)
+}
+
+// SendDue attempts every send that is due and not leased to another node.
+func (r *Reporter) SendDue(ctx context.Context) error {
+	for {
+		sends, err := r.Store.ClaimTLSRPTSends(ctx, r.Node, r.now(), r.lease(), 16)
+		if err != nil {
+			r.log().WarnContext(ctx, "TLS reports: claiming sends", "err", err)
+			return err
+		}
+		if len(sends) == 0 {
+			return nil
+		}
+		for _, s := range sends {
+			if err := r.attempt(ctx, s); err != nil {
+				return err
+			}
+		}
 	}
-	return true, nil
+}
+
+// attempt sends s once and records the outcome: gone when sent or given
+// up, else due again after Retry's wait.
+func (r *Reporter) attempt(ctx context.Context, s sealpost.TLSRPTSend) error {
+	log := r.log().With("day", dayString(s.Day), "policy_domain", s.PolicyDomain, "rua", s.RUA, "attempt", s.Attempts+1)
+	var rep sealpost.TLSReport
+	err := json.Unmarshal(s.Report, &rep)
+	if err == nil {
+		actx, cancel := context.WithTimeout(ctx, r.lease()/2)
+		err = r.sendTo(actx, s.RUA, rep)
+		cancel()
+	}
+	done := true
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "TLS report sent", "report_id", rep.ReportID)
+	case errors.As(err, new(errPermanent)):
+		log.WarnContext(ctx, "TLS report not sent, not retried", "err", err)
+	default:
+		s.Attempts++
+		s.LastError = err.Error()
+		retry := r.Retry
+		if retry == nil {
+			retry = RetryBackoff
+		}
+		s.NextAttemptAt = r.now().Add(retry(s.Attempts))
+		if s.NextAttemptAt.After(s.GiveUpAt) {
+			log.WarnContext(ctx, "TLS report not sent; given up", "err", err)
+		} else {
+			done = false
+			log.InfoContext(ctx, "TLS report not sent; will retry", "err", err, "next_attempt", s.NextAttemptAt)
+		}
+	}
+	if err := r.Store.FinishTLSRPTSend(ctx, r.Node, s, done); err != nil {
+		log.WarnContext(ctx, "TLS reports: recording a send", "err", err)
+		return err
+	}
+	return nil
+}
+
+func dayString(day int64) string {
+	return time.Unix(day*86400, 0).UTC().Format(time.DateOnly)
 }

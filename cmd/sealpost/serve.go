@@ -186,7 +186,7 @@ func (m *Main) Open(ctx context.Context) error {
 		m.workers.Go(func() { _ = poster.Run(background) })
 	}
 	if m.Config.TLSRPT.Enabled {
-		m.workers.Go(func() { _ = reporter.Run(background, tlsrptJitter) })
+		m.workers.Go(func() { _ = reporter.Run(background, tlsrptJitter, tlsrptRetryPoll) })
 	}
 
 	var handler http.Handler = httpapi.New(httpapi.Config{

@@ -25,6 +25,10 @@ import (
 // so that sealpost's reports do not arrive with everyone else's at 00:00.
 const tlsrptJitter = time.Hour
 
+// tlsrptRetryPoll is how often a node looks for failed report sends due
+// again; retries wait minutes to hours, so a minute late is nothing.
+const tlsrptRetryPoll = time.Minute
+
 const tlsrptUsage = "usage: sealpost tlsrpt send --date YYYY-MM-DD [--dry-run] [flags]\n"
 
 // TLSRPTConfig is how sealpost sends TLS reports (RFC 8460).
