@@ -124,7 +124,7 @@ func (s *Server) errorAttrs(r *http.Request, pattern string, status int, c *call
 		slog.String("route", pattern),
 		slog.String("method", r.Method),
 		slog.Int("status", status),
-		slog.String("error", err.Error()),
+		slog.String("err", err.Error()),
 	}
 	if c != nil && c.principal != nil {
 		attrs = append(attrs,

@@ -227,7 +227,7 @@ func (s *Server) testEventWebhook(ctx context.Context, _ *http.Request, c *call)
 		// port from a closed one. A refused address is said so: it was
 		// refused before any connection was tried.
 		s.log.LogAttrs(ctx, slog.LevelInfo, "event webhook test post failed",
-			slog.Int64("account_id", c.acting.ID), slog.String("error", err.Error()))
+			slog.Int64("account_id", c.acting.ID), slog.String("err", err.Error()))
 		if errors.Is(err, sealpost.ErrDestinationRefused) {
 			return 0, nil, sealpost.Invalid(errURLNotAllowed)
 		}

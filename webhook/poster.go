@@ -563,12 +563,12 @@ func (r *run) handle(ctx context.Context, held *holding, b *sealpost.EventBatch)
 	now := r.now()
 	if r.expired(b, now) {
 		r.p.stats.eventsGivenUp.Add(int64(len(b.Events)))
-		log.WarnContext(ctx, "event webhook: giving up on events", "error", postErr,
+		log.WarnContext(ctx, "event webhook: giving up on events", "err", postErr,
 			"attempts", b.Attempts+1, "failing_since", b.FailingSince, "given_up", len(b.Events))
 		return r.ack(ctx, held, log, b)
 	}
 	wait := r.backoff(b.Attempts + 1)
-	log.InfoContext(ctx, "event webhook post failed", "error", postErr,
+	log.InfoContext(ctx, "event webhook post failed", "err", postErr,
 		"attempts", b.Attempts+1, "retry_in", wait)
 	err = held.retry(func() error { return r.p.Store.RetryEventBatch(ctx, b, now.Add(wait)) })
 	return r.settled(ctx, log, err, "retrying")
@@ -601,7 +601,7 @@ func (r *run) ack(ctx context.Context, held *holding, log *slog.Logger, b *sealp
 func (r *run) settled(ctx context.Context, log *slog.Logger, err error, what string) error {
 	if sealpost.ErrorCode(err) == sealpost.ECONFLICT {
 		r.p.stats.leasesLost.Add(1)
-		log.WarnContext(ctx, "event webhook: lease lost before "+what+" the batch", "error", err)
+		log.WarnContext(ctx, "event webhook: lease lost before "+what+" the batch", "err", err)
 		return nil
 	}
 	if err != nil {

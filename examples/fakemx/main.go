@@ -72,12 +72,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "fakemx-")
 		if err != nil {
-			log.Error("creating a directory for ca.pem", slog.Any("error", err))
+			log.Error("creating a directory for ca.pem", slog.Any("err", err))
 			return 1
 		}
 		cfg.Dir, removeDir = dir, true
 	} else if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		log.Error("creating the directory for ca.pem", slog.Any("error", err))
+		log.Error("creating the directory for ca.pem", slog.Any("err", err))
 		return 1
 	}
 	defer func() {
@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := &syncWriter{w: stdout}
 	w, err := startWorld(ctx, cfg, out, log)
 	if err != nil {
-		log.Error("starting", slog.Any("error", err))
+		log.Error("starting", slog.Any("err", err))
 		return 1
 	}
 	printBanner(out, w)
@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := w.Close(shutdownCtx); err != nil {
-		log.Error("stopping", slog.Any("error", err))
+		log.Error("stopping", slog.Any("err", err))
 		return 1
 	}
 	fmt.Fprintln(out, "fakemx: stopped")

@@ -150,7 +150,7 @@ func (w *world) goServe(log *slog.Logger, what string, serve func() error, close
 			}
 		}
 		if err != nil {
-			log.Error("server failed", slog.String("server", what), slog.Any("error", err))
+			log.Error("server failed", slog.String("server", what), slog.Any("err", err))
 		}
 	})
 }
