@@ -167,7 +167,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 			// lower one.
 			log.Warn("invalid minimum TLS version in a mandatory policy; deferring", slog.Any("version", uint16(policy.Version)))
 			for i := range res.Recipients {
-				res.Recipients[i] = RecipientResult{Status: Deferred, EnhancedStatus: "4.3.0",
+				res.Recipients[i] = RecipientResult{Status: Deferred, EnhancedStatus: statusSystemFailure,
 					Response: fmt.Sprintf("the account's Enforced TLS setting is not valid (version %#04x)", uint16(policy.Version))}
 			}
 			return res
@@ -199,7 +199,7 @@ func (c *Client) Deliver(ctx context.Context, policy sealpost.EnforcedTLS, env E
 		}
 	}
 	if err := checkDomain(env.Domain); err != nil {
-		setAll(RecipientResult{Status: Bounced, Response: "invalid recipient domain: " + err.Error(), EnhancedStatus: "5.1.2"})
+		setAll(RecipientResult{Status: Bounced, Response: "invalid recipient domain: " + err.Error(), EnhancedStatus: statusBadDestinationDomain})
 		return res
 	}
 
@@ -334,9 +334,9 @@ func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *Recipient
 	mxs, err := c.Resolver.LookupMX(ctx, domain)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, &RecipientResult{Status: Bounced, Response: fmt.Sprintf("domain %s does not exist: %v", domain, err), EnhancedStatus: "5.1.2"}
+			return nil, &RecipientResult{Status: Bounced, Response: fmt.Sprintf("domain %s does not exist: %v", domain, err), EnhancedStatus: statusBadDestinationDomain}
 		}
-		return nil, &RecipientResult{Status: Deferred, Response: fmt.Sprintf("MX lookup for %s failed: %v", domain, err), EnhancedStatus: "4.4.3"}
+		return nil, &RecipientResult{Status: Deferred, Response: fmt.Sprintf("MX lookup for %s failed: %v", domain, err), EnhancedStatus: statusDirectoryFailure}
 	}
 	if len(mxs) == 0 {
 		return []mxHost{{name: strings.TrimSuffix(domain, "."), implicit: true}}, nil
@@ -375,7 +375,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *Recipient
 		}
 	}
 	if len(hosts) == 0 {
-		return nil, &RecipientResult{Status: Deferred, Response: "no usable MX host names for " + domain, EnhancedStatus: "4.4.3"}
+		return nil, &RecipientResult{Status: Deferred, Response: "no usable MX host names for " + domain, EnhancedStatus: statusDirectoryFailure}
 	}
 	return hosts, nil
 }
@@ -394,10 +394,6 @@ const (
 	outcomeFinal                            // result applies to every recipient, no other host to try
 	outcomeRefused                          // every address of this host is one this server does not connect to
 )
-
-// statusNoAllowedHost is a permanent routing failure (RFC 3463 5.4.4,
-// unable to route): every MX host is in a range the server refuses.
-const statusNoAllowedHost = "5.4.4"
 
 // outcome is what trying one MX host came to.
 type outcome struct {
@@ -425,10 +421,10 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 	if err != nil {
 		if host.implicit && isNotFound(err) {
 			return outcome{kind: outcomeFinal, facts: facts, result: RecipientResult{Status: Bounced,
-				Response: fmt.Sprintf("domain %s has no MX and no address records: %v", host.name, err), EnhancedStatus: "5.1.2"}}
+				Response: fmt.Sprintf("domain %s has no MX and no address records: %v", host.name, err), EnhancedStatus: statusBadDestinationDomain}}
 		}
 		return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
-			Response: fmt.Sprintf("address lookup for MX host %s failed: %v", host.name, err), EnhancedStatus: "4.4.3"}}
+			Response: fmt.Sprintf("address lookup for MX host %s failed: %v", host.name, err), EnhancedStatus: statusDirectoryFailure}}
 	}
 	addrs = slices.DeleteFunc(addrs, func(a net.IPAddr) bool { return !c.Destinations.AllowsIP(a.IP) })
 	if len(addrs) == 0 {
@@ -453,7 +449,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		conn, err := c.dial(ctx, addr)
 		if err != nil {
 			last = outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
-				Response: fmt.Sprintf("cannot connect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
+				Response: fmt.Sprintf("cannot connect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: statusNoAnswer}}
 			continue
 		}
 		out, retryPlain := c.session(ctx, hlog, conn, key, pol, facts, env, pending, true)
@@ -467,7 +463,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		conn, err = c.dial(ctx, addr)
 		if err != nil {
 			return outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred,
-				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: "4.4.1"}}
+				Response: fmt.Sprintf("cannot reconnect to %s [%s]: %v", host.name, facts.MXIP, err), EnhancedStatus: statusNoAnswer}}
 		}
 		plainFacts := facts
 		plainFacts.MTASTSTestingResult = out.facts.MTASTSTestingResult

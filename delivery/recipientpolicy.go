@@ -47,7 +47,7 @@ func basePolicy(policy sealpost.EnforcedTLS, env Envelope) (hostPolicy, *Recipie
 		return base, nil
 	}
 	if !env.DomainPolicy.Version.Valid() {
-		return base, &RecipientResult{Status: Deferred, EnhancedStatus: "4.3.0",
+		return base, &RecipientResult{Status: Deferred, EnhancedStatus: statusSystemFailure,
 			Response: fmt.Sprintf("the account's TLS policy for %s is not valid (version %#04x)", env.Domain, uint16(env.DomainPolicy.Version))}
 	}
 	return base.with(sealpost.PolicySourceDomain, sealpost.RequirementOf(*env.DomainPolicy)), nil
@@ -62,14 +62,14 @@ func (c *Client) domainMTASTS(ctx context.Context, domain string) (*sealpost.MTA
 	}
 	p, err := c.MTASTS.Policy(ctx, domain)
 	if err != nil {
-		return nil, &RecipientResult{Status: Deferred, EnhancedStatus: "4.4.3",
+		return nil, &RecipientResult{Status: Deferred, EnhancedStatus: statusDirectoryFailure,
 			Response: fmt.Sprintf("the MTA-STS policy of %s cannot be known now: %v", domain, err)}
 	}
 	if p == nil || p.Mode == mtastsNone {
 		return nil, nil
 	}
 	if (p.Mode != mtastsEnforce && p.Mode != mtastsTesting) || len(p.MX) == 0 {
-		return nil, &RecipientResult{Status: Deferred, EnhancedStatus: "4.4.3",
+		return nil, &RecipientResult{Status: Deferred, EnhancedStatus: statusDirectoryFailure,
 			Response: fmt.Sprintf("the MTA-STS policy of %s is not valid (mode %q, %d mx patterns)", domain, p.Mode, len(p.MX))}
 	}
 	return p, nil
@@ -88,7 +88,7 @@ func (c *Client) policyForHost(ctx context.Context, base hostPolicy, sts *sealpo
 			facts := sealpost.TLSFacts{MXHost: host.name, ResultType: sealpost.ResultDNSSECInvalid}
 			pol.stamp(&facts)
 			facts.PolicySource = string(sealpost.PolicySourceDANE)
-			return pol, &outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred, EnhancedStatus: "4.4.3",
+			return pol, &outcome{kind: outcomeTransient, facts: facts, result: RecipientResult{Status: Deferred, EnhancedStatus: statusDirectoryFailure,
 				Response: fmt.Sprintf("DANE TLSA lookup for MX host %s failed: %v", host.name, err)}}
 		}
 		if dp != nil && len(dp.Records) > 0 {

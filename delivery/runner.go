@@ -491,7 +491,7 @@ func (r *Runner) domainPolicy(ctx context.Context, d *sealpost.Delivery) (*sealp
 func (r *Runner) deferAll(ctx context.Context, log *slog.Logger, d *sealpost.Delivery, response string) {
 	res := Result{Recipients: make([]RecipientResult, len(d.Message.Recipients))}
 	for i := range res.Recipients {
-		res.Recipients[i] = RecipientResult{Status: Deferred, Response: response, EnhancedStatus: "4.3.0"}
+		res.Recipients[i] = RecipientResult{Status: Deferred, Response: response, EnhancedStatus: statusSystemFailure}
 	}
 	c, err := r.outcome(d, res)
 	if err != nil {

@@ -315,13 +315,13 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	done := func() outcome {
 		for _, i := range pending {
 			if _, ok := results[i]; !ok {
-				results[i] = RecipientResult{Status: Deferred, Response: "no reply from " + s.host, EnhancedStatus: "4.4.2"}
+				results[i] = RecipientResult{Status: Deferred, Response: "no reply from " + s.host, EnhancedStatus: statusBadConnection}
 			}
 		}
 		return outcome{kind: outcomeDone, perRecipient: results, facts: s.facts}
 	}
 	lost := func(step string, err error) outcome {
-		rr := RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: "4.4.2"}
+		rr := RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: statusBadConnection}
 		for _, i := range pending {
 			if _, ok := results[i]; !ok {
 				results[i] = rr
@@ -551,7 +551,7 @@ func (s *session) describe(step string, err error) string {
 }
 
 func (s *session) transient(step string, err error) outcome {
-	return outcome{kind: outcomeTransient, facts: s.facts, result: RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: "4.4.2"}}
+	return outcome{kind: outcomeTransient, facts: s.facts, result: RecipientResult{Status: Deferred, Response: s.describe(step, err), EnhancedStatus: statusBadConnection}}
 }
 
 // transientReply is a host-level failure with a server reply (a 4xx or 5xx
