@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -62,7 +63,13 @@ type Reporter struct {
 	// Lease is how long a send stays this node's while it is attempted;
 	// 0: 5 minutes. A post is cut off well before it ends.
 	Lease time.Duration
-	Now   func() time.Time
+	// LookupTries is how many times a policy domain's TLS-RPT record is
+	// looked up, LookupWait apart, when lookups fail for a reason a later
+	// one may get past (not NXDOMAIN), before the domain's report for the
+	// day is left out; 0: 3 tries, 10 seconds apart.
+	LookupTries int
+	LookupWait  time.Duration
+	Now         func() time.Time
 }
 
 // RetryBackoff waits 5 minutes after the first failed attempt, doubling
@@ -94,7 +101,7 @@ type Planned struct {
 }
 
 // Plan builds day's reports for the policy domains that publish a TLS-RPT
-// record; domains without one (or whose lookup fails) get none.
+// record; domains without one (or whose lookups keep failing) get none.
 func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 	counts, err := r.Store.TLSRPTCounts(ctx, day, 0)
 	if err != nil {
@@ -103,9 +110,16 @@ func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 	var out []Planned
 	for _, rep := range sealpost.BuildTLSReports(day, counts, r.Meta) {
 		domain := rep.Policies[0].Policy.PolicyDomain
-		txts, err := r.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
-		if err != nil {
+		txts, err := r.lookupRecord(ctx, domain)
+		var dnsErr *net.DNSError
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 			r.log().DebugContext(ctx, "no TLS-RPT record", "domain", domain, "err", err)
+			continue
+		case err != nil:
+			r.log().WarnContext(ctx, "TLS-RPT record lookup failed: no report for the domain this day", "domain", domain, "err", err)
 			continue
 		}
 		rec, err := sealpost.FindTLSRPTRecord(txts)
@@ -116,6 +130,25 @@ func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 		out = append(out, Planned{Report: rep, RUA: rec.RUA})
 	}
 	return out, nil
+}
+
+// lookupRecord looks up domain's TLS-RPT record, again after failures a
+// later lookup may get past: a resolver's passing trouble at the moment a
+// day is claimed would otherwise cost the domain its day's report.
+func (r *Reporter) lookupRecord(ctx context.Context, domain string) ([]string, error) {
+	tries := cmp.Or(r.LookupTries, 3)
+	for i := 1; ; i++ {
+		txts, err := r.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
+		var dnsErr *net.DNSError
+		if err == nil || i >= tries || (errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
+			return txts, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(cmp.Or(r.LookupWait, 10*time.Second)):
+		}
+	}
 }
 
 // Send sends day's reports to every rua now, once, whether or not the day

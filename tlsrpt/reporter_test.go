@@ -6,10 +6,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -127,7 +127,7 @@ func (m txtMap) LookupTXT(_ context.Context, name string) ([]string, error) {
 	if v, ok := m[name]; ok {
 		return v, nil
 	}
-	return nil, errors.New("no such name")
+	return nil, &net.DNSError{Err: "no such host (NXDOMAIN)", Name: name, IsNotFound: true}
 }
 
 func gunzipReport(t *testing.T, gz []byte) sealpost.TLSReport {
@@ -251,6 +251,65 @@ func TestReporterPlanSkipsDomainsWithoutRecord(t *testing.T) {
 	plans, err := r.Plan(t.Context(), 5)
 	if err != nil || len(plans) != 0 {
 		t.Errorf("Plan = %+v, %v; want none", plans, err)
+	}
+}
+
+// flakyTXT fails its first failures lookups of every name with err, then
+// answers from records; it counts the lookups.
+type flakyTXT struct {
+	records  txtMap
+	failures int
+	err      error
+	mu       sync.Mutex
+	lookups  int
+}
+
+func (f *flakyTXT) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	f.mu.Lock()
+	f.lookups++
+	n := f.lookups
+	f.mu.Unlock()
+	if n <= f.failures {
+		return nil, f.err
+	}
+	return f.records.LookupTXT(ctx, name)
+}
+
+// A lookup of the TLS-RPT record that fails for a reason a later one may
+// get past is tried again, LookupTries times in all, before the domain's
+// report is left out; NXDOMAIN is not tried again.
+func TestReporterPlanRetriesFailedLookups(t *testing.T) {
+	servfail := &net.DNSError{Err: "server answered SERVFAIL", Name: "_smtp._tls.rpt.example", IsTemporary: true}
+	nxdomain := &net.DNSError{Err: "no such host (NXDOMAIN)", Name: "_smtp._tls.rpt.example", IsNotFound: true}
+	records := txtMap{"_smtp._tls.rpt.example": {"v=TLSRPTv1; rua=mailto:tlsrpt@rpt.example"}}
+	tests := []struct {
+		name        string
+		failures    int
+		err         error
+		wantPlanned bool
+		wantLookups int
+	}{
+		{"answered at once", 0, nil, true, 1},
+		{"passing SERVFAIL", 2, servfail, true, 3},
+		{"SERVFAIL throughout", 5, servfail, false, 3},
+		{"NXDOMAIN", 5, nxdomain, false, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &fakeStore{counts: []sealpost.TLSRPTCount{{PolicyDomain: "rpt.example", Day: 5, PolicyType: "no-policy-found", MXHost: "mx", Sessions: 1}}}
+			res := &flakyTXT{records: records, failures: tc.failures, err: tc.err}
+			r := &tlsrpt.Reporter{Store: store, Resolver: res, LookupTries: 3, LookupWait: time.Millisecond}
+			plans, err := r.Plan(t.Context(), 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(plans) == 1; got != tc.wantPlanned {
+				t.Errorf("planned %d reports, want planned=%v", len(plans), tc.wantPlanned)
+			}
+			if res.lookups != tc.wantLookups {
+				t.Errorf("%d lookups, want %d", res.lookups, tc.wantLookups)
+			}
+		})
 	}
 }
 
