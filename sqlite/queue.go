@@ -36,6 +36,10 @@ type writeStmts struct {
 	dropBody        *sql.Stmt
 	dropSharedBody  *sql.Stmt
 	leaseOwner      *sql.Stmt
+	// A caller's part of a shared write transaction (writer.go).
+	savepoint  *sql.Stmt
+	rollbackTo *sql.Stmt
+	release    *sql.Stmt
 
 	// The registry of recipient domains, written with the above.
 	upsertHost      *sql.Stmt
@@ -71,6 +75,9 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 		{&s.dropBody, dropBodySQL},
 		{&s.dropSharedBody, dropSharedBodySQL},
 		{&s.leaseOwner, `SELECT lease_owner FROM deliveries WHERE id = ? AND done = 0`},
+		{&s.savepoint, `SAVEPOINT caller`},
+		{&s.rollbackTo, `ROLLBACK TO caller`},
+		{&s.release, `RELEASE caller`},
 		{&s.upsertHost, upsertHostSQL},
 		{&s.upsertDomain, upsertDomainSQL},
 		{&s.countRecipients, countRecipientsSQL},
@@ -93,7 +100,7 @@ func (s *writeStmts) close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insertBody, s.insertMessage, s.insertDelivery, s.insertRecipient, s.insertEvent, s.insertActivity, s.ensureOutbox,
 		s.claim, s.loadMessage, s.loadBody, s.loadRecipients, s.updateRecipient, s.finishDelivery, s.dropBody, s.dropSharedBody, s.leaseOwner,
-		s.upsertHost, s.upsertDomain, s.countRecipients, s.countTLSRPT} {
+		s.savepoint, s.rollbackTo, s.release, s.upsertHost, s.upsertDomain, s.countRecipients, s.countTLSRPT} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

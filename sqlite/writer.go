@@ -102,16 +102,19 @@ func (db *DB) runWriteJobs(batch []*writeJob) {
 			j.err = j.fn(context.WithoutCancel(j.ctx), tx)
 			return j.err
 		}
+		savepoint := tx.StmtContext(ctx, db.stmts.savepoint)
+		rollbackTo := tx.StmtContext(ctx, db.stmts.rollbackTo)
+		release := tx.StmtContext(ctx, db.stmts.release)
 		for _, j := range live {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT caller`); err != nil {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
 				return err
 			}
 			if j.err = j.fn(context.WithoutCancel(j.ctx), tx); j.err != nil {
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO caller`); err != nil {
+				if _, err := rollbackTo.ExecContext(ctx); err != nil {
 					return err
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE caller`); err != nil {
+			if _, err := release.ExecContext(ctx); err != nil {
 				return err
 			}
 		}
