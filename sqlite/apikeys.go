@@ -176,25 +176,8 @@ func (db *DB) DeleteAPIKey(ctx context.Context, accountID int64, id string, with
 // so it is answered from the cache when no write has happened since the
 // cached read.
 func (db *DB) LookupAPIKey(ctx context.Context, id string) (*sealpost.Principal, error) {
-	if !db.cache.enabled.Load() {
-		return db.lookupAPIKey(ctx, id)
-	}
-	g := db.cache.gen.Load()
-	if p := db.cache.principal(id, g); p != nil {
-		return p, nil
-	}
-	p, err := db.lookupAPIKey(ctx, id)
-	if db.cache.afterMiss != nil {
-		db.cache.afterMiss()
-	}
-	if err != nil {
-		if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
-			db.cache.forgetPrincipal(id)
-		}
-		return nil, err
-	}
-	db.cache.storePrincipal(id, g, p)
-	return p, nil
+	return memoized(&db.cache, &db.cache.principals, id, false, clonePrincipal,
+		func() (*sealpost.Principal, error) { return db.lookupAPIKey(ctx, id) })
 }
 
 func (db *DB) lookupAPIKey(ctx context.Context, id string) (*sealpost.Principal, error) {

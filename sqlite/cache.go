@@ -9,8 +9,9 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// cache holds the two reads every authenticated request makes. It is
-// invalidated wholesale: every write bumps gen after it commits, and an entry
+// cache holds the reads every authenticated request makes (the key and the
+// account's setting) and those every delivery attempt makes (see memo). It
+// is invalidated wholesale: every write bumps gen after it commits, and an entry
 // is used only while gen still has the value it had before the entry's
 // database read began. So an entry can never be older than the last write
 // that returned, which is what LookupAPIKey and EnforcedTLS promise. Writes
@@ -18,13 +19,13 @@ import (
 //
 // This holds only while this process is the database's one writer, which
 // LockExclusive enforces for serve. Other processes may still insert rows
-// (sealpost account create): misses are never cached, so an insert cannot
-// leave a stale entry behind.
+// (sealpost account create): misses of the tables they write are never
+// cached, so an insert cannot leave a stale entry behind.
 type cache struct {
 	enabled    atomic.Bool
 	gen        atomic.Uint64
-	principals sync.Map // key id -> *principalEntry
-	settings   sync.Map // account id -> *settingsEntry
+	principals memo[string, *sealpost.Principal] // by key id
+	settings   memo[int64, sealpost.EnforcedTLS] // by account id
 
 	accounts       memo[int64, *sealpost.Account]
 	domainPolicies memo[domainPolicyKey, *sealpost.DomainTLSPolicy]
@@ -44,60 +45,16 @@ type domainPolicyKey struct {
 	domain    string
 }
 
-type principalEntry struct {
-	gen     uint64
-	key     sealpost.APIKey
-	account sealpost.Account
-}
-
-type settingsEntry struct {
-	gen     uint64
-	setting sealpost.EnforcedTLS
-}
-
 // bump invalidates every entry. Call it after a write has committed (or
 // failed) and before the write method returns.
 func (c *cache) bump() { c.gen.Add(1) }
 
-// principal returns the cached principal for id, or nil. g must be the
-// generation read before the caller's fallback database read.
-func (c *cache) principal(id string, g uint64) *sealpost.Principal {
-	v, ok := c.principals.Load(id)
-	if !ok {
-		return nil
-	}
-	e := v.(*principalEntry)
-	if e.gen != g {
-		return nil
-	}
-	return &sealpost.Principal{Key: cloneKey(&e.key), Account: new(e.account)}
+// clonePrincipal copies p deeply: a caller may change what it is handed,
+// and the cached value must not change with it.
+func clonePrincipal(p *sealpost.Principal) *sealpost.Principal {
+	return &sealpost.Principal{Key: cloneKey(p.Key), Account: new(*p.Account)}
 }
 
-// storePrincipal caches p as read from the database at generation g.
-func (c *cache) storePrincipal(id string, g uint64, p *sealpost.Principal) {
-	c.principals.Store(id, &principalEntry{gen: g, key: *cloneKey(p.Key), account: *p.Account})
-}
-
-func (c *cache) setting(accountID int64, g uint64) (sealpost.EnforcedTLS, bool) {
-	v, ok := c.settings.Load(accountID)
-	if !ok {
-		return sealpost.EnforcedTLS{}, false
-	}
-	e := v.(*settingsEntry)
-	return e.setting, e.gen == g
-}
-
-func (c *cache) storeSetting(accountID int64, g uint64, s sealpost.EnforcedTLS) {
-	c.settings.Store(accountID, &settingsEntry{gen: g, setting: s})
-}
-
-// forget drops the entries of something found missing, so that deleted
-// keys and accounts do not stay in memory.
-func (c *cache) forgetPrincipal(id string) { c.principals.Delete(id) }
-func (c *cache) forgetSetting(id int64)    { c.settings.Delete(id) }
-
-// cloneKey copies k deeply: a caller may change what it is handed, and the
-// cached value must not change with it.
 func cloneKey(k *sealpost.APIKey) *sealpost.APIKey {
 	c := *k
 	c.Scopes = slices.Clone(k.Scopes)
@@ -105,14 +62,15 @@ func cloneKey(k *sealpost.APIKey) *sealpost.APIKey {
 	return &c
 }
 
-// memo caches the answers of one kind of read on the delivery path, which
-// asks them for every attempt: the sending account, its policy for the
-// recipient domain, its authenticated domains, a domain's cached MTA-STS
-// policy. It follows cache's rule (an entry is used only at the generation
-// its read began at), and it also keeps "not found" answers, which only
-// tables that no other process writes may do: serve alone writes domain
-// policies, authenticated domains and MTA-STS policies. Every write to them
-// must bump the generation, as every account write does.
+// memo caches the answers of one kind of read: an API key, an account's
+// setting, and on the delivery path, which asks them for every attempt, the
+// sending account, its policy for the recipient domain, its authenticated
+// and assigned domains, a domain's cached MTA-STS policy. It follows
+// cache's rule (an entry is used only at the generation its read began at).
+// Where asked, it also keeps "not found" answers, which only tables that no
+// other process writes may do: serve alone writes domain policies,
+// authenticated domains and MTA-STS policies. Every write to them must bump
+// the generation, as every account write does.
 type memo[K comparable, V any] struct {
 	entries sync.Map // K -> *memoEntry[V]
 }

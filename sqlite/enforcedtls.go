@@ -22,25 +22,9 @@ func scanSetting(row scanner) (sealpost.EnforcedTLS, error) {
 // reads or applies the setting, so it is answered from the cache when no
 // write has happened since the cached read.
 func (db *DB) EnforcedTLS(ctx context.Context, accountID int64) (sealpost.EnforcedTLS, error) {
-	if !db.cache.enabled.Load() {
-		return db.enforcedTLS(ctx, accountID)
-	}
-	g := db.cache.gen.Load()
-	if s, ok := db.cache.setting(accountID, g); ok {
-		return s, nil
-	}
-	s, err := db.enforcedTLS(ctx, accountID)
-	if db.cache.afterMiss != nil {
-		db.cache.afterMiss()
-	}
-	if err != nil {
-		if sealpost.ErrorCode(err) == sealpost.ENOTFOUND {
-			db.cache.forgetSetting(accountID)
-		}
-		return sealpost.EnforcedTLS{}, err
-	}
-	db.cache.storeSetting(accountID, g, s)
-	return s, nil
+	return memoized(&db.cache, &db.cache.settings, accountID, false,
+		func(s sealpost.EnforcedTLS) sealpost.EnforcedTLS { return s },
+		func() (sealpost.EnforcedTLS, error) { return db.enforcedTLS(ctx, accountID) })
 }
 
 func (db *DB) enforcedTLS(ctx context.Context, accountID int64) (sealpost.EnforcedTLS, error) {
