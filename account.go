@@ -79,6 +79,12 @@ func ValidateUsername(field, username string) *FieldError {
 	return nil
 }
 
+// AddressDomain is the domain of an address, lower-cased: what follows its
+// last "@" (all of it when there is none).
+func AddressDomain(addr string) string {
+	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
+}
+
 // ValidateEmail reports a problem with an email address, or nil. The check
 // is deliberately loose (one @, something on each side, no spaces or
 // control characters): the address is stored, not delivered to.

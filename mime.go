@@ -150,7 +150,7 @@ func (m *MailSend) Messages(accountID int64, xMessageID string, now time.Time, h
 			for _, a := range list {
 				msg.Recipients = append(msg.Recipients, Recipient{
 					Email:       a.Email,
-					Domain:      strings.ToLower(a.Email[strings.LastIndexByte(a.Email, '@')+1:]),
+					Domain:      AddressDomain(a.Email),
 					SGMessageID: xMessageID + "." + strconv.Itoa(ordinal),
 					State:       StateQueued,
 				})

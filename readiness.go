@@ -135,7 +135,7 @@ func DomainRecipients(msgs []*Message, at time.Time) []DomainDayCount {
 		for _, r := range m.Recipients {
 			domain := r.Domain
 			if domain == "" {
-				domain = strings.ToLower(r.Email[strings.LastIndexByte(r.Email, '@')+1:])
+				domain = AddressDomain(r.Email)
 			}
 			key := DomainDayCount{AccountID: m.AccountID, Domain: domain, Day: RegistryDay(created)}
 			k, ok := index[key]

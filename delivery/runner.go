@@ -418,7 +418,7 @@ func (r *Runner) attempt(ctx context.Context, d *sealpost.Delivery) {
 			r.deferAll(ctx, log, d, "the message could not be DKIM-signed")
 			return
 		}
-		if report && (domain == nil || !sealpost.AuthenticatedFor([]sealpost.AuthenticatedDomain{*domain}, addressDomain(d.Message.From))) {
+		if report && (domain == nil || !sealpost.AuthenticatedFor([]sealpost.AuthenticatedDomain{*domain}, sealpost.AddressDomain(d.Message.From))) {
 			// A report is DKIM-signed with its From domain, the
 			// operator's authenticated domain (not a default domain's
 			// signature, which would not align), or not sent: it waits,
@@ -627,14 +627,4 @@ func (r *Runner) outcome(d *sealpost.Delivery, res Result) (sealpost.DeliveryCom
 // sealpost.TLSReportCategory).
 func isTLSReport(m *sealpost.Message) bool {
 	return slices.Contains(m.Categories, sealpost.TLSReportCategory)
-}
-
-// addressDomain is the domain of a bare address, lower-cased; "" when it
-// has none.
-func addressDomain(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return ""
-	}
-	return strings.ToLower(addr[i+1:])
 }

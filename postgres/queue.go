@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,9 +121,7 @@ func fromUnixNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-func recipientDomain(email string) string {
-	return strings.ToLower(email[strings.LastIndexByte(email, '@')+1:])
-}
+func recipientDomain(email string) string { return sealpost.AddressDomain(email) }
 
 // EnqueueMessages stores everything in two round trips: one takes ids from
 // the sequences, so that the rows can refer to each other and the caller

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -350,7 +349,7 @@ func recipientDomain(r sealpost.Recipient) string {
 	if r.Domain != "" {
 		return r.Domain
 	}
-	return strings.ToLower(r.Email[strings.LastIndexByte(r.Email, '@')+1:])
+	return sealpost.AddressDomain(r.Email)
 }
 
 // claimSQL passes over the never-attempted deliveries of a paused batch,

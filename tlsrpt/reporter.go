@@ -261,7 +261,7 @@ func (r *Reporter) mail(ctx context.Context, rua string, rep sealpost.TLSReport,
 		AccountID: r.FromAccountID, XMessageID: xid, SMTPID: smtpID, From: r.From, Subject: subject,
 		Body:       &sealpost.MessageBody{Data: raw},
 		Categories: []string{sealpost.TLSReportCategory},
-		Recipients: []sealpost.Recipient{{Email: to, Domain: strings.ToLower(domainOf(to)), SGMessageID: xid + ".0"}},
+		Recipients: []sealpost.Recipient{{Email: to, Domain: sealpost.AddressDomain(to), SGMessageID: xid + ".0"}},
 		CreatedAt:  time.Now().UTC(),
 	}
 	return r.Store.EnqueueMessages(ctx, []*sealpost.Message{msg}, nil)
