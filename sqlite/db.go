@@ -132,6 +132,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 
 	writeParams := cloneValues(params)
 	writeParams.Set("_txlock", "immediate")
+	writeParams.Add("_pragma", "temp_store(MEMORY)")
 	db.write, err = sql.Open("sqlite", dsn(abs, writeParams))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
