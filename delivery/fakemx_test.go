@@ -151,6 +151,9 @@ type transcript struct {
 	Messages int      // messages accepted
 	// Pipelined: a RCPT arrived before the server had answered MAIL.
 	Pipelined bool
+	// RSETPipelined counts the RSETs that had more commands behind them
+	// in the same write.
+	RSETPipelined int
 }
 
 func (tr transcript) has(prefix string) bool {
@@ -381,6 +384,18 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 				return
 			}
 		case "RSET":
+			if m.b.WatchPipelining {
+				// Likewise for a reused session: the MAIL, RCPTs and DATA
+				// come in the same write as the RSET.
+				conn.SetReadDeadline(time.Now().Add(time.Second))
+				r.Peek(1)
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if r.Buffered() > 0 {
+					m.mu.Lock()
+					tr.RSETPipelined++
+					m.mu.Unlock()
+				}
+			}
 			say("250 2.0.0 ok", m.b.RSETReply)
 		case "QUIT":
 			say("221 2.0.0 bye", "")

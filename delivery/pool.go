@@ -189,18 +189,15 @@ func (s *session) end() {
 func (c *Client) reuse(ctx context.Context, log *slog.Logger, s *session, env Envelope, pending []int) (out outcome, ok bool) {
 	s.ctx, s.log = ctx, log
 	s.stop = context.AfterFunc(ctx, func() { s.raw.Close() })
-	rep, err := s.cmd(c.timeout(), "RSET")
-	if err != nil || rep.Code != 250 {
+	out, unfit := s.transaction(env, pending, true)
+	if unfit != nil {
 		s.stop()
-		if err == nil {
-			s.quit()
-		}
 		s.conn.Close()
-		log.Debug("idle SMTP session unusable; opening a new one", slog.String("reply", rep.String()), slog.Any("err", err))
+		log.Debug("idle SMTP session unusable; opening a new one", slog.Any("err", unfit))
 		return outcome{}, false
 	}
-	defer s.finish(&out)
-	return s.transaction(env, pending), true
+	s.finish(&out)
+	return out, true
 }
 
 // finish ends a session after its delivery: kept for the next one when its

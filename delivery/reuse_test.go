@@ -96,6 +96,25 @@ func TestReuseSharesASession(t *testing.T) {
 	}
 }
 
+// On a reused session the RSET, MAIL, RCPT and DATA go in one write (RFC
+// 2920 lets RSET and DATA be pipelined), and the message text only after
+// the 354: two round trips a message.
+func TestReusePipelinesRSETAndDATA(t *testing.T) {
+	t.Parallel()
+	sc, mx := reuseScenario(t, mxBehaviour{WatchPipelining: true}, ReuseLimits{MaxMessages: 100})
+	for i := range 3 {
+		deliverOK(t, sc.client, reqCert12, fmt.Sprintf("r%d@example.test", i))
+	}
+	sc.client.Close()
+	trs := mx.transcripts()
+	if len(trs) != 1 || trs[0].Messages != 3 {
+		t.Fatalf("want one connection carrying 3 messages: %+v", trs)
+	}
+	if tr := trs[0]; count(tr, "RSET") != 2 || tr.RSETPipelined != 2 || !tr.Pipelined {
+		t.Errorf("RSETs %d, of them pipelined %d, MAIL pipelined %v; want 2, 2, true: %q", count(tr, "RSET"), tr.RSETPipelined, tr.Pipelined, tr.Commands)
+	}
+}
+
 // A session serves only the exact policy it was opened under: a change of
 // policy, stricter or weaker, opens a new connection with its own STARTTLS.
 func TestReuseNeverAcrossPolicies(t *testing.T) {

@@ -134,7 +134,8 @@ func (c *Client) session(ctx context.Context, log *slog.Logger, conn net.Conn, k
 		return s.policyFailure(sealpost.ResultValidationFailure, s.pol.source(), "TLS session does not meet the policy"), false
 	}
 	s.recordTesting()
-	return s.transaction(env, pending), false
+	done, _ := s.transaction(env, pending, false)
+	return done, false
 }
 
 // follow carries out the decision table's verdict on what the host showed
@@ -310,7 +311,7 @@ func (s *session) secure() bool {
 // transaction sends the message to the pending recipients in one MAIL,
 // RCPT..., DATA transaction. Whatever happens from MAIL on is final for
 // this attempt: recipients the server has not accepted are deferred.
-func (s *session) transaction(env Envelope, pending []int) outcome {
+func (s *session) transaction(env Envelope, pending []int, rset bool) (out outcome, unfit error) {
 	results := make(map[int]RecipientResult, len(pending))
 	done := func() outcome {
 		for _, i := range pending {
@@ -335,7 +336,18 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 			results[i] = rr
 		}
 	}
+	_, pipelining := s.ext["PIPELINING"]
 
+	if rset && !pipelining {
+		rep, err := s.cmd(s.c.timeout(), "RSET")
+		if err != nil || rep.Code != 250 {
+			if err == nil {
+				s.quit()
+			}
+			return outcome{}, unfitError(rep, err)
+		}
+		rset = false
+	}
 	mail := "MAIL FROM:<" + env.From + ">"
 	if _, ok := s.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(len(env.Data))
@@ -346,24 +358,43 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 		mail += " REQUIRETLS"
 	}
 	// Replies to MAIL and to each RCPT, in order. With PIPELINING (RFC
-	// 2920) they are all sent in one write and the replies read after;
-	// without, each waits for the one before, and a refused MAIL ends it.
-	lines := []string{mail}
+	// 2920) they are all sent in one write and the replies read after,
+	// together with the RSET before them on a reused session and the DATA
+	// after them (both may be pipelined, RFC 2920 3.1): a reused session
+	// costs two round trips a message, not four. Without, each waits for
+	// the one before, and a refused MAIL ends it.
+	var lines []string
+	if rset {
+		lines = append(lines, "RSET")
+	}
+	lines = append(lines, mail)
 	for _, i := range pending {
 		lines = append(lines, "RCPT TO:<"+env.Recipients[i]+">")
 	}
+	if pipelining {
+		lines = append(lines, "DATA")
+	}
+	sent := len(lines)
 	var reps []reply
 	var err error
-	if _, ok := s.ext["PIPELINING"]; ok {
+	if pipelining {
 		// In windows, so that neither side can fill the other's socket
-		// buffers while it is not reading (RFC 2920 3.1).
-		for len(lines) > 0 && err == nil && (len(reps) == 0 || reps[0].Class() == 2) {
+		// buffers while it is not reading (RFC 2920 3.1); a window goes only
+		// when the RSET and the MAIL before it were taken.
+		fit := func() bool {
+			if !rset {
+				return len(reps) == 0 || reps[0].Class() == 2
+			}
+			return len(reps) == 0 || reps[0].Code == 250 && (len(reps) == 1 || reps[1].Class() == 2)
+		}
+		for len(lines) > 0 && err == nil && fit() {
 			n := min(len(lines), pipelineWindow)
 			var got []reply
 			got, err = s.cmds(s.c.timeout(), lines[:n]...)
 			reps = append(reps, got...)
 			lines = lines[n:]
 		}
+		sent -= len(lines)
 	} else {
 		for k, line := range lines {
 			var rep reply
@@ -377,15 +408,35 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 			}
 		}
 	}
+	if rset {
+		// The session was idle: a refused or unanswered RSET means the
+		// server is done with it, and nothing of this delivery counts.
+		// Whatever else was pipelined after it dies with the connection,
+		// before any message text was sent.
+		if len(reps) == 0 || reps[0].Code != 250 {
+			var rep reply
+			if len(reps) > 0 {
+				rep = reps[0]
+			}
+			return outcome{}, unfitError(rep, err)
+		}
+		reps, sent = reps[1:], sent-1
+	}
+	// The DATA pipelined after the RCPTs, when it was sent and answered.
+	var dataRep *reply
+	if pipelining && sent == 1+len(pending)+1 && len(reps) == sent {
+		dataRep = &reps[len(reps)-1]
+		reps = reps[:len(reps)-1]
+	}
 	if len(reps) == 0 {
-		return lost("MAIL FROM", err)
+		return lost("MAIL FROM", err), nil
 	}
 	if reps[0].Class() != 2 {
 		setFrom(pending, reps[0])
-		if err == nil {
+		if err == nil && (dataRep == nil || dataRep.Code != 354) {
 			s.quit()
 		}
-		return done()
+		return done(), nil
 	}
 	var accepted []int
 	for k, rep := range reps[1:] {
@@ -397,30 +448,36 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 		setFrom([]int{i}, rep)
 	}
 	if err != nil {
-		return lost("RCPT TO", err)
+		return lost("RCPT TO", err), nil
 	}
 	if len(accepted) == 0 {
-		s.quit()
-		return done()
+		// A server that answered the pipelined DATA with 354 anyway waits
+		// for message text: closing the connection is the only safe end.
+		if dataRep == nil || dataRep.Code != 354 {
+			s.quit()
+		}
+		return done(), nil
 	}
 
-	rep, err := s.cmd(s.c.timeout(), "DATA")
-	if err != nil {
-		return lost("DATA", err)
+	var rep reply
+	if dataRep != nil {
+		rep = *dataRep
+	} else if rep, err = s.cmd(s.c.timeout(), "DATA"); err != nil {
+		return lost("DATA", err), nil
 	}
 	if rep.Code != 354 {
 		setFrom(accepted, rep)
 		s.quit()
-		return done()
+		return done(), nil
 	}
 	if err := s.writeData(env.Data); err != nil {
-		return lost("sending the message", err)
+		return lost("sending the message", err), nil
 	}
 	rep, err = s.read(s.c.dataEndTimeout())
 	if err != nil {
 		// Without the final reply nobody knows whether the server took the
 		// message; deferring risks a duplicate, delivering risks a loss.
-		return lost("waiting for the reply to the message", err)
+		return lost("waiting for the reply to the message", err), nil
 	}
 	setFrom(accepted, rep)
 	// A session is kept for the next message only when the server answered
@@ -428,10 +485,18 @@ func (s *session) transaction(env Envelope, pending []int) outcome {
 	// enough of this client, and a fresh session costs little.
 	if rep.Class() == 2 && len(accepted) == len(pending) {
 		s.reusable = true
-		return done()
+		return done(), nil
 	}
 	s.quit()
-	return done()
+	return done(), nil
+}
+
+// unfitError says why an idle session could not carry a delivery.
+func unfitError(rep reply, err error) error {
+	if err != nil {
+		return fmt.Errorf("RSET: %w", err)
+	}
+	return fmt.Errorf("RSET answered %s", rep.String())
 }
 
 // pipelineWindow is how many commands go in one pipelined write.

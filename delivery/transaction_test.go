@@ -47,9 +47,11 @@ func TestMandatoryGuardRefusesPlaintext(t *testing.T) {
 			t.Errorf("%+v: pipelined batch = %v, want errPlaintextRefused", policy, err)
 		}
 		s.ext = map[string]string{"PIPELINING": ""}
-		out := s.transaction(testEnvelope("c@d.test"), []int{0})
-		if out.perRecipient[0].Status == Delivered {
-			t.Errorf("transaction without TLS delivered: %+v", out)
+		for _, rset := range []bool{false, true} {
+			out, unfit := s.transaction(testEnvelope("c@d.test"), []int{0}, rset)
+			if unfit == nil && out.perRecipient[0].Status == Delivered {
+				t.Errorf("transaction without TLS (RSET first: %v) delivered: %+v", rset, out)
+			}
 		}
 		client.Close()
 		<-done
@@ -80,18 +82,18 @@ func TestTransactionReplies(t *testing.T) {
 		b        mxBehaviour
 		want     []Status
 		enhanced []string
-		data     bool // whether DATA was sent
+		data     bool // whether the message text was sent (a pipelined DATA may go without)
 	}{
 		{name: "all accepted", b: mxBehaviour{}, want: []Status{Delivered, Delivered, Delivered}, enhanced: []string{"2.0.0", "2.0.0", "2.0.0"}, data: true},
 		{name: "mixed RCPT replies", b: mxBehaviour{RcptReplies: map[string]string{"b@example.test": "450 4.2.1 mailbox busy", "c@example.test": "550 5.1.1 no such user"}},
 			want: []Status{Delivered, Deferred, Bounced}, enhanced: []string{"2.0.0", "4.2.1", "5.1.1"}, data: true},
 		{name: "no enhanced code: derived", b: mxBehaviour{RcptReplies: map[string]string{"a@example.test": "550 no", "b@example.test": "451 later"}},
 			want: []Status{Bounced, Deferred, Delivered}, enhanced: []string{"5.0.0", "4.0.0", "2.0.0"}, data: true},
-		{name: "no recipient accepted: no DATA", b: mxBehaviour{RcptReplies: map[string]string{"a@example.test": "550 5.1.1 x", "b@example.test": "550 5.1.1 x", "c@example.test": "452 4.5.3 too many"}},
+		{name: "no recipient accepted: no message text", b: mxBehaviour{RcptReplies: map[string]string{"a@example.test": "550 5.1.1 x", "b@example.test": "550 5.1.1 x", "c@example.test": "452 4.5.3 too many"}},
 			want: []Status{Bounced, Bounced, Deferred}, enhanced: []string{"5.1.1", "5.1.1", "4.5.3"}},
 		{name: "MAIL 4xx", b: mxBehaviour{MailReply: "451 4.3.0 try later"}, want: []Status{Deferred, Deferred, Deferred}, enhanced: []string{"4.3.0", "4.3.0", "4.3.0"}},
 		{name: "MAIL 5xx", b: mxBehaviour{MailReply: "553 5.7.1 sender rejected"}, want: []Status{Bounced, Bounced, Bounced}, enhanced: []string{"5.7.1", "5.7.1", "5.7.1"}},
-		{name: "DATA refused", b: mxBehaviour{DataReply: "554 5.5.1 no valid recipients"}, want: []Status{Bounced, Bounced, Bounced}, enhanced: []string{"5.5.1", "5.5.1", "5.5.1"}, data: true},
+		{name: "DATA refused", b: mxBehaviour{DataReply: "554 5.5.1 no valid recipients"}, want: []Status{Bounced, Bounced, Bounced}, enhanced: []string{"5.5.1", "5.5.1", "5.5.1"}},
 		{name: "end of data 5xx applies to accepted only", b: mxBehaviour{EndReply: "554 5.7.1 spam", RcptReplies: map[string]string{"c@example.test": "450 4.2.1 busy"}},
 			want: []Status{Bounced, Bounced, Deferred}, enhanced: []string{"5.7.1", "5.7.1", "4.2.1"}, data: true},
 		{name: "end of data 4xx", b: mxBehaviour{EndReply: "451 4.3.0 queue full"}, want: []Status{Deferred, Deferred, Deferred}, enhanced: []string{"4.3.0", "4.3.0", "4.3.0"}, data: true},
@@ -113,8 +115,8 @@ func TestTransactionReplies(t *testing.T) {
 					t.Errorf("recipient %d: bad response %q", i, rr.Response)
 				}
 			}
-			if got := len(trs) == 1 && trs[0].has("DATA"); got != tt.data {
-				t.Errorf("DATA sent = %v, want %v: %+v", got, tt.data, trs)
+			if got := len(trs) == 1 && trs[0].Data != ""; got != tt.data {
+				t.Errorf("message text sent = %v, want %v: %+v", got, tt.data, trs)
 			}
 		})
 	}
