@@ -371,7 +371,7 @@ if grep 'TLS connection established from' "$recv/maillog" | grep -qv 'TLSv1.3'; 
   die "a sender connected to the receiver without TLS 1.3"
 fi
 if grep -q 'connect from' "$recv/maillog" && [ "$(grep -c ' connect from' "$recv/maillog")" -gt "$(tls_sessions)" ]; then
-  log "note: some sessions to the receiver did not use TLS (warm-up probes?)"
+  log "note: some sessions to the receiver did not use TLS (the direct case's, or warm-up probes)"
 fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
