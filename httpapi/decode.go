@@ -131,6 +131,9 @@ const (
 // decodeString decodes a JSON string, refusing the invalid UTF-8 that
 // encoding/json would otherwise silently replace with U+FFFD.
 func decodeString(raw json.RawMessage) (string, stringResult) {
+	if s, ok := trimmedPlainString(raw); ok {
+		return s, stringOK
+	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", notString
@@ -251,6 +254,17 @@ func decodeArray(raw json.RawMessage) ([]json.RawMessage, bool) {
 	if jsonKind(raw) != "array" {
 		return nil, false
 	}
+	if elems, ok := splitArray(raw); ok {
+		return elems, true
+	}
+	return decodeArrayStd(raw)
+}
+
+// decodeArrayStd is decodeArray by encoding/json alone.
+func decodeArrayStd(raw json.RawMessage) ([]json.RawMessage, bool) {
+	if jsonKind(raw) != "array" {
+		return nil, false
+	}
 	var elems []json.RawMessage
 	if json.Unmarshal(raw, &elems) != nil {
 		return nil, false
@@ -302,6 +316,14 @@ func (ms members) get(key string) json.RawMessage {
 // members, in document order, and counts the keys that are not valid
 // UTF-8 (which encoding/json would quietly change).
 func decodeMembers(raw json.RawMessage) (out members, badKeys int) {
+	if out, badKeys, ok := splitObject(raw); ok {
+		return out, badKeys
+	}
+	return decodeMembersStd(raw)
+}
+
+// decodeMembersStd is decodeMembers by encoding/json alone.
+func decodeMembersStd(raw json.RawMessage) (out members, badKeys int) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if _, err := dec.Token(); err != nil {
 		return nil, 0
