@@ -285,35 +285,14 @@ wait_received() { # total timeout-seconds
   date +%s.%N
 }
 
-run_postfix() { # domains
-  local ndom=$1 per i
+# inject sends N messages with smtp-source to address, over INJECT_CONNS
+# sessions: to bench.test for one domain; else, since smtp-source sends to
+# one recipient, INJECT_CONNS lanes each run one single-session
+# smtp-source per domain of its share in turn.
+inject() { # domains address
+  local ndom=$1 addr=$2 jobs=() lanes lane i per
   if [ "$ndom" = 1 ]; then
-    smtp-source -s "$inject_conns" -m "$n" -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$send_ip:$sender_port"
-  else
-    # smtp-source sends to one address: INJECT_CONNS lanes, each running one
-    # single-session smtp-source per domain of its share in turn.
-    local jobs=() lanes=$(( inject_conns < ndom ? inject_conns : ndom )) lane
-    for lane in $(seq "$lanes"); do
-      (
-        for i in $(seq "$lane" "$lanes" "$ndom"); do
-          per=$(( n / ndom + (i <= n % ndom ? 1 : 0) ))
-          [ "$per" -gt 0 ] || continue
-          smtp-source -s 1 -m "$per" -l "$msg_size" -f sender@sender.test -t "rcpt@d$i.bench.test" "$send_ip:$sender_port"
-        done
-      ) &
-      jobs+=($!)
-    done
-    for j in "${jobs[@]}"; do wait "$j" || die "smtp-source failed"; done
-  fi
-}
-
-# Not a sender under test: smtp-source straight into the receiver, without
-# TLS or a queue of its own, shows how many messages a second the receiver
-# itself can take on this machine, the ceiling of both columns.
-run_direct() { # domains
-  local ndom=$1 jobs=() lanes lane i per
-  if [ "$ndom" = 1 ]; then
-    smtp-source -s "$inject_conns" -m "$n" -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$recv_ip:$port"
+    smtp-source -s "$inject_conns" -m "$n" -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$addr"
     return
   fi
   lanes=$(( inject_conns < ndom ? inject_conns : ndom ))
@@ -322,13 +301,20 @@ run_direct() { # domains
       for i in $(seq "$lane" "$lanes" "$ndom"); do
         per=$(( n / ndom + (i <= n % ndom ? 1 : 0) ))
         [ "$per" -gt 0 ] || continue
-        smtp-source -s 1 -m "$per" -l "$msg_size" -f sender@sender.test -t "rcpt@d$i.bench.test" "$recv_ip:$port"
+        smtp-source -s 1 -m "$per" -l "$msg_size" -f sender@sender.test -t "rcpt@d$i.bench.test" "$addr"
       done
     ) &
     jobs+=($!)
   done
   for j in "${jobs[@]}"; do wait "$j" || die "smtp-source failed"; done
 }
+
+run_postfix() { inject "$1" "$send_ip:$sender_port"; } # domains
+
+# Not a sender under test: smtp-source straight into the receiver, without
+# TLS or a queue of its own, shows how many messages a second the receiver
+# itself can take on this machine, the ceiling of both columns.
+run_direct() { inject "$1" "$recv_ip:$port"; } # domains
 
 run_sealpost() { # domains
   "$work/postfixbench" send -url "http://$http_addr" -key "$key" -n "$n" -domains "$1" -conns "$inject_conns" -size "$msg_size" >/dev/null
