@@ -268,6 +268,15 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 		}
 		io.WriteString(conn, s+"\r\n")
 	}
+	// sentAlong reports whether the command just read came with more in
+	// the same write: a client that waits for the reply sends nothing more
+	// in this time.
+	sentAlong := func() bool {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		r.Peek(1)
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		return r.Buffered() > 0
+	}
 	say("220 "+m.name+" ESMTP", m.b.Greeting)
 	secure := false
 	for {
@@ -335,18 +344,11 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 			secure = true
 			add("<TLS " + versionName(tc.ConnectionState().Version) + ">")
 		case "MAIL":
-			if m.b.WatchPipelining {
-				// A client that waits for the reply sends nothing more in
-				// this time; one that pipelined sent its RCPTs in the same
-				// write as MAIL.
-				conn.SetReadDeadline(time.Now().Add(time.Second))
-				r.Peek(1)
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if r.Buffered() > 0 {
-					m.mu.Lock()
-					tr.Pipelined = true
-					m.mu.Unlock()
-				}
+			// A client that pipelined sent its RCPTs in the same write.
+			if m.b.WatchPipelining && sentAlong() {
+				m.mu.Lock()
+				tr.Pipelined = true
+				m.mu.Unlock()
 			}
 			say("250 2.1.0 ok", m.b.MailReply)
 		case "RCPT":
@@ -384,17 +386,11 @@ func (m *fakeMX) serve(conn net.Conn, tr *transcript) {
 				return
 			}
 		case "RSET":
-			if m.b.WatchPipelining {
-				// Likewise for a reused session: the MAIL, RCPTs and DATA
-				// come in the same write as the RSET.
-				conn.SetReadDeadline(time.Now().Add(time.Second))
-				r.Peek(1)
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				if r.Buffered() > 0 {
-					m.mu.Lock()
-					tr.RSETPipelined++
-					m.mu.Unlock()
-				}
+			// On a reused session the MAIL, RCPTs and DATA come with it.
+			if m.b.WatchPipelining && sentAlong() {
+				m.mu.Lock()
+				tr.RSETPipelined++
+				m.mu.Unlock()
 			}
 			say("250 2.0.0 ok", m.b.RSETReply)
 		case "QUIT":
