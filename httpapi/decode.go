@@ -131,10 +131,10 @@ const (
 // decodeString decodes a JSON string, refusing the invalid UTF-8 that
 // encoding/json would otherwise silently replace with U+FFFD.
 func decodeString(raw json.RawMessage) (string, stringResult) {
-	if s, ok := trimmedPlainString(raw); ok {
+	raw = bytes.TrimSpace(raw)
+	if s, ok := plainString(raw); ok {
 		return s, stringOK
 	}
-	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", notString
 	}
@@ -260,11 +260,9 @@ func decodeArray(raw json.RawMessage) ([]json.RawMessage, bool) {
 	return decodeArrayStd(raw)
 }
 
-// decodeArrayStd is decodeArray by encoding/json alone.
+// decodeArrayStd is decodeArray by encoding/json alone, for raw that
+// jsonKind calls an array.
 func decodeArrayStd(raw json.RawMessage) ([]json.RawMessage, bool) {
-	if jsonKind(raw) != "array" {
-		return nil, false
-	}
 	var elems []json.RawMessage
 	if json.Unmarshal(raw, &elems) != nil {
 		return nil, false

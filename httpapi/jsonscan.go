@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -177,9 +176,4 @@ func plainString(raw []byte) (string, bool) {
 		return "", false
 	}
 	return string(inner), true
-}
-
-// trimmedPlainString is plainString after the whitespace around a value.
-func trimmedPlainString(raw []byte) (string, bool) {
-	return plainString(bytes.TrimSpace(raw))
 }
