@@ -1,30 +1,18 @@
 package sqlite_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost"
-	"github.com/sealpost/sealpost/sqlite"
 )
 
 // Mail queued before the Email Activity migration is in the feed once it
 // has run: its recipients take their message's account and creation time.
 func TestActivityMigrationBackfills(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "alice", Email: "alice@example.com"}
-	b := &sealpost.Account{Kind: sealpost.KindUser, Username: "bob", Email: "bob@example.com"}
-	for _, acct := range []*sealpost.Account{a, b} {
-		if err := db.CreateAccount(ctx, acct); err != nil {
-			t.Fatal(err)
-		}
-	}
+	path, db, accts := openWithAccounts(t, "alice", "bob")
+	a, b := accts[0], accts[1]
 	created := time.Now().Add(-time.Hour).UTC().Round(0)
 	m := &sealpost.Message{
 		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Body: &sealpost.MessageBody{Data: []byte("body")},

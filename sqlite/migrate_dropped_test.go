@@ -1,13 +1,11 @@
 package sqlite_test
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost"
-	"github.com/sealpost/sealpost/sqlite"
 )
 
 // The migration that rebuilds recipients for the dropped state keeps every
@@ -15,15 +13,8 @@ import (
 // database, which copies the rows exactly as the first run did.
 func TestDroppedStateMigrationKeepsRecipients(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "alice", Email: "alice@example.com"}
-	if err := db.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	path, db, accts := openWithAccounts(t, "alice")
+	a := accts[0]
 	m := &sealpost.Message{
 		AccountID: a.ID, XMessageID: "xid", SMTPID: "<xid@sealpost>", From: "s@example.com", Body: &sealpost.MessageBody{Data: []byte("body")},
 		Recipients: []sealpost.Recipient{

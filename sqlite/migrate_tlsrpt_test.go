@@ -1,27 +1,18 @@
 package sqlite_test
 
 import (
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/sealpost/sealpost"
-	"github.com/sealpost/sealpost/sqlite"
 )
 
 // The migration that counts TLS report sessions per policy and sending IP
 // keeps the counts made before it, with no policy and no sending IP.
 func TestTLSRPTPoliciesMigrationKeepsCounts(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "alice", Email: "alice@example.com"}
-	if err := db.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	path, db, accts := openWithAccounts(t, "alice")
+	a := accts[0]
 	db.Close()
 	raw := inspect(t, path)
 	// Back to the schema before the migration, with a count of then.

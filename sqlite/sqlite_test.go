@@ -46,6 +46,26 @@ func TestStoreUncached(t *testing.T) {
 	})
 }
 
+// openWithAccounts opens a database in a new file and creates a user
+// account for each name (name@example.com) in it; the caller closes it, and
+// may reopen the file at path.
+func openWithAccounts(t *testing.T, names ...string) (path string, db *sqlite.DB, accts []*sealpost.Account) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "sealpost.db")
+	db, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		a := &sealpost.Account{Kind: sealpost.KindUser, Username: name, Email: name + "@example.com"}
+		if err := db.CreateAccount(t.Context(), a); err != nil {
+			t.Fatal(err)
+		}
+		accts = append(accts, a)
+	}
+	return path, db, accts
+}
+
 // inspect opens a plain connection to the file, beside the store's own.
 func inspect(t *testing.T, path string) *sql.DB {
 	t.Helper()
@@ -59,15 +79,8 @@ func inspect(t *testing.T, path string) *sql.DB {
 
 func TestMigrationsIdempotent(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "sealpost.db")
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &sealpost.Account{Kind: sealpost.KindUser, Username: "alice", Email: "alice@example.com"}
-	if err := db.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	path, db, accts := openWithAccounts(t, "alice")
+	a := accts[0]
 	if _, err := db.UpdateEnforcedTLS(ctx, a.ID, sealpost.EnforcedTLSPatch{Version: new(sealpost.TLS13)}); err != nil {
 		t.Fatal(err)
 	}
