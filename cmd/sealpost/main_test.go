@@ -133,6 +133,17 @@ func storeCases() []storeCase {
 	}
 }
 
+// forEachStore runs test as a parallel subtest per store, each on a new
+// database of its own.
+func forEachStore(t *testing.T, test func(t *testing.T, database string)) {
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, sc.database(t))
+		})
+	}
+}
+
 // TestSendGridGoClient drives the real server with the official Go client,
 // the way a user who only changed the base URL would.
 func TestSendGridGoClient(t *testing.T) {

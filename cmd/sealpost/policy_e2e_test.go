@@ -219,12 +219,7 @@ func webhookTo(t *testing.T, m *Main, key string, hook *webhookReceiver) {
 // setting combined with MTA-STS, on both stores.
 func TestPolicySourcesEndToEnd(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storeCases() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			testPolicySources(t, sc.database(t))
-		})
-	}
+	forEachStore(t, testPolicySources)
 }
 
 func testPolicySources(t *testing.T, database string) {
@@ -360,12 +355,7 @@ func testPolicySources(t *testing.T, database string) {
 // validates them, and sealpost's --dnssec-resolver is unbound.
 func TestDANEEndToEnd(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storeCases() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			testDANE(t, sc.database(t))
-		})
-	}
+	forEachStore(t, testDANE)
 }
 
 func testDANE(t *testing.T, database string) {

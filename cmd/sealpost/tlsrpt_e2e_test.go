@@ -82,12 +82,7 @@ func totals(rep sealpost.TLSReport) (ok, failed int64, results map[string]int64)
 // report over HTTPS, and the counts in it are the sessions the API counted.
 func TestTLSReportsEndToEnd(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storeCases() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			testTLSReports(t, sc.database(t))
-		})
-	}
+	forEachStore(t, testTLSReports)
 }
 
 // serveRUA starts rua as an https: rua at rua.test and returns its URL.
@@ -313,12 +308,7 @@ func authenticateDomain(t *testing.T, h *mxtest.Harness, m *Main, key, domain st
 // retried by another node once due, which the rua then takes, once.
 func TestTLSReportsRetriedAndCaughtUp(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storeCases() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			testTLSReportsRetried(t, sc.database(t))
-		})
-	}
+	forEachStore(t, testTLSReportsRetried)
 }
 
 func testTLSReportsRetried(t *testing.T, database string) {
