@@ -8,30 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/internal/testclock"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // TestOutageLogLinesPerOutage: 95 seconds of an outage in which three
 // workers fail ten times a second each log the outage once, a summary
@@ -40,7 +22,7 @@ func (c *fakeClock) advance(d time.Duration) {
 func TestOutageLogLinesPerOutage(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	o := sealpost.NewOutageLog(slog.New(slog.NewJSONHandler(&buf, nil)), "database")
 	o.Now = clock.Now
 	pgErr := &sealpost.Error{Code: sealpost.EUNAVAILABLE, Message: "database unavailable",
@@ -50,7 +32,7 @@ func TestOutageLogLinesPerOutage(t *testing.T) {
 	o.Succeeded(ctx) // nothing to say while it is up
 	failures := 0
 	for range 950 { // 95 s in steps of 100 ms
-		clock.advance(100 * time.Millisecond)
+		clock.Add(100 * time.Millisecond)
 		for range 3 {
 			if !o.Report(ctx, pgErr) {
 				t.Fatal("Report did not take an EUNAVAILABLE error")
@@ -92,13 +74,13 @@ func TestOutageLogLinesPerOutage(t *testing.T) {
 func TestOutageLogFlapping(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	o := sealpost.NewOutageLog(slog.New(slog.NewJSONHandler(&buf, nil)), "database")
 	o.Now = clock.Now
 	ctx := context.Background()
 	down := sealpost.Errorf(sealpost.EUNAVAILABLE, "database busy")
 	for range 950 {
-		clock.advance(100 * time.Millisecond)
+		clock.Add(100 * time.Millisecond)
 		o.Failed(ctx, down)
 		o.Succeeded(ctx)
 	}

@@ -17,31 +17,14 @@ import (
 	"github.com/sealpost/sealpost/delivery"
 	"github.com/sealpost/sealpost/delivery/mxtest"
 	"github.com/sealpost/sealpost/httpapi"
+	"github.com/sealpost/sealpost/internal/testclock"
 	"github.com/sealpost/sealpost/sqlite"
 )
-
-// clock is a settable time for runners, so retries need no sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
 
 // loopbackOnly allows the mxtest servers' loopback addresses, which the
 // default rule refuses.
 func loopbackOnly() sealpost.Destinations {
 	return sealpost.AllowDestinations(netip.MustParsePrefix("127.0.0.0/8"))
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // runnerWorld is a SQLite store with one account, a fake MX world, and a
@@ -51,7 +34,7 @@ type runnerWorld struct {
 	store   *sqlite.DB
 	account *sealpost.Account
 	h       *mxtest.Harness
-	clock   *clock
+	clock   *testclock.Clock
 	runner  *delivery.Runner
 }
 
@@ -68,7 +51,7 @@ func newRunnerWorld(t testing.TB) *runnerWorld {
 		t.Fatal(err)
 	}
 	h := mxtest.New(t)
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	w := &runnerWorld{t: t, store: store, account: account, h: h, clock: clk}
 	w.runner = &delivery.Runner{
 		Queue: store,

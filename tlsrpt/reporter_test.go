@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/internal/testclock"
 	"github.com/sealpost/sealpost/tlsrpt"
 )
 
@@ -313,24 +314,6 @@ func TestReporterPlanRetriesFailedLookups(t *testing.T) {
 	}
 }
 
-// clock is a settable time for the reporter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // A post that fails is kept and retried, by whichever node, after the
 // backoff; one that keeps failing is given up after GiveUpAfter.
 func TestReporterRetriesFailedPosts(t *testing.T) {
@@ -353,7 +336,7 @@ func TestReporterRetriesFailedPosts(t *testing.T) {
 		{AccountID: 1, PolicyDomain: "flaky.example", Day: day, PolicyType: "no-policy-found", MXHost: "mx", Sessions: 1},
 		{AccountID: 1, PolicyDomain: "down.example", Day: day, PolicyType: "no-policy-found", MXHost: "mx", Sessions: 1},
 	}}
-	clk := &clock{t: time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC))
 	mk := func(node string) *tlsrpt.Reporter {
 		return &tlsrpt.Reporter{Store: store, Client: srv.Client(), Node: node, Now: clk.Now,
 			Resolver: txtMap{
@@ -432,7 +415,7 @@ func TestReporterCatchesUpMissedDays(t *testing.T) {
 		count(today - 1),
 		count(today), // not over yet
 	}}
-	clk := &clock{t: time.Date(2026, 12, 7, 0, 20, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 7, 0, 20, 0, 0, time.UTC))
 	for _, node := range []string{"a", "b"} {
 		r := &tlsrpt.Reporter{Store: store, Client: srv.Client(), Node: node, Now: clk.Now,
 			Resolver: txtMap{"_smtp._tls.rpt.example": {"v=TLSRPTv1; rua=" + srv.URL}},
@@ -466,7 +449,7 @@ func TestReporterSendOnDemandClaimsTheDay(t *testing.T) {
 	store := &fakeStore{claims: map[int64]string{}, counts: []sealpost.TLSRPTCount{
 		{AccountID: 1, PolicyDomain: "rpt.example", Day: day, PolicyType: "no-policy-found", MXHost: "mx", Sessions: 1},
 	}}
-	clk := &clock{t: time.Date(2026, 12, 7, 0, 10, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 7, 0, 10, 0, 0, time.UTC))
 	r := &tlsrpt.Reporter{Store: store, Client: srv.Client(), Node: "cli", Now: clk.Now,
 		Resolver: txtMap{"_smtp._tls.rpt.example": {"v=TLSRPTv1; rua=" + srv.URL}},
 		Meta:     sealpost.TLSReportMeta{OrganizationName: "Sender Org", ContactInfo: "postmaster@sender.example"}}
