@@ -333,7 +333,7 @@ type mxHost struct {
 func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *RecipientResult) {
 	mxs, err := c.Resolver.LookupMX(ctx, domain)
 	if err != nil {
-		if isNotFound(err) {
+		if sealpost.IsDNSNotFound(err) {
 			return nil, &RecipientResult{Status: Bounced, Response: fmt.Sprintf("domain %s does not exist: %v", domain, err), EnhancedStatus: statusBadDestinationDomain}
 		}
 		return nil, &RecipientResult{Status: Deferred, Response: fmt.Sprintf("MX lookup for %s failed: %v", domain, err), EnhancedStatus: statusDirectoryFailure}
@@ -380,11 +380,6 @@ func (c *Client) route(ctx context.Context, domain string) ([]mxHost, *Recipient
 	return hosts, nil
 }
 
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
-}
-
 type outcomeKind int
 
 const (
@@ -419,7 +414,7 @@ func (c *Client) tryHost(ctx context.Context, log *slog.Logger, pol hostPolicy, 
 		err = &net.DNSError{Err: "no address records", Name: host.name, IsNotFound: true}
 	}
 	if err != nil {
-		if host.implicit && isNotFound(err) {
+		if host.implicit && sealpost.IsDNSNotFound(err) {
 			return outcome{kind: outcomeFinal, facts: facts, result: RecipientResult{Status: Bounced,
 				Response: fmt.Sprintf("domain %s has no MX and no address records: %v", host.name, err), EnhancedStatus: statusBadDestinationDomain}}
 		}

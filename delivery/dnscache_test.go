@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/sealpost/sealpost"
 )
 
 // countingDNS answers MX for cached.test with the given TTL, and SERVFAIL
@@ -84,7 +85,7 @@ func TestResolverCachesForTTL(t *testing.T) {
 			if got := asked.Load(); got != tc.wantAsked {
 				t.Errorf("the server was asked %d times, want %d", got, tc.wantAsked)
 			}
-			if (err1 == nil) != (err2 == nil) || len(first) != len(second) || isNotFound(err1) != isNotFound(err2) {
+			if (err1 == nil) != (err2 == nil) || len(first) != len(second) || sealpost.IsDNSNotFound(err1) != sealpost.IsDNSNotFound(err2) {
 				t.Errorf("a cached answer differs: %v %v / %v %v", first, err1, second, err2)
 			}
 		})

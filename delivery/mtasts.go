@@ -134,7 +134,7 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 
 func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	txts, err := s.r.LookupTXT(ctx, name)
-	if isNotFound(err) {
+	if sealpost.IsDNSNotFound(err) {
 		return nil, nil
 	}
 	return txts, err
@@ -142,7 +142,7 @@ func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, e
 
 func (r *dnsResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	in, err := r.query(ctx, name, dns.TypeTXT)
-	if isNotFound(err) {
+	if sealpost.IsDNSNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {

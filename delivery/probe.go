@@ -288,7 +288,7 @@ func (p *Prober) probeHost(ctx context.Context, host mxHost) (h hostProbe) {
 		err = &net.DNSError{Err: "no address records", Name: host.name, IsNotFound: true}
 	}
 	if err != nil {
-		h.notFound = isNotFound(err)
+		h.notFound = sealpost.IsDNSNotFound(err)
 		fail("address", err)
 		return h
 	}
@@ -518,7 +518,7 @@ func (s *probeSession) greet() (string, error) {
 func (p *Prober) countTLSA(ctx context.Context, host string) (int, error) {
 	in, err := p.query(ctx, "_25._tcp."+host, dns.TypeTLSA)
 	if err != nil {
-		if isNotFound(err) {
+		if sealpost.IsDNSNotFound(err) {
 			return 0, nil
 		}
 		return 0, err
@@ -537,7 +537,7 @@ func (p *Prober) countTLSA(ctx context.Context, host string) (int, error) {
 func (p *Prober) txt(ctx context.Context, name string) ([]string, error) {
 	in, err := p.query(ctx, name, dns.TypeTXT)
 	if err != nil {
-		if isNotFound(err) {
+		if sealpost.IsDNSNotFound(err) {
 			return nil, nil
 		}
 		return nil, err

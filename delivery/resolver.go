@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/sealpost/sealpost"
 )
 
 // Resolver finds MX hosts and their addresses.
@@ -40,8 +41,7 @@ type systemResolver struct{ r *net.Resolver }
 
 func (s systemResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
 	mxs, err := s.r.LookupMX(ctx, domain)
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+	if sealpost.IsDNSNotFound(err) {
 		// net reports NODATA and NXDOMAIN alike. Falling back to the
 		// domain's addresses tells them apart: a domain that does not exist
 		// has none either, and its address lookup fails as not found.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/sealpost/sealpost"
 )
 
 // startDNS serves a small zone on 127.0.0.1, over UDP and TCP on one port.
@@ -202,10 +203,10 @@ func TestSystemResolverNoData(t *testing.T) {
 	if mxs, err := r.LookupMX(ctx, "nomx.test"); err != nil || mxs != nil {
 		t.Errorf("nomx.test: %v %v, want nil, nil", mxs, err)
 	}
-	if _, err := r.LookupIPAddr(ctx, "nx.test"); !isNotFound(err) {
+	if _, err := r.LookupIPAddr(ctx, "nx.test"); !sealpost.IsDNSNotFound(err) {
 		t.Errorf("nx.test addresses: %v, want not found", err)
 	}
-	if _, err := r.LookupMX(ctx, "servfail.test"); err == nil || isNotFound(err) {
+	if _, err := r.LookupMX(ctx, "servfail.test"); err == nil || sealpost.IsDNSNotFound(err) {
 		t.Errorf("servfail.test: %v, want a temporary error", err)
 	}
 }

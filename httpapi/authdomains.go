@@ -299,7 +299,7 @@ func (s *Server) checkTXT(ctx context.Context, host, want string, matches func(p
 // checkMX reports whether host's MX records include sealpost's host name.
 func (s *Server) checkMX(ctx context.Context, host string) (validationResult, error) {
 	mxs, err := s.dns.LookupMX(ctx, host)
-	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+	if sealpost.IsDNSNotFound(err) {
 		mxs, err = nil, nil
 	}
 	if err != nil {

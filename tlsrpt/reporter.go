@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"math/big"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -111,11 +110,10 @@ func (r *Reporter) Plan(ctx context.Context, day int64) ([]Planned, error) {
 	for _, rep := range sealpost.BuildTLSReports(day, counts, r.Meta) {
 		domain := rep.Policies[0].Policy.PolicyDomain
 		txts, err := r.lookupRecord(ctx, domain)
-		var dnsErr *net.DNSError
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		case sealpost.IsDNSNotFound(err):
 			r.log().DebugContext(ctx, "no TLS-RPT record", "domain", domain, "err", err)
 			continue
 		case err != nil:
@@ -139,8 +137,7 @@ func (r *Reporter) lookupRecord(ctx context.Context, domain string) ([]string, e
 	tries := cmp.Or(r.LookupTries, 3)
 	for i := 1; ; i++ {
 		txts, err := r.Resolver.LookupTXT(ctx, "_smtp._tls."+domain)
-		var dnsErr *net.DNSError
-		if err == nil || i >= tries || (errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
+		if err == nil || i >= tries || sealpost.IsDNSNotFound(err) {
 			return txts, err
 		}
 		select {
