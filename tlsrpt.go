@@ -344,3 +344,16 @@ func reportIDHost(meta TLSReportMeta) string {
 	}
 	return "sealpost"
 }
+
+// JoinPolicyLines is the stored form of a list of policy lines (an MTA-STS
+// policy's, a count's policy string or mx patterns): one entry per line,
+// since none of them can hold a line break. SplitPolicyLines undoes it.
+func JoinPolicyLines(l []string) string { return strings.Join(l, "\n") }
+
+// SplitPolicyLines is the list JoinPolicyLines stored; nil for none.
+func SplitPolicyLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}

@@ -20,7 +20,7 @@ func (db *DB) CachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.
 	if len(p.Policy.MX) == 0 {
 		p.Policy.MX = nil
 	}
-	p.Policy.Lines = splitLines(text)
+	p.Policy.Lines = sealpost.SplitPolicyLines(text)
 	p.FetchedAt, p.ExpiresAt = time.Unix(0, fetched), time.Unix(0, expires)
 	return &p, nil
 }
@@ -37,6 +37,6 @@ func (db *DB) PutMTASTSPolicy(ctx context.Context, p sealpost.CachedMTASTSPolicy
 			policy_id = excluded.policy_id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age,
 			fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, policy_text = excluded.policy_text
 		WHERE excluded.fetched_at >= c.fetched_at`,
-		p.Domain, p.ID, p.Policy.Mode, mx, p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano(), joinLines(p.Policy.Lines))
+		p.Domain, p.ID, p.Policy.Mode, mx, p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano(), sealpost.JoinPolicyLines(p.Policy.Lines))
 	return storeErr(err, "MTA-STS policy")
 }

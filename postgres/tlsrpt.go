@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,8 +27,8 @@ func queueTLSRPTCounts(b *pgx.Batch, obs []sealpost.HostObservation) {
 		c.days = append(c.days, n.Day)
 		c.types = append(c.types, n.PolicyType)
 		c.keys = append(c.keys, n.PolicyKey())
-		c.strs = append(c.strs, joinLines(n.PolicyString))
-		c.mxs = append(c.mxs, joinLines(n.PolicyMX))
+		c.strs = append(c.strs, sealpost.JoinPolicyLines(n.PolicyString))
+		c.mxs = append(c.mxs, sealpost.JoinPolicyLines(n.PolicyMX))
 		c.hosts = append(c.hosts, n.MXHost)
 		c.rts = append(c.rts, n.ResultType)
 		c.ip = append(c.ip, n.ReceivingIP)
@@ -48,17 +47,6 @@ func queueTLSRPTCounts(b *pgx.Batch, obs []sealpost.HostObservation) {
 		c.accounts, c.domains, c.days, c.types, c.keys, c.strs, c.mxs, c.hosts, c.rts, c.ip, c.sips, c.sessions)
 }
 
-// joinLines keeps a list one entry per line: policy text has no line
-// breaks (MTA-STS lines and TLSA records cannot hold one).
-func joinLines(l []string) string { return strings.Join(l, "\n") }
-
-func splitLines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
 func (db *DB) TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]sealpost.TLSRPTCount, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT account_id, policy_domain, policy_type, policy_string, policy_mx, mx_host, result_type, receiving_ip, sending_ip, sessions
@@ -71,7 +59,7 @@ func (db *DB) TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]s
 		c := sealpost.TLSRPTCount{Day: day}
 		var ps, mx string
 		err := r.Scan(&c.AccountID, &c.PolicyDomain, &c.PolicyType, &ps, &mx, &c.MXHost, &c.ResultType, &c.ReceivingIP, &c.SendingIP, &c.Sessions)
-		c.PolicyString, c.PolicyMX = splitLines(ps), splitLines(mx)
+		c.PolicyString, c.PolicyMX = sealpost.SplitPolicyLines(ps), sealpost.SplitPolicyLines(mx)
 		return c, err
 	})
 	return out, storeErr(err, "TLS report counts")

@@ -37,7 +37,7 @@ func (db *DB) cachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.
 	if mx != "" {
 		p.Policy.MX = strings.Split(mx, "\n")
 	}
-	p.Policy.Lines = splitLines(text)
+	p.Policy.Lines = sealpost.SplitPolicyLines(text)
 	p.FetchedAt, p.ExpiresAt = time.Unix(0, fetched), time.Unix(0, expires)
 	return &p, nil
 }
@@ -52,7 +52,7 @@ func (db *DB) PutMTASTSPolicy(ctx context.Context, p sealpost.CachedMTASTSPolicy
 			fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, policy_text = excluded.policy_text
 		WHERE excluded.fetched_at >= c.fetched_at`,
 		p.Domain, p.ID, p.Policy.Mode, strings.Join(p.Policy.MX, "\n"), p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano(),
-		joinLines(p.Policy.Lines))
+		sealpost.JoinPolicyLines(p.Policy.Lines))
 	if err != nil {
 		return internal("caching the MTA-STS policy", err)
 	}

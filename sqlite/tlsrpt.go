@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -18,19 +17,8 @@ const countTLSRPTSQL = `INSERT INTO tlsrpt_counts AS c (account_id, policy_domai
 
 // countTLSRPTArgs are c's values for countTLSRPTSQL.
 func countTLSRPTArgs(c sealpost.TLSRPTCount) []any {
-	return []any{c.AccountID, c.PolicyDomain, c.Day, c.PolicyType, c.PolicyKey(), joinLines(c.PolicyString), joinLines(c.PolicyMX),
+	return []any{c.AccountID, c.PolicyDomain, c.Day, c.PolicyType, c.PolicyKey(), sealpost.JoinPolicyLines(c.PolicyString), sealpost.JoinPolicyLines(c.PolicyMX),
 		c.MXHost, c.ResultType, c.ReceivingIP, c.SendingIP, c.Sessions}
-}
-
-// joinLines keeps a list one entry per line: policy text has no line
-// breaks (MTA-STS lines and TLSA records cannot hold one).
-func joinLines(l []string) string { return strings.Join(l, "\n") }
-
-func splitLines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
 }
 
 func (db *DB) TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]sealpost.TLSRPTCount, error) {
@@ -50,7 +38,7 @@ func (db *DB) TLSRPTCounts(ctx context.Context, day int64, accountID int64) ([]s
 			&c.ReceivingIP, &c.SendingIP, &c.Sessions); err != nil {
 			return nil, mapError("reading TLS report counts", err, "", "")
 		}
-		c.PolicyString, c.PolicyMX = splitLines(ps), splitLines(mx)
+		c.PolicyString, c.PolicyMX = sealpost.SplitPolicyLines(ps), sealpost.SplitPolicyLines(mx)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
