@@ -26,6 +26,10 @@ func TestWebhookBacklog(t *testing.T) {
 		e.do(request{method: http.MethodGet, path: pathWebhookBacklog, token: e.key(alice, sealpost.ScopeMailSend)}).
 			want(t, "without the scope", http.StatusForbidden, wantForbidden)
 
+		if _, err := e.store.UpdateEventWebhookSettings(t.Context(), alice.ID, sealpost.EventWebhookPatch{
+			URL: new("https://hooks.example.com/a"), Bools: map[string]bool{"enabled": true, "processed": true}}); err != nil {
+			t.Fatal(err)
+		}
 		m := &sealpost.Message{AccountID: alice.ID, XMessageID: "x-backlog", SMTPID: "<backlog@t>", From: "s@example.com",
 			Body: &sealpost.MessageBody{Data: []byte("Subject: x\r\n\r\nx\r\n")}, CreatedAt: time.Now(),
 			Recipients: []sealpost.Recipient{{Email: "r@example.com", Domain: "example.com", SGMessageID: "backlog.0"}}}

@@ -61,11 +61,19 @@ func queueEvents(b *pgx.Batch, events []sealpost.Event, msgIDs map[*sealpost.Mes
 			about[i] = &id
 		}
 	}
+	// Only the events the account's webhook wants now are queued (the same
+	// test as sealpost.EventWebhookSettings.Wants): as at SendGrid, an event
+	// that happens while the webhook is off, or not subscribed to its kind,
+	// is never posted, and it is not written, claimed and deleted unposted.
 	// The ORDER BY makes the sequence hand out ids in the events' order.
 	b.Queue(`
 		INSERT INTO outbox_events (account_id, kind, sg_event_id, payload, message_id)
 		SELECT a, k, s, p, m
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bigint[]) WITH ORDINALITY AS e(a, k, s, p, m, n)
+		JOIN event_webhooks w ON w.account_id = e.a
+		WHERE w.enabled AND w.url <> '' AND CASE e.k
+			WHEN 'processed' THEN w.processed WHEN 'delivered' THEN w.delivered WHEN 'deferred' THEN w.deferred
+			WHEN 'bounce' THEN w.bounce WHEN 'dropped' THEN w.dropped ELSE false END
 		ORDER BY n`,
 		accounts, kinds, ids, payloads, about)
 	queueActivityEvents(b, events)

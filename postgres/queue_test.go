@@ -52,6 +52,10 @@ func TestClaimAcrossNodes(t *testing.T) {
 	const accounts, perAccount = 10, 10 // two domains each: 200 deliveries
 	for i := range accounts {
 		a := createTestUser(t, nodes[i%2], fmt.Sprintf("user%d", i))
+		if _, err := nodes[i%2].UpdateEventWebhookSettings(ctx, a.ID, sealpost.EventWebhookPatch{URL: new("https://hooks.example.com/a"),
+			Bools: map[string]bool{"enabled": true, "processed": true}}); err != nil {
+			t.Fatal(err)
+		}
 		var msgs []*sealpost.Message
 		for j := range perAccount {
 			msgs = append(msgs, testMessage(a.ID, fmt.Sprintf("m%d-%d", i, j), t0.Add(time.Duration(j)*time.Millisecond), "a@x.test", "b@y.test"))
@@ -367,6 +371,7 @@ func TestStoredBeforeEventArgs(t *testing.T) {
 		VALUES (1000001, 1000001, 1000001, 0, 'r@x.test', 'x.test', 'xid.0', 'queued')`)
 	b.Queue(`INSERT INTO outbox_events (account_id, kind, sg_event_id, payload) VALUES ($1, 'processed', 'e0', $2)`, a.ID, []byte(oldEvent))
 	b.Queue(`INSERT INTO outbox_accounts (account_id) VALUES ($1)`, a.ID)
+	b.Queue(`INSERT INTO event_webhooks (account_id, enabled, url, processed, delivered) VALUES ($1, true, 'https://hooks.example.com/a', true, true)`, a.ID)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,12 @@ func TestCompletionsShareTransaction(t *testing.T) {
 	if err := db.CreateAccount(ctx, a); err != nil {
 		t.Fatal(err)
 	}
+	// Its webhook wants every event, so that the events of each completion
+	// are queued, or not, with the completion's other rows.
+	if _, err := db.UpdateEventWebhookSettings(ctx, a.ID, sealpost.EventWebhookPatch{URL: new("https://hooks.example.com/a"),
+		Bools: map[string]bool{"enabled": true, "processed": true, "delivered": true, "deferred": true, "bounce": true, "dropped": true}}); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now().UTC().Truncate(time.Second)
 	var msgs []*sealpost.Message
 	for i := range 5 {

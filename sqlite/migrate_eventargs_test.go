@@ -50,6 +50,7 @@ func TestMigrationKeepsStoredEventsAndArgs(t *testing.T) {
 			VALUES (1, 1, 1, 0, 'r@x.test', 'x.test', 'xid.0', 'queued')`},
 		stmt{`INSERT INTO events (account_id, kind, sg_event_id, payload, created_at) VALUES (1, 'processed', 'e0', ?, ?)`, []any{[]byte(oldEvent), at}},
 		stmt{sql: `INSERT INTO outbox_state (account_id) VALUES (1)`},
+		stmt{sql: `INSERT INTO event_webhooks (account_id, enabled, url, processed, delivered) VALUES (1, 1, 'https://hooks.example.com/a', 1, 1)`},
 	)
 	for _, s := range stmts {
 		if _, err := old.ExecContext(ctx, s.sql, s.args...); err != nil {

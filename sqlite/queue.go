@@ -60,7 +60,7 @@ func prepareWriteStmts(ctx context.Context, w *sql.DB) (*writeStmts, error) {
 			VALUES (?, ?, ?, ?, ?) RETURNING id`},
 		{&s.insertRecipient, `INSERT INTO recipients (message_id, delivery_id, ordinal, email, domain, sg_message_id, state, account_id, last_event_at)
 			VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id`},
-		{&s.insertEvent, `INSERT INTO events (account_id, kind, sg_event_id, payload, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.insertEvent, insertWantedEventSQL},
 		{&s.insertActivity, `INSERT INTO activity_events (account_id, sg_message_id, kind, at, payload) VALUES (?, ?, ?, ?, ?)`},
 		{&s.ensureOutbox, `INSERT INTO outbox_state (account_id) VALUES (?) ON CONFLICT (account_id) DO NOTHING`},
 		{&s.claim, claimSQL},
@@ -228,7 +228,20 @@ func (db *DB) EnqueueMessages(ctx context.Context, msgs []*sealpost.Message, eve
 	return nil
 }
 
-// insertEvents appends events to their accounts' outboxes. An event about
+// insertWantedEventSQL queues an event for the Event Webhook only if the
+// account's webhook, as it is now, wants its kind (the same test as
+// sealpost.EventWebhookSettings.Wants): as at SendGrid, an event that
+// happens while the webhook is off, or not subscribed to its kind, is never
+// posted, and it costs nothing but this lookup, instead of being written,
+// claimed and deleted unposted.
+const insertWantedEventSQL = `INSERT INTO events (account_id, kind, sg_event_id, payload, message_id, created_at)
+	SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM event_webhooks w
+	WHERE w.account_id = ?1 AND w.enabled = 1 AND w.url <> '' AND 1 = CASE ?2
+		WHEN 'processed' THEN w.processed WHEN 'delivered' THEN w.delivered WHEN 'deferred' THEN w.deferred
+		WHEN 'bounce' THEN w.bounce WHEN 'dropped' THEN w.dropped ELSE 0 END`
+
+// insertEvents appends the events the accounts' webhooks want to their
+// outboxes, and keeps the rest for Email Activity. An event about
 // a message refers to it by its ID: msgIDs has those of the messages being
 // stored in tx, the others already have theirs.
 func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Event, msgIDs map[*sealpost.Message]int64, created time.Time) error {

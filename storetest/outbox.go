@@ -59,8 +59,71 @@ func testOutboxEmpty(t *testing.T, s sealpost.Store) {
 	}
 }
 
+// testOutboxOnlyWantedKinds: an event is queued only if the account's
+// webhook wants it when it happens (on, with a URL, subscribed to its
+// kind); a later change of the settings does not bring it back. Every
+// event is kept for Email Activity either way.
+func testOutboxOnlyWantedKinds(t *testing.T, s sealpost.Store) {
+	ctx := t.Context()
+	settings := []struct {
+		name  string
+		patch sealpost.EventWebhookPatch
+	}{
+		{"never set", sealpost.EventWebhookPatch{}},
+		{"off", sealpost.EventWebhookPatch{URL: ptr("https://hooks.example.com/a"), Bools: map[string]bool{
+			"enabled": false, "processed": true, "delivered": true, "deferred": true, "bounce": true, "dropped": true}}},
+		{"no URL", boolPatch(map[string]bool{
+			"enabled": true, "processed": true, "delivered": true, "deferred": true, "bounce": true, "dropped": true})},
+		{"unrelated kinds only", sealpost.EventWebhookPatch{URL: ptr("https://hooks.example.com/a"), Bools: map[string]bool{
+			"enabled": true, "open": true, "click": true, "spam_report": true, "unsubscribe": true}}},
+	}
+	for _, k := range eventKinds {
+		settings = append(settings, struct {
+			name  string
+			patch sealpost.EventWebhookPatch
+		}{"only " + string(k), sealpost.EventWebhookPatch{URL: ptr("https://hooks.example.com/a"),
+			Bools: map[string]bool{"enabled": true, string(k): true}}})
+	}
+	for i, st := range settings {
+		a := createUser(t, s, fmt.Sprintf("user%d", i))
+		ws, err := s.UpdateEventWebhookSettings(ctx, a.ID, st.patch)
+		if err != nil {
+			t.Fatalf("%s: UpdateEventWebhookSettings: %v", st.name, err)
+		}
+		var events []sealpost.Event
+		var want []string
+		for _, k := range eventKinds {
+			events = append(events, newEvent(a.ID, k, string(k)))
+			if ws.Wants(k) {
+				want = append(want, string(k))
+			}
+		}
+		storeEvents(t, s, a.ID, events...)
+		// Subscribing afterwards brings nothing back.
+		all := subscribeAll()
+		if _, err := s.UpdateEventWebhookSettings(ctx, a.ID, all); err != nil {
+			t.Fatalf("%s: UpdateEventWebhookSettings(all): %v", st.name, err)
+		}
+		var got []string
+		if b, err := s.ClaimEventBatchInLane(ctx, "p", sealpost.AnyOutbox, time.Now(), time.Minute, 100); err != nil {
+			t.Fatalf("%s: ClaimEventBatchInLane: %v", st.name, err)
+		} else if b != nil {
+			if b.AccountID != a.ID {
+				t.Fatalf("%s: claimed account %d's batch, want %d's", st.name, b.AccountID, a.ID)
+			}
+			got = eventNames(t, b)
+			if err := s.AckEventBatch(ctx, b); err != nil {
+				t.Fatalf("%s: AckEventBatch: %v", st.name, err)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: queued %q, want %q", st.name, got, want)
+		}
+	}
+}
+
 func testOutboxOrder(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	t0 := baseTime()
 	m := newMessage(a.ID, "xid", t0, "a@x.test")
 	want := []sealpost.Event{
@@ -110,7 +173,7 @@ func testOutboxOrder(t *testing.T, s sealpost.Store) {
 }
 
 func testOutboxLease(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"))
 	now := time.Now()
 	lease := time.Minute
@@ -149,7 +212,7 @@ func testOutboxLease(t *testing.T, s sealpost.Store) {
 }
 
 func testOutboxAck(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	storeEvents(t, s, a.ID,
 		newEvent(a.ID, sealpost.EventProcessed, "e1"),
 		newEvent(a.ID, sealpost.EventProcessed, "e2"),
@@ -181,7 +244,7 @@ func testOutboxAck(t *testing.T, s sealpost.Store) {
 
 func testOutboxRetry(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"), newEvent(a.ID, sealpost.EventProcessed, "e2"))
 	now := time.Now()
 	b := claimBatch(t, s, "p", now, time.Minute, 10)
@@ -239,9 +302,9 @@ func testOutboxRetry(t *testing.T, s sealpost.Store) {
 
 func testOutboxAccounts(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	a := createUser(t, s, "alice")
-	b := createUser(t, s, "bob")
-	c := createUser(t, s, "carol")
+	a := createSubscriber(t, s, "alice")
+	b := createSubscriber(t, s, "bob")
+	c := createSubscriber(t, s, "carol")
 	storeEvents(t, s, b.ID, newEvent(b.ID, sealpost.EventProcessed, "b1"))
 	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "a1"))
 	storeEvents(t, s, b.ID, newEvent(b.ID, sealpost.EventProcessed, "b2"))
@@ -287,7 +350,7 @@ func testOutboxAccounts(t *testing.T, s sealpost.Store) {
 }
 
 func testOutboxMax(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	var events []sealpost.Event
 	var names []string
 	for i := range 7 {
@@ -314,7 +377,7 @@ func testOutboxMax(t *testing.T, s sealpost.Store) {
 func testOutboxConcurrentClaims(t *testing.T, s sealpost.Store) {
 	const accounts = 12
 	for i := range accounts {
-		a := createUser(t, s, fmt.Sprintf("user%d", i))
+		a := createSubscriber(t, s, fmt.Sprintf("user%d", i))
 		storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, fmt.Sprintf("a%d", i)))
 	}
 	now := time.Now()
@@ -370,8 +433,8 @@ func batchAccount(b *sealpost.EventBatch) int64 {
 // back.
 func testOutboxLanes(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	failing := createUser(t, s, "failing")
-	healthy := createUser(t, s, "healthy")
+	failing := createSubscriber(t, s, "failing")
+	healthy := createSubscriber(t, s, "healthy")
 	// The failing account's events are the oldest: oldest-first alone
 	// would serve it first in every lane.
 	storeEvents(t, s, failing.ID, newEvent(failing.ID, sealpost.EventProcessed, "f1"))
@@ -431,7 +494,7 @@ func testOutboxBackoffPerAccount(t *testing.T, s sealpost.Store) {
 	const accounts = 5
 	var ids []int64
 	for i := range accounts {
-		a := createUser(t, s, fmt.Sprintf("user%d", i))
+		a := createSubscriber(t, s, fmt.Sprintf("user%d", i))
 		ids = append(ids, a.ID)
 		storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, fmt.Sprintf("a%d", i)))
 	}
@@ -471,7 +534,7 @@ func testOutboxBackoffPerAccount(t *testing.T, s sealpost.Store) {
 // the failing lane until a post to it works; other changes keep the wait.
 func testOutboxNewURLEndsBackoff(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	storeEvents(t, s, a.ID, newEvent(a.ID, sealpost.EventProcessed, "e1"))
 	now := time.Now()
 	b := claimInLane(t, s, "p", sealpost.AnyOutbox, now)
@@ -516,9 +579,9 @@ func testOutboxNewURLEndsBackoff(t *testing.T, s sealpost.Store) {
 // posters to itself while they wait.
 func testOutboxRoundRobin(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	busy := createUser(t, s, "busy")
-	quiet1 := createUser(t, s, "quiet1")
-	quiet2 := createUser(t, s, "quiet2")
+	busy := createSubscriber(t, s, "busy")
+	quiet1 := createSubscriber(t, s, "quiet1")
+	quiet2 := createSubscriber(t, s, "quiet2")
 	storeEvents(t, s, busy.ID,
 		newEvent(busy.ID, sealpost.EventProcessed, "b1"),
 		newEvent(busy.ID, sealpost.EventProcessed, "b2"),
@@ -548,7 +611,7 @@ func testOutboxRoundRobin(t *testing.T, s sealpost.Store) {
 // store keeps once, even after every delivery of the send is done and its
 // body's data forgotten.
 func testOutboxEventArgs(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	at := baseTime()
 	shared := &sealpost.MessageBody{Data: []byte("Subject: s\r\n\r\nbody\r\n"),
 		Categories: []string{"c1", "c2"}, CustomArgs: map[string]string{"order": "request", "campaign": "<spring> & \u2028", "event": "forged"}}

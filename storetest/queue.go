@@ -418,7 +418,7 @@ func testCompleteAfterLeaseExpired(t *testing.T, s sealpost.Store) {
 }
 
 func testCompletePartial(t *testing.T, s sealpost.Store) {
-	a := createUser(t, s, "alice")
+	a := createSubscriber(t, s, "alice")
 	t0 := baseTime()
 	m := newMessage(a.ID, "xid", t0, "a@x.test", "b@x.test", "c@x.test")
 	enqueue(t, s, []*sealpost.Message{m}, newEvent(a.ID, sealpost.EventProcessed, "processed"))

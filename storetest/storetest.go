@@ -100,6 +100,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"MTASTSPolicyNewerWins", testMTASTSPolicyNewerWins},
 
 		{"OutboxEmpty", testOutboxEmpty},
+		{"OutboxOnlyWantedKinds", testOutboxOnlyWantedKinds},
 		{"OutboxOrder", testOutboxOrder},
 		{"OutboxLease", testOutboxLease},
 		{"OutboxAck", testOutboxAck},

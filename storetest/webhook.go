@@ -32,6 +32,31 @@ func boolPatch(bools map[string]bool) sealpost.EventWebhookPatch {
 	return sealpost.EventWebhookPatch{Bools: bools}
 }
 
+// eventKinds are the kinds of event sealpost produces.
+var eventKinds = []sealpost.EventKind{
+	sealpost.EventProcessed, sealpost.EventDelivered, sealpost.EventDeferred, sealpost.EventBounce, sealpost.EventDropped,
+}
+
+// subscribeAll turns the webhook on, to a URL, for every kind.
+func subscribeAll() sealpost.EventWebhookPatch {
+	bools := map[string]bool{"enabled": true}
+	for _, k := range eventKinds {
+		bools[string(k)] = true
+	}
+	return sealpost.EventWebhookPatch{URL: ptr("https://hooks.example.com/all"), Bools: bools}
+}
+
+// createSubscriber is a user whose Event Webhook is on and wants every kind
+// of event, so that all of them are queued for it.
+func createSubscriber(t *testing.T, s sealpost.Store, username string) *sealpost.Account {
+	t.Helper()
+	a := createUser(t, s, username)
+	if _, err := s.UpdateEventWebhookSettings(t.Context(), a.ID, subscribeAll()); err != nil {
+		t.Fatalf("UpdateEventWebhookSettings(%s): %v", username, err)
+	}
+	return a
+}
+
 func testEventWebhookDefault(t *testing.T, s sealpost.Store) {
 	a := createUser(t, s, "alice")
 	for range 2 {
@@ -257,8 +282,8 @@ func testEventWebhookConcurrentPatches(t *testing.T, s sealpost.Store) {
 // a post works.
 func testEventWebhookBacklog(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	a := createUser(t, s, "alice")
-	other := createUser(t, s, "bob")
+	a := createSubscriber(t, s, "alice")
+	other := createSubscriber(t, s, "bob")
 	read := func(id int64) sealpost.EventWebhookBacklog {
 		t.Helper()
 		b, err := s.EventWebhookBacklog(ctx, id)

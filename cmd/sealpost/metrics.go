@@ -64,7 +64,7 @@ func registerPosterMetrics(reg prometheus.Registerer, p *webhook.Poster) {
 		counter("sealpost_webhook_posts_total", "Event Webhook posts answered 2xx.", func(s webhook.Stats) int64 { return s.Posts }),
 		counter("sealpost_webhook_failed_posts_total", "Event Webhook posts that failed (non-2xx, redirect, network, timeout) and will be retried.", func(s webhook.Stats) int64 { return s.FailedPosts }),
 		counter("sealpost_webhook_events_posted_total", "Events delivered to Event Webhooks.", func(s webhook.Stats) int64 { return s.EventsPosted }),
-		counter("sealpost_webhook_events_skipped_total", "Events not posted because their kind is off, the webhook is off, or the account is gone.", func(s webhook.Stats) int64 { return s.EventsSkipped }),
+		counter("sealpost_webhook_events_skipped_total", "Queued events not posted because their kind or the webhook was turned off while they waited, or the account is gone (events the webhook does not want when they happen are never queued).", func(s webhook.Stats) int64 { return s.EventsSkipped }),
 		gauge("sealpost_webhook_posts_in_flight", "Event Webhook posts in flight on this node (at most --webhook-max-posts).", func(s webhook.Stats) int64 { return s.InFlight }),
 		gauge("sealpost_webhook_failing_posts_in_flight", "Event Webhook posts in flight to accounts whose last post failed (at most half of --webhook-max-posts).", func(s webhook.Stats) int64 { return s.FailingInFlight }),
 		counter("sealpost_webhook_events_given_up_total", "Events dropped after their webhook failed for 24 hours.", func(s webhook.Stats) int64 { return s.EventsGivenUp }),
