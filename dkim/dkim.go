@@ -44,6 +44,14 @@ var signedHeaders = []string{
 // domain it signed for, or message itself and nil when the account has no
 // validated domain to sign it with.
 func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]byte, *sealpost.AuthenticatedDomain, error) {
+	own, assigned, err := sealpost.SendingDomains(ctx, s.Domains, accountID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(own) == 0 && assigned == nil {
+		// Most accounts sign nothing: their messages are not parsed at all.
+		return message, nil, nil
+	}
 	header, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(message))).ReadMIMEHeader()
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the message header: %w", err)
@@ -51,10 +59,6 @@ func (s *Signer) Sign(ctx context.Context, accountID int64, message []byte) ([]b
 	fromDomain := FromDomain(header.Get("From"))
 	if fromDomain == "" {
 		return message, nil, nil
-	}
-	own, assigned, err := sealpost.SendingDomains(ctx, s.Domains, accountID)
-	if err != nil {
-		return nil, nil, err
 	}
 	d := sealpost.SigningDomainFor(own, assigned, fromDomain)
 	if d == nil {
