@@ -35,6 +35,15 @@
 # The table gives both rates and sealpost's ratio to Postfix (the median of
 # each round's pair: sealpost runs right after Postfix in every round).
 #
+# CPU per message: each party runs in a cgroup of its own (cpuacct, or
+# cgroup v2's cpu.stat), so each case also gives the CPU time, per message,
+# of the sender under test (the sending Postfix instance with all its
+# processes; sealpost with its DNS server), of the receiver and of the load
+# client (smtp-source; postfixbench send), from the start of injection until
+# the receiver has the last message. On a machine whose cores are all busy,
+# the receiver's share caps both rates; these columns compare the senders
+# themselves. Without a writable cgroup hierarchy they read n/a.
+#
 # Postfix comes from Debian: apt-get installs it if it is missing (root only).
 # The system's own Postfix instance (/etc/postfix) is neither configured nor
 # started; if it runs, it is left alone (the instances here listen on their
@@ -91,11 +100,15 @@ work=$(mktemp -d /tmp/bench-vs-postfix.XXXXXX)
 chmod 755 "$work"
 pids=()
 instances=()
+cg=""
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for d in "${instances[@]}"; do postfix -c "$d" stop >/dev/null 2>&1; done
   wait 2>/dev/null
+  if [ -n "$cg" ]; then
+    for _ in $(seq 50); do rmdir "$cg"/* "$cg" 2>/dev/null && break; sleep 0.1; done
+  fi
   [ -n "${shm:-}" ] && rm -rf "$shm"
   [ -n "${KEEP_WORK:-}" ] && log "kept $work" || rm -rf "$work"
 }
@@ -115,6 +128,43 @@ trap 'exit 130' INT TERM
   chmod 644 ca.pem mx.pem
   chmod 600 mx-key.pem
 )
+
+# --- A cgroup per party, for its CPU time ---
+cg_groups="receiver postfix sealpost client"
+cg_file=""
+if [ -w /sys/fs/cgroup/cpuacct ] && mkdir "/sys/fs/cgroup/cpuacct/bench-vs-postfix.$$" 2>/dev/null; then
+  cg=/sys/fs/cgroup/cpuacct/bench-vs-postfix.$$ cg_file=cpuacct.usage
+elif [ -f /sys/fs/cgroup/cgroup.controllers ] && mkdir "/sys/fs/cgroup/bench-vs-postfix.$$" 2>/dev/null; then
+  cg=/sys/fs/cgroup/bench-vs-postfix.$$ cg_file=cpu.stat
+fi
+if [ -n "$cg" ]; then
+  for g in $cg_groups; do mkdir "$cg/$g"; done
+else
+  log "no writable cgroup hierarchy: the CPU columns read n/a"
+fi
+# cg_exec becomes a command in a party's cgroup: everything it starts (a
+# Postfix master and its daemons) stays there. In a subshell started with
+# &, $! is then the command's own pid. in_cg runs a command so, and waits.
+cg_exec() { # group command [args...]
+  [ -z "$cg" ] || echo "$BASHPID" >"$cg/$1/cgroup.procs"
+  shift
+  exec "$@"
+}
+in_cg() { (cg_exec "$@"); } # group command [args...]
+# cpu_ns prints a party's CPU time so far in nanoseconds.
+cpu_ns() { # group
+  case "$cg_file" in
+    cpuacct.usage) cat "$cg/$1/cpuacct.usage" ;;
+    cpu.stat) awk '$1 == "usage_usec" {print $2 * 1000}' "$cg/$1/cpu.stat" ;;
+    *) echo 0 ;;
+  esac
+}
+cpu_snapshot() { local g; for g in $cg_groups; do printf '%s ' "$(cpu_ns "$g")"; done; }
+# cpu_per_msg prints one party's CPU ms per message between two snapshots.
+cpu_per_msg() { # index before after
+  [ -n "$cg" ] || { echo n/a; return; }
+  awk -v i="$1" -v b="$2" -v a="$3" -v n="$n" 'BEGIN {split(b, x, " "); split(a, y, " "); printf "%.3f", (y[i] - x[i]) / 1e6 / n}'
+}
 
 domain_list="bench.test"
 for i in $(seq "$domains"); do domain_list="$domain_list d$i.bench.test"; done
@@ -175,13 +225,13 @@ biff = no
 EOF
 }
 
-start_instance() { # dir
+start_instance() { # dir cgroup
   mkdir -p "$1/data" "$(postconf -c "$1" -h queue_directory)"
   cp /etc/postfix/dynamicmaps.cf "$1/" 2>/dev/null || true
   chown postfix "$1/data"
   # Postfix writes its fatal errors to a terminal only, hence script(1).
   script -qec "postfix -c $1 check" /dev/null >"$1/check.log" 2>&1 || { cat "$1/check.log" >&2; die "postfix check failed for $1"; }
-  postfix -c "$1" start >"$1/start.log" 2>&1 || { cat "$1/start.log" >&2; die "postfix did not start in $1"; }
+  in_cg "$2" postfix -c "$1" start >"$1/start.log" 2>&1 || { cat "$1/start.log" >&2; die "postfix did not start in $1"; }
   instances+=("$1")
 }
 
@@ -215,7 +265,7 @@ smtpd_tls_loglevel = 1
 EOF
 } >"$recv/main.cf"
 master_cf "$recv_ip:$port" >"$recv/master.cf"
-start_instance "$recv"
+start_instance "$recv" receiver
 
 # --- Sending Postfix ---
 snd=$work/send
@@ -245,19 +295,19 @@ smtp_dns_support_level = disabled
 EOF
 } >"$snd/main.cf"
 master_cf "$send_ip:$sender_port" >"$snd/master.cf"
-start_instance "$snd"
+start_instance "$snd" postfix
 
 # --- sealpost and its DNS ---
 CGO_ENABLED=0 go build -o "$work/sealpost" ./cmd/sealpost
 CGO_ENABLED=0 go build -o "$work/postfixbench" ./bench/postfixbench
-"$work/postfixbench" dns -addr "$dns_addr" -mx-ip "$recv_ip" -zone bench.test 2>"$work/dns.log" &
+(cg_exec sealpost "$work/postfixbench" dns -addr "$dns_addr" -mx-ip "$recv_ip" -zone bench.test) 2>"$work/dns.log" &
 pids+=($!)
-"$work/sealpost" serve --http-addr "$http_addr" --database "sqlite:$work/sealpost.db" \
+(cg_exec sealpost "$work/sealpost" serve --http-addr "$http_addr" --database "sqlite:$work/sealpost.db" \
   --allow-destinations 127.0.0.0/8 --dns-server "$dns_addr" --smtp-port "$port" \
   --tls-ca-file "$work/ca.pem" --helo-hostname sender.bench.test \
   --delivery-workers "$concurrency" --smtp-max-per-domain "$per_domain" \
   --smtp-session-max-messages "$session_max" --smtp-session-idle 2s \
-  --mail-send-rate-limit 100000000 --log-level warn \
+  --mail-send-rate-limit 100000000 --log-level warn) \
   >"$work/key" 2>"$work/sealpost.log" &
 pids+=($!)
 for _ in $(seq 200); do
@@ -294,7 +344,7 @@ wait_received() { # total timeout-seconds
 inject() { # domains address
   local ndom=$1 addr=$2 jobs=() lanes lane i per
   if [ "$ndom" = 1 ]; then
-    smtp-source -s "$inject_conns" -m "$n" -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$addr"
+    in_cg client smtp-source -s "$inject_conns" -m "$n" -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$addr"
     return
   fi
   lanes=$(( inject_conns < ndom ? inject_conns : ndom ))
@@ -303,7 +353,7 @@ inject() { # domains address
       for i in $(seq "$lane" "$lanes" "$ndom"); do
         per=$(( n / ndom + (i <= n % ndom ? 1 : 0) ))
         [ "$per" -gt 0 ] || continue
-        smtp-source -s 1 -m "$per" -l "$msg_size" -f sender@sender.test -t "rcpt@d$i.bench.test" "$addr"
+        in_cg client smtp-source -s 1 -m "$per" -l "$msg_size" -f sender@sender.test -t "rcpt@d$i.bench.test" "$addr"
       done
     ) &
     jobs+=($!)
@@ -319,19 +369,20 @@ run_postfix() { inject "$1" "$send_ip:$sender_port"; } # domains
 run_direct() { inject "$1" "$recv_ip:$port"; } # domains
 
 run_sealpost() { # domains
-  "$work/postfixbench" send -url "http://$http_addr" -key "$key" -n "$n" -domains "$1" -conns "$inject_conns" -size "$msg_size" >/dev/null
+  in_cg client "$work/postfixbench" send -url "http://$http_addr" -key "$key" -n "$n" -domains "$1" -conns "$inject_conns" -size "$msg_size" >/dev/null
 }
 
 # the kernel page cache and Postfix's processes warm alike for both.
 log "warming up"
 base=$(received)
-smtp-source -s 4 -m 50 -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$send_ip:$sender_port"
-"$work/postfixbench" send -url "http://$http_addr" -key "$key" -n 50 -domains 1 -conns 4 -size "$msg_size" >/dev/null
+in_cg client smtp-source -s 4 -m 50 -l "$msg_size" -f sender@sender.test -t rcpt@bench.test "$send_ip:$sender_port"
+in_cg client "$work/postfixbench" send -url "http://$http_addr" -key "$key" -n 50 -domains 1 -conns 4 -size "$msg_size" >/dev/null
 wait_received $((base + 100)) 120 >/dev/null
 
 timeout=$((120 + n / 5))
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-printf '%-6s %-8s %-9s %12s %10s %10s %14s\n' round domains mta injected_s seconds msgs/s tls_sessions >&2
+printf '%-6s %-8s %-9s %12s %10s %10s %14s %12s %12s %12s\n' round domains mta injected_s seconds msgs/s tls_sessions \
+  cpu_sender cpu_receiver cpu_client >&2
 for r in $(seq "$rounds"); do
   for ndom in ${CASES:-1 $domains}; do
     for mta in ${MTAS:-postfix sealpost}; do
@@ -340,16 +391,28 @@ for r in $(seq "$rounds"); do
       # --smtp-session-idle here): each case starts with none open.
       sleep 3
       base=$(received); tls0=$(tls_sessions)
+      cpu0=$(cpu_snapshot)
       start=$(date +%s.%N)
       run_"$mta" "$ndom"
       injected=$(date +%s.%N)
       end=$(wait_received $((base + n)) "$timeout")
+      cpu1=$(cpu_snapshot)
+      # CPU ms per message: the sender under test (none in the direct
+      # case), the receiver, the load client.
+      case $mta in
+        postfix) csend=$(cpu_per_msg 2 "$cpu0" "$cpu1") ;;
+        sealpost) csend=$(cpu_per_msg 3 "$cpu0" "$cpu1") ;;
+        *) csend=- ;;
+      esac
+      crecv=$(cpu_per_msg 1 "$cpu0" "$cpu1")
+      cclient=$(cpu_per_msg 4 "$cpu0" "$cpu1")
       tls=$(( $(tls_sessions) - tls0 ))
       secs=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.2f", e - s}')
       isecs=$(awk -v s="$start" -v e="$injected" 'BEGIN {printf "%.2f", e - s}')
       rate=$(awk -v s="$secs" -v n="$n" 'BEGIN {printf "%.0f", n / s}')
-      printf '%-6s %-8s %-9s %12s %10s %10s %14s\n' "$r" "$ndom" "$mta" "$isecs" "$secs" "$rate" "$tls" >&2
-      echo "$r $ndom $mta $rate $tls" >>"$work/results"
+      printf '%-6s %-8s %-9s %12s %10s %10s %14s %12s %12s %12s\n' "$r" "$ndom" "$mta" "$isecs" "$secs" "$rate" "$tls" \
+        "$csend" "$crecv" "$cclient" >&2
+      echo "$r $ndom $mta $rate $tls $csend $crecv $cclient" >>"$work/results"
     done
   done
 done
@@ -382,4 +445,17 @@ for ndom in ${CASES:-1 $domains}; do
   dr=$(awk -v d="$ndom" '$2==d && $3=="direct" {print $4}' "$work/results" | median)
   grep -q " $ndom direct " "$work/results" || dr="not run"
   echo "| $ndom | $p | $s | ${ratio}× | $pt / $st | $dr |"
+done
+echo
+echo "CPU per message, in ms (medians of the rounds), from the start of injection until the receiver had the last message:"
+echo
+echo "| recipient domains | Postfix (all its processes) | sealpost (with its DNS server) | receiver, Postfix's case / sealpost's | load client, smtp-source / postfixbench send |"
+echo "| ---: | ---: | ---: | ---: | ---: |"
+for ndom in ${CASES:-1 $domains}; do
+  col() { awk -v d="$ndom" -v m="$1" -v f="$2" '$2==d && $3==m && $f != "n/a" {print $f}' "$work/results" | median; }
+  if [ -z "$cg" ]; then
+    echo "| $ndom | n/a | n/a | n/a | n/a |"
+  else
+    echo "| $ndom | $(col postfix 6) | $(col sealpost 6) | $(col postfix 7) / $(col sealpost 7) | $(col postfix 8) / $(col sealpost 8) |"
+  fi
 done
