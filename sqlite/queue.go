@@ -250,14 +250,15 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 	}
 	insEvent := tx.StmtContext(ctx, db.stmts.insertEvent)
 	insActivity := tx.StmtContext(ctx, db.stmts.insertActivity)
-	ensure := tx.StmtContext(ctx, db.stmts.ensureOutbox)
+	var ensure *sql.Stmt
 	var last int64 // events come grouped by account: skip repeat upserts
-	for i, e := range events {
+	for _, e := range events {
 		about, err := eventMessageID(e, msgIDs)
 		if err != nil {
 			return err
 		}
-		if _, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), about, created.UnixNano()); err != nil {
+		res, err := insEvent.ExecContext(ctx, e.AccountID, string(e.Kind), e.SGEventID, blob(e.Payload), about, created.UnixNano())
+		if err != nil {
 			return err
 		}
 		if sealpost.KeptForActivity(e) {
@@ -265,12 +266,19 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 				return err
 			}
 		}
-		if i == 0 || e.AccountID != last {
-			if _, err := ensure.ExecContext(ctx, e.AccountID); err != nil {
-				return err
-			}
-			last = e.AccountID
+		// Only an account with events waiting needs an outbox state.
+		if queued, err := res.RowsAffected(); err != nil {
+			return err
+		} else if queued == 0 || (ensure != nil && e.AccountID == last) {
+			continue
 		}
+		if ensure == nil {
+			ensure = tx.StmtContext(ctx, db.stmts.ensureOutbox)
+		}
+		if _, err := ensure.ExecContext(ctx, e.AccountID); err != nil {
+			return err
+		}
+		last = e.AccountID
 	}
 	return nil
 }
