@@ -82,6 +82,14 @@ type HostFacts struct {
 	CertResult string
 }
 
+// RegistryTimeResolution is how old the times the registry keeps may be:
+// an observation of a host that says nothing new within this time of the one
+// stored is not written, nor is a domain's summary it does not change.
+// Under load a host is observed hundreds of times a second; rewriting its
+// rows, and the indexes on their times, for each of them was most of what
+// the registry cost.
+const RegistryTimeResolution = time.Second
+
 // RegistryDomain is what the registry knows of one recipient domain of one
 // account.
 type RegistryDomain struct {

@@ -89,8 +89,13 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 			cert_error = CASE WHEN excluded.partial AND excluded.cert_error = '' THEN h.cert_error ELSE excluded.cert_error END,
 			cert_result = CASE WHEN excluded.partial AND excluded.cert_error = '' THEN h.cert_result ELSE excluded.cert_result END,
 			partial = excluded.partial
-		WHERE excluded.observed_at >= h.observed_at`,
-		h.accounts, h.domains, h.hosts, h.at, h.ips, h.tls, h.versions, h.ciphers, h.verified, h.errs, h.certs, h.rts, h.partial, h.testing)
+		WHERE excluded.observed_at >= h.observed_at AND (excluded.observed_at >= h.observed_at + $15
+			OR (excluded.mx_ip, excluded.tls, excluded.tls_version, excluded.tls_cipher, excluded.cert_verified, excluded.cert_error,
+				excluded.cert_result, excluded.result_type, excluded.partial, excluded.mta_sts_testing_result)
+			IS DISTINCT FROM (h.mx_ip, h.tls, h.tls_version, h.tls_cipher, h.cert_verified, h.cert_error,
+				h.cert_result, h.result_type, h.partial, h.mta_sts_testing_result))`,
+		h.accounts, h.domains, h.hosts, h.at, h.ips, h.tls, h.versions, h.ciphers, h.verified, h.errs, h.certs, h.rts, h.partial, h.testing,
+		int64(sealpost.RegistryTimeResolution))
 	b.Queue(`
 		INSERT INTO tls_registry_domains AS d (account_id, domain, highest_version, valid_cert_seen, last_attempt)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::bigint[]) AS o(a, dom, v, ok, at)
@@ -98,8 +103,10 @@ func queueObservations(b *pgx.Batch, obs []sealpost.HostObservation) {
 		ON CONFLICT (account_id, domain) DO UPDATE SET
 			highest_version = GREATEST(d.highest_version, excluded.highest_version),
 			valid_cert_seen = d.valid_cert_seen OR excluded.valid_cert_seen,
-			last_attempt = GREATEST(d.last_attempt, excluded.last_attempt)`,
-		d.accounts, d.domains, d.versions, d.valid, d.last)
+			last_attempt = GREATEST(d.last_attempt, excluded.last_attempt)
+		WHERE excluded.last_attempt >= d.last_attempt + $6 OR excluded.highest_version > d.highest_version
+			OR (excluded.valid_cert_seen AND NOT d.valid_cert_seen)`,
+		d.accounts, d.domains, d.versions, d.valid, d.last, int64(sealpost.RegistryTimeResolution))
 	queueTLSRPTCounts(b, obs)
 }
 

@@ -8,7 +8,8 @@ import (
 	"github.com/sealpost/sealpost"
 )
 
-// upsertHostSQL keeps the latest facts of a host. A partial observation
+// upsertHostSQL keeps the latest facts of a host, to
+// sealpost.RegistryTimeResolution (?15). A partial observation
 // (HostObservation.Partial) keeps the host's versions as they were, and
 // its certificate verdict too unless the attempt saw the certificate fail.
 const upsertHostSQL = `INSERT INTO tls_registry_hosts AS h (account_id, domain, mx_host, observed_at, mx_ip,
@@ -24,14 +25,20 @@ const upsertHostSQL = `INSERT INTO tls_registry_hosts AS h (account_id, domain, 
 		cert_error = CASE WHEN excluded.partial AND excluded.cert_error = '' THEN h.cert_error ELSE excluded.cert_error END,
 		cert_result = CASE WHEN excluded.partial AND excluded.cert_error = '' THEN h.cert_result ELSE excluded.cert_result END,
 		partial = excluded.partial
-	WHERE excluded.observed_at >= h.observed_at`
+	WHERE excluded.observed_at >= h.observed_at AND (excluded.observed_at >= h.observed_at + ?15
+		OR (excluded.mx_ip, excluded.tls, excluded.tls_version, excluded.tls_cipher, excluded.cert_verified, excluded.cert_error,
+			excluded.cert_result, excluded.result_type, excluded.partial, excluded.mta_sts_testing_result)
+		<> (h.mx_ip, h.tls, h.tls_version, h.tls_cipher, h.cert_verified, h.cert_error,
+			h.cert_result, h.result_type, h.partial, h.mta_sts_testing_result))`
 
 const upsertDomainSQL = `INSERT INTO tls_registry_domains AS d (account_id, domain, highest_version, valid_cert_seen, last_attempt)
 	VALUES (?1, ?2, ?3, ?4, ?5)
 	ON CONFLICT (account_id, domain) DO UPDATE SET
 		highest_version = max(d.highest_version, excluded.highest_version),
 		valid_cert_seen = d.valid_cert_seen OR excluded.valid_cert_seen,
-		last_attempt = max(d.last_attempt, excluded.last_attempt)`
+		last_attempt = max(d.last_attempt, excluded.last_attempt)
+	WHERE excluded.last_attempt >= d.last_attempt + ?6 OR excluded.highest_version > d.highest_version
+		OR (excluded.valid_cert_seen AND NOT d.valid_cert_seen)`
 
 const countRecipientsSQL = `INSERT INTO tls_registry_days AS c (account_id, domain, day, recipients) VALUES (?1, ?2, ?3, ?4)
 	ON CONFLICT (account_id, domain, day) DO UPDATE SET recipients = c.recipients + excluded.recipients`
@@ -53,10 +60,12 @@ func (db *DB) recordObservations(ctx context.Context, tx *sql.Tx, obs []sealpost
 	for _, o := range obs {
 		f := o.Facts
 		if _, err := host.ExecContext(ctx, o.AccountID, o.Domain, o.MXHost, o.At.UnixNano(), f.MXIP,
-			f.TLS, f.Version, f.Cipher, f.Verified, f.VerifyError, o.CertResultOf(), f.ResultType, o.Partial(), f.MTASTSTestingResult); err != nil {
+			f.TLS, f.Version, f.Cipher, f.Verified, f.VerifyError, o.CertResultOf(), f.ResultType, o.Partial(), f.MTASTSTestingResult,
+			int64(sealpost.RegistryTimeResolution)); err != nil {
 			return err
 		}
-		if _, err := domain.ExecContext(ctx, o.AccountID, o.Domain, o.SeenVersion(), o.SeenValidCert(), o.At.UnixNano()); err != nil {
+		if _, err := domain.ExecContext(ctx, o.AccountID, o.Domain, o.SeenVersion(), o.SeenValidCert(), o.At.UnixNano(),
+			int64(sealpost.RegistryTimeResolution)); err != nil {
 			return err
 		}
 	}

@@ -90,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) sealpost.Store) {
 		{"TLSRegistryCounts", testTLSRegistryCounts},
 		{"TLSRegistryCompletion", testTLSRegistryCompletion},
 		{"TLSRegistryLatest", testTLSRegistryLatest},
+		{"TLSRegistryResolution", testTLSRegistryResolution},
 		{"TLSRegistryPrune", testTLSRegistryPrune},
 		{"TLSRPTCounts", testTLSRPTCounts},
 		{"TLSRPTRunClaimedOnce", testTLSRPTRunClaimedOnce},

@@ -124,6 +124,47 @@ func testTLSRegistryCompletion(t *testing.T, s sealpost.Store) {
 	}
 }
 
+// testTLSRegistryResolution: an observation that says nothing new within
+// sealpost.RegistryTimeResolution of the stored one leaves the stored times
+// as they are; new facts, a higher version or a first valid certificate are
+// stored at once, and a repeat a resolution later moves the times on.
+func testTLSRegistryResolution(t *testing.T, s sealpost.Store) {
+	a := createUser(t, s, "reg-resolution")
+	t0 := baseTime()
+	enqueue(t, s, []*sealpost.Message{newMessage(a.ID, "x1", t0, "one@d.example")})
+	res := sealpost.RegistryTimeResolution
+	tls12 := sealpost.TLSFacts{TLS: true, Version: "1.2", Cipher: "c", Verified: true, MXHost: "mx.d.example", MXIP: "127.0.0.1"}
+	steps := []struct {
+		name     string
+		at       time.Time
+		facts    sealpost.TLSFacts
+		wantHost time.Time // the host's stored time after the step
+		wantLast time.Time // the domain's last attempt after the step
+	}{
+		{"first", t0, tls12, t0, t0},
+		{"the same facts again, within the resolution", t0.Add(res / 2), tls12, t0, t0},
+		{"new facts, within the resolution", t0.Add(res * 6 / 10), tls13("mx.d.example"), t0.Add(res * 6 / 10), t0.Add(res * 6 / 10)},
+		{"the same facts, a resolution later", t0.Add(res * 16 / 10), tls13("mx.d.example"), t0.Add(res * 16 / 10), t0.Add(res * 16 / 10)},
+		{"a lower version within the resolution: new host facts, no news for the domain", t0.Add(res * 17 / 10), tls12,
+			t0.Add(res * 17 / 10), t0.Add(res * 16 / 10)},
+	}
+	highest := ""
+	for _, st := range steps {
+		highest = max(highest, st.facts.Version)
+		obs := sealpost.HostObservation{AccountID: a.ID, Domain: "d.example", MXHost: "mx.d.example", At: st.at, Facts: st.facts}
+		if err := s.RecordObservations(t.Context(), []sealpost.HostObservation{obs}); err != nil {
+			t.Fatalf("%s: RecordObservations: %v", st.name, err)
+		}
+		d := registry(t, s, a.ID, 0)["d.example"]
+		if len(d.Hosts) != 1 || d.Hosts[0].Facts != st.facts || !d.Hosts[0].At.Equal(st.wantHost) {
+			t.Errorf("%s: hosts %+v, want the facts of the step at %v", st.name, d.Hosts, st.wantHost)
+		}
+		if !d.LastAttempt.Equal(st.wantLast) || d.HighestVersion != highest || !d.ValidCertSeen {
+			t.Errorf("%s: summary %+v, want last attempt %v", st.name, d, st.wantLast)
+		}
+	}
+}
+
 func testTLSRegistryLatest(t *testing.T, s sealpost.Store) {
 	a := createUser(t, s, "reg-latest")
 	now := baseTime()
