@@ -11,6 +11,7 @@ import (
 
 	"github.com/sealpost/sealpost"
 	"github.com/sealpost/sealpost/delivery"
+	"github.com/sealpost/sealpost/internal/testclock"
 	"github.com/sealpost/sealpost/mtasts"
 )
 
@@ -19,8 +20,8 @@ var _ delivery.MTASTSSource = (*mtasts.Source)(nil)
 // world is a domain's DNS and policy host, and the cache, as fakes: what
 // the Source sees, and what it asked.
 type world struct {
+	*testclock.Clock
 	mu      sync.Mutex
-	now     time.Time
 	txt     map[string][]string // by name
 	txtErr  error
 	policy  map[string]sealpost.MTASTSPolicy // by domain
@@ -35,21 +36,9 @@ type world struct {
 }
 
 func newWorld() *world {
-	return &world{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), txt: map[string][]string{},
+	return &world{Clock: testclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)), txt: map[string][]string{},
 		policy: map[string]sealpost.MTASTSPolicy{}, failing: map[string]error{}, fetches: map[string]int{},
 		cache: map[string]sealpost.CachedMTASTSPolicy{}}
-}
-
-func (w *world) Now() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.now
-}
-
-func (w *world) advance(d time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.now = w.now.Add(d)
 }
 
 func (w *world) set(f func(w *world)) {
@@ -197,7 +186,7 @@ func TestPolicyFetchedAndCached(t *testing.T) {
 	if !ok || c.ID != "20260101" || !c.FetchedAt.Equal(w.Now()) || !c.ExpiresAt.Equal(w.Now().Add(7*24*time.Hour)) || c.Policy.Mode != "enforce" {
 		t.Fatalf("cached %+v, %v; want id 20260101 fetched now, expiring in 7 days", c, ok)
 	}
-	w.advance(time.Hour)
+	w.Add(time.Hour)
 	policyCall(t, w, s, "example.com", &p, 0)
 
 	// Another node shares the database: it answers from it, fetching nothing.
@@ -214,10 +203,10 @@ func TestPolicyRefetches(t *testing.T) {
 		want   sealpost.MTASTSPolicy
 	}{
 		{"id changed", func(w *world) { w.publish("example.com", "2", v2) }, v2},
-		{"expired", func(w *world) { w.advance(2*24*time.Hour + time.Second); w.publish("example.com", "1", v2) }, v2},
+		{"expired", func(w *world) { w.Add(2*24*time.Hour + time.Second); w.publish("example.com", "1", v2) }, v2},
 		// RFC 8461 3.3: refreshed before it expires, daily, id unchanged.
-		{"a day old", func(w *world) { w.advance(24 * time.Hour); w.publish("example.com", "1", v2) }, v2},
-		{"not yet a day old", func(w *world) { w.advance(23 * time.Hour); w.publish("example.com", "1", v2) }, v1},
+		{"a day old", func(w *world) { w.Add(24 * time.Hour); w.publish("example.com", "1", v2) }, v2},
+		{"not yet a day old", func(w *world) { w.Add(23 * time.Hour); w.publish("example.com", "1", v2) }, v1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,7 +215,7 @@ func TestPolicyRefetches(t *testing.T) {
 			w.publish("example.com", "1", v1)
 			s := w.source()
 			policyCall(t, w, s, "example.com", &v1, 1)
-			w.advance(2 * time.Minute) // past the reuse of a fresh fetch
+			w.Add(2 * time.Minute) // past the reuse of a fresh fetch
 			tt.change(w)
 			fetches := 1
 			if tt.want.MX[0] == v1.MX[0] {
@@ -251,9 +240,9 @@ func TestPolicyFetchFails(t *testing.T) {
 		s := w.source()
 		policyCall(t, w, s, "example.com", nil, 1)
 		// RFC 8461 3.3: no new attempt for the same id within five minutes.
-		w.advance(4 * time.Minute)
+		w.Add(4 * time.Minute)
 		policyCall(t, w, s, "example.com", nil, 0)
-		w.advance(time.Minute)
+		w.Add(time.Minute)
 		w.set(func(w *world) { delete(w.failing, "example.com") })
 		policyCall(t, w, s, "example.com", &old, 1)
 	})
@@ -263,13 +252,13 @@ func TestPolicyFetchFails(t *testing.T) {
 		w.publish("example.com", "1", old)
 		s := w.source()
 		policyCall(t, w, s, "example.com", &old, 1)
-		w.advance(time.Hour)
+		w.Add(time.Hour)
 		w.publish("example.com", "2", enforce(day, "mx2.example.com"))
 		w.set(func(w *world) { w.failing["example.com"] = errors.New("certificate signed by unknown authority") })
 		policyCall(t, w, s, "example.com", &old, 1)
 		policyCall(t, w, s, "example.com", &old, 0)
 		// Past its expiry the old policy no longer applies.
-		w.advance(7 * 24 * time.Hour)
+		w.Add(7 * 24 * time.Hour)
 		policyCall(t, w, s, "example.com", nil, 1)
 	})
 }
@@ -291,7 +280,7 @@ func TestPolicyWithoutRecord(t *testing.T) {
 	}
 	w.set(func(w *world) { w.txtErr = errors.New("SERVFAIL") })
 	policyCall(t, w, s, "example.com", &p, 0)
-	w.advance(2 * 24 * time.Hour)
+	w.Add(2 * 24 * time.Hour)
 	policyCall(t, w, s, "example.com", nil, 0)
 	w.set(func(w *world) { w.txtErr = nil; delete(w.txt, "_mta-sts.example.com") })
 	policyCall(t, w, s, "example.com", nil, 0)
@@ -308,7 +297,7 @@ func TestPolicyModes(t *testing.T) {
 	// A none policy replaces an enforce one, and requires nothing.
 	w.publish("example.org", "1", enforce(30*day, "mx.example.org"))
 	policyCall(t, w, s, "example.org", &sealpost.MTASTSPolicy{Mode: "enforce", MX: []string{"mx.example.org"}, MaxAge: 30 * day}, 1)
-	w.advance(time.Hour)
+	w.Add(time.Hour)
 	w.publish("example.org", "2", sealpost.MTASTSPolicy{Mode: "none", MaxAge: day})
 	policyCall(t, w, s, "example.org", nil, 1)
 	policyCall(t, w, s, "example.org", nil, 0)
@@ -326,9 +315,9 @@ func TestPolicyMaxAgeZero(t *testing.T) {
 	p := enforce(0, "mx.example.com")
 	w.publish("example.com", "1", p)
 	policyCall(t, w, s, "example.com", &p, 1)
-	w.advance(30 * time.Second)
+	w.Add(30 * time.Second)
 	policyCall(t, w, s, "example.com", &p, 0)
-	w.advance(31 * time.Second)
+	w.Add(31 * time.Second)
 	policyCall(t, w, s, "example.com", &p, 1)
 }
 
@@ -375,7 +364,7 @@ func TestRefresh(t *testing.T) {
 	policyCall(t, w, s, "example.com", &v1, 1)
 
 	// The policy changed without a new id: only a fetch past the cache sees it.
-	w.advance(2 * time.Minute)
+	w.Add(2 * time.Minute)
 	w.publish("example.com", "1", v2)
 	got, err := s.Refresh(t.Context(), "example.com")
 	if err != nil {
@@ -390,7 +379,7 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("second Refresh: %v, %d fetches; want the first's answer", err, w.fetchCount("example.com"))
 	}
 
-	w.advance(2 * time.Minute)
+	w.Add(2 * time.Minute)
 	w.set(func(w *world) { w.failing["example.com"] = errors.New("timeout") })
 	if got, err := s.Refresh(t.Context(), "example.com"); err == nil {
 		t.Errorf("Refresh with the fetch failing = %+v, want an error", got)
