@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost"
@@ -34,9 +33,7 @@ func (db *DB) cachedMTASTSPolicy(ctx context.Context, domain string) (*sealpost.
 	if err != nil {
 		return nil, mapError("reading the cached MTA-STS policy", err, "no MTA-STS policy cached for "+domain, "")
 	}
-	if mx != "" {
-		p.Policy.MX = strings.Split(mx, "\n")
-	}
+	p.Policy.MX = sealpost.SplitPolicyLines(mx)
 	p.Policy.Lines = sealpost.SplitPolicyLines(text)
 	p.FetchedAt, p.ExpiresAt = time.Unix(0, fetched), time.Unix(0, expires)
 	return &p, nil
@@ -51,7 +48,7 @@ func (db *DB) PutMTASTSPolicy(ctx context.Context, p sealpost.CachedMTASTSPolicy
 			policy_id = excluded.policy_id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age,
 			fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, policy_text = excluded.policy_text
 		WHERE excluded.fetched_at >= c.fetched_at`,
-		p.Domain, p.ID, p.Policy.Mode, strings.Join(p.Policy.MX, "\n"), p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano(),
+		p.Domain, p.ID, p.Policy.Mode, sealpost.JoinPolicyLines(p.Policy.MX), p.Policy.MaxAge, p.FetchedAt.UnixNano(), p.ExpiresAt.UnixNano(),
 		sealpost.JoinPolicyLines(p.Policy.Lines))
 	if err != nil {
 		return internal("caching the MTA-STS policy", err)
