@@ -250,8 +250,10 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 	}
 	insEvent := tx.StmtContext(ctx, db.stmts.insertEvent)
 	insActivity := tx.StmtContext(ctx, db.stmts.insertActivity)
-	var ensure *sql.Stmt
-	var last int64 // events come grouped by account: skip repeat upserts
+	ensure := tx.StmtContext(ctx, db.stmts.ensureOutbox)
+	// Events come grouped by account: skip repeat upserts. Account ids
+	// start at 1, so 0 is none yet.
+	var last int64
 	for _, e := range events {
 		about, err := eventMessageID(e, msgIDs)
 		if err != nil {
@@ -269,11 +271,8 @@ func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []sealpost.Ev
 		// Only an account with events waiting needs an outbox state.
 		if queued, err := res.RowsAffected(); err != nil {
 			return err
-		} else if queued == 0 || (ensure != nil && e.AccountID == last) {
+		} else if queued == 0 || e.AccountID == last {
 			continue
-		}
-		if ensure == nil {
-			ensure = tx.StmtContext(ctx, db.stmts.ensureOutbox)
 		}
 		if _, err := ensure.ExecContext(ctx, e.AccountID); err != nil {
 			return err
