@@ -42,7 +42,9 @@
 # client (smtp-source; postfixbench send), from the start of injection until
 # the receiver has the last message. On a machine whose cores are all busy,
 # the receiver's share caps both rates; these columns compare the senders
-# themselves. Without a writable cgroup hierarchy they read n/a.
+# themselves, and the last one gives, per round, the CPU of Postfix with
+# smtp-source over that of sealpost with its load client (the median of the
+# rounds). Without a writable cgroup hierarchy they read n/a.
 #
 # Postfix comes from Debian: apt-get installs it if it is missing (root only).
 # The system's own Postfix instance (/etc/postfix) is neither configured nor
@@ -449,13 +451,17 @@ done
 echo
 echo "CPU per message, in ms (medians of the rounds), from the start of injection until the receiver had the last message:"
 echo
-echo "| recipient domains | Postfix (all its processes) | sealpost (with its DNS server) | receiver, Postfix's case / sealpost's | load client, smtp-source / postfixbench send |"
-echo "| ---: | ---: | ---: | ---: | ---: |"
+echo "| recipient domains | Postfix (all its processes) | sealpost (with its DNS server) | receiver, Postfix's case / sealpost's | load client, smtp-source / postfixbench send | CPU ratio, sender with its load client: Postfix's over sealpost's |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
 for ndom in ${CASES:-1 $domains}; do
   col() { awk -v d="$ndom" -v m="$1" -v f="$2" '$2==d && $3==m && $f != "n/a" {print $f}' "$work/results" | median; }
+  # What each sender costs apart from the receiver they share, paired by
+  # round like the rates' ratio.
+  cratio=$(awk -v d="$ndom" '$2==d && $6 != "n/a" && $8 != "n/a" {cpu[$1 " " $3]=$6+$8; rounds[$1]=1}
+    END {for (r in rounds) if (cpu[r " postfix"] > 0 && cpu[r " sealpost"] > 0) printf "%.2f\n", cpu[r " postfix"] / cpu[r " sealpost"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
   if [ -z "$cg" ]; then
-    echo "| $ndom | n/a | n/a | n/a | n/a |"
+    echo "| $ndom | n/a | n/a | n/a | n/a | n/a |"
   else
-    echo "| $ndom | $(col postfix 6) | $(col sealpost 6) | $(col postfix 7) / $(col sealpost 7) | $(col postfix 8) / $(col sealpost 8) |"
+    echo "| $ndom | $(col postfix 6) | $(col sealpost 6) | $(col postfix 7) / $(col sealpost 7) | $(col postfix 8) / $(col sealpost 8) | ${cratio}× |"
   fi
 done
