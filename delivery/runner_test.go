@@ -19,6 +19,7 @@ import (
 	"github.com/sealpost/sealpost/httpapi"
 	"github.com/sealpost/sealpost/internal/testclock"
 	"github.com/sealpost/sealpost/sqlite"
+	"github.com/sealpost/sealpost/storetest"
 )
 
 // loopbackOnly allows the mxtest servers' loopback addresses, which the
@@ -52,8 +53,7 @@ func newRunnerWorld(t testing.TB) *runnerWorld {
 	}
 	// The account's webhook wants every event: the tests read the outcomes
 	// from its outbox.
-	if _, err := store.UpdateEventWebhookSettings(ctx, account.ID, sealpost.EventWebhookPatch{URL: new("https://hooks.example.com/a"),
-		Bools: map[string]bool{"enabled": true, "processed": true, "delivered": true, "deferred": true, "bounce": true, "dropped": true}}); err != nil {
+	if _, err := store.UpdateEventWebhookSettings(ctx, account.ID, storetest.SubscribeAll()); err != nil {
 		t.Fatal(err)
 	}
 	h := mxtest.New(t)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost"
+	"github.com/sealpost/sealpost/storetest"
 )
 
 // TestCompletionsShareTransaction holds the commit while several
@@ -31,8 +32,7 @@ func TestCompletionsShareTransaction(t *testing.T) {
 	}
 	// Its webhook wants every event, so that the events of each completion
 	// are queued, or not, with the completion's other rows.
-	if _, err := db.UpdateEventWebhookSettings(ctx, a.ID, sealpost.EventWebhookPatch{URL: new("https://hooks.example.com/a"),
-		Bools: map[string]bool{"enabled": true, "processed": true, "delivered": true, "deferred": true, "bounce": true, "dropped": true}}); err != nil {
+	if _, err := db.UpdateEventWebhookSettings(ctx, a.ID, storetest.SubscribeAll()); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now().UTC().Truncate(time.Second)

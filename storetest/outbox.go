@@ -65,9 +65,9 @@ func testOutboxEmpty(t *testing.T, s sealpost.Store) {
 // event is kept for Email Activity either way.
 func testOutboxOnlyWantedKinds(t *testing.T, s sealpost.Store) {
 	ctx := t.Context()
-	off := subscribeAll()
+	off := SubscribeAll()
 	off.Bools["enabled"] = false
-	noURL := subscribeAll()
+	noURL := SubscribeAll()
 	noURL.URL = nil
 	settings := []struct {
 		name  string
@@ -102,7 +102,7 @@ func testOutboxOnlyWantedKinds(t *testing.T, s sealpost.Store) {
 		}
 		storeEvents(t, s, a.ID, events...)
 		// Subscribing afterwards brings nothing back.
-		if _, err := s.UpdateEventWebhookSettings(ctx, a.ID, subscribeAll()); err != nil {
+		if _, err := s.UpdateEventWebhookSettings(ctx, a.ID, SubscribeAll()); err != nil {
 			t.Fatalf("%s: UpdateEventWebhookSettings(all): %v", st.name, err)
 		}
 		var got []string

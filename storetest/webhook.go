@@ -37,8 +37,9 @@ var eventKinds = []sealpost.EventKind{
 	sealpost.EventProcessed, sealpost.EventDelivered, sealpost.EventDeferred, sealpost.EventBounce, sealpost.EventDropped,
 }
 
-// subscribeAll turns the webhook on, to a URL, for every kind.
-func subscribeAll() sealpost.EventWebhookPatch {
+// SubscribeAll turns the webhook on, to a URL, for every kind of event
+// sealpost produces, so that a store queues all of them for it.
+func SubscribeAll() sealpost.EventWebhookPatch {
 	bools := map[string]bool{"enabled": true}
 	for _, k := range eventKinds {
 		bools[string(k)] = true
@@ -51,7 +52,7 @@ func subscribeAll() sealpost.EventWebhookPatch {
 func createSubscriber(t *testing.T, s sealpost.Store, username string) *sealpost.Account {
 	t.Helper()
 	a := createUser(t, s, username)
-	if _, err := s.UpdateEventWebhookSettings(t.Context(), a.ID, subscribeAll()); err != nil {
+	if _, err := s.UpdateEventWebhookSettings(t.Context(), a.ID, SubscribeAll()); err != nil {
 		t.Fatalf("UpdateEventWebhookSettings(%s): %v", username, err)
 	}
 	return a
