@@ -428,6 +428,16 @@ if grep -q 'connect from' "$recv/maillog" && [ "$(grep -c ' connect from' "$recv
 fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# round_ratio CASE EXPR A B: the median over the rounds of case CASE of
+# A's figure over B's, the figure being EXPR (awk, over a results line; a
+# figure that reads n/a counts as none). Each round's sealpost case ran
+# right after its Postfix case: pairing them cancels much of the drift of
+# a shared machine.
+round_ratio() {
+  awk -v d="$1" -v a="$3" -v b="$4" '$2==d {v[$1 " " $3]='"$2"'; rounds[$1]=1}
+    END {for (r in rounds) if (v[r " " a] > 0 && v[r " " b] > 0) printf "%.2f\n", v[r " " a] / v[r " " b]}' "$work/results" |
+    median | awk '{printf "%.2f", $1}'
+}
 echo
 echo "N=$n messages of ~2 KB per case, $rounds round(s); deliveries at once: $concurrency (Postfix destination concurrency limit; sealpost --delivery-workers, --smtp-max-per-domain $per_domain); Postfix smtp_tls_connection_reuse=$tls_reuse; sealpost --smtp-session-max-messages $session_max"
 echo
@@ -440,10 +450,7 @@ for ndom in ${CASES:-1 $domains}; do
   s=$(awk -v d="$ndom" '$2==d && $3=="sealpost" {print $4}' "$work/results" | median)
   pt=$(awk -v d="$ndom" '$2==d && $3=="postfix" {print $5}' "$work/results" | median)
   st=$(awk -v d="$ndom" '$2==d && $3=="sealpost" {print $5}' "$work/results" | median)
-  # Each round's sealpost case ran right after its Postfix case: pairing them
-  # cancels much of the drift of a shared machine.
-  ratio=$(awk -v d="$ndom" '$2==d {rate[$1 " " $3]=$4; rounds[$1]=1}
-    END {for (r in rounds) if (rate[r " postfix"] > 0 && rate[r " sealpost"] > 0) printf "%.2f\n", rate[r " sealpost"] / rate[r " postfix"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
+  ratio=$(round_ratio "$ndom" '$4' sealpost postfix)
   dr=$(awk -v d="$ndom" '$2==d && $3=="direct" {print $4}' "$work/results" | median)
   grep -q " $ndom direct " "$work/results" || dr="not run"
   echo "| $ndom | $p | $s | ${ratio}× | $pt / $st | $dr |"
@@ -455,10 +462,8 @@ echo "| recipient domains | Postfix (all its processes) | sealpost (with its DNS
 echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
 for ndom in ${CASES:-1 $domains}; do
   col() { awk -v d="$ndom" -v m="$1" -v f="$2" '$2==d && $3==m && $f != "n/a" {print $f}' "$work/results" | median; }
-  # What each sender costs apart from the receiver they share, paired by
-  # round like the rates' ratio.
-  cratio=$(awk -v d="$ndom" '$2==d && $6 != "n/a" && $8 != "n/a" {cpu[$1 " " $3]=$6+$8; rounds[$1]=1}
-    END {for (r in rounds) if (cpu[r " postfix"] > 0 && cpu[r " sealpost"] > 0) printf "%.2f\n", cpu[r " postfix"] / cpu[r " sealpost"]}' "$work/results" | median | awk '{printf "%.2f", $1}')
+  # What each sender costs apart from the receiver they share.
+  cratio=$(round_ratio "$ndom" '$6 + $8' postfix sealpost)
   if [ -z "$cg" ]; then
     echo "| $ndom | n/a | n/a | n/a | n/a | n/a |"
   else
